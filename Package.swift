@@ -1,0 +1,81 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Warnings are errors in CI (`AMP_WERROR=1`, set by `.ci/run` and `make test`):
+/// a clean build is part of the contract, but a developer's local build is not blocked by one.
+let strict: [SwiftSetting] =
+    Context.environment["AMP_WERROR"] == "1" ? [.unsafeFlags(["-warnings-as-errors"])] : []
+
+let package = Package(
+    name: "amp",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ampd", targets: ["ampd"]),
+        .library(name: "AmpPostgres", targets: ["AmpPostgres"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    ],
+    targets: [
+        // C libraries through pkg-config, each with a shim.h (model: swiftly's CLibArchive).
+        .systemLibrary(
+            name: "CLibPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(
+            name: "CSystemd", pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]),
+        // fork/exec with PR_SET_PDEATHSIG, a process group and a user switch: things
+        // posix_spawn cannot do and that must not run Swift code between fork and exec.
+        .target(name: "CSpawn"),
+
+        .target(
+            name: "ChildProcess",
+            dependencies: ["CSpawn"],
+            swiftSettings: strict),
+        .target(
+            name: "AmpPostgres",
+            dependencies: [
+                "CLibPQ", "ChildProcess",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "AmpConfig",
+            dependencies: [],
+            swiftSettings: strict),
+        .target(
+            name: "AmpLogging",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "AmpDaemon",
+            dependencies: [
+                "AmpPostgres", "AmpConfig", "AmpLogging",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "ampd",
+            dependencies: ["AmpDaemon"],
+            swiftSettings: strict),
+
+        .testTarget(
+            name: "AmpConfigTests",
+            dependencies: ["AmpConfig"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "AmpPostgresTests",
+            dependencies: ["AmpPostgres", "ChildProcess", "CLibPQ"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "AmpdIntegrationTests",
+            dependencies: ["ampd", "ChildProcess", "AmpPostgres"],
+            swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

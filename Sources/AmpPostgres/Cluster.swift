@@ -1,0 +1,182 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ChildProcess
+import Logging
+import Synchronization
+
+/// The environment every PostgreSQL child gets: built from scratch so nothing of the caller's
+/// leaks in — in particular no `LANG`/`LC_*` (a locale that does not exist on this machine
+/// must not break `initdb` or the server) and no `NOTIFY_SOCKET`/`WATCHDOG_*` of our own
+/// service manager.
+func childEnvironment(extra: [String: String] = [:], account: ProcessCredentials?) -> [String: String] {
+    var env: [String: String] = ["PATH": "/usr/local/bin:/usr/bin:/bin"]
+    for name in ["TZ", "TMPDIR"] {
+        if let v = getenv(name) { env[name] = String(cString: v) }
+    }
+    if let account {
+        env["USER"] = account.name
+        env["LOGNAME"] = account.name
+    } else if let user = getenv("USER") {
+        env["USER"] = String(cString: user)
+    }
+    env.merge(extra) { _, new in new }
+    return env
+}
+
+/// A data directory: checks it and creates the cluster when there is none.
+struct Cluster: Sendable {
+    let dataDirectory: String
+    let binaries: PostgresBinaries
+    let version: PostgresVersion
+    let owner: ProcessCredentials?
+    let logger: Logger
+
+    /// Makes the data directory usable: refuses a cluster of another major version or a
+    /// non-empty directory that is no cluster, and runs `initdb` when there is no `PG_VERSION`.
+    func prepare(locale: String, encoding: String, initdbArguments: [String], timeout: Duration) async throws(PostgresError) {
+        let parent = FileSystem.parentDirectory(dataDirectory)
+        try FileSystem.makeDirectory(parent, mode: 0o700)
+        try removeInterruptedInitdbs(parent: parent)
+        if !FileSystem.isDirectory(dataDirectory) {
+            if FileSystem.exists(dataDirectory) {
+                throw PostgresError(.notACluster, "data directory \(dataDirectory) exists but is not a directory; move it away")
+            }
+            try FileSystem.makeDirectory(dataDirectory, mode: 0o700)
+        }
+        if let owner { try checkOwner(owner) }
+        if let text = FileSystem.readText(dataDirectory + "/PG_VERSION") {
+            let clusterMajor = text.trimmed
+            guard clusterMajor == version.major else {
+                throw PostgresError(
+                    .versionMismatch,
+                    "data directory \(dataDirectory) was created by PostgreSQL \(clusterMajor), but the binaries in "
+                        + "\(binaries.directory) are PostgreSQL \(version); point the binary directory at PostgreSQL \(clusterMajor) "
+                        + "(e.g. /usr/lib/postgresql/\(clusterMajor)/bin) or upgrade the cluster with pg_upgrade. Nothing was changed.")
+            }
+            return
+        }
+        let contents = listDirectory(dataDirectory).filter { !$0.hasPrefix(".s.PGSQL.") }
+        guard contents.isEmpty else {
+            throw PostgresError(
+                .notACluster,
+                "data directory \(dataDirectory) is not empty but has no PG_VERSION, so it is no PostgreSQL cluster; "
+                    + "move its contents away (nothing was changed)",
+                details: ["found: " + contents.sorted().prefix(8).joined(separator: ", ")])
+        }
+        try await initdb(locale: locale, encoding: encoding, arguments: initdbArguments, timeout: timeout)
+    }
+
+    private var temporaryPrefix: String { "." + FileSystem.baseName(dataDirectory) + ".initdb-" }
+
+    /// Removes the work directories of `initdb` runs that were interrupted (by name only:
+    /// they never became the data directory).
+    private func removeInterruptedInitdbs(parent: String) throws(PostgresError) {
+        for name in listDirectory(parent) where name.hasPrefix(temporaryPrefix) {
+            logger.notice("removing the remains of an interrupted initdb", metadata: ["directory": "\(parent)/\(name)"])
+            try FileSystem.removeTree(parent + "/" + name)
+        }
+    }
+
+    private func checkOwner(_ owner: ProcessCredentials) throws(PostgresError) {
+        guard let uid = FileSystem.owner(dataDirectory) else { return }
+        if uid == 0 && listDirectory(dataDirectory).isEmpty {
+            try FileSystem.chown(dataDirectory, to: (owner.uid, owner.gid), recursive: false)
+            return
+        }
+        guard uid == owner.uid else {
+            throw PostgresError(
+                .permissionDenied,
+                "data directory \(dataDirectory) belongs to UID \(uid), but PostgreSQL would run as \(owner.name) (UID \(owner.uid)); "
+                    + "choose that account (--postgres-user) or `chown -R \(owner.name) \(dataDirectory)`")
+        }
+    }
+
+    /// Creates the cluster in a temporary sibling directory and renames it into place, so an
+    /// interrupted `initdb` never leaves a half-made cluster where a later start would take it
+    /// for a good one.
+    ///
+    /// Command: `initdb -D TMPDIR --locale=LOCALE --encoding=ENCODING --auth=trust
+    /// [--no-instructions] [ARGS…]`
+    /// - `-D`: the directory to create the cluster in (an empty directory we made, 0700);
+    /// - `--locale`, `--encoding`: the cluster's default locale and encoding (default `C`, `UTF8`),
+    ///   independent of the environment, which is stripped of `LANG`/`LC_*`;
+    /// - `--auth=trust`: no passwords; access is limited by the socket directory's 0700 mode and
+    ///   `unix_socket_permissions=0700`, and TCP is off;
+    /// - `--no-instructions` (PostgreSQL 14+): no "start the server with pg_ctl" advice.
+    ///
+    /// See <https://www.postgresql.org/docs/15/app-initdb.html>.
+    private func initdb(locale: String, encoding: String, arguments: [String], timeout: Duration) async throws(PostgresError) {
+        let parent = FileSystem.parentDirectory(dataDirectory)
+        let work = parent + "/" + temporaryPrefix + "\(getpid())"
+        try FileSystem.makeDirectory(work, mode: 0o700)
+        if let owner { try FileSystem.chown(work, to: (owner.uid, owner.gid), recursive: false) }
+        var args = ["-D", work, "--locale=\(locale)", "--encoding=\(encoding)", "--auth=trust"]
+        if version.majorNumber >= 14 { args.append("--no-instructions") }
+        args += arguments
+        logger.info("initialising a new cluster", metadata: ["directory": "\(dataDirectory)", "initdb": "\(binaries.path("initdb"))"])
+        let output = Mutex<[String]>([])
+        let log = logger
+        let child: ChildProcess
+        do {
+            child = try await ChildProcess.spawn(SpawnConfiguration(
+                executable: binaries.path("initdb"), arguments: args,
+                environment: childEnvironment(account: owner), workingDirectory: parent,
+                output: .lines { lines in
+                    output.withLock { $0 += lines }
+                    for line in lines { log.debug("\(line)", metadata: ["source": "initdb"]) }
+                },
+                credentials: owner))
+        } catch {
+            try? FileSystem.removeTree(work)
+            throw PostgresError(.initdbFailed, "\(error); check the binary directory", underlying: error)
+        }
+        let outcome = await raceChild(child, timeout: timeout)
+        await child.waitForOutput(timeout: .seconds(2))
+        let lastLines = output.withLock { Array($0.suffix(12)) }
+        switch outcome {
+        case .exited(let status) where status.isSuccess:
+            break
+        case .exited(let status):
+            try? FileSystem.removeTree(work)
+            throw PostgresError(
+                .initdbFailed,
+                "initdb failed (\(status)) for \(dataDirectory): \(lastLines.last(where: { !$0.isEmpty }) ?? "no output"); "
+                    + "check the locale, encoding and initdb arguments",
+                details: lastLines)
+        case .timedOut, .cancelled:
+            child.signal(SIGKILL, group: true)
+            _ = await child.wait()
+            try? FileSystem.removeTree(work)
+            if outcome == .cancelled {
+                throw PostgresError(.startFailed, "start-up was cancelled during initdb; nothing was created", underlying: CancellationError())
+            }
+            throw PostgresError(
+                .startTimedOut,
+                "initdb did not finish within \(timeout) for \(dataDirectory); raise the start timeout",
+                details: lastLines)
+        }
+        // rename(2) replaces the empty data directory atomically.
+        if rename(work, dataDirectory) != 0 {
+            let e = errno
+            try? FileSystem.removeTree(work)
+            throw FileSystem.ioError("cannot move the new cluster from \(work) to \(dataDirectory)", errno: e)
+        }
+        logger.info("cluster initialised", metadata: ["directory": "\(dataDirectory)", "version": "\(version)"])
+    }
+}
+
+enum ChildOutcome: Sendable, Equatable {
+    case exited(ExitStatus)
+    case timedOut
+    case cancelled
+}
+
+/// Waits for a child to exit, bounded by `timeout` and by cancellation of the calling task.
+func raceChild(_ child: ChildProcess, timeout: Duration) async -> ChildOutcome {
+    let race = Race<ChildOutcome>()
+    race.resolve(.timedOut, after: timeout)
+    let r = race
+    child.onExit { r.resolve(.exited($0)) }
+    return await race.wait(onCancel: .cancelled)
+}

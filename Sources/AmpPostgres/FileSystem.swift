@@ -1,0 +1,124 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import FoundationEssentials
+
+/// Small, error-reporting file-system helpers. Every error names the path (IC-8).
+enum FileSystem {
+    static func readText(_ path: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static func owner(_ path: String) -> uid_t? {
+        var st = stat()
+        return stat(path, &st) == 0 ? st.st_uid : nil
+    }
+
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    static func readLink(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        let n = readlink(path, &buffer, 4096)
+        guard n >= 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Creates `path` with `mode` (and its parents with 0700) unless it exists as a directory.
+    static func makeDirectory(_ path: String, mode: mode_t = 0o700) throws(PostgresError) {
+        if isDirectory(path) { return }
+        let parent = parentDirectory(path)
+        if parent != path && !isDirectory(parent) { try makeDirectory(parent, mode: 0o700) }
+        if mkdir(path, mode) != 0 && errno != EEXIST {
+            throw ioError("cannot create directory \(path)", errno: errno)
+        }
+    }
+
+    static func remove(_ path: String) throws(PostgresError) {
+        if unlink(path) != 0 && errno != ENOENT {
+            throw ioError("cannot remove \(path)", errno: errno)
+        }
+    }
+
+    static func removeTree(_ path: String) throws(PostgresError) {
+        do {
+            try FileManager.default.removeItem(atPath: path)
+        } catch {
+            throw PostgresError(.dataDirectoryUnusable, "cannot remove \(path): \(error); remove it by hand")
+        }
+    }
+
+    static func chown(_ path: String, to credentials: (uid: uid_t, gid: gid_t), recursive: Bool) throws(PostgresError) {
+        if lchown(path, credentials.uid, credentials.gid) != 0 {
+            throw ioError("cannot change the owner of \(path)", errno: errno)
+        }
+        guard recursive, isDirectory(path) else { return }
+        for name in listDirectory(path) {
+            try chown(path + "/" + name, to: credentials, recursive: true)
+        }
+    }
+
+    static func parentDirectory(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        if slash == path.startIndex { return "/" }
+        return String(path[..<slash])
+    }
+
+    static func baseName(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+
+    static func ioError(_ what: String, errno code: Int32) -> PostgresError {
+        let reason = String(cString: strerror(code))
+        let fix: String
+        switch code {
+        case EACCES, EPERM: fix = "check its owner and permissions"
+        case ENOSPC: fix = "free some disk space"
+        case EROFS: fix = "use a writable location"
+        default: fix = "check the path"
+        }
+        return PostgresError(.dataDirectoryUnusable, "\(what): \(reason); \(fix)")
+    }
+}
+
+/// Makes a path absolute against the current directory, without resolving links.
+public func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return normalize(path) }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return path }
+    let cwd = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return normalize(cwd + "/" + path)
+}
+
+/// Removes `.` components, empty components and trailing slashes; resolves `..` lexically.
+func normalize(_ path: String) -> String {
+    var parts: [Substring] = []
+    for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+        if component == "." { continue }
+        if component == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+        parts.append(component)
+    }
+    return "/" + parts.joined(separator: "/")
+}
+
+extension String {
+    /// The string without leading and trailing white space and newlines.
+    var trimmed: String {
+        String(self.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
+}

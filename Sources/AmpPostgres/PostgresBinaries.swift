@@ -1,0 +1,160 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ChildProcess
+import Synchronization
+
+/// A PostgreSQL major/minor version, as `postgres --version` and `PG_VERSION` state it.
+public struct PostgresVersion: Sendable, Equatable, Comparable, CustomStringConvertible {
+    /// The major version as PostgreSQL writes it in `PG_VERSION`: `"15"`, or `"9.6"` before 10.
+    public var major: String
+    /// The full version string, e.g. `"15.18"`.
+    public var full: String
+
+    public init(major: String, full: String) {
+        self.major = major
+        self.full = full
+    }
+
+    /// The major version as a number (9.6 → 9, 15 → 15), for feature checks.
+    public var majorNumber: Int { Int(major.split(separator: ".").first ?? "") ?? 0 }
+
+    /// Parses the output of `postgres --version`, e.g.
+    /// `postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` or `postgres (PostgreSQL) 18beta1`.
+    public static func parse(versionOutput: String) -> PostgresVersion? {
+        guard let range = versionOutput.firstRange(of: "(PostgreSQL) ") else { return nil }
+        let rest = versionOutput[range.upperBound...]
+        let token = rest.prefix { !$0.isWhitespace }
+        let numeric = token.prefix { $0.isNumber || $0 == "." }
+        let parts = numeric.split(separator: ".")
+        guard let first = parts.first, let firstNumber = Int(first) else { return nil }
+        let major = firstNumber >= 10 ? String(first) : (parts.count > 1 ? "\(first).\(parts[1])" : String(first))
+        return PostgresVersion(major: major, full: String(token))
+    }
+
+    public static func < (lhs: PostgresVersion, rhs: PostgresVersion) -> Bool {
+        let l = lhs.full.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        let r = rhs.full.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        return l.lexicographicallyPrecedes(r)
+    }
+
+    public var description: String { full }
+}
+
+/// A directory holding the PostgreSQL server binaries (`postgres`, `initdb`, `pg_ctl` …).
+///
+/// Supported versions: PostgreSQL 13 to 18; documentation links point at
+/// ``PostgresDocs/version``.
+public struct PostgresBinaries: Sendable, Equatable {
+    /// The directory, e.g. `/usr/lib/postgresql/15/bin`.
+    public var directory: String
+
+    public init(directory: String) {
+        self.directory = directory
+    }
+
+    /// The path of one of the binaries, e.g. `path("initdb")`.
+    public func path(_ tool: String) -> String { directory + "/" + tool }
+
+    /// The binaries every cluster needs.
+    public static let required = ["postgres", "initdb"]
+
+    /// The distribution layouts searched after `PATH`, newest version first:
+    /// Debian/Ubuntu `/usr/lib/postgresql/N/bin`, PGDG RPM `/usr/pgsql-N/bin`, and the
+    /// source-install default `/usr/local/pgsql/bin`.
+    public static func distributionDirectories(fileSystemRoot root: String = "") -> [String] {
+        func versioned(_ parent: String, prefix: String, suffix: String) -> [String] {
+            let names = listDirectory(root + parent)
+                .filter { $0.hasPrefix(prefix) }
+                .compactMap { name -> (Double, String)? in
+                    guard let v = Double(name.dropFirst(prefix.count)) else { return nil }
+                    return (v, root + parent + "/" + name + suffix)
+                }
+            return names.sorted { $0.0 > $1.0 }.map(\.1)
+        }
+        return versioned("/usr/lib/postgresql", prefix: "", suffix: "/bin")
+            + versioned("/usr", prefix: "pgsql-", suffix: "/bin")
+            + [root + "/usr/local/pgsql/bin"]
+    }
+
+    /// Finds the binaries: the explicit directory if one is given (and nothing else), then
+    /// each directory of `searchPath` (a `PATH` value), then `distributionDirectories`.
+    ///
+    /// - Throws: ``PostgresError/Code/binariesNotFound`` listing every place looked at and how
+    ///   to install PostgreSQL.
+    public static func locate(
+        explicit: String?, searchPath: String?, distributionDirectories: [String] = distributionDirectories()
+    ) throws(PostgresError) -> PostgresBinaries {
+        if let explicit {
+            let missing = required.filter { !isExecutable(explicit + "/" + $0) }
+            if missing.isEmpty { return PostgresBinaries(directory: explicit) }
+            throw PostgresError(
+                .binariesNotFound,
+                "PostgreSQL binaries not found: \(explicit) has no executable \(missing.joined(separator: ", ")); "
+                    + "point the binary directory at the one holding postgres and initdb (e.g. /usr/lib/postgresql/15/bin)")
+        }
+        let pathDirectories = (searchPath ?? "").split(separator: ":").map(String.init).filter { !$0.isEmpty }
+        var looked: [String] = []
+        for directory in pathDirectories + distributionDirectories {
+            looked.append(directory)
+            if required.allSatisfy({ isExecutable(directory + "/" + $0) }) {
+                return PostgresBinaries(directory: directory)
+            }
+        }
+        throw PostgresError(
+            .binariesNotFound,
+            "PostgreSQL server binaries (postgres, initdb) not found in PATH or /usr/lib/postgresql/*/bin, "
+                + "/usr/pgsql-*/bin, /usr/local/pgsql/bin; install them with `sudo apt install postgresql` "
+                + "or set the binary directory (--bin-dir, AMP_PG_BIN_DIR, or bin_dir in config.toml)",
+            details: ["searched: " + looked.joined(separator: ", ")])
+    }
+
+    /// Runs `postgres --version` and parses it.
+    ///
+    /// Command: `postgres --version` — prints the version and exits without touching any data
+    /// directory; it also works as root. See
+    /// <https://www.postgresql.org/docs/15/app-postgres.html>.
+    public func version() async throws(PostgresError) -> PostgresVersion {
+        let output = Mutex<[String]>([])
+        let child: ChildProcess
+        do {
+            child = try await ChildProcess.spawn(SpawnConfiguration(
+                executable: path("postgres"), arguments: ["--version"],
+                environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"],
+                output: .lines { lines in output.withLock { $0 += lines } }))
+        } catch {
+            throw PostgresError(
+                .binariesNotFound, "cannot run \(path("postgres")) --version: \(error); check the binary directory",
+                underlying: error)
+        }
+        let status = await child.wait()
+        await child.waitForOutput(timeout: .seconds(2))
+        let text = output.withLock { $0.joined(separator: "\n") }
+        guard status.isSuccess, let version = PostgresVersion.parse(versionOutput: text) else {
+            throw PostgresError(
+                .binariesNotFound,
+                "\(path("postgres")) --version failed (\(status)): \(text.isEmpty ? "no output" : text); "
+                    + "reinstall PostgreSQL or point the binary directory elsewhere")
+        }
+        return version
+    }
+}
+
+func isExecutable(_ path: String) -> Bool {
+    var st = stat()
+    guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return false }
+    return access(path, X_OK) == 0
+}
+
+func listDirectory(_ path: String) -> [String] {
+    guard let dir = opendir(path) else { return [] }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafePointer(to: entry.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}

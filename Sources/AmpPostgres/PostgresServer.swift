@@ -1,0 +1,281 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ChildProcess
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Where and how to reach a running server.
+public struct PostgresHandle: Sendable, Equatable {
+    /// `postgresql:///postgres?host=SOCKETDIR` (percent-encoded), plus `&port=` and `&user=`
+    /// when they differ from libpq's defaults.
+    public var url: String
+    public var dataDirectory: String
+    public var socketDirectory: String
+    public var port: Int
+    /// The PostgreSQL role to connect as (the account that ran `initdb`).
+    public var user: String
+    public var database: String
+    /// The postmaster's PID.
+    public var pid: pid_t
+    /// `SHOW server_version` of the running server.
+    public var serverVersion: String
+
+    /// A libpq key/value connection string for this server.
+    public var conninfo: String {
+        LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("user", user), ("connect_timeout", "5")])
+    }
+
+    /// The URL for a server at `socketDirectory`.
+    public static func url(socketDirectory: String, port: Int, database: String, user: String?) -> String {
+        var url = "postgresql:///\(percentEncode(database))?host=\(percentEncode(socketDirectory))"
+        if port != 5432 { url += "&port=\(port)" }
+        if let user { url += "&user=\(percentEncode(user))" }
+        return url
+    }
+
+    /// Percent-encodes everything but RFC 3986 unreserved characters.
+    public static func percentEncode(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            let c = Character(UnicodeScalar(byte))
+            if c.isASCII && (c.isLetter || c.isNumber || "-._~".contains(c)) {
+                out.append(c)
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
+}
+
+/// A running PostgreSQL server, owned by this process.
+///
+/// As a swift-service-lifecycle `Service`, ``run()`` returns when a graceful shutdown is
+/// requested (after stopping PostgreSQL) and throws ``PostgresError/Code/exitedUnexpectedly``
+/// if PostgreSQL dies on its own. The postmaster is started with `PR_SET_PDEATHSIG` = SIGQUIT
+/// (immediate shutdown), so it does not outlive this process even if this process is killed
+/// with SIGKILL.
+public final class PostgresServer: Service, Sendable {
+    public let handle: PostgresHandle
+    public let version: PostgresVersion
+    private let process: ChildProcess
+    private let watcher: ReadinessWatcher
+    private let stopTimeout: Duration
+    private let logger: Logger
+    private let recent: RecentLines
+    private let stopping = Mutex(false)
+
+    private init(
+        handle: PostgresHandle, version: PostgresVersion, process: ChildProcess, watcher: ReadinessWatcher,
+        stopTimeout: Duration, logger: Logger, recent: RecentLines
+    ) {
+        self.handle = handle
+        self.version = version
+        self.process = process
+        self.watcher = watcher
+        self.stopTimeout = stopTimeout
+        self.logger = logger
+        self.recent = recent
+    }
+
+    /// The last lines PostgreSQL wrote (at most 50).
+    public var recentLog: [String] { recent.lines }
+
+    /// Starts the server process and waits until it accepts a query.
+    ///
+    /// Command: `postgres -D DATADIR -k SOCKETDIR -c NAME=VALUE …`
+    /// - `-D`: the data directory;
+    /// - `-k`: the Unix socket directory (`unix_socket_directories`);
+    /// - `-c listen_addresses=`: no TCP at all;
+    /// - `-c unix_socket_permissions=0700`: only the owner may connect (authentication is `trust`);
+    /// - `-c log_destination=stderr -c logging_collector=off -c log_line_prefix='[%p] %e '`:
+    ///   every message on our pipe, with PID and SQLSTATE for structured logging;
+    /// - `-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c autovacuum=off`:
+    ///   development defaults, unless overridden; then the caller's parameters.
+    ///
+    /// Environment: `NOTIFY_SOCKET` names our private socket (see ``ReadinessWatcher``); our own
+    /// `NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID` and locale variables are not passed on.
+    /// See <https://www.postgresql.org/docs/15/app-postgres.html> and
+    /// <https://www.postgresql.org/docs/15/runtime-config-connection.html>.
+    static func launch(
+        binaries: PostgresBinaries, version: PostgresVersion, dataDirectory: String, socketDirectory: String,
+        port: Int, parameters: [(name: String, value: String)], owner: ProcessCredentials?,
+        startTimeout: Duration, stopTimeout: Duration, logger: Logger
+    ) async throws(PostgresError) -> PostgresServer {
+        let watcher = try ReadinessWatcher(dataDirectory: dataDirectory)
+        var args = ["-D", dataDirectory, "-k", socketDirectory]
+        for (name, value) in parameters where name.lowercased() != "unix_socket_directories" {
+            args += ["-c", "\(name)=\(value)"]
+        }
+        let recent = RecentLines(capacity: 50)
+        let assembler = Mutex(PostgresLogAssembler())
+        let log = logger
+        let env = childEnvironment(extra: ["NOTIFY_SOCKET": watcher.notifySocketAddress], account: owner)
+        let child: ChildProcess
+        let started = ContinuousClock.now
+        do {
+            child = try await ChildProcess.spawn(SpawnConfiguration(
+                executable: binaries.path("postgres"), arguments: args, environment: env,
+                workingDirectory: dataDirectory,
+                output: .lines { lines in
+                    recent.append(lines)
+                    let entries = assembler.withLock { $0.feed(lines) }
+                    for entry in entries { Self.log(entry, to: log) }
+                },
+                deathSignal: SIGQUIT, newProcessGroup: true, credentials: owner))
+        } catch {
+            watcher.closeUnstarted()
+            throw PostgresError(.startFailed, "\(error); check the binary directory", underlying: error)
+        }
+        logger.info("starting PostgreSQL", metadata: ["pid": "\(child.pid)", "socket": "\(socketDirectory)"])
+
+        enum Startup: Sendable, Equatable { case ready(String), exited(ExitStatus), timedOut, cancelled }
+        let race = Race<Startup>()
+        race.resolve(.timedOut, after: startTimeout)
+        child.onExit { race.resolve(.exited($0)) }
+        watcher.start(pid: child.pid, dataDirectory: dataDirectory) { event in
+            if case .ready(let source) = event { race.resolve(.ready(source)) }
+        }
+        let user = owner?.name ?? currentUserName()
+        let outcome = await race.wait(onCancel: .cancelled)
+
+        func fail(_ code: PostgresError.Code, _ message: String) async -> PostgresError {
+            if child.exitStatus == nil {
+                child.signal(SIGINT)
+                if await child.wait(timeout: .seconds(5)) == nil {
+                    child.signal(SIGKILL, group: true)
+                    _ = await child.wait()
+                }
+            }
+            watcher.close()
+            await child.waitForOutput(timeout: .seconds(1))
+            return PostgresError(code, message, details: recent.lines.suffix(10).map { $0 })
+        }
+        switch outcome {
+        case .exited(let status):
+            await child.waitForOutput(timeout: .seconds(1))
+            let last = recent.lines.last { !$0.isEmpty } ?? "no output"
+            throw await fail(.startFailed, "PostgreSQL exited during start-up (\(status)): \(last)")
+        case .timedOut:
+            throw await fail(.startTimedOut, "PostgreSQL did not become ready within \(startTimeout); see its log lines below, or raise the start timeout")
+        case .cancelled:
+            throw await fail(.startFailed, "start-up was cancelled; PostgreSQL was stopped again")
+        case .ready(let source):
+            // Confirm with a real connection and query; retry briefly (bounded by the start
+            // timeout) in case the signal raced ahead of the socket.
+            let probeHandle = PostgresHandle(
+                url: "", dataDirectory: dataDirectory, socketDirectory: socketDirectory, port: port, user: user,
+                database: "postgres", pid: child.pid, serverVersion: "")
+            var delay = Duration.milliseconds(5)
+            var lastError = ""
+            while ContinuousClock.now - started < startTimeout && child.exitStatus == nil && !Task.isCancelled {
+                do {
+                    let versionText = try LibPQ.query(probeHandle.conninfo, "SHOW server_version").first ?? nil
+                    var handle = probeHandle
+                    handle.serverVersion = versionText ?? version.full
+                    handle.url = PostgresHandle.url(
+                        socketDirectory: socketDirectory, port: port, database: "postgres",
+                        user: owner == nil ? nil : user)
+                    logger.debug("PostgreSQL is ready", metadata: ["signal": "\(source)", "after": "\(ContinuousClock.now - started)"])
+                    return PostgresServer(
+                        handle: handle, version: version, process: child, watcher: watcher, stopTimeout: stopTimeout,
+                        logger: logger, recent: recent)
+                } catch {
+                    lastError = error.message
+                }
+                await uncancellableSleep(for: delay)
+                delay = min(delay * 2, .milliseconds(200))
+            }
+            throw await fail(
+                .startFailed,
+                "PostgreSQL reported ready but no query succeeded over \(socketDirectory): \(lastError)")
+        }
+    }
+
+    /// Writes one PostgreSQL log entry to `logger` with its severity and fields.
+    static func log(_ entry: PostgresLogEntry, to logger: Logger) {
+        var metadata: Logger.Metadata = ["source": "postgres"]
+        if let s = entry.severity { metadata["pg_severity"] = "\(s.rawValue)" }
+        if let pid = entry.pid { metadata["pg_pid"] = "\(pid)" }
+        if let code = entry.sqlState { metadata["pg_sqlstate"] = "\(code)" }
+        logger.log(level: entry.severity?.loggerLevel ?? .info, "\(entry.text)", metadata: metadata)
+    }
+
+    /// Runs until a graceful shutdown (then stops PostgreSQL and returns) or until PostgreSQL
+    /// exits on its own (then throws). Cancellation also stops PostgreSQL.
+    public func run() async throws {
+        enum Outcome: Sendable { case shutdown, exited(ExitStatus) }
+        let race = Race<Outcome>()
+        process.onExit { race.resolve(.exited($0)) }
+        let outcome = await withGracefulShutdownHandler {
+            await race.wait(onCancel: .shutdown)
+        } onGracefulShutdown: {
+            race.resolve(.shutdown)
+        }
+        switch outcome {
+        case .shutdown:
+            await stop()
+        case .exited(let status):
+            watcher.close()
+            if stopping.withLock({ $0 }) { return }
+            await process.waitForOutput(timeout: .seconds(1))
+            throw PostgresError(
+                .exitedUnexpectedly,
+                "PostgreSQL (PID \(handle.pid)) exited unexpectedly (\(status)); see its last log lines",
+                details: Array(recent.lines.suffix(10)))
+        }
+    }
+
+    /// Stops the server: fast shutdown (SIGINT to the postmaster), then after the stop timeout
+    /// an immediate shutdown (SIGQUIT), then SIGKILL to its process group.
+    /// Returns the exit status. Safe to call more than once.
+    ///
+    /// See <https://www.postgresql.org/docs/15/server-shutdown.html>.
+    @discardableResult
+    public func stop() async -> ExitStatus {
+        stopping.withLock { $0 = true }
+        defer { watcher.close() }
+        if let status = process.exitStatus { return status }
+        logger.info("stopping PostgreSQL (fast shutdown)", metadata: ["pid": "\(handle.pid)"])
+        let started = ContinuousClock.now
+        process.signal(SIGINT)
+        if let status = await process.wait(timeout: stopTimeout) {
+            await process.waitForOutput(timeout: .seconds(1))
+            logger.info("PostgreSQL stopped", metadata: ["after": "\(ContinuousClock.now - started)", "status": "\(status)"])
+            return status
+        }
+        logger.warning("PostgreSQL did not stop within \(stopTimeout); immediate shutdown (SIGQUIT)")
+        process.signal(SIGQUIT)
+        if let status = await process.wait(timeout: .seconds(5)) { return status }
+        logger.error("PostgreSQL ignored SIGQUIT; killing its process group (SIGKILL)")
+        process.signal(SIGKILL, group: true)
+        return await process.wait()
+    }
+}
+
+/// A bounded buffer of the last output lines, for error reports.
+final class RecentLines: Sendable {
+    private let storage: Mutex<[String]>
+    private let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        self.storage = Mutex([])
+    }
+
+    func append(_ lines: [String]) {
+        storage.withLock { s in
+            s.append(contentsOf: lines)
+            if s.count > capacity { s.removeFirst(s.count - capacity) }
+        }
+    }
+
+    var lines: [String] { storage.withLock { $0 } }
+}
+
+func currentUserName() -> String {
+    ProcessCredentials.lookup(uid: geteuid())?.name ?? (getenv("USER").map { String(cString: $0) } ?? "postgres")
+}

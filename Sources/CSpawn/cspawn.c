@@ -1,0 +1,179 @@
+#define _GNU_SOURCE
+#include "cspawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <string.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* Index into this table is what the child writes to the error pipe. */
+static const char *const steps[] = {
+    "fork", "pipe", "open /dev/null", "dup2", "setpgid", "prctl(PR_SET_PDEATHSIG)",
+    "setgroups", "setgid", "setuid", "chdir", "execve", "parent exited",
+};
+
+struct child_report { int step; int err; };
+
+static void report_and_exit(int fd, int step) {
+    struct child_report r = { step, errno };
+    ssize_t ignored = write(fd, &r, sizeof r);
+    (void)ignored;
+    _exit(127);
+}
+
+static int move_fd(int from, int to, int errfd) {
+    if (from == to) {
+        /* Clear close-on-exec: the descriptor must survive exec. */
+        int flags = fcntl(from, F_GETFD);
+        if (flags >= 0) fcntl(from, F_SETFD, flags & ~FD_CLOEXEC);
+        return 0;
+    }
+    if (dup2(from, to) < 0) report_and_exit(errfd, 3);
+    return 0;
+}
+
+int amp_spawn(const amp_spawn_options *o, pid_t *pid_out, const char **failed_step) {
+    int pipefd[2];
+    *failed_step = NULL;
+    if (pipe2(pipefd, O_CLOEXEC) != 0) { *failed_step = steps[1]; return errno; }
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(pipefd[0]); close(pipefd[1]);
+        *failed_step = steps[0];
+        return e;
+    }
+    if (pid == 0) {
+        int errfd = pipefd[1];
+        /* Dispositions set to SIG_IGN and the blocked mask survive exec: reset both. */
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        for (int s = 1; s < NSIG; s++) {
+            if (s == SIGKILL || s == SIGSTOP) continue;
+            signal(s, SIG_DFL);
+        }
+        if (o->new_process_group && setpgid(0, 0) != 0) report_and_exit(errfd, 4);
+        if (o->death_signal) {
+            if (prctl(PR_SET_PDEATHSIG, o->death_signal) != 0) report_and_exit(errfd, 5);
+            /* The parent may have died between fork and prctl. */
+            if (getppid() != parent) { errno = ESRCH; report_and_exit(errfd, 11); }
+        }
+        int nullfd = -1;
+        if (o->stdin_fd < 0 || o->stdout_fd < 0 || o->stderr_fd < 0) {
+            nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (nullfd < 0) report_and_exit(errfd, 2);
+        }
+        /* Move the targets out of 0..2 first so dup2 order cannot clobber them. */
+        int in = o->stdin_fd < 0 ? nullfd : o->stdin_fd;
+        int out = o->stdout_fd < 0 ? nullfd : o->stdout_fd;
+        int err = o->stderr_fd < 0 ? nullfd : o->stderr_fd;
+        int hi_in = fcntl(in, F_DUPFD_CLOEXEC, 10);
+        int hi_out = fcntl(out, F_DUPFD_CLOEXEC, 10);
+        int hi_err = fcntl(err, F_DUPFD_CLOEXEC, 10);
+        if (hi_in < 0 || hi_out < 0 || hi_err < 0) report_and_exit(errfd, 3);
+        move_fd(hi_in, 0, errfd);
+        move_fd(hi_out, 1, errfd);
+        move_fd(hi_err, 2, errfd);
+        /* Nothing else leaks into the child: mark 3.. close-on-exec (Linux 5.11+), else loop. */
+        if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+            long max = sysconf(_SC_OPEN_MAX);
+            if (max < 0 || max > 65536) max = 65536;
+            for (int fd = 3; fd < max; fd++) {
+                if (fd == errfd) continue;
+                int flags = fcntl(fd, F_GETFD);
+                if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+            }
+        }
+        if (o->switch_user) {
+            if (setgroups(o->ngroups, o->groups) != 0) report_and_exit(errfd, 6);
+            if (setgid(o->gid) != 0) report_and_exit(errfd, 7);
+            if (setuid(o->uid) != 0) report_and_exit(errfd, 8);
+        }
+        if (o->cwd && chdir(o->cwd) != 0) report_and_exit(errfd, 9);
+        execve(o->path, o->argv, o->envp);
+        report_and_exit(errfd, 10);
+    }
+
+    close(pipefd[1]);
+    struct child_report r;
+    ssize_t n;
+    do { n = read(pipefd[0], &r, sizeof r); } while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (n == (ssize_t)sizeof r) {
+        /* The child failed before exec and has exited: reap it, report the step. */
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        *failed_step = (r.step >= 0 && r.step < (int)(sizeof steps / sizeof *steps)) ? steps[r.step] : "unknown";
+        return r.err ? r.err : EIO;
+    }
+    *pid_out = pid;
+    return 0;
+}
+
+int amp_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int amp_pidfd_send_signal(int pidfd, int sig) {
+#ifdef SYS_pidfd_send_signal
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int amp_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+void amp_set_thread_name(const char *name) {
+    char short_name[16];
+    strncpy(short_name, name, 15);
+    short_name[15] = 0;
+    pthread_setname_np(pthread_self(), short_name);
+}
+
+int amp_enable_passcred(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
+}
+
+long amp_recv_with_pid(int fd, void *buffer, size_t length, pid_t *sender) {
+    struct iovec iov = { buffer, length };
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(struct ucred))]; } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    *sender = -1;
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred cred;
+            memcpy(&cred, CMSG_DATA(c), sizeof cred);
+            *sender = cred.pid;
+        }
+    }
+    return (long)n;
+}

@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CSpawn
+import Dispatch
+import Synchronization
+
+/// Runs `body` on a new, detached OS thread.
+///
+/// Blocking waits (`waitid`, `read`, `poll`) live on their own threads so that they never
+/// occupy the Swift concurrency pool and never wake up unless something happens.
+/// The thread ends when `body` returns.
+public func startDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) {
+    final class Box: @unchecked Sendable {
+        let name: String
+        let body: @Sendable () -> Void
+        init(name: String, body: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.body = body
+        }
+    }
+    let box = Unmanaged.passRetained(Box(name: name, body: body))
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+    // Blocking helpers need little stack.
+    pthread_attr_setstacksize(&attributes, 256 * 1024)
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, &attributes, { raw in
+        guard let raw else { return nil }
+        let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
+        amp_set_thread_name(box.name)
+        box.body()
+        return nil
+    }, box.toOpaque())
+    pthread_attr_destroy(&attributes)
+    if rc != 0 {
+        // Thread creation failed (resource exhaustion): run inline rather than lose the work.
+        let b = box.takeRetainedValue()
+        DispatchQueue.global().async { b.body() }
+    }
+}
+
+/// A value delivered at most once, to any number of waiters, from any thread.
+///
+/// The first `fulfil` wins; later ones are ignored. Waiters that arrive after it get the value at once.
+public final class OneShot<Value: Sendable>: Sendable {
+    private struct State {
+        var value: Value?
+        var waiters: [CheckedContinuation<Value, Never>] = []
+        var observers: [@Sendable (Value) -> Void] = []
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Delivers `value` unless a value was already delivered. Returns whether this call won.
+    @discardableResult
+    public func fulfil(_ value: Value) -> Bool {
+        let pending: ([CheckedContinuation<Value, Never>], [@Sendable (Value) -> Void])? = state.withLock { s in
+            guard s.value == nil else { return nil }
+            s.value = value
+            defer { s.waiters = []; s.observers = [] }
+            return (s.waiters, s.observers)
+        }
+        guard let (waiters, observers) = pending else { return false }
+        for w in waiters { w.resume(returning: value) }
+        for o in observers { o(value) }
+        return true
+    }
+
+    /// Calls `body` with the value once it is delivered (at once, on this thread, if it
+    /// already was; otherwise on the delivering thread). `body` must not block.
+    public func onFulfil(_ body: @escaping @Sendable (Value) -> Void) {
+        let ready: Value? = state.withLock { s in
+            if let v = s.value { return v }
+            s.observers.append(body)
+            return nil
+        }
+        if let ready { body(ready) }
+    }
+
+    /// The value, if delivered.
+    public var value: Value? { state.withLock { $0.value } }
+
+    /// Waits for the value. Not cancellable: use ``value(timeout:)`` or a race for that.
+    public func wait() async -> Value {
+        await withCheckedContinuation { (c: CheckedContinuation<Value, Never>) in
+            let ready: Value? = state.withLock { s in
+                if let v = s.value { return v }
+                s.waiters.append(c)
+                return nil
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+}
+
+/// Races sources of an outcome: the first `resolve` ends `wait`. Timers, callbacks from
+/// other threads and task cancellation can all resolve it; no unstructured task is involved.
+public final class Race<Outcome: Sendable>: Sendable {
+    private let shot = OneShot<Outcome>()
+
+    public init() {}
+
+    /// Resolves the race with `outcome` unless it was already resolved.
+    @discardableResult
+    public func resolve(_ outcome: Outcome) -> Bool { shot.fulfil(outcome) }
+
+    /// Resolves the race with `outcome` after `delay` unless it was resolved before.
+    public func resolve(_ outcome: Outcome, after delay: Duration) {
+        let (seconds, attoseconds) = delay.components
+        let nanos = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(max(0, nanos))) { [shot] in
+            shot.fulfil(outcome)
+        }
+    }
+
+    /// Waits for the first outcome; when the calling task is cancelled, `onCancel` resolves it.
+    public func wait(onCancel: Outcome? = nil) async -> Outcome {
+        guard let onCancel else { return await shot.wait() }
+        return await withTaskCancellationHandler {
+            await shot.wait()
+        } onCancel: { [shot] in
+            shot.fulfil(onCancel)
+        }
+    }
+}
+
+/// Sleeps for `delay` even if the task is cancelled: for bounded waits during shutdown.
+public func uncancellableSleep(for delay: Duration) async {
+    let race = Race<Void>()
+    race.resolve((), after: delay)
+    await race.wait()
+}
