@@ -51,9 +51,13 @@ let package = Package(
             dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
+            name: "AmpSystemd",
+            dependencies: ["CSystemd"],
+            swiftSettings: strict),
+        .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpPostgres", "AmpConfig", "AmpLogging",
+                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "ChildProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

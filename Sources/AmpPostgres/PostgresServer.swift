@@ -162,7 +162,9 @@ public final class PostgresServer: Service, Sendable {
         case .timedOut:
             throw await fail(.startTimedOut, "PostgreSQL did not become ready within \(startTimeout); see its log lines below, or raise the start timeout")
         case .cancelled:
-            throw await fail(.startFailed, "start-up was cancelled; PostgreSQL was stopped again")
+            var error = await fail(.startFailed, "start-up was cancelled; PostgreSQL was stopped again")
+            error.underlying = CancellationError()
+            throw error
         case .ready(let source):
             // Confirm with a real connection and query; retry briefly (bounded by the start
             // timeout) in case the signal raced ahead of the socket.

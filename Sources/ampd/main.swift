@@ -1,1 +1,3 @@
-print("x")
+import AmpDaemon
+
+await AmpdMain.main()

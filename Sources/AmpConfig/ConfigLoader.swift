@@ -1,0 +1,189 @@
+/// Reads the configuration layers and combines them.
+public enum ConfigLoader {
+    /// Keys of the `[postgres]` table, with their meaning (for messages and docs).
+    public static let postgresKeys: [String: String] = [
+        "bin_dir": "directory of postgres and initdb",
+        "locale": "initdb --locale",
+        "encoding": "initdb --encoding",
+        "initdb_args": "extra initdb arguments (array of strings)",
+        "user": "account PostgreSQL runs as when ampd runs as root",
+        "socket_dir": "Unix socket directory",
+        "start_timeout": "bound on initdb and start-up (e.g. \"90s\")",
+        "stop_timeout": "bound on the fast shutdown (e.g. \"30s\")",
+        "parameters": "server parameters (table of name = value)",
+    ]
+
+    /// Parses `config.toml` text. Relative paths in it are taken from `baseDirectory`.
+    ///
+    /// - Returns: the layer and one warning per unknown key (`FILE:LINE: unknown key …`).
+    /// - Throws: ``ConfigError`` naming the file, line and key.
+    public static func parseFile(_ text: String, path: String, baseDirectory: String) throws(ConfigError) -> (SettingsLayer, [String]) {
+        let document: TOMLTable
+        do {
+            document = try parseTOML(text)
+        } catch {
+            throw ConfigError(
+                .malformedFile, "\(path):\(error.line): invalid TOML: \(error.message) (column \(error.column)); fix the file or move it away",
+                file: path, line: error.line)
+        }
+        var warnings: [String] = []
+        var layer = SettingsLayer()
+        for key in document.keys {
+            guard let entry = document[key] else { continue }
+            guard key == "postgres" else {
+                warnings.append("\(path):\(entry.line): unknown key '\(key)' ignored (amp reads only the [postgres] table)")
+                continue
+            }
+            guard case .table(let pg) = entry.value else {
+                throw invalid(path, entry.line, "postgres", "must be a table ([postgres]), not a \(entry.value.typeName)")
+            }
+            for k in pg.keys {
+                guard let e = pg[k] else { continue }
+                let name = "postgres.\(k)"
+                func string() throws(ConfigError) -> String {
+                    guard case .string(let s) = e.value, !s.isEmpty else {
+                        throw invalid(path, e.line, name, "must be a non-empty string, not \(describe(e.value))")
+                    }
+                    return s
+                }
+                func pathValue() throws(ConfigError) -> String {
+                    let s = try string()
+                    return normalizePath(s.hasPrefix("/") ? s : baseDirectory + "/" + s)
+                }
+                func duration() throws(ConfigError) -> Duration {
+                    switch e.value {
+                    case .integer(let n) where n > 0: return .seconds(n)
+                    case .string(let s):
+                        if let d = parseDuration(s), d > .zero { return d }
+                    default: break
+                    }
+                    throw invalid(path, e.line, name, "must be a positive duration such as \"90s\" or 90, not \(describe(e.value))")
+                }
+                switch k {
+                case "bin_dir": layer.binDir = try pathValue()
+                case "socket_dir": layer.socketDir = try pathValue()
+                case "locale": layer.locale = try string()
+                case "encoding": layer.encoding = try string()
+                case "user": layer.postgresUser = try string()
+                case "start_timeout": layer.startTimeout = try duration()
+                case "stop_timeout": layer.stopTimeout = try duration()
+                case "initdb_args":
+                    guard case .array(let items) = e.value else {
+                        throw invalid(path, e.line, name, "must be an array of strings such as [\"--data-checksums\"], not \(describe(e.value))")
+                    }
+                    var args: [String] = []
+                    for item in items {
+                        guard case .string(let s) = item else {
+                            throw invalid(path, e.line, name, "must contain only strings, found \(describe(item))")
+                        }
+                        args.append(s)
+                    }
+                    layer.initdbArgs = args
+                case "parameters":
+                    guard case .table(let params) = e.value else {
+                        throw invalid(path, e.line, name, "must be a table ([postgres.parameters]), not \(describe(e.value))")
+                    }
+                    layer.parameters = try flattenParameters(params, prefix: "", path: path)
+                default:
+                    warnings.append(
+                        "\(path):\(e.line): unknown key '\(name)' ignored (known: \(postgresKeys.keys.sorted().joined(separator: ", ")))")
+                }
+            }
+        }
+        return (layer, warnings)
+    }
+
+    /// `[postgres.parameters]`: `name = value`; nested tables (from dotted keys such as
+    /// `auto_explain.log_min_duration = "1s"`) become dotted names.
+    private static func flattenParameters(_ table: TOMLTable, prefix: String, path: String) throws(ConfigError) -> [AmpSettings.Parameter] {
+        var out: [AmpSettings.Parameter] = []
+        for k in table.keys {
+            guard let e = table[k] else { continue }
+            let name = prefix + k
+            let key = "postgres.parameters.\(name)"
+            let value: String
+            switch e.value {
+            case .string(let s): value = s
+            case .integer(let n): value = String(n)
+            case .float(let d): value = String(d)
+            case .boolean(let b): value = b ? "on" : "off"
+            case .table(let t):
+                out += try flattenParameters(t, prefix: name + ".", path: path)
+                continue
+            default:
+                throw invalid(path, e.line, key, "must be a string, number or boolean, not \(describe(e.value))")
+            }
+            guard isValidParameterName(name) else {
+                throw invalid(path, e.line, key, "is not a valid PostgreSQL parameter name")
+            }
+            out.append(.init(name: name, value: value))
+        }
+        return out
+    }
+
+    /// Environment variables, all optional:
+    /// `AMP_PG_BIN_DIR`, `AMP_PG_LOCALE`, `AMP_PG_ENCODING`, `AMP_PG_INITDB_ARGS` (split on
+    /// white space), `AMP_PG_USER`, `AMP_PG_SOCKET_DIR`, `AMP_PG_START_TIMEOUT`,
+    /// `AMP_PG_STOP_TIMEOUT`, and `AMP_PG_PARAM_<name>=<value>` per server parameter
+    /// (`__` in the name stands for `.`).
+    public static func environmentLayer(_ env: [String: String], workingDirectory: String) throws(ConfigError) -> SettingsLayer {
+        var layer = SettingsLayer()
+        func value(_ name: String) throws(ConfigError) -> String? {
+            guard let v = env[name] else { return nil }
+            guard !v.isEmpty else { throw ConfigError(.invalidEnvironment, "environment variable \(name) is empty; unset it or give it a value", key: name) }
+            return v
+        }
+        func path(_ name: String) throws(ConfigError) -> String? {
+            try value(name).map { normalizePath($0.hasPrefix("/") ? $0 : workingDirectory + "/" + $0) }
+        }
+        func duration(_ name: String) throws(ConfigError) -> Duration? {
+            guard let v = try value(name) else { return nil }
+            guard let d = parseDuration(v), d > .zero else {
+                throw ConfigError(.invalidEnvironment, "environment variable \(name)=\(v) is not a duration; use e.g. 90s, 500ms or 2min", key: name)
+            }
+            return d
+        }
+        layer.binDir = try path("AMP_PG_BIN_DIR")
+        layer.socketDir = try path("AMP_PG_SOCKET_DIR")
+        layer.locale = try value("AMP_PG_LOCALE")
+        layer.encoding = try value("AMP_PG_ENCODING")
+        layer.postgresUser = try value("AMP_PG_USER")
+        layer.initdbArgs = try value("AMP_PG_INITDB_ARGS").map { $0.split(whereSeparator: \.isWhitespace).map(String.init) }
+        layer.startTimeout = try duration("AMP_PG_START_TIMEOUT")
+        layer.stopTimeout = try duration("AMP_PG_STOP_TIMEOUT")
+        for (k, v) in env.sorted(by: { $0.key < $1.key }) where k.hasPrefix("AMP_PG_PARAM_") {
+            let name = String(k.dropFirst("AMP_PG_PARAM_".count)).replacing("__", with: ".")
+            guard isValidParameterName(name) else {
+                throw ConfigError(.invalidEnvironment, "environment variable \(k) does not name a valid PostgreSQL parameter; use AMP_PG_PARAM_<name>=<value>", key: k)
+            }
+            layer.parameters.append(.init(name: name, value: v))
+        }
+        return layer
+    }
+
+    /// Parses `NAME=VALUE` as given to `-c`/`--set`.
+    public static func parseParameterAssignment(_ text: String, flag: String) throws(ConfigError) -> AmpSettings.Parameter {
+        guard let eq = text.firstIndex(of: "=") else {
+            throw ConfigError(.invalidFlag, "\(flag) \(text): expected NAME=VALUE, e.g. \(flag) work_mem=16MB", key: flag)
+        }
+        let name = String(text[..<eq]).trimmingSpaces
+        guard isValidParameterName(name) else {
+            throw ConfigError(.invalidFlag, "\(flag) \(text): '\(name)' is not a valid PostgreSQL parameter name", key: flag)
+        }
+        return .init(name: name, value: String(text[text.index(after: eq)...]))
+    }
+
+    private static func invalid(_ path: String, _ line: Int, _ key: String, _ problem: String) -> ConfigError {
+        ConfigError(.invalidValue, "\(path):\(line): \(key) \(problem); fix the value or remove the line", file: path, line: line, key: key)
+    }
+
+    private static func describe(_ value: TOMLValue) -> String {
+        switch value {
+        case .string(let s): return "the string \"\(s)\""
+        case .integer(let n): return "the integer \(n)"
+        case .float(let d): return "the float \(d)"
+        case .boolean(let b): return "the boolean \(b)"
+        default: return "a \(value.typeName)"
+        }
+    }
+}

@@ -1,0 +1,113 @@
+/// Everything that shapes the managed PostgreSQL of one amp dir.
+///
+/// Precedence, lowest first: built-in defaults < `config.toml` < environment < command line.
+/// Server parameters merge by name across the layers (a later layer wins per parameter).
+public struct AmpSettings: Sendable, Equatable {
+    /// Directory of `postgres` and `initdb`; `nil`: discover (PATH, then distribution layouts).
+    public var binDir: String?
+    /// `initdb --locale`.
+    public var locale = "C"
+    /// `initdb --encoding`.
+    public var encoding = "UTF8"
+    /// Extra `initdb` arguments.
+    public var initdbArgs: [String] = []
+    /// Server parameters (`postgres -c name=value`), in order.
+    public var parameters: [Parameter] = []
+    /// The account PostgreSQL runs as when ampd runs as root.
+    public var postgresUser: String?
+    /// Socket directory; `nil`: `metadb/`, or a short private directory when that is too long.
+    public var socketDir: String?
+    /// Bound on initdb plus start-up.
+    public var startTimeout: Duration = .seconds(90)
+    /// Bound on the fast shutdown before SIGQUIT/SIGKILL.
+    public var stopTimeout: Duration = .seconds(30)
+
+    public struct Parameter: Sendable, Equatable {
+        public var name: String
+        public var value: String
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public init() {}
+
+    /// Applies a layer on top of these settings.
+    public mutating func apply(_ layer: SettingsLayer) {
+        if let v = layer.binDir { binDir = v }
+        if let v = layer.locale { locale = v }
+        if let v = layer.encoding { encoding = v }
+        if let v = layer.initdbArgs { initdbArgs = v }
+        if let v = layer.postgresUser { postgresUser = v }
+        if let v = layer.socketDir { socketDir = v }
+        if let v = layer.startTimeout { startTimeout = v }
+        if let v = layer.stopTimeout { stopTimeout = v }
+        for p in layer.parameters {
+            if let i = parameters.firstIndex(where: { $0.name.lowercased() == p.name.lowercased() }) {
+                parameters[i] = p
+            } else {
+                parameters.append(p)
+            }
+        }
+    }
+}
+
+/// One layer of settings (the file, the environment or the command line): only what it sets.
+public struct SettingsLayer: Sendable, Equatable {
+    public var binDir: String?
+    public var locale: String?
+    public var encoding: String?
+    public var initdbArgs: [String]?
+    public var postgresUser: String?
+    public var socketDir: String?
+    public var startTimeout: Duration?
+    public var stopTimeout: Duration?
+    public var parameters: [AmpSettings.Parameter] = []
+
+    public init(
+        binDir: String? = nil, locale: String? = nil, encoding: String? = nil, initdbArgs: [String]? = nil,
+        postgresUser: String? = nil, socketDir: String? = nil, startTimeout: Duration? = nil,
+        stopTimeout: Duration? = nil, parameters: [AmpSettings.Parameter] = []
+    ) {
+        self.binDir = binDir
+        self.locale = locale
+        self.encoding = encoding
+        self.initdbArgs = initdbArgs
+        self.postgresUser = postgresUser
+        self.socketDir = socketDir
+        self.startTimeout = startTimeout
+        self.stopTimeout = stopTimeout
+        self.parameters = parameters
+    }
+}
+
+/// Parses durations such as `90s`, `500ms`, `2min`, `1h`, or a bare number of seconds.
+public func parseDuration(_ text: String) -> Duration? {
+    let t = text.trimmingSpaces
+    let number = t.prefix { $0.isNumber || $0 == "." }
+    let unit = t.dropFirst(number.count).trimmingSpaces
+    guard let value = Double(number), value >= 0, value.isFinite else { return nil }
+    let scale: Double
+    switch unit {
+    case "", "s", "sec", "secs", "second", "seconds": scale = 1
+    case "ms", "msec", "millisecond", "milliseconds": scale = 0.001
+    case "m", "min", "mins", "minute", "minutes": scale = 60
+    case "h", "hour", "hours": scale = 3600
+    default: return nil
+    }
+    return .milliseconds(Int64((value * scale * 1000).rounded()))
+}
+
+/// Whether `name` can be a PostgreSQL parameter name (`work_mem`, `auto_explain.log_min_duration`).
+public func isValidParameterName(_ name: String) -> Bool {
+    guard let first = name.unicodeScalars.first, first == "_" || (first.properties.isAlphabetic && first.isASCII) else { return false }
+    return name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == ".") }
+        && !name.hasSuffix(".") && !name.contains("..")
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String {
+        String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
+}

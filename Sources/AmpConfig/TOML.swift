@@ -1,0 +1,481 @@
+/// A TOML value, with the line it was defined on.
+///
+/// amp reads TOML with its own parser (TOML 1.0: tables, arrays of tables, inline tables,
+/// dotted and quoted keys, all string forms, integers in every base, floats, booleans,
+/// date-times kept as text) because its configuration errors must name the file, line and
+/// key of a bad value, which needs source positions for every value.
+public indirect enum TOMLValue: Sendable, Equatable {
+    case string(String)
+    case integer(Int)
+    case float(Double)
+    case boolean(Bool)
+    /// An offset/local date-time, date or time, kept as written.
+    case dateTime(String)
+    case array([TOMLValue])
+    case table(TOMLTable)
+
+    /// The TOML type name, for messages ("string", "integer" …).
+    public var typeName: String {
+        switch self {
+        case .string: return "string"
+        case .integer: return "integer"
+        case .float: return "float"
+        case .boolean: return "boolean"
+        case .dateTime: return "date-time"
+        case .array: return "array"
+        case .table: return "table"
+        }
+    }
+}
+
+/// A TOML table: keys in document order, each with its value and line.
+public struct TOMLTable: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        public var value: TOMLValue
+        public var line: Int
+    }
+
+    public private(set) var keys: [String] = []
+    public private(set) var entries: [String: Entry] = [:]
+    /// Whether the table was defined explicitly (header or inline), not just implied by a dotted key.
+    var defined = false
+    var isInline = false
+
+    public init() {}
+
+    public subscript(key: String) -> Entry? { entries[key] }
+
+    mutating func set(_ key: String, _ entry: Entry) {
+        if entries[key] == nil { keys.append(key) }
+        entries[key] = entry
+    }
+}
+
+/// A TOML syntax error at a line and column (both 1-based).
+public struct TOMLError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var line: Int
+    public var column: Int
+    public var message: String
+    public var description: String { "line \(line), column \(column): \(message)" }
+}
+
+/// Parses TOML text into a table.
+public func parseTOML(_ text: String) throws(TOMLError) -> TOMLTable {
+    var parser = TOMLParser(Array(text.unicodeScalars))
+    return try parser.parseDocument()
+}
+
+private struct TOMLParser {
+    let s: [Unicode.Scalar]
+    var i = 0
+    var line = 1
+    var lineStart = 0
+    var root = TOMLTable()
+    /// Path of the current `[table]` or `[[array]]` element.
+    var current: [PathStep] = []
+
+    enum PathStep { case key(String), arrayElement(String) }
+
+    init(_ scalars: [Unicode.Scalar]) { s = scalars }
+
+    var peek: Unicode.Scalar? { i < s.count ? s[i] : nil }
+    func peek(_ offset: Int) -> Unicode.Scalar? { i + offset < s.count ? s[i + offset] : nil }
+
+    func error(_ message: String) -> TOMLError {
+        TOMLError(line: line, column: i - lineStart + 1, message: message)
+    }
+
+    mutating func advance() {
+        if s[i] == "\n" { line += 1; lineStart = i + 1 }
+        i += 1
+    }
+
+    mutating func skipSpaces() { while let c = peek, c == " " || c == "\t" { advance() } }
+
+    mutating func skipComment() throws(TOMLError) {
+        guard peek == "#" else { return }
+        while let c = peek, c != "\n" {
+            if c.value < 0x20 && c != "\t" && !(c == "\r" && peek(1) == "\n") { throw error("control character in comment") }
+            advance()
+        }
+    }
+
+    /// Skips white space, newlines and comments (inside arrays).
+    mutating func skipBlank() throws(TOMLError) {
+        while true {
+            skipSpaces()
+            if peek == "#" { try skipComment() }
+            if peek == "\n" || (peek == "\r" && peek(1) == "\n") { advance(); continue }
+            return
+        }
+    }
+
+    mutating func expectLineEnd() throws(TOMLError) {
+        skipSpaces()
+        try skipComment()
+        if peek == "\r" && peek(1) == "\n" { advance() }
+        if let c = peek {
+            guard c == "\n" else { throw error("expected the end of the line, found '\(c)'") }
+            advance()
+        }
+    }
+
+    mutating func parseDocument() throws(TOMLError) -> TOMLTable {
+        while i < s.count {
+            try skipBlank()
+            guard let c = peek else { break }
+            if c == "[" {
+                try parseHeader()
+            } else {
+                let keyLine = line
+                let key = try parseKey()
+                skipSpaces()
+                guard peek == "=" else { throw error("expected '=' after key '\(key.joined(separator: "."))'") }
+                advance()
+                skipSpaces()
+                let value = try parseValue()
+                try insert(path: current, key: key, value: value, line: keyLine)
+                try expectLineEnd()
+            }
+        }
+        return root
+    }
+
+    mutating func parseHeader() throws(TOMLError) {
+        advance()
+        let isArray = peek == "["
+        if isArray { advance() }
+        skipSpaces()
+        let headerLine = line
+        let key = try parseKey()
+        skipSpaces()
+        guard peek == "]" else { throw error("expected ']' to close the table header") }
+        advance()
+        if isArray {
+            guard peek == "]" else { throw error("expected ']]' to close the array-of-tables header") }
+            advance()
+        }
+        try expectLineEnd()
+        let name = key.joined(separator: ".")
+        let parentPath: [PathStep] = key.dropLast().map { .key($0) }
+        guard let last = key.last else { throw error("empty table name") }
+        var failure: TOMLError?
+        modifyTable(at: parentPath, creating: true, failure: &failure) { table, fail in
+            if isArray {
+                var items: [TOMLValue] = []
+                if let existing = table[last] {
+                    guard case .array(let a) = existing.value, a.allSatisfy({ if case .table = $0 { return true } else { return false } }) else {
+                        fail = TOMLError(line: headerLine, column: 1, message: "'\(name)' is already defined as a value, not an array of tables")
+                        return
+                    }
+                    items = a
+                }
+                var t = TOMLTable()
+                t.defined = true
+                items.append(.table(t))
+                table.set(last, .init(value: .array(items), line: headerLine))
+            } else {
+                if let existing = table[last] {
+                    guard case .table(var t) = existing.value, !t.defined, !t.isInline else {
+                        fail = TOMLError(line: headerLine, column: 1, message: "table '\(name)' is defined twice")
+                        return
+                    }
+                    t.defined = true
+                    table.set(last, .init(value: .table(t), line: existing.line))
+                } else {
+                    var t = TOMLTable()
+                    t.defined = true
+                    table.set(last, .init(value: .table(t), line: headerLine))
+                }
+            }
+        }
+        if let failure { throw failure }
+        current = parentPath + [isArray ? .arrayElement(last) : .key(last)]
+    }
+
+    /// Applies `body` to the table at `path`, creating implied tables when `creating`.
+    mutating func modifyTable(
+        at path: [PathStep], creating: Bool, failure: inout TOMLError?,
+        _ body: (inout TOMLTable, inout TOMLError?) -> Void
+    ) {
+        func walk(_ table: inout TOMLTable, _ rest: ArraySlice<PathStep>, _ line: Int, _ failure: inout TOMLError?) {
+            guard let step = rest.first else { body(&table, &failure); return }
+            switch step {
+            case .key(let k):
+                var child: TOMLTable
+                var childLine = line
+                if let existing = table[k] {
+                    switch existing.value {
+                    case .table(let t):
+                        guard !t.isInline else {
+                            failure = TOMLError(line: line, column: 1, message: "inline table '\(k)' cannot be extended")
+                            return
+                        }
+                        child = t
+                        childLine = existing.line
+                    case .array(var items):
+                        // Dotted headers under [[x]] refer to its last element.
+                        guard case .table(var last)? = items.last else {
+                            failure = TOMLError(line: line, column: 1, message: "'\(k)' is not a table")
+                            return
+                        }
+                        walk(&last, rest.dropFirst(), line, &failure)
+                        items[items.count - 1] = .table(last)
+                        table.set(k, .init(value: .array(items), line: existing.line))
+                        return
+                    default:
+                        failure = TOMLError(line: line, column: 1, message: "'\(k)' is already a \(existing.value.typeName), not a table")
+                        return
+                    }
+                } else {
+                    child = TOMLTable()
+                }
+                walk(&child, rest.dropFirst(), line, &failure)
+                table.set(k, .init(value: .table(child), line: childLine))
+            case .arrayElement(let k):
+                guard let existing = table[k], case .array(var items) = existing.value, case .table(var last)? = items.last else {
+                    failure = TOMLError(line: line, column: 1, message: "'\(k)' is not an array of tables")
+                    return
+                }
+                walk(&last, rest.dropFirst(), line, &failure)
+                items[items.count - 1] = .table(last)
+                table.set(k, .init(value: .array(items), line: existing.line))
+            }
+        }
+        walk(&root, path[...], line, &failure)
+    }
+
+    mutating func insert(path: [PathStep], key: [String], value: TOMLValue, line keyLine: Int) throws(TOMLError) {
+        var failure: TOMLError?
+        let dotted: [PathStep] = key.dropLast().map { .key($0) }
+        guard let last = key.last else { throw error("empty key") }
+        let name = key.joined(separator: ".")
+        modifyTable(at: path + dotted, creating: true, failure: &failure) { table, fail in
+            if table[last] != nil {
+                fail = TOMLError(line: keyLine, column: 1, message: "key '\(name)' is defined twice")
+                return
+            }
+            table.set(last, .init(value: value, line: keyLine))
+        }
+        if let failure { throw failure }
+    }
+
+    mutating func parseKey() throws(TOMLError) -> [String] {
+        var parts: [String] = []
+        while true {
+            skipSpaces()
+            guard let c = peek else { throw error("expected a key") }
+            if c == "\"" {
+                parts.append(try parseBasicString())
+            } else if c == "'" {
+                parts.append(try parseLiteralString())
+            } else {
+                var bare = ""
+                while let c = peek, isBareKeyCharacter(c) { bare.unicodeScalars.append(c); advance() }
+                guard !bare.isEmpty else { throw error("invalid character '\(c)' in key") }
+                parts.append(bare)
+            }
+            skipSpaces()
+            guard peek == "." else { return parts }
+            advance()
+        }
+    }
+
+    func isBareKeyCharacter(_ c: Unicode.Scalar) -> Bool {
+        (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c == "_" || c == "-"
+    }
+
+    mutating func parseValue() throws(TOMLError) -> TOMLValue {
+        guard let c = peek else { throw error("expected a value") }
+        switch c {
+        case "\"":
+            if peek(1) == "\"" && peek(2) == "\"" { return .string(try parseMultilineBasicString()) }
+            return .string(try parseBasicString())
+        case "'":
+            if peek(1) == "'" && peek(2) == "'" { return .string(try parseMultilineLiteralString()) }
+            return .string(try parseLiteralString())
+        case "[": return try parseArray()
+        case "{": return try parseInlineTable()
+        default: return try parseScalar()
+        }
+    }
+
+    mutating func parseArray() throws(TOMLError) -> TOMLValue {
+        advance()
+        var items: [TOMLValue] = []
+        while true {
+            try skipBlank()
+            if peek == "]" { advance(); return .array(items) }
+            items.append(try parseValue())
+            try skipBlank()
+            if peek == "," { advance(); continue }
+            guard peek == "]" else { throw error("expected ',' or ']' in array") }
+            advance()
+            return .array(items)
+        }
+    }
+
+    mutating func parseInlineTable() throws(TOMLError) -> TOMLValue {
+        advance()
+        let saved = (root, current)
+        root = TOMLTable()
+        current = []
+        defer { (root, current) = saved }
+        skipSpaces()
+        if peek == "}" { advance(); var t = TOMLTable(); t.isInline = true; t.defined = true; return .table(t) }
+        while true {
+            skipSpaces()
+            let keyLine = line
+            let key = try parseKey()
+            guard peek == "=" else { throw error("expected '=' in inline table") }
+            advance()
+            skipSpaces()
+            let value = try parseValue()
+            try insert(path: [], key: key, value: value, line: keyLine)
+            skipSpaces()
+            if peek == "," { advance(); continue }
+            guard peek == "}" else { throw error("expected ',' or '}' in inline table (inline tables end on the same line)") }
+            advance()
+            var t = root
+            t.isInline = true
+            t.defined = true
+            return .table(t)
+        }
+    }
+
+    mutating func parseScalar() throws(TOMLError) -> TOMLValue {
+        var token = ""
+        while let c = peek, !(c == "," || c == "]" || c == "}" || c == "#" || c == "\n" || c == "\r") {
+            // A space is allowed once inside a date-time ("1979-05-27 07:32:00").
+            if c == " " || c == "\t" {
+                let isDate = token.count == 10 && token.filter { $0 == "-" }.count == 2
+                guard isDate, let n = peek(1), n >= "0" && n <= "9" else { break }
+            }
+            token.unicodeScalars.append(c)
+            advance()
+        }
+        switch token {
+        case "true": return .boolean(true)
+        case "false": return .boolean(false)
+        case "inf", "+inf": return .float(.infinity)
+        case "-inf": return .float(-.infinity)
+        case "nan", "+nan", "-nan": return .float(.nan)
+        case "": throw error("expected a value")
+        default: break
+        }
+        let digitsOnly = token.replacing("_", with: "")
+        if token.hasPrefix("0x") || token.hasPrefix("0o") || token.hasPrefix("0b") {
+            let radix = token.hasPrefix("0x") ? 16 : token.hasPrefix("0o") ? 8 : 2
+            if let v = Int(digitsOnly.dropFirst(2), radix: radix), !token.hasSuffix("_") { return .integer(v) }
+            throw error("invalid number '\(token)'")
+        }
+        if token.contains(":") || (token.count >= 10 && token.dropFirst(4).first == "-" && token.first?.isNumber == true) {
+            return .dateTime(token)
+        }
+        if token.contains("__") || token.hasPrefix("_") || token.hasSuffix("_") {
+            throw error("invalid number '\(token)'")
+        }
+        if let v = Int(digitsOnly) {
+            let unsigned = digitsOnly.drop { $0 == "+" || $0 == "-" }
+            if unsigned.count > 1 && unsigned.hasPrefix("0") { throw error("leading zeros are not allowed in '\(token)'") }
+            return .integer(v)
+        }
+        if digitsOnly.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), let v = Double(digitsOnly) {
+            return .float(v)
+        }
+        throw error("invalid value '\(token)' (strings need quotes)")
+    }
+
+    mutating func parseBasicString() throws(TOMLError) -> String {
+        advance()
+        var out = ""
+        while true {
+            guard let c = peek, c != "\n" else { throw error("unterminated string") }
+            advance()
+            if c == "\"" { return out }
+            if c == "\\" { out.unicodeScalars.append(try parseEscape()) } else { out.unicodeScalars.append(c) }
+        }
+    }
+
+    mutating func parseEscape() throws(TOMLError) -> Unicode.Scalar {
+        guard let e = peek else { throw error("unterminated escape") }
+        advance()
+        switch e {
+        case "b": return "\u{08}"
+        case "t": return "\t"
+        case "n": return "\n"
+        case "f": return "\u{0C}"
+        case "r": return "\r"
+        case "e": return "\u{1B}"
+        case "\"": return "\""
+        case "\\": return "\\"
+        case "u", "U":
+            let count = e == "u" ? 4 : 8
+            var hex = ""
+            for _ in 0..<count {
+                guard let h = peek else { throw error("short unicode escape") }
+                hex.unicodeScalars.append(h)
+                advance()
+            }
+            guard let v = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(v) else { throw error("invalid unicode escape \\\(e)\(hex)") }
+            return scalar
+        default:
+            throw error("invalid escape '\\\(e)'")
+        }
+    }
+
+    mutating func parseMultilineBasicString() throws(TOMLError) -> String {
+        advance(); advance(); advance()
+        if peek == "\n" { advance() } else if peek == "\r" && peek(1) == "\n" { advance(); advance() }
+        var out = ""
+        while true {
+            guard let c = peek else { throw error("unterminated multi-line string") }
+            if c == "\"" && peek(1) == "\"" && peek(2) == "\"" {
+                advance(); advance(); advance()
+                // Up to two extra quotes belong to the content.
+                while peek == "\"" && out.unicodeScalars.count >= 0 { out.unicodeScalars.append("\""); advance() }
+                return out
+            }
+            advance()
+            if c == "\\" {
+                // Line-ending backslash: skip the newline and following white space.
+                var j = i
+                while j < s.count && (s[j] == " " || s[j] == "\t") { j += 1 }
+                if j < s.count && (s[j] == "\n" || s[j] == "\r") {
+                    while let w = peek, w == " " || w == "\t" || w == "\n" || w == "\r" { advance() }
+                    continue
+                }
+                out.unicodeScalars.append(try parseEscape())
+            } else {
+                out.unicodeScalars.append(c)
+            }
+        }
+    }
+
+    mutating func parseLiteralString() throws(TOMLError) -> String {
+        advance()
+        var out = ""
+        while true {
+            guard let c = peek, c != "\n" else { throw error("unterminated string") }
+            advance()
+            if c == "'" { return out }
+            out.unicodeScalars.append(c)
+        }
+    }
+
+    mutating func parseMultilineLiteralString() throws(TOMLError) -> String {
+        advance(); advance(); advance()
+        if peek == "\n" { advance() } else if peek == "\r" && peek(1) == "\n" { advance(); advance() }
+        var out = ""
+        while true {
+            guard let c = peek else { throw error("unterminated multi-line string") }
+            if c == "'" && peek(1) == "'" && peek(2) == "'" {
+                advance(); advance(); advance()
+                while peek == "'" { out.unicodeScalars.append("'"); advance() }
+                return out
+            }
+            out.unicodeScalars.append(c)
+            advance()
+        }
+    }
+}

@@ -1,0 +1,198 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpConfig
+import AmpLogging
+import AmpPostgres
+import AmpSystemd
+import ChildProcess
+import Logging
+import ServiceLifecycle
+
+/// What `ampd run` does, step by step; every failure ends in one clear line and an
+/// ``AmpdExitCode``.
+enum Daemon {
+    static func run(_ command: RunCommand) async -> AmpdExitCode {
+        let environment = currentEnvironment()
+        let level = parseLogLevel(command.logLevel)
+        let colour = shouldUseColour(environment: environment)
+        LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level ?? .info, colour: colour) }
+        let logger = Logger(label: "ampd")
+        let notifier = SystemdNotifier(environment: environment)
+        guard level != nil else {
+            logger.error("--log-level \(command.logLevel): unknown level; use trace, debug, info, notice, warning, error or critical")
+            return .usage
+        }
+        func fail(_ code: AmpdExitCode, _ message: String, details: [String] = []) -> AmpdExitCode {
+            logger.error("\(message)")
+            for d in details { logger.error("  \(d)") }
+            notifier.failed(status: "failed: \(message)")
+            return code
+        }
+
+        let cwd = workingDirectory()
+        let ampDir = AmpDirectory.resolve(flag: command.ampDir, environment: environment, workingDirectory: cwd)
+        logger.debug("amp dir \(ampDir.path) (from \(ampDir.source.rawValue))")
+
+        // Configuration first: a bad file, variable or flag must leave the amp dir untouched.
+        var settings = AmpSettings()
+        do {
+            if let text = readTextFile(ampDir.configFile) {
+                let (layer, warnings) = try ConfigLoader.parseFile(text, path: ampDir.configFile, baseDirectory: ampDir.base)
+                for w in warnings { logger.warning("\(w)") }
+                settings.apply(layer)
+            }
+            settings.apply(try ConfigLoader.environmentLayer(environment, workingDirectory: cwd))
+            settings.apply(try command.settingsLayer(workingDirectory: cwd))
+        } catch {
+            return fail(AmpdExitCode(error), error.message)
+        }
+
+        do {
+            try ampDir.ensureLayout()
+        } catch {
+            return fail(AmpdExitCode(error), error.message)
+        }
+        let lock: AmpDirLock
+        do {
+            lock = try AmpDirLock.acquire(ampDir.lockFile)
+        } catch .held(let pid) {
+            let who = pid.map { "ampd (PID \($0))" } ?? "another ampd"
+            return fail(
+                .busy,
+                "amp dir \(ampDir.path) is in use by \(who); stop it first (`kill \(pid.map(String.init) ?? "<pid>")`, or `systemctl --user stop amp@\(ampDir.projectName)`) or use another amp dir")
+        } catch {
+            guard case .io(let message) = error else { return .failure }
+            return fail(.cannotCreate, "\(message); check the permissions of \(ampDir.path)")
+        }
+
+        let account: ProcessCredentials?
+        do {
+            account = try postgresAccount(settings: settings, ampDir: ampDir, logger: logger)
+        } catch {
+            return fail(.noPermission, error.message)
+        }
+
+        let builder = PostgresBuilder(dataDirectory: ampDir.metadb)
+            .locale(settings.locale)
+            .encoding(settings.encoding)
+            .binaryDirectory(settings.binDir)
+            .socketDirectory(settings.socketDir)
+            .user(account)
+            .startTimeout(settings.startTimeout)
+            .stopTimeout(settings.stopTimeout)
+            .logger(logger)
+            .with(initdbArguments: settings.initdbArgs, parameters: settings.parameters)
+
+        let service = AmpdService(builder: builder, notifier: notifier, logger: logger) { handle, elapsed in
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let rounded = (seconds * 1000).rounded() / 1000
+            printLine("ready in \(rounded)s: \(handle.url) — connect with: psql '\(handle.url)'")
+            logger.info("PostgreSQL \(handle.serverVersion) ready", metadata: ["pid": "\(handle.pid)", "url": "\(handle.url)"])
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                             failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "postgres")],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch let error as PostgresError {
+            return fail(AmpdExitCode(error), error.message, details: error.details)
+        } catch {
+            return fail(.failure, "\(error)")
+        }
+        withExtendedLifetime(lock) {}
+        logger.info("stopped")
+        return .success
+    }
+
+    /// The account PostgreSQL runs as. Not root: this process's (or an error if another is
+    /// asked for). Root: the configured one, else the owner of the project directory when that
+    /// is not root, else `postgres`.
+    static func postgresAccount(settings: AmpSettings, ampDir: AmpDirectory, logger: Logger) throws(ConfigError) -> ProcessCredentials? {
+        guard geteuid() == 0 else {
+            if let name = settings.postgresUser, ProcessCredentials.lookup(uid: geteuid())?.name != name {
+                throw ConfigError(.invalidValue, "PostgreSQL can run as \(name) only when ampd runs as root; drop the postgres user setting")
+            }
+            return nil
+        }
+        let account: ProcessCredentials?
+        if let name = settings.postgresUser {
+            guard let found = ProcessCredentials.lookup(user: name) else {
+                throw ConfigError(.invalidValue, "postgres user \(name) does not exist; create it (`useradd --system \(name)`) or choose another")
+            }
+            account = found
+        } else {
+            var st = stat()
+            let ownerUID: uid_t? = stat(ampDir.base, &st) == 0 ? st.st_uid : nil
+            if let ownerUID, ownerUID != 0, let owner = ProcessCredentials.lookup(uid: ownerUID) {
+                account = owner
+            } else {
+                account = ProcessCredentials.lookup(user: "postgres")
+            }
+        }
+        guard let account, account.uid != 0 else {
+            throw ConfigError(
+                .invalidValue,
+                "ampd runs as root and PostgreSQL refuses root, but no unprivileged account was found; pass --postgres-user USER (or install postgresql, which creates the postgres account)")
+        }
+        logger.notice("running as root: PostgreSQL runs as \(account.name) (UID \(account.uid))")
+        // The account must reach the data directory: give it the amp dir's directories we made.
+        for dir in [ampDir.path] + ampDir.subdirectories {
+            var st = stat()
+            if stat(dir, &st) == 0 && st.st_uid == 0 { _ = chown(dir, account.uid, account.gid) }
+        }
+        return account
+    }
+}
+
+extension PostgresBuilder {
+    func with(initdbArguments: [String], parameters: [AmpSettings.Parameter]) -> PostgresBuilder {
+        var b = self
+        for a in initdbArguments { b = b.initdbArgument(a) }
+        for p in parameters { b = b.configParameter(p.name, p.value) }
+        return b
+    }
+}
+
+func currentEnvironment() -> [String: String] {
+    var env: [String: String] = [:]
+    var p = environ
+    while let entry = p.pointee {
+        let s = String(cString: entry)
+        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+        p += 1
+    }
+    return env
+}
+
+func workingDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return "/" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func readTextFile(_ path: String) -> String? {
+    guard let f = fopen(path, "r") else { return nil }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
+        if n <= 0 { break }
+        bytes += chunk[0..<n]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Prints a line on standard output and flushes it (stdout is block-buffered in a pipe).
+func printLine(_ text: String) {
+    var bytes = Array((text + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress?.advanced(by: offset), $0.count - offset) }
+        if n < 0 { if errno == EINTR { continue }; return }
+        offset += n
+    }
+}

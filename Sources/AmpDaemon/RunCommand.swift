@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpConfig
+import AmpLogging
+import AmpPostgres
+import AmpSystemd
+import ArgumentParser
+import ChildProcess
+import Logging
+import ServiceLifecycle
+
+/// `ampd`: the amp service.
+@available(macOS 15, *)
+public struct AmpdCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "ampd",
+        abstract: "Runs a project's own PostgreSQL (the amp dir's metadb).",
+        discussion: """
+            EXIT STATUS
+            \(AmpdExitCode.allCases.map { "  \($0.rawValue)  \($0.meaning)" }.joined(separator: "\n"))
+            """,
+        version: ampVersion,
+        subcommands: [RunCommand.self])
+
+    public init() {}
+}
+
+/// The amp version.
+public let ampVersion = "0.1.0"
+
+/// `ampd run`: runs PostgreSQL for one amp dir in the foreground until SIGTERM/SIGINT.
+public struct RunCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the managed PostgreSQL of an amp dir in the foreground.",
+        discussion: """
+            The amp dir is BASE/.amp, where BASE is --amp-dir, else $AMP_DIR, else the current \
+            directory. Settings come from built-in defaults, then BASE/.amp/config.toml, then \
+            AMP_PG_* environment variables, then these options.
+            """)
+
+    @Option(name: .customLong("amp-dir"), help: ArgumentHelp("Project directory holding .amp (default: $AMP_DIR, else the current directory).", valueName: "BASE"))
+    var ampDir: String?
+
+    @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Directory of postgres and initdb.", valueName: "DIR"))
+    var binDir: String?
+
+    @Option(help: "initdb --locale for a new cluster (default C).")
+    var locale: String?
+
+    @Option(help: "initdb --encoding for a new cluster (default UTF8).")
+    var encoding: String?
+
+    @Option(name: .customLong("initdb-arg"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Extra initdb argument (repeatable), e.g. --initdb-arg=--data-checksums.", valueName: "ARG"))
+    var initdbArgs: [String] = []
+
+    @Option(name: [.customShort("c"), .customLong("set")], help: ArgumentHelp("Server parameter (repeatable), e.g. -c work_mem=16MB.", valueName: "NAME=VALUE"))
+    var parameters: [String] = []
+
+    @Option(name: .customLong("postgres-user"), help: ArgumentHelp("Account PostgreSQL runs as when ampd runs as root.", valueName: "USER"))
+    var postgresUser: String?
+
+    @Option(name: .customLong("socket-dir"), help: ArgumentHelp("Unix socket directory (default: .amp/metadb when short enough).", valueName: "DIR"))
+    var socketDir: String?
+
+    @Option(name: .customLong("start-timeout"), help: ArgumentHelp("Bound on initdb and start-up (default 90s).", valueName: "DURATION"))
+    var startTimeout: String?
+
+    @Option(name: .customLong("stop-timeout"), help: ArgumentHelp("Bound on the fast shutdown (default 30s).", valueName: "DURATION"))
+    var stopTimeout: String?
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "LEVEL"))
+    var logLevel: String = "info"
+
+    public init() {}
+
+    public func run() async throws {
+        let code = await Daemon.run(self)
+        if code != .success { throw ExitCode(code.rawValue) }
+    }
+
+    /// The command-line layer of the settings.
+    func settingsLayer(workingDirectory: String) throws(ConfigError) -> SettingsLayer {
+        func duration(_ text: String?, _ flag: String) throws(ConfigError) -> Duration? {
+            guard let text else { return nil }
+            guard let d = parseDuration(text), d > .zero else {
+                throw ConfigError(.invalidFlag, "\(flag) \(text): not a duration; use e.g. 90s, 500ms or 2min", key: flag)
+            }
+            return d
+        }
+        func path(_ p: String?) -> String? { p.map { normalizePath($0.hasPrefix("/") ? $0 : workingDirectory + "/" + $0) } }
+        var params: [AmpSettings.Parameter] = []
+        for p in parameters { params.append(try ConfigLoader.parseParameterAssignment(p, flag: "--set")) }
+        return SettingsLayer(
+            binDir: path(binDir), locale: locale, encoding: encoding, initdbArgs: initdbArgs.isEmpty ? nil : initdbArgs,
+            postgresUser: postgresUser, socketDir: path(socketDir),
+            startTimeout: try duration(startTimeout, "--start-timeout"), stopTimeout: try duration(stopTimeout, "--stop-timeout"),
+            parameters: params)
+    }
+}
+
+/// The entry point of the `ampd` executable.
+public enum AmpdMain {
+    public static func main() async {
+        let command: any AsyncParsableCommand.Type = AmpdCommand.self
+        await command.main()
+    }
+}
