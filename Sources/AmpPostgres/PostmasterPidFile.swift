@@ -18,6 +18,14 @@ public struct PostmasterPidFile: Sendable, Equatable {
     public var socketDirectory: String?
     public var status: String?
 
+    public init(pid: pid_t, dataDirectory: String?, port: Int?, socketDirectory: String?, status: String?) {
+        self.pid = pid
+        self.dataDirectory = dataDirectory
+        self.port = port
+        self.socketDirectory = socketDirectory
+        self.status = status
+    }
+
     /// Parses the file's text; `nil` when the first line is not a PID.
     public static func parse(_ text: String) -> PostmasterPidFile? {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0).trimmed }
