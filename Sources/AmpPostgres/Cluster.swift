@@ -167,7 +167,7 @@ struct Cluster: Sendable {
 }
 
 enum ChildOutcome: Sendable, Equatable {
-    case exited(ExitStatus)
+    case exited(TerminationStatus)
     case timedOut
     case cancelled
 }

@@ -98,7 +98,7 @@ public struct PostgresBinaries: Sendable, Equatable {
         for directory in pathDirectories + distributionDirectories {
             looked.append(directory)
             if required.allSatisfy({ isExecutable(directory + "/" + $0) }) {
-                return PostgresBinaries(directory: directory)
+                return PostgresBinaries(directory: canonicalDirectory(of: directory))
             }
         }
         throw PostgresError(
@@ -107,6 +107,15 @@ public struct PostgresBinaries: Sendable, Equatable {
                 + "/usr/pgsql-*/bin, /usr/local/pgsql/bin; install them with `sudo apt install postgresql` "
                 + "or set the binary directory (--bin-dir, AMP_PG_BIN_DIR, or bin_dir in config.toml)",
             details: ["searched: " + looked.joined(separator: ", ")])
+    }
+
+    /// Where a `PATH` entry of symbolic links (e.g. `/usr/local/bin/postgres` →
+    /// `/usr/lib/postgresql/15/bin/postgres`) really points, so the installation's other tools
+    /// (`pg_ctl`, `pg_controldata`) are found next to it. Falls back to `directory`.
+    static func canonicalDirectory(of directory: String) -> String {
+        guard let real = FileSystem.realPath(directory + "/postgres") else { return directory }
+        let realDirectory = FileSystem.parentDirectory(real)
+        return required.allSatisfy({ isExecutable(realDirectory + "/" + $0) }) ? realDirectory : directory
     }
 
     /// Runs `postgres --version` and parses it.

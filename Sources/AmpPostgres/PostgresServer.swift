@@ -132,7 +132,7 @@ public final class PostgresServer: Service, Sendable {
         }
         logger.info("starting PostgreSQL", metadata: ["pid": "\(child.pid)", "socket": "\(socketDirectory)"])
 
-        enum Startup: Sendable, Equatable { case ready(String), exited(ExitStatus), timedOut, cancelled }
+        enum Startup: Sendable, Equatable { case ready(String), exited(TerminationStatus), timedOut, cancelled }
         let race = Race<Startup>()
         race.resolve(.timedOut, after: startTimeout)
         child.onExit { race.resolve(.exited($0)) }
@@ -209,7 +209,7 @@ public final class PostgresServer: Service, Sendable {
     /// Runs until a graceful shutdown (then stops PostgreSQL and returns) or until PostgreSQL
     /// exits on its own (then throws). Cancellation also stops PostgreSQL.
     public func run() async throws {
-        enum Outcome: Sendable { case shutdown, exited(ExitStatus) }
+        enum Outcome: Sendable { case shutdown, exited(TerminationStatus) }
         let race = Race<Outcome>()
         process.onExit { race.resolve(.exited($0)) }
         let outcome = await withGracefulShutdownHandler {
@@ -237,7 +237,7 @@ public final class PostgresServer: Service, Sendable {
     ///
     /// See <https://www.postgresql.org/docs/15/server-shutdown.html>.
     @discardableResult
-    public func stop() async -> ExitStatus {
+    public func stop() async -> TerminationStatus {
         stopping.withLock { $0 = true }
         defer { watcher.close() }
         if let status = process.exitStatus { return status }

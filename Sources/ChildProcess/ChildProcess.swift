@@ -7,7 +7,7 @@ import CSpawn
 import Synchronization
 
 /// How a child process ended.
-public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
+public enum TerminationStatus: Sendable, Equatable, CustomStringConvertible {
     /// `exit(code)`.
     case exited(Int32)
     /// Ended by a signal.
@@ -161,7 +161,7 @@ public final class ChildProcess: Sendable {
     public let executable: String
     private let leadsGroup: Bool
     private let exited = Mutex(false)
-    private let status = OneShot<ExitStatus>()
+    private let status = OneShot<TerminationStatus>()
     private let outputDone = OneShot<Void>()
 
     private init(pid: pid_t, executable: String, leadsGroup: Bool) {
@@ -260,7 +260,7 @@ public final class ChildProcess: Sendable {
         exited.withLock { $0 = true }
         var raw: Int32 = 0
         while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
-        let result: ExitStatus
+        let result: TerminationStatus
         if (raw & 0x7f) == 0 {
             result = .exited((raw >> 8) & 0xff)
         } else {
@@ -281,20 +281,20 @@ public final class ChildProcess: Sendable {
     }
 
     /// The exit status, once the child has been reaped.
-    public var exitStatus: ExitStatus? { status.value }
+    public var exitStatus: TerminationStatus? { status.value }
 
     /// Calls `body` with the exit status once the child has been reaped (at once if it was).
     /// `body` runs on the reaper thread and must not block.
-    public func onExit(_ body: @escaping @Sendable (ExitStatus) -> Void) { status.onFulfil(body) }
+    public func onExit(_ body: @escaping @Sendable (TerminationStatus) -> Void) { status.onFulfil(body) }
 
     /// Waits until the child has ended. Not cancellable (the child is still running).
-    public func wait() async -> ExitStatus { await status.wait() }
+    public func wait() async -> TerminationStatus { await status.wait() }
 
     /// Waits until the child has ended or `timeout` has passed; `nil` on timeout.
     /// Runs to its end even in a cancelled task, so it can bound waits during shutdown.
-    public func wait(timeout: Duration) async -> ExitStatus? {
+    public func wait(timeout: Duration) async -> TerminationStatus? {
         if let s = status.value { return s }
-        let race = Race<ExitStatus?>()
+        let race = Race<TerminationStatus?>()
         race.resolve(nil, after: timeout)
         status.onFulfil { race.resolve($0) }
         return await race.wait()

@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ChildProcess
+import Dispatch
+import FoundationEssentials
+import Synchronization
+import Testing
+
+/// Drives the built `ampd` binary. Everything a test starts or creates is registered here and
+/// cleaned up in reverse order when the fixture goes away: processes it started (by their
+/// handle, never by name), then directories.
+final class AmpdFixture: @unchecked Sendable {
+    /// The project directory (BASE); `.amp` lives inside it.
+    let base: String
+    private let cleanup = Mutex<[@Sendable () -> Void]>([])
+
+    init() {
+        var template = Array("/tmp/amp-it.XXXXXX".utf8CString)
+        let made: UnsafeMutablePointer<CChar>? = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.flatMap { mkdtemp($0) } }
+        base = made.map { String(cString: $0) } ?? "/tmp/amp-it-failed"
+        let path = base
+        defer_ { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    deinit {
+        let actions = cleanup.withLock { $0 }
+        for action in actions.reversed() { action() }
+    }
+
+    /// Registers a clean-up action, run in reverse order of registration.
+    func defer_(_ action: @escaping @Sendable () -> Void) { cleanup.withLock { $0.append(action) } }
+
+    var ampDir: String { base + "/.amp" }
+    var metadb: String { ampDir + "/metadb" }
+
+    /// The `ampd` built next to the test bundle (or `$AMPD` when set).
+    static var ampdPath: String {
+        if let p = getenv("AMPD") { return String(cString: p) }
+        let exe = readLink("/proc/self/exe") ?? ""
+        return String(exe[..<(exe.lastIndex(of: "/") ?? exe.endIndex)]) + "/ampd"
+    }
+
+    /// Starts `ampd ARGS` with `environment` added to a minimal one; the process is killed
+    /// (SIGKILL) at clean-up if still running.
+    func start(_ arguments: [String], environment: [String: String] = [:], workingDirectory: String? = nil) async throws -> AmpdRun {
+        var env = [
+            "PATH": getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin",
+            "HOME": getenv("HOME").map { String(cString: $0) } ?? "/tmp", "NO_COLOR": "1",
+        ]
+        env.merge(environment) { _, new in new }
+        let run = AmpdRun()
+        let child = try await ChildProcess.spawn(SpawnConfiguration(
+            executable: Self.ampdPath, arguments: arguments, environment: env,
+            workingDirectory: workingDirectory ?? base, output: .lines { run.append($0) }))
+        run.process = child
+        defer_ {
+            if child.signal(SIGKILL) {
+                let done = DispatchSemaphore(value: 0)
+                child.onExit { _ in done.signal() }
+                done.wait()
+            }
+        }
+        return run
+    }
+
+    /// Runs `ampd ARGS` to its end (bounded) and returns its exit status and output.
+    func runToEnd(_ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(60)) async throws -> (TerminationStatus?, [String]) {
+        let run = try await start(arguments, environment: environment)
+        let status = await run.process?.wait(timeout: timeout)
+        await run.process?.waitForOutput(timeout: .seconds(2))
+        return (status, run.lines)
+    }
+}
+
+/// One running `ampd`, with its output.
+final class AmpdRun: @unchecked Sendable {
+    var process: ChildProcess?
+    private let output = Mutex<[String]>([])
+    private let waiters = Mutex<[(String, Race<Bool>)]>([])
+
+    var lines: [String] { output.withLock { $0 } }
+    var text: String { lines.joined(separator: "\n") }
+
+    func append(_ lines: [String]) {
+        output.withLock { $0 += lines }
+        let pending = waiters.withLock { $0 }
+        for (needle, race) in pending where lines.contains(where: { $0.contains(needle) }) { race.resolve(true) }
+    }
+
+    /// Waits until a line containing `needle` appears (true) or the process ends or the
+    /// timeout passes (false).
+    func waitForLine(_ needle: String, timeout: Duration = .seconds(60)) async -> Bool {
+        let race = Race<Bool>()
+        waiters.withLock { $0.append((needle, race)) }
+        if lines.contains(where: { $0.contains(needle) }) { return true }
+        race.resolve(false, after: timeout)
+        process?.onExit { _ in
+            // Let the last output arrive before giving up.
+            race.resolve(false, after: .milliseconds(300))
+        }
+        return await race.wait()
+    }
+
+    /// The connection URL from the ready line.
+    var url: String? {
+        guard let line = lines.first(where: { $0.hasPrefix("ready in ") }),
+              let start = line.firstRange(of: ": postgresql://")?.lowerBound else { return nil }
+        let rest = line[line.index(start, offsetBy: 2)...]
+        return String(rest.prefix { $0 != " " })
+    }
+}
+
+func readLink(_ path: String) -> String? {
+    var buffer = [CChar](repeating: 0, count: 4097)
+    let n = readlink(path, &buffer, 4096)
+    guard n >= 0 else { return nil }
+    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func readFile(_ path: String) -> String? {
+    FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
+}
+
+func writeFile(_ path: String, _ text: String) {
+    _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+}
+
+func isAlive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+
+/// Waits (bounded) until `condition` holds, checking on each change we cannot be notified of.
+func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
+
+let unprivileged = ConditionTrait.enabled(
+    if: geteuid() != 0, "PostgreSQL refuses to run as root: run the suite with `make test`, which uses an unprivileged account")

@@ -1,0 +1,256 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpPostgres
+import ChildProcess
+import Testing
+
+@Suite("ampd run (built binary, real PostgreSQL)", .serialized, unprivileged)
+struct AmpdRunTests {
+    @Test("fresh amp dir: layout created, ready line with URL, SELECT 1, SIGTERM stops cleanly")
+    func freshStartAndStop() async throws {
+        let f = AmpdFixture()
+        let run = try await f.start(["run", "--amp-dir", f.base])
+        #expect(await run.waitForLine("ready in "), "\(run.text)")
+        let url = try #require(run.url)
+        #expect(url == "postgresql:///postgres?host=" + PostgresHandle.percentEncode(f.metadb))
+        #expect(run.text.contains("psql '\(url)'"))
+        #expect(try LibPQ.query(url, "SELECT 1") == ["1"])
+        for sub in ["data", "providers", "manifests", "metadb"] {
+            var st = stat()
+            #expect(stat(f.ampDir + "/" + sub, &st) == 0 && (st.st_mode & 0o777) == 0o700, "\(sub)")
+        }
+        let pid = try #require(run.process).pid
+        kill(pid, SIGTERM)
+        let status = await run.process?.wait(timeout: .seconds(30))
+        #expect(status == .exited(0), "\(run.text)")
+        #expect(readFile(f.metadb + "/postmaster.pid") == nil)
+    }
+
+    @Test("restart keeps data and does not run initdb again")
+    func restartKeepsData() async throws {
+        let f = AmpdFixture()
+        let first = try await f.start(["run"], environment: ["AMP_DIR": f.base])
+        #expect(await first.waitForLine("ready in "))
+        let url = try #require(first.url)
+        _ = try LibPQ.query(url, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)")
+        kill(try #require(first.process).pid, SIGTERM)
+        #expect(await first.process?.wait(timeout: .seconds(30)) == .exited(0))
+        let version = readFile(f.metadb + "/PG_VERSION")
+
+        let second = try await f.start(["run"], environment: ["AMP_DIR": f.base])
+        #expect(await second.waitForLine("ready in "))
+        #expect(!second.text.contains("initialising a new cluster"))
+        #expect(try LibPQ.query(url, "SELECT v FROM kept") == ["42"])
+        #expect(readFile(f.metadb + "/PG_VERSION") == version)
+        kill(try #require(second.process).pid, SIGTERM)
+        #expect(await second.process?.wait(timeout: .seconds(30)) == .exited(0))
+    }
+
+    @Test("a second ampd on the same amp dir fails at once naming the PID; another amp dir runs beside it")
+    func oneServerPerAmpDir() async throws {
+        let f = AmpdFixture()
+        let first = try await f.start(["run", "--amp-dir", f.base])
+        #expect(await first.waitForLine("ready in "))
+        let firstPid = try #require(first.process).pid
+        let started = ContinuousClock.now
+        let (status, lines) = try await f.runToEnd(["run", "--amp-dir", f.base], timeout: .seconds(10))
+        #expect(status == .exited(75))
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(lines.joined().contains("PID \(firstPid)"), "\(lines)")
+
+        let other = AmpdFixture()
+        let second = try await other.start(["run", "--amp-dir", other.base])
+        #expect(await second.waitForLine("ready in "))
+        #expect(try LibPQ.query(try #require(second.url), "SELECT 2") == ["2"])
+        #expect(try LibPQ.query(try #require(first.url), "SELECT 1") == ["1"])
+    }
+
+    @Test("ampd killed with SIGKILL: no postgres survives, the next start succeeds")
+    func sigkillAmpd() async throws {
+        let f = AmpdFixture()
+        let run = try await f.start(["run", "--amp-dir", f.base])
+        #expect(await run.waitForLine("ready in "))
+        let pidText = try #require(readFile(f.metadb + "/postmaster.pid"))
+        let postmaster = try #require(PostmasterPidFile.parse(pidText)).pid
+        #expect(isAlive(postmaster))
+        kill(try #require(run.process).pid, SIGKILL)
+        #expect(await run.process?.wait(timeout: .seconds(10)) == .signaled(SIGKILL))
+        #expect(await eventually { !isAlive(postmaster) }, "postmaster \(postmaster) outlived ampd")
+
+        let again = try await f.start(["run", "--amp-dir", f.base])
+        #expect(await again.waitForLine("ready in "), "\(again.text)")
+        #expect(try LibPQ.query(try #require(again.url), "SELECT 1") == ["1"])
+    }
+
+    @Test("postmaster killed with SIGKILL: ampd exits 70 with the status and last log lines")
+    func postmasterDies() async throws {
+        let f = AmpdFixture()
+        let run = try await f.start(["run", "--amp-dir", f.base])
+        #expect(await run.waitForLine("ready in "))
+        let postmaster = try #require(PostmasterPidFile.parse(readFile(f.metadb + "/postmaster.pid") ?? "")).pid
+        kill(postmaster, SIGKILL)
+        let status = await run.process?.wait(timeout: .seconds(20))
+        #expect(status == .exited(70), "\(run.text)")
+        #expect(run.text.contains("exited unexpectedly (killed by signal 9 (SIGKILL))"))
+    }
+
+    @Test("malformed config.toml: exit 78 naming file and line, nothing in the amp dir touched")
+    func malformedConfig() async throws {
+        let f = AmpdFixture()
+        mkdir(f.ampDir, 0o700)
+        writeFile(f.ampDir + "/config.toml", "[postgres]\nlocale = \"C\"\nstart_timeout = [\n")
+        let before = snapshot(f.ampDir)
+        let (status, lines) = try await f.runToEnd(["run", "--amp-dir", f.base])
+        #expect(status == .exited(78))
+        let text = lines.joined(separator: "\n")
+        #expect(text.contains(f.ampDir + "/config.toml:"), "\(text)")
+        #expect(snapshot(f.ampDir) == before)
+
+        writeFile(f.ampDir + "/config.toml", "[postgres]\nlocale = \"C\"\n\nstop_timeout = \"whenever\"\n")
+        let before2 = snapshot(f.ampDir)
+        let (status2, lines2) = try await f.runToEnd(["run", "--amp-dir", f.base])
+        #expect(status2 == .exited(78))
+        #expect(lines2.joined().contains("config.toml:4: postgres.stop_timeout"), "\(lines2)")
+        #expect(snapshot(f.ampDir) == before2)
+    }
+
+    @Test("bad flag value: exit 64 naming the flag; bad AMP_* variable: exit 78 naming it")
+    func badFlagsAndVariables() async throws {
+        let f = AmpdFixture()
+        let (status, lines) = try await f.runToEnd(["run", "--amp-dir", f.base, "--start-timeout", "soonish"])
+        #expect(status == .exited(64))
+        #expect(lines.joined().contains("--start-timeout soonish"))
+        let (status2, lines2) = try await f.runToEnd(["run", "--amp-dir", f.base], environment: ["AMP_PG_STOP_TIMEOUT": "x"])
+        #expect(status2 == .exited(78))
+        #expect(lines2.joined().contains("AMP_PG_STOP_TIMEOUT=x"))
+        #expect(readFile(f.ampDir + "/ampd.lock") == nil, "configuration errors must not touch the amp dir")
+    }
+
+    @Test("missing binaries: exit 69 with where it looked and how to install")
+    func missingBinaries() async throws {
+        let f = AmpdFixture()
+        let (status, lines) = try await f.runToEnd(["run", "--amp-dir", f.base, "--bin-dir", "/nonexistent/bin"])
+        #expect(status == .exited(69))
+        #expect(lines.joined().contains("/nonexistent/bin"))
+        #expect(readFile(f.metadb + "/PG_VERSION") == nil)
+    }
+
+    @Test("major-version mismatch: exit 65 naming both versions, data untouched")
+    func versionMismatch() async throws {
+        let f = AmpdFixture()
+        let run = try await f.start(["run", "--amp-dir", f.base])
+        #expect(await run.waitForLine("ready in "))
+        kill(try #require(run.process).pid, SIGTERM)
+        _ = await run.process?.wait(timeout: .seconds(30))
+        writeFile(f.metadb + "/PG_VERSION", "12\n")
+        let before = snapshot(f.metadb)
+        let (status, lines) = try await f.runToEnd(["run", "--amp-dir", f.base])
+        #expect(status == .exited(65))
+        #expect(lines.joined().contains("PostgreSQL 12"), "\(lines)")
+        #expect(snapshot(f.metadb) == before)
+    }
+
+    @Test("a bogus LANG/LC_ALL does not break initdb or the server")
+    func bogusLocale() async throws {
+        let f = AmpdFixture()
+        let run = try await f.start(["run", "--amp-dir", f.base], environment: ["LANG": "xx_YY.BOGUS-8", "LC_ALL": "zz_ZZ.nope", "LC_MESSAGES": "qq"])
+        #expect(await run.waitForLine("ready in "), "\(run.text)")
+        #expect(try LibPQ.query(try #require(run.url), "SHOW lc_messages") == ["C"])
+    }
+
+    @Test("settings: file < environment < command line; locale, encoding, initdb args applied")
+    func settingsPrecedence() async throws {
+        let f = AmpdFixture()
+        mkdir(f.ampDir, 0o700)
+        writeFile(f.ampDir + "/config.toml", """
+            [postgres]
+            locale = "C.UTF-8"
+            initdb_args = ["--data-checksums"]
+            mystery = 1
+
+            [postgres.parameters]
+            work_mem = "4MB"
+            maintenance_work_mem = "70MB"
+            temp_buffers = "9MB"
+            """)
+        let run = try await f.start(
+            ["run", "--amp-dir", f.base, "-c", "work_mem=6MB", "--set", "log_min_messages=notice", "--encoding", "UTF8"],
+            environment: ["AMP_PG_PARAM_work_mem": "5MB", "AMP_PG_PARAM_maintenance_work_mem": "80MB"])
+        #expect(await run.waitForLine("ready in "), "\(run.text)")
+        let url = try #require(run.url)
+        #expect(try LibPQ.query(url, "SHOW work_mem") == ["6MB"])
+        #expect(try LibPQ.query(url, "SHOW maintenance_work_mem") == ["80MB"])
+        #expect(try LibPQ.query(url, "SHOW temp_buffers") == ["9MB"])
+        #expect(try LibPQ.query(url, "SHOW data_checksums") == ["on"])
+        #expect(try LibPQ.query(url, "SELECT datcollate || '/' || pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'postgres'") == ["C.UTF-8/UTF8"])
+        #expect(run.text.contains("config.toml:4: unknown key 'postgres.mystery'"))
+        // pg_controldata agrees on checksums (a binary of the same installation).
+        let control = try await runTool(PostgresBinaries.locate(explicit: nil, searchPath: getenv("PATH").map { String(cString: $0) }).path("pg_controldata"), [f.metadb])
+        #expect(control.contains("Data page checksum version:           1"), "\(control)")
+    }
+
+    @Test("an amp dir deep enough to overflow the socket path limit works")
+    func deepAmpDir() async throws {
+        let f = AmpdFixture()
+        var deep = f.base
+        for _ in 0..<12 {
+            deep += "/nested-dir"
+            mkdir(deep, 0o700)
+        }
+        let run = try await f.start(["run", "--amp-dir", deep], environment: ["XDG_RUNTIME_DIR": f.base + "/run"])
+        mkdir(f.base + "/run", 0o700)
+        #expect(await run.waitForLine("ready in "), "\(run.text)")
+        let url = try #require(run.url)
+        #expect(url.contains(PostgresHandle.percentEncode(f.base + "/run/amp/pg-")))
+        #expect(run.text.contains("more than the kernel's limit"))
+        #expect(try LibPQ.query(url, "SELECT 1") == ["1"])
+    }
+}
+
+/// Runs a tool to its end and returns its output.
+func runTool(_ path: String, _ arguments: [String]) async throws -> String {
+    let out = OutputBox()
+    let child = try await ChildProcess.spawn(SpawnConfiguration(
+        executable: path, arguments: arguments, environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"], output: .lines { out.append($0) }))
+    _ = await child.wait()
+    await child.waitForOutput(timeout: .seconds(2))
+    return out.text
+}
+
+final class OutputBox: @unchecked Sendable {
+    private var lines: [String] = []
+    private let lock = NSLockLike()
+    func append(_ l: [String]) { lock.withLock { lines += l } }
+    var text: String { lock.withLock { lines.joined(separator: "\n") } }
+}
+
+final class NSLockLike: @unchecked Sendable {
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func withLock<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&m)
+        defer { pthread_mutex_unlock(&m) }
+        return body()
+    }
+}
+
+/// Names, sizes, modification times and modes of every file below `path`.
+func snapshot(_ path: String) -> [String: String] {
+    var out: [String: String] = [:]
+    func walk(_ p: String) {
+        guard let d = opendir(p) else { return }
+        defer { closedir(d) }
+        while let e = readdir(d) {
+            let name = withUnsafePointer(to: e.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
+            if name == "." || name == ".." { continue }
+            let full = p + "/" + name
+            var st = stat()
+            guard lstat(full, &st) == 0 else { continue }
+            out[full] = "\(st.st_size) \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_mode)"
+            if (st.st_mode & S_IFMT) == S_IFDIR { walk(full) }
+        }
+    }
+    walk(path)
+    return out
+}
