@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing amp needs on Debian/Ubuntu.
+# As root it installs directly; as a normal user it uses `sudo -n` when it can, and
+# otherwise prints the one command to run. The Swift toolchain is expected on PATH
+# (https://www.swift.org/install/linux/); it is not a Debian package.
+set -euo pipefail
+
+packages=(make pkg-config git libpq-dev libsystemd-dev postgresql postgresql-contrib ca-certificates)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
+  export PATH="$PATH:/opt/swift/usr/bin"
+fi
+if ! command -v swift >/dev/null 2>&1; then
+  echo "amp: the Swift toolchain (6.1 or newer) is not on PATH; install it from https://www.swift.org/install/linux/ and run this again" >&2
+  exit 69
+fi
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "amp: installing ${missing[*]}" >&2
+if [ "$(id -u)" -eq 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  sudo -n env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "amp: missing packages; run: sudo apt-get install ${missing[*]}" >&2
+  exit 69
+fi
