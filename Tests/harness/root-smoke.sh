@@ -5,6 +5,7 @@ set -euo pipefail
 ampd=${1:?usage: root-smoke.sh PATH-TO-AMPD}
 [ "$(id -u)" -eq 0 ] || { echo "root-smoke: not root, nothing to check" >&2; exit 0; }
 dir=$(mktemp -d /tmp/amp-root-smoke.XXXXXX)
+chmod 0755 "$dir"  # the postgres account must reach .amp/metadb
 out=$dir.log
 pid=
 cleanup() { [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$dir" "$out"; }
