@@ -129,6 +129,13 @@ struct Cluster: Sendable {
                 credentials: owner))
         } catch {
             try? FileSystem.removeTree(work)
+            if error.step == "chdir" {
+                let who = owner.map { "the account \($0.name)" } ?? "this user"
+                throw PostgresError(
+                    .permissionDenied,
+                    "\(who) cannot enter \(parent): \(error); make every directory above it traversable (chmod o+x) or choose another account (--postgres-user)",
+                    underlying: error)
+            }
             throw PostgresError(.initdbFailed, "\(error); check the binary directory", underlying: error)
         }
         let outcome = await raceChild(child, timeout: timeout)
