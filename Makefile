@@ -9,12 +9,22 @@ BUILD_FLAGS ?=
 AMP_DIR     ?= $(CURDIR)
 UID         := $(shell id -u)
 
+# SwiftPM clones dependencies with git. Where they come from a local mirror owned by another
+# account (a CI image's /opt/swift-packages), git refuses ("dubious ownership") unless
+# safe.directory allows it, and it reads that only from global or system configuration. So
+# SwiftPM runs with a global config of the build's own that includes the user's ~/.gitconfig.
+export GIT_CONFIG_GLOBAL := $(CURDIR)/.build/gitconfig
+
 .PHONY: all deps build run test test-local clean
 
 all: build
 
-deps:
+deps: .build/gitconfig
 	@packaging/build-deps.sh
+
+.build/gitconfig:
+	@mkdir -p .build
+	@printf '[include]\n\tpath = ~/.gitconfig\n[safe]\n\tdirectory = *\n' > $@
 
 build: deps
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS) --product ampd
@@ -34,7 +44,7 @@ else
 	$(MAKE) test-local
 endif
 
-test-local:
+test-local: .build/gitconfig
 	AMP_WERROR=1 $(SWIFT) build --build-tests $(BUILD_FLAGS)
 	AMP_WERROR=1 $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
