@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ampd", targets: ["ampd"]),
+        .executable(name: "amp-generator", targets: ["amp-generator"]),
         .library(name: "AmpPostgres", targets: ["AmpPostgres"]),
     ],
     dependencies: [
@@ -52,12 +53,16 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "AmpSystemd",
-            dependencies: ["CSystemd"],
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "AmpRegistry",
+            dependencies: ["AmpConfig"],
             swiftSettings: strict),
         .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "ChildProcess",
+                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "ChildProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -66,6 +71,10 @@ let package = Package(
         .executableTarget(
             name: "ampd",
             dependencies: ["AmpDaemon"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "amp-generator",
+            dependencies: ["AmpRegistry"],
             swiftSettings: strict),
 
         .testTarget(
@@ -77,8 +86,12 @@ let package = Package(
             dependencies: ["AmpPostgres", "ChildProcess", "CLibPQ"],
             swiftSettings: strict),
         .testTarget(
+            name: "AmpSystemdTests",
+            dependencies: ["AmpSystemd", "AmpRegistry", "AmpConfig"],
+            swiftSettings: strict),
+        .testTarget(
             name: "AmpdIntegrationTests",
-            dependencies: ["ampd", "ChildProcess", "AmpPostgres"],
+            dependencies: ["ampd", "amp-generator", "ChildProcess", "AmpPostgres", "AmpRegistry"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -3,11 +3,17 @@ import Glibc
 #endif
 import AmpPostgres
 import AmpSystemd
+import ChildProcess
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The service `ampd run` runs: starts the project's PostgreSQL, announces it, and keeps it
 /// until a graceful shutdown (SIGTERM/SIGINT), when it stops it.
+///
+/// Next to the server, one child task drives the ``NotifyStateMachine`` on a timer: status
+/// and timeout extensions to systemd while starting and stopping, health-gated watchdog
+/// pings while running.
 struct AmpdService: Service {
     let builder: PostgresBuilder
     let notifier: SystemdNotifier
@@ -16,11 +22,27 @@ struct AmpdService: Service {
     let onReady: @Sendable (PostgresHandle, Duration) -> Void
 
     func run() async throws {
+        let supervisor = Supervisor(notifier: notifier, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await supervisor.tickUntilCancelled() }
+            defer { group.cancelAll() }
+            try await serve(supervisor)
+        }
+    }
+
+    private func serve(_ supervisor: Supervisor) async throws {
         let started = ContinuousClock.now
-        notifier.status("starting PostgreSQL")
         let server: PostgresServer
         do {
-            server = try await cancelWhenGracefulShutdown { try await builder.start() }
+            let reporting = builder.onProgress { phase in
+                switch phase {
+                case .checking: supervisor.handle(.phase(.checking))
+                case .initialisingCluster: supervisor.handle(.phase(.initialisingCluster))
+                case .starting: supervisor.handle(.phase(.starting))
+                case .recovering: supervisor.handle(.phase(.recovering))
+                }
+            }
+            server = try await cancelWhenGracefulShutdown { try await reporting.start() }
         } catch let error as PostgresError where error.underlying is CancellationError {
             logger.info("shutdown requested during start-up; PostgreSQL was stopped")
             return
@@ -30,12 +52,68 @@ struct AmpdService: Service {
         }
         let elapsed = ContinuousClock.now - started
         onReady(server.handle, elapsed)
-        notifier.ready(status: "ready: \(server.handle.url)")
-        let notifier = self.notifier
+        supervisor.attach(server)
+        supervisor.handle(.phase(.ready(url: server.handle.url)))
         try await withGracefulShutdownHandler {
             try await server.run()
         } onGracefulShutdown: {
-            notifier.stopping(status: "stopping")
+            supervisor.handle(.phase(.stopping))
+        }
+    }
+}
+
+/// Performs what the ``NotifyStateMachine`` decides: sends notifications, logs, and runs
+/// health checks against the attached server.
+final class Supervisor: Sendable {
+    private let machine: Mutex<NotifyStateMachine>
+    private let server = Mutex<PostgresServer?>(nil)
+    private let notifier: SystemdNotifier
+    private let logger: Logger
+    let tickInterval: Duration
+
+    init(notifier: SystemdNotifier, logger: Logger) {
+        let machine = NotifyStateMachine(watchdogInterval: notifier.watchdogInterval)
+        self.machine = Mutex(machine)
+        self.tickInterval = machine.tickInterval
+        self.notifier = notifier
+        self.logger = logger
+        if let interval = notifier.watchdogInterval {
+            logger.debug("watchdog enabled", metadata: ["interval": "\(interval)", "check_every": "\(tickInterval)"])
+        }
+    }
+
+    func attach(_ server: PostgresServer) { self.server.withLock { $0 = server } }
+
+    /// Feeds an event and performs the resulting actions, except health checks (those only
+    /// come from ticks, see ``tickUntilCancelled()``).
+    func handle(_ event: NotifyStateMachine.Event) {
+        let actions = machine.withLock { $0.handle(event) }
+        for action in actions { perform(action) }
+    }
+
+    private func perform(_ action: NotifyStateMachine.Action) {
+        switch action {
+        case .notify(let messages): notifier.send(messages)
+        case .logNotice(let text): logger.notice("\(text)")
+        case .logWarning(let text): logger.warning("\(text)")
+        case .checkHealth: break
+        }
+    }
+
+    /// Ticks until the task is cancelled; health checks run inline, bounded by the tick interval.
+    func tickUntilCancelled() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: tickInterval) } catch { return }
+            let actions = machine.withLock { $0.handle(.tick) }
+            for action in actions {
+                guard action == .checkHealth else { perform(action); continue }
+                guard let server = server.withLock({ $0 }) else { continue }
+                let health = await server.checkHealth(timeout: tickInterval)
+                switch health {
+                case .healthy: handle(.healthChecked(healthy: true, reason: ""))
+                case .unhealthy(let reason): handle(.healthChecked(healthy: false, reason: reason))
+                }
+            }
         }
     }
 }

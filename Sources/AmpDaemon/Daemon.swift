@@ -4,6 +4,7 @@ import Glibc
 import AmpConfig
 import AmpLogging
 import AmpPostgres
+import AmpRegistry
 import AmpSystemd
 import ChildProcess
 import Logging
@@ -15,23 +16,51 @@ enum Daemon {
     static func run(_ command: RunCommand) async -> AmpdExitCode {
         let environment = currentEnvironment()
         let level = parseLogLevel(command.logLevel)
-        let colour = shouldUseColour(environment: environment)
-        LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level ?? .info, colour: colour) }
+        let cwd = workingDirectory()
+        let ampDir = AmpDirectory.resolve(flag: command.ampDir, environment: environment, workingDirectory: cwd)
+        let projectName = command.instance ?? ampDir.projectName
+        let journal: Bool
+        switch command.logTarget {
+        case "journal": journal = true
+        case "stderr": journal = false
+        default: journal = isStandardErrorJournal(environment: environment)
+        }
+        if journal {
+            let fields = [("AMP_PROJECT", projectName), ("AMP_DIR", ampDir.path)]
+            LoggingSystem.bootstrap { label in
+                JournalLogHandler(label: label, level: level ?? .info, identifier: "ampd", fields: fields)
+            }
+        } else {
+            let colour = shouldUseColour(environment: environment)
+            LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level ?? .info, colour: colour) }
+        }
         let logger = Logger(label: "ampd")
         let notifier = SystemdNotifier(environment: environment)
         guard level != nil else {
             logger.error("--log-level \(command.logLevel): unknown level; use trace, debug, info, notice, warning, error or critical")
             return .usage
         }
+        guard ["auto", "journal", "stderr"].contains(command.logTarget) else {
+            logger.error("--log-target \(command.logTarget): unknown target; use auto, journal or stderr")
+            return .usage
+        }
         func fail(_ code: AmpdExitCode, _ message: String, details: [String] = []) -> AmpdExitCode {
             logger.error("\(message)")
             for d in details { logger.error("  \(d)") }
-            notifier.failed(status: "failed: \(message)")
+            notifier.failed(status: "failed: \(message)", errno: code.errnoValue)
             return code
         }
-
-        let cwd = workingDirectory()
-        let ampDir = AmpDirectory.resolve(flag: command.ampDir, environment: environment, workingDirectory: cwd)
+        if let instance = command.instance {
+            guard isValidInstanceName(instance) else {
+                return fail(.usage, "--instance \(instance): not a valid name; use letters, digits, '-', '_' and '.', starting with a letter or digit")
+            }
+            guard ampDir.source != .workingDirectory else {
+                return fail(
+                    .config,
+                    "amp@\(instance) has no amp dir: no AMP_DIR is set for it, so it is not registered; "
+                        + "run `ampctl init --name \(instance)` in the project directory, then `systemctl --user daemon-reload`")
+            }
+        }
         logger.debug("amp dir \(ampDir.path) (from \(ampDir.source.rawValue))")
 
         // Configuration first: a bad file, variable or flag must leave the amp dir untouched.
@@ -60,7 +89,7 @@ enum Daemon {
             let who = pid.map { "ampd (PID \($0))" } ?? "another ampd"
             return fail(
                 .busy,
-                "amp dir \(ampDir.path) is in use by \(who); stop it first (`kill \(pid.map(String.init) ?? "<pid>")`, or `systemctl --user stop amp@\(ampDir.projectName)`) or use another amp dir")
+                "amp dir \(ampDir.path) is in use by \(who); stop it first (`kill \(pid.map(String.init) ?? "<pid>")`, or `systemctl --user stop amp@\(projectName)`) or use another amp dir")
         } catch {
             guard case .io(let message) = error else { return .failure }
             return fail(.cannotCreate, "\(message); check the permissions of \(ampDir.path)")
@@ -87,8 +116,8 @@ enum Daemon {
         let service = AmpdService(builder: builder, notifier: notifier, logger: logger) { handle, elapsed in
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let rounded = (seconds * 1000).rounded() / 1000
-            printLine("ready in \(rounded)s: \(handle.url) — connect with: psql '\(handle.url)'")
-            logger.info("PostgreSQL \(handle.serverVersion) ready", metadata: ["pid": "\(handle.pid)", "url": "\(handle.url)"])
+            if !journal { printLine("ready in \(rounded)s: \(handle.url) — connect with: psql '\(handle.url)'") }
+            logger.info("PostgreSQL \(handle.serverVersion) ready in \(rounded)s: \(handle.url)", metadata: ["pid": "\(handle.pid)"])
         }
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import AmpConfig
 import AmpPostgres
 
@@ -38,6 +41,19 @@ public enum AmpdExitCode: Int32, CaseIterable, Sendable {
         case .busy: return "another ampd is running for this amp dir"
         case .noPermission: return "running as root without an unprivileged account for PostgreSQL"
         case .config: return "configuration error (config.toml or environment)"
+        }
+    }
+
+    /// The errno-style cause sent to systemd with `ERRNO=` (shown by `systemctl status`).
+    public var errnoValue: Int32? {
+        switch self {
+        case .success: return nil
+        case .failure, .postgresFailed: return EIO
+        case .usage, .config, .dataError: return EINVAL
+        case .unavailable: return ENOENT
+        case .cannotCreate: return EACCES
+        case .busy: return EBUSY
+        case .noPermission: return EPERM
         }
     }
 

@@ -70,6 +70,12 @@ public struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("stop-timeout"), help: ArgumentHelp("Bound on the fast shutdown (default 30s).", valueName: "DURATION"))
     var stopTimeout: String?
 
+    @Option(name: .customLong("instance"), help: ArgumentHelp("Run as the systemd unit amp@NAME: the project is called NAME, and the amp dir must come from --amp-dir or $AMP_DIR (the generator's drop-in), never from the current directory.", valueName: "NAME"))
+    var instance: String?
+
+    @Option(name: .customLong("log-target"), help: ArgumentHelp("auto, journal or stderr; auto uses the journal when standard error is connected to it ($JOURNAL_STREAM).", valueName: "TARGET"))
+    var logTarget: String = "auto"
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "LEVEL"))
     var logLevel: String = "info"
 

@@ -34,7 +34,10 @@ struct Cluster: Sendable {
 
     /// Makes the data directory usable: refuses a cluster of another major version or a
     /// non-empty directory that is no cluster, and runs `initdb` when there is no `PG_VERSION`.
-    func prepare(locale: String, encoding: String, initdbArguments: [String], timeout: Duration) async throws(PostgresError) {
+    func prepare(
+        locale: String, encoding: String, initdbArguments: [String], timeout: Duration,
+        progress: @Sendable (PostgresStartPhase) -> Void = { _ in }
+    ) async throws(PostgresError) {
         let parent = FileSystem.parentDirectory(dataDirectory)
         try FileSystem.makeDirectory(parent, mode: 0o700)
         try removeInterruptedInitdbs(parent: parent)
@@ -64,6 +67,7 @@ struct Cluster: Sendable {
                     + "move its contents away (nothing was changed)",
                 details: ["found: " + contents.sorted().prefix(8).joined(separator: ", ")])
         }
+        progress(.initialisingCluster)
         try await initdb(locale: locale, encoding: encoding, arguments: initdbArguments, timeout: timeout)
     }
 

@@ -39,6 +39,7 @@ public struct PostgresBuilder: Sendable {
     public private(set) var runtimeDirectory: String?
     public private(set) var loggerValue = Logger(label: "postgres")
     public private(set) var useDevelopmentDefaults = true
+    public private(set) var progressHandler: (@Sendable (PostgresStartPhase) -> Void)?
 
     /// Development defaults (non-durable; see <https://www.postgresql.org/docs/15/non-durability.html>),
     /// applied unless a parameter of the same name is given.
@@ -78,6 +79,11 @@ public struct PostgresBuilder: Sendable {
     public func runtimeDirectory(_ path: String?) -> Self { with { $0.runtimeDirectory = path } }
     /// Where the library's own messages and PostgreSQL's output go.
     public func logger(_ logger: Logger) -> Self { with { $0.loggerValue = logger } }
+    /// Called as ``start()`` moves through its phases (for status reports such as systemd's
+    /// `STATUS=`); called on an arbitrary thread, so keep it short.
+    public func onProgress(_ handler: @escaping @Sendable (PostgresStartPhase) -> Void) -> Self {
+        with { $0.progressHandler = handler }
+    }
     /// Whether to apply ``developmentDefaults``; default `true`.
     public func developmentDefaults(_ enabled: Bool) -> Self { with { $0.useDevelopmentDefaults = enabled } }
 
@@ -117,6 +123,8 @@ public struct PostgresBuilder: Sendable {
     /// before this throws `CancellationError` (wrapped as ``PostgresError/Code/startFailed``).
     public func start() async throws(PostgresError) -> PostgresServer {
         let logger = loggerValue
+        let progress = progressHandler ?? { _ in }
+        progress(.checking)
         let binaries = try PostgresBinaries.locate(explicit: binaryDirectoryPath, searchPath: searchPath)
         let version = try await binaries.version()
         logger.debug("using PostgreSQL \(version) from \(binaries.directory)")
@@ -128,7 +136,8 @@ public struct PostgresBuilder: Sendable {
         let owner = try resolveAccount()
         let cluster = Cluster(dataDirectory: dataDirectory, binaries: binaries, version: version, owner: owner, logger: logger)
         try await cluster.prepare(
-            locale: localeName, encoding: encodingName, initdbArguments: initdbArguments, timeout: startTimeoutDuration)
+            locale: localeName, encoding: encodingName, initdbArguments: initdbArguments, timeout: startTimeoutDuration,
+            progress: progress)
 
         let choice = SocketDirectory.choose(
             preferred: socketDirectoryPath ?? dataDirectory, port: port, runtimeDirectory: runtimeDirectory,
@@ -144,7 +153,7 @@ public struct PostgresBuilder: Sendable {
         return try await PostgresServer.launch(
             binaries: binaries, version: version, dataDirectory: dataDirectory, socketDirectory: choice.directory,
             port: port, parameters: effectiveParameters, owner: owner,
-            startTimeout: startTimeoutDuration, stopTimeout: stopTimeoutDuration, logger: logger)
+            startTimeout: startTimeoutDuration, stopTimeout: stopTimeoutDuration, logger: logger, progress: progress)
     }
 
     private func resolveAccount() throws(PostgresError) -> ProcessCredentials? {
@@ -164,4 +173,16 @@ public struct PostgresBuilder: Sendable {
         }
         return nil
     }
+}
+
+/// The phases of ``PostgresBuilder/start()``, reported through ``PostgresBuilder/onProgress(_:)``.
+public enum PostgresStartPhase: Sendable, Equatable {
+    /// Locating the binaries and checking the data directory.
+    case checking
+    /// Running `initdb` for a new cluster (seconds to a minute).
+    case initialisingCluster
+    /// The server process runs and is starting up.
+    case starting
+    /// The server is replaying WAL after an unclean shutdown (can take long).
+    case recovering
 }

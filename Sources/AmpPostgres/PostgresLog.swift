@@ -64,6 +64,14 @@ public struct PostgresLogEntry: Sendable, Equatable {
         }
     }
 
+    /// Whether this is the server announcing crash recovery ("database system was interrupted …",
+    /// "… automatic recovery in progress"), which can take long. The server writes these in
+    /// English unless `lc_messages` says otherwise; amp's clusters use the C locale.
+    public var announcesRecovery: Bool {
+        severity == .log
+            && (message.hasPrefix("database system was interrupted") || message.contains("automatic recovery in progress"))
+    }
+
     public init(severity: PostgresSeverity?, pid: Int?, sqlState: String?, message: String, lines: [String]) {
         self.severity = severity
         self.pid = pid

@@ -23,8 +23,15 @@ public struct PostgresHandle: Sendable, Equatable {
     public var serverVersion: String
 
     /// A libpq key/value connection string for this server.
-    public var conninfo: String {
-        LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("user", user), ("connect_timeout", "5")])
+    public var conninfo: String { conninfo(connectTimeoutSeconds: 5) }
+
+    /// A libpq key/value connection string for this server, with libpq's `connect_timeout`
+    /// (libpq treats values below 2 as 2).
+    public func conninfo(connectTimeoutSeconds: Int) -> String {
+        LibPQ.conninfo([
+            ("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("user", user),
+            ("connect_timeout", "\(max(2, connectTimeoutSeconds))"),
+        ])
     }
 
     /// The URL for a server at `socketDirectory`.
@@ -103,7 +110,8 @@ public final class PostgresServer: Service, Sendable {
     static func launch(
         binaries: PostgresBinaries, version: PostgresVersion, dataDirectory: String, socketDirectory: String,
         port: Int, parameters: [(name: String, value: String)], owner: ProcessCredentials?,
-        startTimeout: Duration, stopTimeout: Duration, logger: Logger
+        startTimeout: Duration, stopTimeout: Duration, logger: Logger,
+        progress: @escaping @Sendable (PostgresStartPhase) -> Void = { _ in }
     ) async throws(PostgresError) -> PostgresServer {
         let watcher = try ReadinessWatcher(dataDirectory: dataDirectory)
         var args = ["-D", dataDirectory, "-k", socketDirectory]
@@ -113,9 +121,11 @@ public final class PostgresServer: Service, Sendable {
         let recent = RecentLines(capacity: 50)
         let assembler = Mutex(PostgresLogAssembler())
         let log = logger
+        let recovering = Mutex(false)
         let env = childEnvironment(extra: ["NOTIFY_SOCKET": watcher.notifySocketAddress], account: owner)
         let child: ChildProcess
         let started = ContinuousClock.now
+        progress(.starting)
         do {
             child = try await ChildProcess.spawn(SpawnConfiguration(
                 executable: binaries.path("postgres"), arguments: args, environment: env,
@@ -123,7 +133,12 @@ public final class PostgresServer: Service, Sendable {
                 output: .lines { lines in
                     recent.append(lines)
                     let entries = assembler.withLock { $0.feed(lines) }
-                    for entry in entries { Self.log(entry, to: log) }
+                    for entry in entries {
+                        Self.log(entry, to: log)
+                        if entry.announcesRecovery, !recovering.withLock({ let was = $0; $0 = true; return was }) {
+                            progress(.recovering)
+                        }
+                    }
                 },
                 deathSignal: SIGQUIT, newProcessGroup: true, credentials: owner))
         } catch {
@@ -231,6 +246,36 @@ public final class PostgresServer: Service, Sendable {
         }
     }
 
+    /// Checks that the server is alive and answering, for a watchdog: the postmaster has not
+    /// exited, is not stopped (SIGSTOP, a debugger) and answers `PQping` over its socket
+    /// within `timeout`. Never throws and never takes much longer than `timeout`: the ping runs
+    /// on its own thread (libpq blocks), raced against the timeout.
+    ///
+    /// See <https://www.postgresql.org/docs/15/libpq-connect.html#LIBPQ-PQPING>.
+    public func checkHealth(timeout: Duration) async -> PostgresHealth {
+        let pid = handle.pid
+        if let status = process.exitStatus {
+            return .unhealthy("the postmaster (PID \(pid)) has exited (\(status))")
+        }
+        switch ProcessInspector.state(pid: pid) {
+        case "T"?, "t"?: return .unhealthy("the postmaster (PID \(pid)) is stopped (SIGSTOP or a debugger)")
+        case "Z"?, nil: return .unhealthy("the postmaster (PID \(pid)) has exited")
+        default: break
+        }
+        let seconds = Int((Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18).rounded(.up))
+        let conninfo = handle.conninfo(connectTimeoutSeconds: seconds)
+        let race = Race<LibPQ.PingResult?>()
+        race.resolve(nil, after: timeout)
+        startDetachedThread(name: "amp-health") { race.resolve(LibPQ.ping(conninfo)) }
+        switch await race.wait(onCancel: nil) {
+        case .ok?: return .healthy
+        case .rejecting?: return .unhealthy("PostgreSQL rejects connections (starting up, shutting down or recovering)")
+        case .noResponse?: return .unhealthy("PostgreSQL does not answer on \(handle.socketDirectory)")
+        case .noAttempt?: return .unhealthy("libpq could not try to connect (invalid connection parameters)")
+        case nil: return .unhealthy("PostgreSQL did not answer a ping within \(timeout)")
+        }
+    }
+
     /// Stops the server: fast shutdown (SIGINT to the postmaster), then after the stop timeout
     /// an immediate shutdown (SIGQUIT), then SIGKILL to its process group.
     /// Returns the exit status. Safe to call more than once.
@@ -256,6 +301,13 @@ public final class PostgresServer: Service, Sendable {
         process.signal(SIGKILL, group: true)
         return await process.wait()
     }
+}
+
+/// The outcome of ``PostgresServer/checkHealth(timeout:)``.
+public enum PostgresHealth: Sendable, Equatable {
+    case healthy
+    /// Not healthy, with the reason in words.
+    case unhealthy(String)
 }
 
 /// A bounded buffer of the last output lines, for error reports.

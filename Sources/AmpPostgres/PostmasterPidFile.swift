@@ -54,6 +54,16 @@ public enum ProcessIdentity: Sendable, Equatable {
 /// Identifies processes through `/proc` — by executable and working directory, never by
 /// PID alone (the same checks Debian's `pg_ctlcluster` makes).
 public enum ProcessInspector {
+    /// The scheduler state letter of `pid` from `/proc/PID/stat` (`R`, `S`, `D`, `T` stopped,
+    /// `t` traced, `Z` zombie …), or `nil` when the process is gone.
+    /// See proc(5).
+    public static func state(pid: pid_t, procRoot: String = "/proc") -> Character? {
+        guard let stat = FileSystem.readText("\(procRoot)/\(pid)/stat"),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // "PID (comm) S …": the comm may contain spaces and parentheses; the state follows the last ")".
+        return stat[stat.index(after: close)...].first { $0 != " " }
+    }
+
     /// What `pid` is, relative to `dataDirectory`.
     public static func identify(pid: pid_t, dataDirectory: String, procRoot: String = "/proc") -> ProcessIdentity {
         if kill(pid, 0) != 0 && errno == ESRCH { return .gone }

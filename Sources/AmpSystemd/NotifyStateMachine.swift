@@ -1,0 +1,139 @@
+/// What a `Type=notify` service tells systemd, and when: a pure state machine (events in,
+/// actions out) without I/O, driven by the daemon and tested on its own.
+///
+/// - `STATUS=` follows every phase; `READY=1` is sent once, on ``Phase/ready(url:)``;
+///   `STOPPING=1` on ``Phase/stopping``.
+/// - While starting (initdb, start-up, crash recovery) or stopping (shutdown checkpoint),
+///   every tick asks for more time with `EXTEND_TIMEOUT_USEC=`, so the unit's timeouts only
+///   catch a daemon that stopped ticking; the daemon's own (configurable) start and stop
+///   timeouts bound the work itself.
+/// - With a watchdog, every tick while ready asks for a health check, and only a check that
+///   succeeded sends `WATCHDOG=1`: a hung server therefore ends in `Result=watchdog`, never
+///   masked by a free-running timer.
+public struct NotifyStateMachine: Sendable {
+    /// Where the service is.
+    public enum Phase: Sendable, Equatable {
+        case checking
+        case initialisingCluster
+        case starting
+        case recovering
+        case ready(url: String)
+        case stopping
+        case failed(String)
+    }
+
+    /// What the machine reacts to.
+    public enum Event: Sendable, Equatable {
+        case phase(Phase)
+        /// The periodic timer fired (every ``tickInterval``).
+        case tick
+        /// A health check asked for by ``Action/checkHealth`` finished.
+        case healthChecked(healthy: Bool, reason: String)
+    }
+
+    /// What the driver must do, in order.
+    public enum Action: Sendable, Equatable {
+        case notify([NotifyMessage])
+        /// Run a health check bounded by ``tickInterval``, then feed ``Event/healthChecked(healthy:reason:)``.
+        case checkHealth
+        case logNotice(String)
+        case logWarning(String)
+    }
+
+    /// The watchdog interval (`WatchdogSec=`), when the manager enabled the watchdog.
+    public let watchdogInterval: Duration?
+    /// How often the driver sends ``Event/tick``: a third of the watchdog interval (so one
+    /// slow or failed check still leaves a second chance before it fires), at least 0.5 s;
+    /// 5 s without a watchdog.
+    public let tickInterval: Duration
+    /// How much time each `EXTEND_TIMEOUT_USEC=` asks for: three ticks.
+    public var timeoutExtension: Duration { tickInterval * 3 }
+
+    public private(set) var phase: Phase = .checking
+    private var failedChecks = 0
+    private var lastFailure: String?
+    private var sentReady = false
+
+    public init(watchdogInterval: Duration?) {
+        self.watchdogInterval = watchdogInterval
+        if let interval = watchdogInterval {
+            tickInterval = max(interval / 3, .milliseconds(500))
+        } else {
+            tickInterval = .seconds(5)
+        }
+    }
+
+    /// Feeds one event; returns the actions to perform.
+    public mutating func handle(_ event: Event) -> [Action] {
+        switch event {
+        case .phase(let next): return enter(next)
+        case .tick: return tick()
+        case .healthChecked(let healthy, let reason): return healthChecked(healthy: healthy, reason: reason)
+        }
+    }
+
+    private mutating func enter(_ next: Phase) -> [Action] {
+        guard next != phase else { return [] }
+        // Nothing follows a failure or comes back after stopping.
+        if case .failed = phase { return [] }
+        if phase == .stopping {
+            guard case .failed = next else { return [] }
+        }
+        phase = next
+        switch next {
+        case .checking: return [.notify([.status("checking the cluster")])]
+        case .initialisingCluster: return [.notify([.status("initialising cluster (initdb)")])]
+        case .starting: return [.notify([.status("starting PostgreSQL")])]
+        case .recovering: return [.notify([.status("PostgreSQL is recovering after an unclean shutdown")])]
+        case .ready(let url):
+            failedChecks = 0
+            lastFailure = nil
+            var messages: [NotifyMessage] = [.status("ready: \(url)")]
+            if !sentReady {
+                messages.insert(.ready, at: 0)
+                sentReady = true
+            }
+            // The first ping right away: the watchdog starts counting at READY=1.
+            if watchdogInterval != nil { messages.append(.watchdog) }
+            return [.notify(messages)]
+        case .stopping: return [.notify([.stopping, .status("stopping")])]
+        case .failed(let message): return [.notify([.status("failed: \(message)")])]
+        }
+    }
+
+    private func tick() -> [Action] {
+        switch phase {
+        case .checking, .initialisingCluster, .starting, .recovering, .stopping:
+            return [.notify([.extendTimeout(timeoutExtension)])]
+        case .ready:
+            return watchdogInterval == nil ? [] : [.checkHealth]
+        case .failed:
+            return []
+        }
+    }
+
+    private mutating func healthChecked(healthy: Bool, reason: String) -> [Action] {
+        guard case .ready(let url) = phase else { return [] }
+        if healthy {
+            var actions: [Action] = []
+            if failedChecks > 0 {
+                actions.append(.logNotice("PostgreSQL is healthy again after \(failedChecks) failed health check\(failedChecks == 1 ? "" : "s")"))
+                actions.append(.notify([.status("ready: \(url)")]))
+            }
+            failedChecks = 0
+            lastFailure = nil
+            actions.append(.notify([.watchdog]))
+            return actions
+        }
+        failedChecks += 1
+        var actions: [Action] = []
+        if reason != lastFailure {
+            let interval = watchdogInterval.map { "\($0)" } ?? "the watchdog interval"
+            actions.append(.logWarning(
+                "health check failed: \(reason); the watchdog is not pinged, so systemd restarts the service if no check succeeds within \(interval)"))
+            actions.append(.notify([.status("unhealthy: \(reason)")]))
+            lastFailure = reason
+        }
+        return actions
+    }
+}
