@@ -15,7 +15,11 @@ UID         := $(shell id -u)
 # SwiftPM runs with a global config of the build's own that includes the user's ~/.gitconfig.
 export GIT_CONFIG_GLOBAL := $(CURDIR)/.build/gitconfig
 
-.PHONY: all deps build run test test-local clean
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+USER_PREFIX ?= $(HOME)/.local
+
+.PHONY: all deps build build-all run test test-local install install-user uninstall uninstall-user clean
 
 all: build
 
@@ -28,6 +32,10 @@ deps: .build/gitconfig
 
 build: deps
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS) --product ampd
+
+build-all: deps
+	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS) --product ampd
+	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS) --product amp-generator
 
 ## make run: a managed PostgreSQL for this directory's .amp, in the foreground (Ctrl+C stops it).
 run: build
@@ -47,6 +55,41 @@ endif
 test-local: .build/gitconfig
 	AMP_WERROR=1 $(SWIFT) build --build-tests $(BUILD_FLAGS)
 	AMP_WERROR=1 $(SWIFT) test --skip-build $(BUILD_FLAGS)
+
+## make install: system-wide (as root; PREFIX=/usr/local): ampd, the user generator, the
+## amp@.service template and the man pages. Every user then gets amp@NAME.service for the
+## projects in their registry on `systemctl --user daemon-reload`.
+install: CONFIG := release
+install: build-all
+	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/ampd" "$(DESTDIR)$(PREFIX)/bin/ampd"
+	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/amp-generator" "$(DESTDIR)$(PREFIX)/lib/systemd/user-generators/amp-generator"
+	install -d "$(DESTDIR)$(PREFIX)/lib/systemd/user" "$(DESTDIR)$(PREFIX)/share/man/man8"
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' units/amp@.service.in > "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service"
+	install -m 0644 man/man8/*.8 "$(DESTDIR)$(PREFIX)/share/man/man8/"
+	@echo "amp: installed under $(DESTDIR)$(PREFIX); each user runs: systemctl --user daemon-reload" >&2
+
+## make install-user: for the current user only, without root (USER_PREFIX=~/.local). A user
+## generator cannot be installed per user, so the registry is rendered into
+## ~/.config/systemd/user instead (amp-generator --sync-user-units, also run by ampctl).
+install-user: CONFIG := release
+install-user: build-all
+	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/ampd" "$(USER_PREFIX)/bin/ampd"
+	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/amp-generator" "$(USER_PREFIX)/bin/amp-generator"
+	install -d "$(USER_PREFIX)/share/systemd/user" "$(USER_PREFIX)/share/man/man8"
+	sed 's|@BINDIR@|$(USER_PREFIX)/bin|g' units/amp@.service.in > "$(USER_PREFIX)/share/systemd/user/amp@.service"
+	install -m 0644 man/man8/*.8 "$(USER_PREFIX)/share/man/man8/"
+	"$(USER_PREFIX)/bin/amp-generator" --sync-user-units
+	-systemctl --user daemon-reload
+
+uninstall:
+	rm -f "$(DESTDIR)$(PREFIX)/bin/ampd" "$(DESTDIR)$(PREFIX)/lib/systemd/user-generators/amp-generator" \
+	  "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service" "$(DESTDIR)$(PREFIX)/share/man/man8/ampd.8" \
+	  "$(DESTDIR)$(PREFIX)/share/man/man8/amp-generator.8"
+
+uninstall-user:
+	rm -f "$(USER_PREFIX)/bin/ampd" "$(USER_PREFIX)/bin/amp-generator" "$(USER_PREFIX)/share/systemd/user/amp@.service" \
+	  "$(USER_PREFIX)/share/man/man8/ampd.8" "$(USER_PREFIX)/share/man/man8/amp-generator.8"
+	-systemctl --user daemon-reload
 
 clean:
 	rm -rf .build

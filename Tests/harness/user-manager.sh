@@ -30,7 +30,13 @@ start() {
 
   # journald: needed when no journal socket answers.
   if [ ! -S /run/systemd/journal/socket ] || ! systemd-cat -t amp-harness true 2>/dev/null; then
-    mkdir -p /run/systemd/journal /var/log/journal
+    # Journal files are readable by the systemd-journal group when their directory carries
+    # that group with setgid (what systemd-tmpfiles arranges on a booted system). Volatile
+    # storage only: nothing of the tests outlives the machine.
+    mkdir -p /run/systemd/journal /run/log/journal
+    if getent group systemd-journal >/dev/null; then
+      chgrp -R systemd-journal /run/log/journal && chmod 2755 /run/log/journal
+    fi
     setsid /lib/systemd/systemd-journald </dev/null >/dev/null 2>&1 &
     echo $! > "$state/journald.pid"
     for _ in $(seq 50); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done
@@ -97,6 +103,7 @@ stop() {
     log "stopped the user manager of $user"
   fi
   if [ -f "$state/journald.pid" ]; then
+    # journald picks persistent storage when /var/log/journal exists; the harness never made it.
     local pid; pid=$(cat "$state/journald.pid")
     [ "$(exe_of "$pid")" = /usr/lib/systemd/systemd-journald ] && kill -TERM "$pid" 2>/dev/null || true
     rm -f "$state/journald.pid"
