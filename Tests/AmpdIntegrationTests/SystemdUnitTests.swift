@@ -1,0 +1,326 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpPostgres
+import FoundationEssentials
+import Testing
+
+/// amp@.service under a real systemd user manager and a real journald.
+@Suite("amp@.service (real user manager, real journald)", .serialized, userManagerAvailable)
+struct SystemdUnitTests {
+    /// The first row's first column of `sql` on the server at `url`.
+    func query(_ url: String, _ sql: String) throws -> String? {
+        try LibPQ.query(url, sql).first ?? nil
+    }
+
+    @Test("start returns only once a query succeeds; StatusText holds the URL; stop is clean and leaves no process")
+    func startQueryStop() async throws {
+        try await SystemdFixture.with { f in
+            let base = try await f.project("p", base: true)  // a space in the path: quoting in the drop-in
+            let unit = f.unit("p")
+            let start = await f.systemctl("start", unit)
+            #expect(start.ok, "\(start.output)")
+            // Immediately after `start` returned: no retry.
+            let status = await f.property(unit, "StatusText")
+            let url = try #require(await f.url(unit), "StatusText: \(status)")
+            #expect(url.contains("host=%2Ftmp%2Famp%20sd."))
+            #expect(try query(url, "SELECT 1") == "1")
+            #expect(await f.property(unit, "RequiresMountsFor").contains(base), "RequiresMountsFor keeps the spaced path whole")
+            #expect(await f.property(unit, "WatchdogUSec") == "30s")
+
+            let postmaster = try #require(postmasterPID(base: base))
+            let cgroup = await f.property(unit, "ControlGroup")
+            let stop = await f.systemctl("stop", unit)
+            #expect(stop.ok, "\(stop.output)")
+            #expect(await f.property(unit, "ActiveState") == "inactive")
+            #expect(await f.property(unit, "Result") == "success")
+            #expect(kill(postmaster, 0) != 0 && errno == ESRCH, "postmaster \(postmaster) is gone")
+            #expect(!FileManager.default.fileExists(atPath: base + "/.amp/metadb/postmaster.pid"), "clean shutdown removes postmaster.pid")
+            for hierarchy in ["unified", "systemd", ""] {
+                let procs = readFile("/sys/fs/cgroup/\(hierarchy)\(cgroup)/cgroup.procs") ?? ""
+                #expect(procs.isEmpty, "no process left in \(cgroup) (\(hierarchy)): \(procs)")
+            }
+            let messages = await f.journal(unit).compactMap { $0["MESSAGE"] }
+            #expect(messages.contains { $0.contains("database system is shut down") }, "shutdown is in the journal")
+        }
+    }
+
+    @Test("figures: systemctl --user start (existing cluster) beside ampd run to ready")
+    func startTimes() async throws {
+        try await SystemdFixture.with { f in
+            let base = try await f.project("timing")
+            let unit = f.unit("timing")
+            #expect(await f.systemctl("start", unit).ok)  // creates the cluster
+            #expect(await f.systemctl("stop", unit).ok)
+            var unitTimes: [Double] = []
+            for _ in 0..<3 {
+                let t0 = ContinuousClock.now
+                let r = await f.systemctl("start", unit)
+                let elapsed = ContinuousClock.now - t0
+                #expect(r.ok, "\(r.output)")
+                #expect(try query(try #require(await f.url(unit)), "SELECT 1") == "1")
+                unitTimes.append(seconds(elapsed))
+                #expect(await f.systemctl("stop", unit).ok)
+            }
+            var runTimes: [Double] = []
+            for _ in 0..<3 {
+                let fixture = AmpdFixture()
+                let t0 = ContinuousClock.now
+                let run = try await fixture.start(["run", "--amp-dir", base])
+                #expect(await run.waitForLine("ready in "), "\(run.text)")
+                runTimes.append(seconds(ContinuousClock.now - t0))
+                run.process?.signal(SIGTERM)
+                _ = await run.process?.wait(timeout: .seconds(30))
+            }
+            let u = unitTimes.sorted()[1], r = runTimes.sorted()[1]
+            print("figure: systemctl --user start amp@ (existing cluster, median of 3): \(format(u)) s; ampd run to ready line: \(format(r)) s; ratio \(format(u / r))")
+        }
+    }
+
+    @Test("two projects run side by side; stopping one leaves the other answering")
+    func twoProjects() async throws {
+        try await SystemdFixture.with { f in
+            _ = try await f.project("one")
+            _ = try await f.project("two")
+            #expect(await f.systemctl("start", f.unit("one"), f.unit("two")).ok)
+            let u1 = try #require(await f.url(f.unit("one")))
+            let u2 = try #require(await f.url(f.unit("two")))
+            #expect(u1 != u2)
+            _ = try query(u1, "CREATE TABLE only_in_one (x int)")
+            #expect(try query(u2, "SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_one'") == "0")
+            #expect(await f.systemctl("stop", f.unit("one")).ok)
+            #expect(try query(u2, "SELECT 2") == "2")
+        }
+    }
+
+    @Test("postmaster killed with SIGKILL: the unit restarts (NRestarts=1) with the data intact")
+    func postmasterKilled() async throws {
+        try await SystemdFixture.with { f in
+            let base = try await f.project("crash")
+            let unit = f.unit("crash")
+            #expect(await f.systemctl("start", unit).ok)
+            let url = try #require(await f.url(unit))
+            _ = try query(url, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before the crash')")
+            _ = try query(url, "CHECKPOINT")
+            let postmaster = try #require(postmasterPID(base: base))
+            #expect(kill(postmaster, SIGKILL) == 0)
+            let restarted = await eventuallyAsync(timeout: .seconds(30)) {
+                await f.restartedAndReady(unit)
+            }
+            let restarts = await f.property(unit, "NRestarts"), status = await f.property(unit, "StatusText")
+            #expect(restarted, "NRestarts=\(restarts) status=\(status)")
+            #expect(try query(try #require(await f.url(unit)), "SELECT v FROM kept") == "before the crash")
+            #expect(postmasterPID(base: base) != postmaster)
+        }
+    }
+
+    @Test("postmaster stopped (SIGSTOP): Result=watchdog and a restart within WatchdogSec plus a margin")
+    func hungPostmaster() async throws {
+        try await SystemdFixture.with { f in
+            let base = try await f.project("hang")
+            let unit = f.unit("hang")
+            #expect(await f.systemctl("start", unit).ok)
+            let watchdog = try #require(parseSeconds(await f.property(unit, "WatchdogUSec")))
+            let abort = parseSeconds(await f.property(unit, "TimeoutAbortUSec")) ?? 0
+            let postmaster = try #require(postmasterPID(base: base))
+            let t0 = ContinuousClock.now
+            #expect(kill(postmaster, SIGSTOP) == 0)
+            // Result=watchdog is visible while the unit is being stopped, before the restart resets it.
+            let sawWatchdog = await eventuallyAsync(timeout: .seconds(watchdog + 15), every: .milliseconds(50)) {
+                await f.property(unit, "Result") == "watchdog"
+            }
+            let fired = seconds(ContinuousClock.now - t0)
+            let result = await f.property(unit, "Result")
+            #expect(sawWatchdog, "Result=\(result)")
+            #expect(fired >= watchdog * 0.5, "the watchdog did not fire early (\(fired) s)")
+            let restarted = await eventuallyAsync(timeout: .seconds(abort + 20)) {
+                await f.restartedAndReady(unit)
+            }
+            let total = seconds(ContinuousClock.now - t0)
+            #expect(restarted)
+            #expect(total <= watchdog + abort + 10, "restarted after \(total) s (WatchdogSec \(watchdog) s, TimeoutAbortSec \(abort) s)")
+            #expect(try query(try #require(await f.url(unit)), "SELECT 1") == "1")
+            let warnings = await f.journal(unit, matches: ["SYSLOG_IDENTIFIER=ampd", "PRIORITY=4"]).compactMap { $0["MESSAGE"] }
+            #expect(warnings.contains { $0.contains("health check failed") && $0.contains("stopped") }, "\(warnings)")
+            print("figure: SIGSTOP to watchdog result \(format(fired)) s, to ready again \(format(total)) s (WatchdogSec \(watchdog) s)")
+        }
+    }
+
+    @Test("a failing statement is one journal entry: PRIORITY=4, PG_SEVERITY=ERROR, with its STATEMENT line")
+    func journalEntries() async throws {
+        try await SystemdFixture.with { f in
+            _ = try await f.project("journal")
+            let unit = f.unit("journal")
+            #expect(await f.systemctl("start", unit).ok)
+            let url = try #require(await f.url(unit))
+            #expect(throws: LibPQError.self) { try query(url, "SELECT no_such_column_4711 FROM pg_class") }
+            var entry: [String: String]?
+            _ = await eventuallyAsync(timeout: .seconds(10)) {
+                entry = await f.journal(unit, matches: ["PG_SEVERITY=ERROR"]).first { $0["MESSAGE"]?.contains("no_such_column_4711") == true }
+                return entry != nil
+            }
+            let e = try #require(entry, "no journal entry with PG_SEVERITY=ERROR")
+            #expect(e["PRIORITY"] == "4")
+            #expect(e["SYSLOG_IDENTIFIER"] == "postgres")
+            #expect(e["PG_SQLSTATE"] == "42703")
+            #expect(e["AMP_PROJECT"] == "journal")
+            #expect(e["AMP_DIR"]?.hasSuffix("/.amp") == true)
+            #expect(e["PG_PID"].flatMap { Int($0) } != nil)
+            let message = e["MESSAGE"] ?? ""
+            #expect(message.contains("does not exist"), "\(message)")
+            #expect(message.contains("STATEMENT:  SELECT no_such_column_4711 FROM pg_class"), "the STATEMENT line is in the same entry: \(message)")
+            // ampd's own messages: their identifier and a priority from the level.
+            let own = await f.journal(unit, matches: ["SYSLOG_IDENTIFIER=ampd"])
+            #expect(own.contains { $0["MESSAGE"]?.contains("ready in") == true && $0["PRIORITY"] == "6" })
+        }
+    }
+
+    @Test("a broken config.toml fails once, without a restart loop, and the journal says why")
+    func brokenConfiguration() async throws {
+        try await SystemdFixture.with { f in
+            let base = try await f.project("broken")
+            let unit = f.unit("broken")
+            try FileManager.default.createDirectory(atPath: base + "/.amp", withIntermediateDirectories: true)
+            writeFile(base + "/.amp/config.toml", "[postgres\nlocale = C\n")
+            let start = await f.systemctl("start", unit)
+            #expect(!start.ok, "start must fail")
+            #expect(await f.property(unit, "ExecMainStatus") == "78")
+            // Longer than RestartSec (2 s): no restart may follow.
+            try await Task.sleep(for: .seconds(4))
+            #expect(await f.property(unit, "NRestarts") == "0")
+            #expect(await f.property(unit, "ActiveState") == "failed")
+            #expect(await f.property(unit, "StatusText").contains("config.toml"))
+            let errors = await f.journal(unit, matches: ["PRIORITY=3"]).compactMap { $0["MESSAGE"] }
+            #expect(errors.contains { $0.contains("config.toml:1:") && $0.contains("fix the file") }, "\(errors)")
+            #expect(!FileManager.default.fileExists(atPath: base + "/.amp/metadb/PG_VERSION"), "nothing was created")
+        }
+    }
+
+    @Test("an unregistered instance fails at once with the command that registers it")
+    func unregisteredInstance() async throws {
+        try await SystemdFixture.with { f in
+            let unit = f.unit("nobody-registered-me")
+            f.later { _ = await f.systemctl("reset-failed", unit) }
+            #expect(!(await f.systemctl("start", unit)).ok)
+            #expect(await f.property(unit, "ExecMainStatus") == "78")
+            #expect(await f.property(unit, "StatusText").contains("ampctl init --name nobody-registered-me"))
+        }
+    }
+
+    @Test("the installed template and the generator's output pass systemd-analyze --user verify")
+    func verify() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        writeFile(dir + "/amp@.service", renderedTemplate())
+        let registry = dir + "/config/amp/registry"
+        try FileManager.default.createDirectory(atPath: registry, withIntermediateDirectories: true)
+        writeFile(registry + "/shop.toml", "path = \"/tmp\"\nautostart = true\n")
+        writeFile(registry + "/blog.toml", "path = \"/var/tmp\"\n")
+        writeFile(registry + "/-bad-name.toml", "path = \"/tmp\"\n")
+        writeFile(registry + "/broken.toml", "path = \n")
+        writeFile(registry + "/relative.toml", "path = \"src/x\"\n")
+        let out = dir + "/generator"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let generated = await run(
+            productsDirectory + "/amp-generator", [out, dir + "/early", dir + "/late"],
+            environment: toolEnvironment(["XDG_CONFIG_HOME": dir + "/config", "SYSTEMD_SCOPE": "user"]))
+        #expect(generated.ok, "\(generated.output)")
+        for bad in ["-bad-name.toml", "broken.toml", "relative.toml"] {
+            #expect(generated.output.contains(registry + "/" + bad), "names the bad entry \(bad): \(generated.output)")
+        }
+        let files = Set(FileManager.default.subpathsOrEmpty(atPath: out))
+        #expect(files.contains("amp@shop.service.d/50-amp-dir.conf"))
+        #expect(files.contains("amp@blog.service.d/50-amp-dir.conf"))
+        #expect(files.contains("default.target.wants/amp@shop.service"))
+        #expect(!files.contains("default.target.wants/amp@blog.service"))
+        #expect(!files.contains { $0.contains("broken") || $0.contains("relative") || $0.contains("bad-name") })
+        #expect(!FileManager.default.fileExists(atPath: dir + "/early/amp@shop.service.d"), "writes only into the normal directory")
+
+        // Verify the template with the generated drop-ins, as the manager would load them.
+        let verifyEnv = toolEnvironment(["SYSTEMD_UNIT_PATH": "\(dir):\(out):"])
+        let result = await run("/usr/bin/systemd-analyze", ["--user", "verify", "amp@shop.service", "amp@blog.service"], environment: verifyEnv)
+        #expect(result.ok, "\(result.output)")
+        #expect(result.output.trimmedSpace.isEmpty, "no warnings: \(result.output)")
+        let template = await run("/usr/bin/systemd-analyze", ["--user", "verify", dir + "/amp@.service"], environment: verifyEnv)
+        #expect(template.ok && template.output.trimmedSpace.isEmpty, "\(template.output)")
+    }
+
+    @Test("--sync-user-units writes the generator's files into a unit directory and removes stale ones")
+    func syncUserUnits() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let registry = dir + "/config/amp/registry"
+        try FileManager.default.createDirectory(atPath: registry, withIntermediateDirectories: true)
+        writeFile(registry + "/a.toml", "path = \"/tmp\"\nautostart = true\n")
+        writeFile(registry + "/b.toml", "path = \"/tmp\"\n")
+        let units = dir + "/units"
+        let env = toolEnvironment(["XDG_CONFIG_HOME": dir + "/config"])
+        let first = await run(productsDirectory + "/amp-generator", ["--sync-user-units", units], environment: env)
+        #expect(first.ok, "\(first.output)")
+        #expect(first.output.contains("both name /tmp"), "warns about two names for one amp dir: \(first.output)")
+        // The user's own drop-in next to ours must survive.
+        writeFile(units + "/amp@a.service.d/90-mine.conf", "[Service]\nNice=5\n")
+        try FileManager.default.removeItem(atPath: registry + "/a.toml")
+        let second = await run(productsDirectory + "/amp-generator", ["--sync-user-units", units], environment: env)
+        #expect(second.ok, "\(second.output)")
+        let files = Set(FileManager.default.subpathsOrEmpty(atPath: units))
+        #expect(!files.contains("amp@a.service.d/50-amp-dir.conf"))
+        #expect(files.contains("amp@a.service.d/90-mine.conf"))
+        #expect(!files.contains("default.target.wants/amp@a.service"))
+        #expect(files.contains("amp@b.service.d/50-amp-dir.conf"))
+    }
+}
+
+extension SystemdFixture {
+    /// Restarted once (`NRestarts=1`) and ready again.
+    func restartedAndReady(_ unit: String) async -> Bool {
+        let restarts = await property(unit, "NRestarts")
+        let status = await property(unit, "StatusText")
+        return restarts == "1" && status.hasPrefix("ready: ")
+    }
+}
+
+extension FileManager {
+    func subpathsOrEmpty(atPath path: String) -> [String] { (try? subpathsOfDirectory(atPath: path)) ?? [] }
+}
+
+func temporaryDirectory() throws -> String {
+    var template = Array("/tmp/amp-test.XXXXXX".utf8CString)
+    let made: UnsafeMutablePointer<CChar>? = template.withUnsafeMutableBufferPointer { b in b.baseAddress.flatMap { mkdtemp($0) } }
+    guard let made else { throw FixtureError("mkdtemp failed") }
+    return String(cString: made)
+}
+
+func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+func format(_ x: Double) -> String { String((x * 1000).rounded() / 1000) }
+
+/// Parses systemd's time spans as `systemctl show` prints them: `30s`, `1min 30s`, `500ms`.
+func parseSeconds(_ text: String) -> Double? {
+    var total = 0.0
+    var found = false
+    for part in text.split(separator: " ") {
+        let digits = part.prefix { $0.isNumber || $0 == "." }
+        guard let value = Double(digits) else { return nil }
+        switch part.dropFirst(digits.count) {
+        case "min": total += value * 60
+        case "s": total += value
+        case "ms": total += value / 1000
+        case "us": total += value / 1e6
+        case "h": total += value * 3600
+        default: return nil
+        }
+        found = true
+    }
+    return found ? total : nil
+}
+
+extension String {
+    /// Without leading and trailing whitespace.
+    var trimmedSpace: String {
+        var s = Substring(self)
+        while s.first?.isWhitespace == true { s.removeFirst() }
+        while s.last?.isWhitespace == true { s.removeLast() }
+        return String(s)
+    }
+}
