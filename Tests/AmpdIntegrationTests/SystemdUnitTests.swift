@@ -324,3 +324,56 @@ extension String {
         return String(s)
     }
 }
+
+/// The generator as the user manager runs it: installed system-wide (by `make test` as root,
+/// into /run/systemd/user-generators), fed by the account's real registry on `daemon-reload`.
+/// Only on a dedicated test account: it writes `amp@` units and registry entries.
+@Suite(
+    "amp-generator run by the user manager", .serialized, userManagerAvailable,
+    .enabled(if: getenv("AMP_TEST_SYSTEM_GENERATOR").map { String(cString: $0) } == "1",
+             "needs amp-generator installed in a user-generators directory on a dedicated account (make test as root does this)"))
+struct GeneratorEndToEndTests {
+    @Test("registry → generator → amp@NAME runs the amp dir; autostart wants it; a bad entry does not stop the others")
+    func endToEnd() async throws {
+        let home = try #require(getenv("HOME").map { String(cString: $0) })
+        let registry = home + "/.config/amp/registry"
+        let name = "e2e-\(getpid())"
+        let broken = registry + "/\(name)-broken.toml"
+        let entry = registry + "/\(name).toml"
+        let unitDir = UserManager.runtimeDirectory + "/systemd/user"
+        let template = unitDir + "/amp@.service"
+        let base = try temporaryDirectory()
+        let ctl = { (args: [String]) async -> ToolResult in await run("/usr/bin/systemctl", ["--user"] + args) }
+        defer {
+            try? FileManager.default.removeItem(atPath: entry)
+            try? FileManager.default.removeItem(atPath: broken)
+            try? FileManager.default.removeItem(atPath: template)
+            try? FileManager.default.removeItem(atPath: base)
+        }
+        try FileManager.default.createDirectory(atPath: registry, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: unitDir, withIntermediateDirectories: true)
+        writeFile(template, renderedTemplate())
+        writeFile(broken, "path = [\n")
+        writeFile(entry, "path = \"\(base)\"\nautostart = true\n")
+        #expect(await ctl(["daemon-reload"]).ok)
+        let unit = "amp@\(name).service"
+        let environment = await ctl(["show", "-p", "Environment", "--value", unit]).output
+        #expect(environment.contains("AMP_DIR=\(base)"), "\(environment)")
+        let wants = await ctl(["show", "-p", "Wants", "--value", "default.target"]).output
+        #expect(wants.contains(unit), "autostart: default.target wants \(unit): \(wants)")
+        let dropIn = await ctl(["show", "-p", "DropInPaths", "--value", unit]).output
+        #expect(dropIn.contains("/systemd/generator/\(unit).d/50-amp-dir.conf"), "\(dropIn)")
+        let start = await ctl(["start", unit])
+        #expect(start.ok, "\(start.output)")
+        let status = await ctl(["show", "-p", "StatusText", "--value", unit]).output.trimmedSpace
+        #expect(status.hasPrefix("ready: "))
+        let url = String(status.dropFirst("ready: ".count))
+        #expect((try LibPQ.query(url, "SELECT 42").first ?? nil) == "42")
+        #expect(await ctl(["stop", unit]).ok)
+        try FileManager.default.removeItem(atPath: entry)
+        try FileManager.default.removeItem(atPath: broken)
+        #expect(await ctl(["daemon-reload"]).ok)
+        let after = await ctl(["show", "-p", "Environment", "--value", unit]).output
+        #expect(!after.contains("AMP_DIR="), "gone from the registry, gone from the units: \(after)")
+    }
+}

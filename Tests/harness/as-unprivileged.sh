@@ -7,19 +7,28 @@
 # The account ($AMP_TEST_USER, default amp-test) is created when missing. The checkout is
 # given to it (chown -R); when the account cannot reach the checkout (e.g. under /root), a
 # copy without build output is made in its home and the target runs there.
+#
+# The systemd tests need a user manager and journald: Tests/harness/user-manager.sh starts
+# them for the account where none runs, and they are stopped again on exit. With them the
+# suite runs with AMP_REQUIRE_SYSTEMD=1, so a missing manager fails instead of skipping.
+# On an account this script created (a dedicated one) it also installs the built generator
+# system-wide in /run/systemd/user-generators for the end-to-end generator test.
 set -euo pipefail
 
 target=${1:?usage: as-unprivileged.sh TARGET}
 user=${AMP_TEST_USER:-amp-test}
 top=$(cd "$(dirname "$0")/../.." && pwd)
+harness=$top/Tests/harness
 
+dedicated=0
 if ! id -u "$user" >/dev/null 2>&1; then
-  useradd --create-home --shell /bin/bash "$user"
+  useradd --create-home --shell /bin/bash --comment "amp test account" "$user"
   echo "amp: created the unprivileged account $user for the tests" >&2
 fi
+# An account carrying our comment is ours to write units and registry entries for.
+[ "$(getent passwd "$user" | cut -d: -f5)" = "amp test account" ] && dedicated=1
 home=$(getent passwd "$user" | cut -d: -f6)
-# journald (for the systemd tests) is readable by the systemd-journal group.
-getent group systemd-journal >/dev/null && usermod -a -G systemd-journal "$user" || true
+uid=$(id -u "$user")
 
 workdir=$top
 if ! runuser -u "$user" -- test -r "$top/Package.swift" -a -x "$top"; then
@@ -33,7 +42,35 @@ chown -R "$user": "$workdir"
 # SwiftPM keeps per-checkout lock files in /tmp; root's would lock the account out.
 rm -f "/tmp/$(echo "$workdir" | tr / _)_.build"* 2>/dev/null || true
 
-exec runuser -u "$user" -- env -i \
+generator=/run/systemd/user-generators/amp-generator
+cleanup() {
+  rc=$?
+  [ -f "$generator.amp-test" ] && rm -f "$generator" "$generator.amp-test"
+  "$harness/user-manager.sh" stop || true
+  exit $rc
+}
+trap cleanup EXIT
+
+require_systemd=0
+if "$harness/user-manager.sh" start "$user"; then
+  require_systemd=1
+else
+  echo "amp: no systemd user manager for $user; the systemd tests will say why they skip" >&2
+fi
+
+system_generator=0
+if [ $require_systemd = 1 ] && [ $dedicated = 1 ] && [ ! -e "$generator" ]; then
+  mkdir -p "$(dirname "$generator")"
+  printf '#!/bin/sh\n# installed by amp'"'"'s test harness; removed when the tests end\nexec %q "$@"\n' \
+    "$workdir/.build/debug/amp-generator" > "$generator"
+  chmod 0755 "$generator"
+  touch "$generator.amp-test"
+  system_generator=1
+fi
+
+runuser -u "$user" -- env -i \
   HOME="$home" USER="$user" LOGNAME="$user" PATH="$PATH" LANG=C.UTF-8 \
+  XDG_RUNTIME_DIR="/run/user/$uid" \
+  AMP_REQUIRE_SYSTEMD="$require_systemd" AMP_TEST_SYSTEM_GENERATOR="$system_generator" \
   CI="${CI:-}" AMP_WERROR="${AMP_WERROR:-1}" \
   make -C "$workdir" "$target"
