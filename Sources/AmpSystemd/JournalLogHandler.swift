@@ -21,7 +21,8 @@ public func isStandardErrorJournal(environment: [String: String]) -> Bool {
 /// `sd_journal_sendv(3)` (<https://www.freedesktop.org/software/systemd/man/252/sd_journal_sendv.html>).
 ///
 /// Fields:
-/// - `MESSAGE=` the whole message, newlines included (one entry, however many lines);
+/// - `MESSAGE=` the whole message, newlines included (one entry, however many lines), and for
+///   the daemon's own messages their metadata as ` key=value` (as on standard error);
 /// - `PRIORITY=` from the level: trace/debug 7, info 6, notice 5, warning 4, error 3, critical 2
 ///   (PostgreSQL's own entries arrive with the level that has PostgreSQL's syslog priority);
 /// - `SYSLOG_IDENTIFIER=` the metadata value `source` (e.g. `postgres`), else the identifier
@@ -57,8 +58,14 @@ public struct JournalLogHandler: LogHandler {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         let source = merged.removeValue(forKey: "source").map { "\($0)" }
+        // The daemon's own context (key=value) also goes into the text, so that plain
+        // `journalctl` shows it; PostgreSQL's entries carry theirs in fields only.
+        var message = "\(event.message)"
+        if source == nil, !merged.isEmpty {
+            message += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        }
         var fields: [(String, String)] = [
-            ("MESSAGE", "\(event.message)"),
+            ("MESSAGE", message),
             ("PRIORITY", "\(Self.priority(event.level))"),
             ("SYSLOG_IDENTIFIER", source ?? identifier),
         ]
