@@ -74,7 +74,7 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "amp-generator",
-            dependencies: ["AmpRegistry"],
+            dependencies: ["AmpRegistry", "AmpConfig"],
             swiftSettings: strict),
 
         .testTarget(

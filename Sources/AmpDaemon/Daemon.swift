@@ -14,7 +14,7 @@ import ServiceLifecycle
 /// ``AmpdExitCode``.
 enum Daemon {
     static func run(_ command: RunCommand) async -> AmpdExitCode {
-        let environment = currentEnvironment()
+        let environment = processEnvironment()
         let level = parseLogLevel(command.logLevel)
         let cwd = workingDirectory()
         let ampDir = AmpDirectory.resolve(flag: command.ampDir, environment: environment, workingDirectory: cwd)
@@ -183,17 +183,6 @@ extension PostgresBuilder {
         for p in parameters { b = b.configParameter(p.name, p.value) }
         return b
     }
-}
-
-func currentEnvironment() -> [String: String] {
-    var env: [String: String] = [:]
-    var p = environ
-    while let entry = p.pointee {
-        let s = String(cString: entry)
-        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-        p += 1
-    }
-    return env
 }
 
 func workingDirectory() -> String {
