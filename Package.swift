@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "ampd", targets: ["ampd"]),
         .executable(name: "amp-generator", targets: ["amp-generator"]),
         .library(name: "AmpPostgres", targets: ["AmpPostgres"]),
+        .library(name: "Varlink", targets: ["Varlink"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,6 +31,8 @@ let package = Package(
         // fork/exec with PR_SET_PDEATHSIG, a process group and a user switch: things
         // posix_spawn cannot do and that must not run Swift code between fork and exec.
         .target(name: "CSpawn"),
+        // Unix sockets, SO_PEERCRED, eventfd and poll for the varlink server and client.
+        .target(name: "CSocket"),
 
         .target(
             name: "ChildProcess",
@@ -54,6 +57,10 @@ let package = Package(
         .target(
             name: "AmpSystemd",
             dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "Varlink",
+            dependencies: ["CSocket", "ChildProcess"],
             swiftSettings: strict),
         .target(
             name: "AmpRegistry",
@@ -84,6 +91,10 @@ let package = Package(
         .testTarget(
             name: "AmpPostgresTests",
             dependencies: ["AmpPostgres", "ChildProcess", "CLibPQ"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "VarlinkTests",
+            dependencies: ["Varlink"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpSystemdTests",
