@@ -94,7 +94,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "VarlinkTests",
-            dependencies: ["Varlink"],
+            dependencies: ["Varlink", "CSocket"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpSystemdTests",
