@@ -63,13 +63,17 @@ let package = Package(
             dependencies: ["CSocket", "ChildProcess"],
             swiftSettings: strict),
         .target(
+            name: "AmpProtocol",
+            dependencies: ["Varlink"],
+            swiftSettings: strict),
+        .target(
             name: "AmpRegistry",
             dependencies: ["AmpConfig"],
             swiftSettings: strict),
         .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "ChildProcess",
+                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "AmpProtocol", "Varlink", "ChildProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

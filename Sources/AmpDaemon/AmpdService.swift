@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AmpPostgres
+import AmpProtocol
 import AmpSystemd
 import ChildProcess
 import Logging
@@ -17,12 +18,13 @@ import Synchronization
 struct AmpdService: Service {
     let builder: PostgresBuilder
     let notifier: SystemdNotifier
+    let board: StatusBoard
     let logger: Logger
     /// Called once PostgreSQL is ready, with its handle and the start-up time.
     let onReady: @Sendable (PostgresHandle, Duration) -> Void
 
     func run() async throws {
-        let supervisor = Supervisor(notifier: notifier, logger: logger)
+        let supervisor = Supervisor(notifier: notifier, board: board, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await supervisor.tickUntilCancelled() }
             defer { group.cancelAll() }
@@ -53,6 +55,7 @@ struct AmpdService: Service {
         let elapsed = ContinuousClock.now - started
         onReady(server.handle, elapsed)
         supervisor.attach(server)
+        board.ready(server.handle)
         supervisor.handle(.phase(.ready(url: server.handle.url)))
         try await withGracefulShutdownHandler {
             try await server.run()
@@ -68,14 +71,16 @@ final class Supervisor: Sendable {
     private let machine: Mutex<NotifyStateMachine>
     private let server = Mutex<PostgresServer?>(nil)
     private let notifier: SystemdNotifier
+    private let board: StatusBoard
     private let logger: Logger
     let tickInterval: Duration
 
-    init(notifier: SystemdNotifier, logger: Logger) {
+    init(notifier: SystemdNotifier, board: StatusBoard, logger: Logger) {
         let machine = NotifyStateMachine(watchdogInterval: notifier.watchdogInterval)
         self.machine = Mutex(machine)
         self.tickInterval = machine.tickInterval
         self.notifier = notifier
+        self.board = board
         self.logger = logger
         if let interval = notifier.watchdogInterval {
             logger.debug("watchdog enabled", metadata: ["interval": "\(interval)", "check_every": "\(tickInterval)"])
@@ -89,6 +94,28 @@ final class Supervisor: Sendable {
     func handle(_ event: NotifyStateMachine.Event) {
         let actions = machine.withLock { $0.handle(event) }
         for action in actions { perform(action) }
+        switch event {
+        case .phase(let phase): board.update { Self.apply(phase, to: &$0) }
+        case .healthChecked(let healthy, let reason):
+            board.update {
+                $0.healthy = healthy
+                if !healthy { $0.lastError = reason }
+            }
+        case .tick: break
+        }
+    }
+
+    /// The board's state and phase text for a phase (ready is set by ``StatusBoard/ready(_:)``).
+    static func apply(_ phase: NotifyStateMachine.Phase, to status: inout MetadbStatus) {
+        switch phase {
+        case .checking: status.state = .starting; status.phase = "checking the cluster"
+        case .initialisingCluster: status.state = .starting; status.phase = "initialising cluster (initdb)"
+        case .starting: status.state = .starting; status.phase = "starting PostgreSQL"
+        case .recovering: status.state = .starting; status.phase = "recovering after an unclean shutdown"
+        case .ready: break
+        case .stopping: status.state = .stopping; status.phase = "stopping"; status.healthy = nil
+        case .failed(let message): status.state = .failed; status.phase = "failed"; status.lastError = message
+        }
     }
 
     private func perform(_ action: NotifyStateMachine.Action) {

@@ -4,11 +4,13 @@ import Glibc
 import AmpConfig
 import AmpLogging
 import AmpPostgres
+import AmpProtocol
 import AmpRegistry
 import AmpSystemd
 import ChildProcess
 import Logging
 import ServiceLifecycle
+import Varlink
 
 /// What `ampd run` does, step by step; every failure ends in one clear line and an
 /// ``AmpdExitCode``.
@@ -18,7 +20,7 @@ enum Daemon {
         let level = parseLogLevel(command.logLevel)
         let cwd = workingDirectory()
         let ampDir = AmpDirectory.resolve(flag: command.ampDir, environment: environment, workingDirectory: cwd)
-        let projectName = command.instance ?? ampDir.projectName
+        let projectName = command.instance ?? Registry.serviceName(forBase: ampDir.base, environment: environment)
         let journal: Bool
         switch command.logTarget {
         case "journal": journal = true
@@ -113,15 +115,32 @@ enum Daemon {
             .logger(logger)
             .with(initdbArguments: settings.initdbArgs, parameters: settings.parameters)
 
-        let service = AmpdService(builder: builder, notifier: notifier, logger: logger) { handle, elapsed in
+        // The varlink socket listens before PostgreSQL starts, so `ampctl status` sees the start.
+        let restarts = countStart(environment: environment)
+        let board = StatusBoard(MetadbStatus(
+            state: .starting, phase: "checking the cluster", project: projectName, ampdPID: Int(getpid()),
+            ampDir: ampDir.path, dataDir: ampDir.metadb, restarts: restarts))
+        let varlink: VarlinkServer
+        do {
+            varlink = try makeVarlinkServer(name: projectName, environment: environment, board: board, logger: logger)
+        } catch {
+            return fail(error.code, error.message)
+        }
+        logger.info("varlink API at unix:\(varlink.path)")
+
+        let service = AmpdService(builder: builder, notifier: notifier, board: board, logger: logger) { handle, elapsed in
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let rounded = (seconds * 1000).rounded() / 1000
             if !journal { printLine("ready in \(rounded)s: \(handle.url) — connect with: psql '\(handle.url)'") }
             logger.info("PostgreSQL \(handle.serverVersion) ready in \(rounded)s: \(handle.url)", metadata: ["pid": "\(handle.pid)"])
         }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "postgres")],
+            services: [
+                // Dependency order: started first, stopped last.
+                .init(service: VarlinkService(server: varlink, board: board), serviceName: "varlink"),
+                .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                      failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "postgres"),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {
@@ -134,6 +153,47 @@ enum Daemon {
         withExtendedLifetime(lock) {}
         logger.info("stopped")
         return .success
+    }
+
+    /// Binds the `io.amp.Metadb` socket at `RUNTIME/amp/NAME/io.amp.Metadb` (directories 0700).
+    static func makeVarlinkServer(name: String, environment: [String: String], board: StatusBoard, logger: Logger) throws(DaemonError) -> VarlinkServer {
+        let runtime = Metadb.runtimeDirectory(environment: environment)
+        let path = Metadb.socketPath(runtimeDirectory: runtime, name: name)
+        for dir in [runtime, runtime + "/amp", runtime + "/amp/" + name] where access(dir, F_OK) != 0 {
+            if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+                throw DaemonError(.cannotCreate, "cannot create \(dir) for the varlink socket: \(String(cString: strerror(errno))); set XDG_RUNTIME_DIR to a directory of yours")
+            }
+        }
+        let service: VarlinkServiceDescription
+        do {
+            service = try Metadb.service(version: ampVersion)
+        } catch {
+            throw DaemonError(.failure, "io.amp.Metadb interface description: \(error)")
+        }
+        let handler = MetadbHandler(board: board, logger: logger)
+        do {
+            return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") })
+        } catch {
+            if error.message.contains("another process") {
+                throw DaemonError(
+                    .busy,
+                    "\(path) is served by another ampd: a project named \(name) already runs; give this one another name (`ampctl init --name OTHER`)")
+            }
+            throw DaemonError(.cannotCreate, "\(error); check \(runtime)")
+        }
+    }
+
+    /// Counts this start in `$RUNTIME_DIRECTORY/starts` (systemd keeps that directory across
+    /// restarts of the unit and removes it on stop); returns the restarts before this one.
+    static func countStart(environment: [String: String]) -> Int {
+        guard let dir = environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first.map(String.init), dir.hasPrefix("/") else { return 0 }
+        let file = dir + "/starts"
+        let before = readTextFile(file).flatMap { Int($0.filter(\.isNumber)) } ?? 0
+        if let f = fopen(file, "w") {
+            fputs("\(before + 1)\n", f)
+            fclose(f)
+        }
+        return before
     }
 
     /// The account PostgreSQL runs as. Not root: this process's (or an error if another is

@@ -77,3 +77,13 @@ public enum AmpdExitCode: Int32, CaseIterable, Sendable {
         }
     }
 }
+
+/// A failure of the daemon's own setup, with its exit code.
+struct DaemonError: Error {
+    var code: AmpdExitCode
+    var message: String
+    init(_ code: AmpdExitCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}

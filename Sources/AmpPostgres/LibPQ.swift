@@ -35,30 +35,41 @@ public enum LibPQ {
         }
     }
 
-    /// Connects, runs `sql`, and returns the first column of each row (NULL as `nil`).
+    /// Connects, runs `sql`, and returns every row's columns as text (NULL as `nil`).
     ///
-    /// - Throws: ``LibPQError`` with libpq's message when connecting or the query fails.
-    public static func query(_ conninfo: String, _ sql: String) throws(LibPQError) -> [String?] {
+    /// - Throws: ``LibPQError`` with libpq's message (and the SQLSTATE when the server sent one).
+    public static func rows(_ conninfo: String, _ sql: String) throws(LibPQError) -> [[String?]] {
         guard let conn = PQconnectdb(conninfo) else { throw LibPQError(message: "out of memory") }
         defer { PQfinish(conn) }
-        guard PQstatus(conn) == CONNECTION_OK else {
-            throw LibPQError(message: trimmed(PQerrorMessage(conn)))
-        }
+        guard PQstatus(conn) == CONNECTION_OK else { throw LibPQError(message: trimmed(PQerrorMessage(conn))) }
         guard let result = PQexec(conn, sql) else { throw LibPQError(message: trimmed(PQerrorMessage(conn))) }
         defer { PQclear(result) }
         let status = PQresultStatus(result)
         guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
-            throw LibPQError(message: trimmed(PQresultErrorMessage(result)))
+            let code = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            throw LibPQError(message: trimmed(PQresultErrorMessage(result)), sqlState: code)
         }
-        var values: [String?] = []
+        var rows: [[String?]] = []
         for row in 0..<PQntuples(result) {
-            if PQgetisnull(result, row, 0) == 1 {
-                values.append(nil)
-            } else if let value = PQgetvalue(result, row, 0) {
-                values.append(String(cString: value))
+            var columns: [String?] = []
+            for column in 0..<PQnfields(result) {
+                columns.append(PQgetisnull(result, row, column) == 1 ? nil : PQgetvalue(result, row, column).map { String(cString: $0) })
             }
+            rows.append(columns)
         }
-        return values
+        return rows
+    }
+
+    /// Quotes an SQL identifier ("name", with inner quotes doubled).
+    public static func quoteIdentifier(_ name: String) -> String {
+        "\"" + name.replacing("\"", with: "\"\"") + "\""
+    }
+
+    /// Connects, runs `sql`, and returns the first column of each row (NULL as `nil`).
+    ///
+    /// - Throws: ``LibPQError`` with libpq's message when connecting or the query fails.
+    public static func query(_ conninfo: String, _ sql: String) throws(LibPQError) -> [String?] {
+        try rows(conninfo, sql).map { $0.first ?? nil }
     }
 
     private static func trimmed(_ message: UnsafeMutablePointer<CChar>?) -> String {
@@ -70,5 +81,12 @@ public enum LibPQ {
 /// An error reported by libpq (connection or query).
 public struct LibPQError: Error, Sendable, CustomStringConvertible {
     public var message: String
+    /// The SQLSTATE of a server error (e.g. `42P04` duplicate_database), when there was one.
+    public var sqlState: String?
     public var description: String { message }
+
+    public init(message: String, sqlState: String? = nil) {
+        self.message = message
+        self.sqlState = sqlState
+    }
 }

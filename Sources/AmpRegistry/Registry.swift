@@ -201,3 +201,20 @@ func tomlString(_ text: String) -> String {
     }
     return out + "\""
 }
+
+extension Registry {
+    /// The entry whose project directory is `base`, if any.
+    public func entry(forBase base: String) -> RegistryEntry? {
+        load().entries.first { $0.base == normalizePath(base) }
+    }
+
+    /// The name amp uses for the project at `base`: its registry name, else a name derived
+    /// from the directory (``suggestedInstanceName(forBase:)``). `ampd` serves its varlink socket
+    /// under this name and `ampctl` looks for it there.
+    public static func serviceName(forBase base: String, environment: [String: String]) -> String {
+        if let dir = defaultDirectory(environment: environment), let e = Registry(directory: dir).entry(forBase: base) {
+            return e.name
+        }
+        return suggestedInstanceName(forBase: base)
+    }
+}

@@ -230,13 +230,15 @@ struct IDLParser {
     }
 }
 
-/// `org.example.service`: lowercase reverse-domain labels, at least two.
+/// `org.example.service`, `io.systemd.Resolve`: reverse-domain labels of ASCII letters, digits
+/// and inner dashes, at least two, the first starting with a letter
+/// (`[A-Za-z]([-]*[A-Za-z0-9])*(\.[A-Za-z0-9]([-]*[A-Za-z0-9])*)+`).
 public func isValidInterfaceName(_ n: String) -> Bool {
     let labels = n.split(separator: ".", omittingEmptySubsequences: false)
-    guard labels.count >= 2, n.count <= 255 else { return false }
+    guard labels.count >= 2, n.count <= 255, labels[0].first?.isLetter == true else { return false }
     return labels.allSatisfy { l in
         guard let f = l.first, f.isASCII, f.isLetter || f.isNumber, l.last != "-" else { return false }
-        return l.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") }
+        return l.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
     }
 }
 

@@ -1,0 +1,224 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Varlink
+
+/// The `io.amp.Metadb` varlink interface: what `ampd` serves and `ampctl` calls.
+public enum Metadb {
+    public static let interfaceName = "io.amp.Metadb"
+
+    /// The interface description (varlink IDL), served by `GetInterfaceDescription`.
+    public static let idl = """
+        # The managed PostgreSQL of one amp dir, served by ampd at
+        # $XDG_RUNTIME_DIR/amp/NAME/io.amp.Metadb (NAME: the unit instance or registry name).
+        interface io.amp.Metadb
+
+        # Where the service is.
+        type State (starting, ready, stopping, failed, external)
+
+        type Status (
+          # starting, ready, stopping, failed; external: a server ampd does not manage.
+          state: State,
+          # What is happening, in words (the systemd status text).
+          phase: string,
+          project: string,
+          ampd_pid: int,
+          postmaster_pid: ?int,
+          # SHOW server_version.
+          version: ?string,
+          amp_dir: string,
+          data_dir: string,
+          socket_dir: ?string,
+          url: ?string,
+          # Seconds since PostgreSQL became ready.
+          uptime_seconds: ?float,
+          # Sum of pg_database_size over all databases.
+          database_size_bytes: ?int,
+          # Client backends (pg_stat_activity).
+          connections: ?int,
+          # Restarts by the service manager since the unit was started.
+          restarts: int,
+          # Whether the last health check passed.
+          healthy: ?bool,
+          last_error: ?string
+        )
+
+        type Database (name: string, size_bytes: int, owner: string)
+
+        # The current status.
+        method GetStatus() -> (status: Status)
+
+        # How to connect: URL, socket directory, and libpq environment variables.
+        method GetConnection() -> (
+          url: string,
+          socket_dir: string,
+          port: int,
+          database: string,
+          user: string,
+          environment: [string]string
+        )
+
+        # The current status, then one reply per change (call with more).
+        method WatchStatus() -> (status: Status)
+
+        method ListDatabases() -> (databases: []Database)
+
+        # Creates a database owned by the connecting role.
+        method CreateDatabase(name: string) -> (database: Database)
+
+        # Drops a database; force terminates its connections first.
+        method DropDatabase(name: string, force: ?bool) -> ()
+
+        # PostgreSQL is not ready (starting, stopping or failed).
+        error NotReady (state: string, phase: string)
+
+        error DatabaseExists (name: string)
+
+        error NoSuchDatabase (name: string)
+
+        # Names: 1 to 63 of a-z, 0-9, _ and -, starting with a letter or _.
+        error InvalidDatabaseName (name: string, reason: string)
+
+        # postgres, template0 and template1 cannot be dropped.
+        error ProtectedDatabase (name: string)
+
+        error DatabaseInUse (name: string, connections: int)
+
+        error QueryFailed (message: string, sqlstate: ?string)
+
+        """
+
+    public static let notReady = "io.amp.Metadb.NotReady"
+    public static let databaseExists = "io.amp.Metadb.DatabaseExists"
+    public static let noSuchDatabase = "io.amp.Metadb.NoSuchDatabase"
+    public static let invalidDatabaseName = "io.amp.Metadb.InvalidDatabaseName"
+    public static let protectedDatabase = "io.amp.Metadb.ProtectedDatabase"
+    public static let databaseInUse = "io.amp.Metadb.DatabaseInUse"
+    public static let queryFailed = "io.amp.Metadb.QueryFailed"
+
+    /// The parsed interface.
+    public static func interface() throws(VarlinkIDLError) -> VarlinkInterface { try VarlinkInterface(parsing: idl) }
+
+    /// The service description ampd serves.
+    public static func service(version: String) throws(VarlinkIDLError) -> VarlinkServiceDescription {
+        VarlinkServiceDescription(
+            vendor: "amp", product: "ampd", version: version, url: "https://github.com/amp-dev/amp",
+            interfaces: [try interface()], moreRequired: ["io.amp.Metadb.WatchStatus"])
+    }
+
+    /// Why `name` cannot be a database name, or nil.
+    public static func databaseNameProblem(_ name: String) -> String? {
+        guard !name.isEmpty else { return "it is empty" }
+        guard name.utf8.count <= 63 else { return "it is longer than 63 bytes" }
+        guard let f = name.unicodeScalars.first, ("a"..."z").contains(f) || f == "_" else {
+            return "it must start with a lower-case letter or _"
+        }
+        guard name.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" }) else {
+            return "only a-z, 0-9, _ and - are allowed"
+        }
+        return nil
+    }
+
+    /// Databases that cannot be dropped.
+    public static let protectedDatabases: Set<String> = ["postgres", "template0", "template1"]
+
+    /// The socket path of project `name`: `RUNTIME/amp/NAME/io.amp.Metadb`.
+    public static func socketPath(runtimeDirectory: String, name: String) -> String {
+        "\(runtimeDirectory)/amp/\(name)/\(interfaceName)"
+    }
+
+    /// `$XDG_RUNTIME_DIR`, else `/run/user/UID` when it exists, else `/tmp/amp-UID` (made 0700 by ampd).
+    public static func runtimeDirectory(environment: [String: String]) -> String {
+        if let x = environment["XDG_RUNTIME_DIR"], x.hasPrefix("/") { return x }
+        let run = "/run/user/\(geteuid())"
+        if access(run, W_OK) == 0 { return run }
+        return "/tmp/amp-\(geteuid())"
+    }
+}
+
+/// `io.amp.Metadb.Status`.
+public struct MetadbStatus: Sendable, Equatable {
+    public enum State: String, Sendable, CaseIterable { case starting, ready, stopping, failed, external }
+
+    public var state: State
+    public var phase: String
+    public var project: String
+    public var ampdPID: Int
+    public var postmasterPID: Int?
+    public var version: String?
+    public var ampDir: String
+    public var dataDir: String
+    public var socketDir: String?
+    public var url: String?
+    public var uptimeSeconds: Double?
+    public var databaseSizeBytes: Int64?
+    public var connections: Int?
+    public var restarts: Int
+    public var healthy: Bool?
+    public var lastError: String?
+
+    public init(state: State, phase: String, project: String, ampdPID: Int, ampDir: String, dataDir: String, restarts: Int = 0) {
+        self.state = state
+        self.phase = phase
+        self.project = project
+        self.ampdPID = ampdPID
+        self.ampDir = ampDir
+        self.dataDir = dataDir
+        self.restarts = restarts
+    }
+
+    public var json: JSONObject {
+        var o: JSONObject = [
+            "state": .string(state.rawValue), "phase": .string(phase), "project": .string(project),
+            "ampd_pid": .int(Int64(ampdPID)), "amp_dir": .string(ampDir), "data_dir": .string(dataDir),
+            "restarts": .int(Int64(restarts)),
+        ]
+        if let postmasterPID { o["postmaster_pid"] = .int(Int64(postmasterPID)) }
+        if let version { o["version"] = .string(version) }
+        if let socketDir { o["socket_dir"] = .string(socketDir) }
+        if let url { o["url"] = .string(url) }
+        if let uptimeSeconds { o["uptime_seconds"] = .float(uptimeSeconds) }
+        if let databaseSizeBytes { o["database_size_bytes"] = .int(databaseSizeBytes) }
+        if let connections { o["connections"] = .int(Int64(connections)) }
+        if let healthy { o["healthy"] = .bool(healthy) }
+        if let lastError { o["last_error"] = .string(lastError) }
+        return o
+    }
+
+    public init?(json o: JSONObject) {
+        guard let s = o["state"]?.stringValue, let state = State(rawValue: s), let phase = o["phase"]?.stringValue,
+              let project = o["project"]?.stringValue, let pid = o["ampd_pid"]?.intValue,
+              let ampDir = o["amp_dir"]?.stringValue, let dataDir = o["data_dir"]?.stringValue else { return nil }
+        self.init(state: state, phase: phase, project: project, ampdPID: Int(pid), ampDir: ampDir, dataDir: dataDir,
+                  restarts: Int(o["restarts"]?.intValue ?? 0))
+        postmasterPID = o["postmaster_pid"]?.intValue.map(Int.init)
+        version = o["version"]?.stringValue
+        socketDir = o["socket_dir"]?.stringValue
+        url = o["url"]?.stringValue
+        uptimeSeconds = o["uptime_seconds"]?.doubleValue
+        databaseSizeBytes = o["database_size_bytes"]?.intValue
+        connections = o["connections"]?.intValue.map(Int.init)
+        healthy = o["healthy"]?.boolValue
+        lastError = o["last_error"]?.stringValue
+    }
+}
+
+/// `io.amp.Metadb.Database`.
+public struct MetadbDatabase: Sendable, Equatable {
+    public var name: String
+    public var sizeBytes: Int64
+    public var owner: String
+
+    public init(name: String, sizeBytes: Int64, owner: String) {
+        self.name = name
+        self.sizeBytes = sizeBytes
+        self.owner = owner
+    }
+
+    public var json: JSONObject { ["name": .string(name), "size_bytes": .int(sizeBytes), "owner": .string(owner)] }
+
+    public init?(json o: JSONObject) {
+        guard let n = o["name"]?.stringValue, let s = o["size_bytes"]?.intValue, let w = o["owner"]?.stringValue else { return nil }
+        self.init(name: n, sizeBytes: s, owner: w)
+    }
+}
