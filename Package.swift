@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "ampd", targets: ["ampd"]),
         .executable(name: "amp-generator", targets: ["amp-generator"]),
+        .executable(name: "ampctl", targets: ["ampctl"]),
         .library(name: "AmpPostgres", targets: ["AmpPostgres"]),
         .library(name: "Varlink", targets: ["Varlink"]),
     ],
@@ -83,6 +84,17 @@ let package = Package(
             name: "ampd",
             dependencies: ["AmpDaemon"],
             swiftSettings: strict),
+        .target(
+            name: "AmpControl",
+            dependencies: [
+                "AmpConfig", "AmpPostgres", "AmpProtocol", "AmpRegistry", "Varlink", "ChildProcess",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "ampctl",
+            dependencies: ["AmpControl"],
+            swiftSettings: strict),
         .executableTarget(
             name: "amp-generator",
             dependencies: ["AmpRegistry", "AmpConfig"],
@@ -106,7 +118,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "AmpdIntegrationTests",
-            dependencies: ["ampd", "amp-generator", "ChildProcess", "AmpPostgres", "AmpRegistry"],
+            dependencies: ["ampd", "amp-generator", "ampctl", "ChildProcess", "AmpPostgres", "AmpRegistry", "Varlink", "CSocket"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

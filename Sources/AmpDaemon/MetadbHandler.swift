@@ -132,5 +132,7 @@ struct VarlinkService: Service {
             await server.run()
         }
         board.finish()
+        // The socket's directory, when empty (systemd removes its RuntimeDirectory itself).
+        if let slash = server.path.lastIndex(of: "/") { rmdir(String(server.path[..<slash])) }
     }
 }

@@ -95,6 +95,8 @@ public enum OutputDestination: Sendable {
     /// The handler receives the complete lines of each read, in order, without newlines;
     /// it must not block.
     case lines(@Sendable ([String]) -> Void)
+    /// This process's standard input, output and error (an interactive tool).
+    case inherit
 }
 
 /// What to run and how.
@@ -224,9 +226,15 @@ public final class ChildProcess: Sendable {
                         options.argv = argvPtr
                         options.envp = envPtr
                         options.cwd = cwd
-                        options.stdin_fd = -1
-                        options.stdout_fd = outputFD
-                        options.stderr_fd = outputFD
+                        if case .inherit = c.output {
+                            options.stdin_fd = 0
+                            options.stdout_fd = 1
+                            options.stderr_fd = 2
+                        } else {
+                            options.stdin_fd = -1
+                            options.stdout_fd = outputFD
+                            options.stderr_fd = outputFD
+                        }
                         options.death_signal = c.deathSignal ?? 0
                         options.new_process_group = c.newProcessGroup ? 1 : 0
                         if let cred = c.credentials {

@@ -1,0 +1,337 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpConfig
+import AmpProtocol
+import AmpRegistry
+import ArgumentParser
+import Varlink
+
+/// The amp version.
+public let ampctlVersion = "0.1.0"
+
+/// `ampctl`: the client of amp.
+public struct AmpctlCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "ampctl",
+        abstract: "Control the per-project PostgreSQL of amp.",
+        discussion: """
+            A project is named explicitly (its registry name, see `ampctl list`) or found as the \
+            nearest .amp above the current directory.
+
+            EXIT STATUS
+            \(AmpctlExitCode.allCases.map { "  \($0.rawValue)  \($0.meaning)" }.joined(separator: "\n"))
+            """,
+        version: ampctlVersion,
+        subcommands: [
+            InitCommand.self, ListCommand.self, StatusCommand.self, URLCommand.self, EnvCommand.self, PsqlCommand.self,
+            DatabasesCommand.self, CreatedbCommand.self, DropdbCommand.self,
+            StartCommand.self, StopCommand.self, RestartCommand.self, LogsCommand.self,
+            DoctorCommand.self, ForgetCommand.self,
+        ])
+
+    public init() {}
+}
+
+/// The entry point of the `ampctl` executable.
+public enum AmpctlMain {
+    public static func main() async {
+        let command: any AsyncParsableCommand.Type = AmpctlCommand.self
+        await command.main()
+    }
+}
+
+/// Runs a command body, turning an ``AmpctlError`` into its line on stderr and its exit code.
+func guarded(_ body: () async throws(AmpctlError) -> AmpctlExitCode) async throws {
+    let code: AmpctlExitCode
+    do {
+        code = try await body()
+    } catch {
+        err("ampctl: \(error.message)")
+        throw ExitCode(error.code.rawValue)
+    }
+    if code != .success { throw ExitCode(code.rawValue) }
+}
+
+// MARK: - status
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the state of a project's PostgreSQL (exit 3 when it is not running).")
+
+    @Argument(help: "Project name (default: the nearest .amp above the current directory).")
+    var name: String?
+
+    @OptionGroup var options: ProjectOptions
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            let env = processEnvironment()
+            let project = try resolveProject(name, address: options.address, environment: env)
+            let o = Output(environment: env)
+            let status = await fetchStatus(project)
+            if options.json {
+                outJSON(.object(status.json))
+            } else {
+                for line in await humanStatus(status, project: project, output: o) { out(line) }
+            }
+            return status.state == .ready || status.state == .starting || status.state == .stopping ? .success : .notRunning
+        }
+    }
+}
+
+/// What `status` and `list` show for a project: ampd's own status, or one made up from what
+/// is on disk when no ampd answers ("inactive", or "external" for a server ampd does not run).
+struct ProjectStatus {
+    enum State: String { case starting, ready, stopping, failed, external, inactive }
+    var state: State
+    var status: MetadbStatus?
+    var detail: String
+
+    var json: JSONObject {
+        var o: JSONObject = status?.json ?? [:]
+        o["state"] = .string(state.rawValue)
+        if status == nil { o["phase"] = .string(detail) }
+        return o
+    }
+}
+
+func fetchStatus(_ project: Project) async -> ProjectStatus {
+    if let client = try? VarlinkClient.connect(path: project.socket),
+       let reply = try? await client.call("io.amp.Metadb.GetStatus", [:], timeout: .seconds(10)),
+       let o = reply["status"]?.objectValue, let s = MetadbStatus(json: o) {
+        return ProjectStatus(state: ProjectStatus.State(rawValue: s.state.rawValue) ?? .failed, status: s, detail: s.phase)
+    }
+    // No ampd: a server in the data directory would be external.
+    if let text = try? String(decoding: readAll(project.ampDir + "/metadb/postmaster.pid"), as: UTF8.self),
+       let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) }), kill(pid, 0) == 0,
+       let exe = readLinkPath("/proc/\(pid)/exe"), exe.hasSuffix("/postgres") {
+        return ProjectStatus(state: .external, status: nil, detail: "PostgreSQL (PID \(pid)) runs in \(project.ampDir)/metadb, but no ampd manages it")
+    }
+    return ProjectStatus(state: .inactive, status: nil, detail: "not running (no ampd at \(project.socket))")
+}
+
+func readAll(_ path: String) throws -> [UInt8] {
+    guard let f = fopen(path, "r") else { throw AmpctlError(.failure, "cannot read \(path)") }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
+        if n <= 0 { break }
+        bytes += chunk[0..<n]
+    }
+    return bytes
+}
+
+func readLinkPath(_ path: String) -> String? {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = readlink(path, &buffer, buffer.count - 1)
+    guard n > 0 else { return nil }
+    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func humanStatus(_ ps: ProjectStatus, project: Project, output o: Output) async -> [String] {
+    let dot: String
+    switch ps.state {
+    case .ready: dot = o.green("●")
+    case .starting, .stopping: dot = o.yellow("●")
+    case .failed, .external: dot = o.red("●")
+    case .inactive: dot = "○"
+    }
+    var lines = ["\(dot) \(o.bold(project.unit)) - PostgreSQL of \(project.name)"]
+    func row(_ k: String, _ v: String) { lines.append(String(repeating: " ", count: max(0, 12 - k.count)) + k + ": " + v) }
+    if let s = ps.status {
+        var state = "\(s.state.rawValue)"
+        if let h = s.healthy { state += h ? " (healthy)" : o.red(" (unhealthy)") }
+        if let up = s.uptimeSeconds, s.state == .ready { state += " since \(humanDuration(up))" }
+        row("State", state)
+        if s.state != .ready { row("Phase", s.phase) }
+        if let url = s.url { row("URL", url) }
+        if let v = s.version { row("Version", "PostgreSQL \(v)") }
+        var pids = "ampd \(s.ampdPID)"
+        if let pm = s.postmasterPID { pids += ", postmaster \(pm)" }
+        row("PIDs", pids)
+        var data = s.dataDir
+        if let size = s.databaseSizeBytes { data += " (\(humanBytes(size)))" }
+        row("Data", data)
+        if let c = s.connections { row("Connections", "\(c)") }
+        if s.restarts > 0 { row("Restarts", "\(s.restarts)") }
+        if let e = s.lastError { row("Last error", e) }
+    } else {
+        row("State", ps.state == .external ? o.red("external") : "inactive")
+        row("Detail", ps.detail)
+        row("Amp dir", project.ampDir)
+        if ps.state == .inactive { row("Start", startHint(project)) }
+    }
+    if project.registered, findExecutable("journalctl") != nil {
+        let (code, text) = await runCaptured("journalctl", ["--user-unit=\(project.unit)", "-n", "8", "--no-pager", "-o", "short", "-q"])
+        if code == 0, !text.isEmpty {
+            lines.append("")
+            lines += text.split(separator: "\n").map { o.dim(String($0)) }
+        }
+    }
+    return lines
+}
+
+// MARK: - list
+
+struct ListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List registered projects with state, URL and path.")
+
+    @Flag(name: .customLong("json"), help: "Print data as JSON.")
+    var json = false
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            let env = processEnvironment()
+            guard let dir = Registry.defaultDirectory(environment: env) else { throw AmpctlError(.failure, "no home directory: no registry") }
+            let (entries, problems) = Registry(directory: dir).load()
+            for p in problems { err("ampctl: \(p) (skipped)") }
+            let runtime = Metadb.runtimeDirectory(environment: env)
+            var rows: [JSONValue] = []
+            var table: [[String]] = [["NAME", "STATE", "URL", "PATH"]]
+            for e in entries {
+                let project = Project(name: e.name, base: e.base, registered: true, autostart: e.autostart,
+                                      socket: Metadb.socketPath(runtimeDirectory: runtime, name: e.name))
+                let s = await fetchStatus(project)
+                var o: JSONObject = ["name": .string(e.name), "path": .string(e.base), "autostart": .bool(e.autostart), "state": .string(s.state.rawValue)]
+                if let url = s.status?.url { o["url"] = .string(url) }
+                rows.append(.object(o))
+                table.append([e.name, s.state.rawValue, s.status?.url ?? "-", e.base])
+            }
+            if json {
+                outJSON(.array(rows))
+            } else if entries.isEmpty {
+                err("no registered projects; register one with `ampctl init` in its directory")
+            } else {
+                let widths = (0..<4).map { c in table.map { $0[c].count }.max() ?? 0 }
+                for r in table { out(r.enumerated().map { $0.offset == 3 ? $0.element : $0.element.padding(toLength: widths[$0.offset]) }.joined(separator: "  ")) }
+            }
+            return .success
+        }
+    }
+}
+
+extension String {
+    func padding(toLength n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+}
+
+// MARK: - connection
+
+struct URLCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "url", abstract: "Print the connection URL.")
+    @Argument(help: "Project name.") var name: String?
+    @OptionGroup var options: ProjectOptions
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
+            let c = try await call(try connect(project), "GetConnection", project: project)
+            if options.json { outJSON(.object(c)) } else { out(c["url"]?.stringValue ?? "") }
+            return .success
+        }
+    }
+}
+
+struct EnvCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "env", abstract: "Print libpq variables for eval or direnv: eval \"$(ampctl env)\".")
+    @Argument(help: "Project name.") var name: String?
+    @OptionGroup var options: ProjectOptions
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
+            let c = try await call(try connect(project), "GetConnection", project: project)
+            let vars = c["environment"]?.objectValue ?? [:]
+            if options.json {
+                outJSON(.object(vars))
+            } else {
+                for (k, v) in vars.entries.sorted(by: { $0.0 < $1.0 }) { out("export \(k)=\(shellQuote(v.stringValue ?? ""))") }
+            }
+            return .success
+        }
+    }
+}
+
+struct PsqlCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "psql", abstract: "Run psql connected to the project: ampctl psql [NAME] [-- ARGS].")
+    @Argument(help: "Project name.") var name: String?
+    @Option(name: .customLong("address"), help: ArgumentHelp("Varlink address of ampd.", valueName: "unix:PATH")) var address: String?
+    @Option(name: [.customShort("d"), .customLong("dbname")], help: "Database (default postgres).") var database: String?
+    @Argument(parsing: .postTerminator, help: "Arguments for psql.") var arguments: [String] = []
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            let project = try resolveProject(name, address: address, environment: processEnvironment())
+            let c = try await call(try connect(project), "GetConnection", project: project)
+            var url = c["url"]?.stringValue ?? ""
+            if let database {
+                guard Metadb.databaseNameProblem(database) == nil || database == "postgres" else {
+                    throw AmpctlError(.dataError, "-d \(database): \(Metadb.databaseNameProblem(database) ?? "")")
+                }
+                url = url.replacing("postgresql:///postgres?", with: "postgresql:///\(database)?")
+            }
+            throw execReplacing("psql", [url] + arguments)
+        }
+    }
+}
+
+// MARK: - databases
+
+struct DatabasesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "databases", abstract: "List the project's databases.")
+    @Argument(help: "Project name.") var name: String?
+    @OptionGroup var options: ProjectOptions
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
+            let r = try await call(try connect(project), "ListDatabases", project: project)
+            let dbs = (r["databases"]?.arrayValue ?? []).compactMap { $0.objectValue.flatMap(MetadbDatabase.init(json:)) }
+            if options.json {
+                outJSON(.array(dbs.map { .object($0.json) }))
+            } else {
+                let w = max(4, dbs.map(\.name.count).max() ?? 0)
+                out("NAME".padding(toLength: w) + "  SIZE       OWNER")
+                for d in dbs { out(d.name.padding(toLength: w) + "  " + humanBytes(d.sizeBytes).padding(toLength: 9) + "  " + d.owner) }
+            }
+            return .success
+        }
+    }
+}
+
+struct CreatedbCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "createdb", abstract: "Create a database.")
+    @Argument(help: "Database name (a-z, 0-9, _ and -).") var database: String
+    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).") var name: String?
+    @OptionGroup var options: ProjectOptions
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            if let reason = Metadb.databaseNameProblem(database) { throw AmpctlError(.dataError, "database name \(database): \(reason)") }
+            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
+            let r = try await call(try connect(project), "CreateDatabase", ["name": .string(database)], project: project)
+            if options.json { outJSON(r["database"] ?? .null) } else { err("created database \(database); connect: ampctl psql -d \(database)") }
+            return .success
+        }
+    }
+}
+
+struct DropdbCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "dropdb", abstract: "Drop a database.")
+    @Argument(help: "Database name.") var database: String
+    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).") var name: String?
+    @Flag(name: .customLong("force"), help: "Terminate its connections first.") var force = false
+    @OptionGroup var options: ProjectOptions
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
+            _ = try await call(try connect(project), "DropDatabase", ["name": .string(database), "force": .bool(force)], project: project)
+            err("dropped database \(database)")
+            return .success
+        }
+    }
+}

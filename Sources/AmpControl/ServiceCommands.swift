@@ -1,0 +1,196 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpConfig
+import AmpPostgres
+import AmpProtocol
+import AmpRegistry
+import ArgumentParser
+
+/// Where the user manager finds what the generator would write, for installs without a
+/// system-wide generator.
+func userUnitDirectory(_ env: [String: String]) -> String? {
+    Registry.configHome(environment: env).map { $0 + "/systemd/user" }
+}
+
+/// The installed user generator, if any.
+func installedGenerator() -> String? {
+    ["/run/systemd/user-generators", "/etc/systemd/user-generators", "/usr/local/lib/systemd/user-generators",
+     "/usr/lib/systemd/user-generators", "/lib/systemd/user-generators"]
+        .map { $0 + "/amp-generator" }.first { access($0, X_OK) == 0 }
+}
+
+/// Whether `systemctl --user` reaches a manager.
+func userManagerRunning() async -> Bool {
+    guard findExecutable("systemctl") != nil else { return false }
+    let (_, text) = await runCaptured("systemctl", ["--user", "is-system-running"])
+    return ["running", "degraded", "starting"].contains(text.trimmingSpace)
+}
+
+extension String {
+    var trimmingSpace: String {
+        var s = Substring(self)
+        while s.first?.isWhitespace == true { s.removeFirst() }
+        while s.last?.isWhitespace == true { s.removeLast() }
+        return String(s)
+    }
+}
+
+/// Makes the registry's units available: with the system-wide generator a daemon-reload
+/// suffices; otherwise the same rendering is written into ~/.config/systemd/user first.
+/// Returns what was done, for the user.
+func makeUnitsAvailable(_ env: [String: String]) async throws(AmpctlError) -> String {
+    var done: [String] = []
+    if installedGenerator() == nil {
+        guard let registryDir = Registry.defaultDirectory(environment: env), let unitDir = userUnitDirectory(env) else {
+            throw AmpctlError(.cannotCreate, "no home directory for ~/.config/systemd/user")
+        }
+        let template = UnitRenderer.findTemplate(environment: env) ?? "/usr/lib/systemd/user/amp@.service"
+        let renderer = UnitRenderer(templatePath: template, writer: "ampctl")
+        let (entries, _) = Registry(directory: registryDir).load()
+        let problems = UnitDirectorySync.sync(entries, renderer: renderer, directory: unitDir)
+        if let p = problems.first { throw AmpctlError(.cannotCreate, "\(p)") }
+        done.append("units written to \(unitDir)")
+    }
+    if await userManagerRunning() {
+        let (code, text) = await runCaptured("systemctl", ["--user", "daemon-reload"])
+        if code != 0 { throw AmpctlError(.failure, "systemctl --user daemon-reload failed: \(text)") }
+        done.append("systemd reloaded")
+    } else {
+        done.append("no systemd user manager reachable (run `systemctl --user daemon-reload` in your session)")
+    }
+    return done.joined(separator: "; ")
+}
+
+// MARK: - init / forget
+
+struct InitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init", abstract: "Create a project's amp dir and register it as amp@NAME.")
+    @Argument(help: "Project directory (default: the current directory).") var directory: String?
+    @Option(name: .customLong("name"), help: "Instance name (default: derived from the directory name).") var name: String?
+    @Flag(name: .customLong("autostart"), help: "Start with the user's session.") var autostart = false
+    @Flag(name: .customLong("json"), help: "Print the result as JSON.") var json = false
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            let env = processEnvironment()
+            let cwd = currentDirectory()
+            let base = normalizePath((directory ?? cwd).hasPrefix("/") ? (directory ?? cwd) : cwd + "/" + (directory ?? ""))
+            guard isDirectory(base) else { throw AmpctlError(.noProject, "\(base) is not a directory; create it first") }
+            let projectName = name ?? suggestedInstanceName(forBase: base)
+            guard isValidInstanceName(projectName) else {
+                throw AmpctlError(.usage, "--name \(projectName): use 1–64 of letters, digits, '-', '_', '.', starting with a letter or digit")
+            }
+            if let reason = Registry.renderablePathProblem(base) { throw AmpctlError(.usage, "\(base): \(reason)") }
+            guard let registryDir = Registry.defaultDirectory(environment: env) else { throw AmpctlError(.cannotCreate, "no home directory for the registry") }
+            let registry = Registry(directory: registryDir)
+            let (entries, _) = registry.load()
+            if let other = entries.first(where: { $0.name == projectName && $0.base != base }) {
+                throw AmpctlError(.dataError, "the name \(projectName) is taken by \(other.base); choose another with --name")
+            }
+            if let other = entries.first(where: { $0.base == base && $0.name != projectName }) {
+                throw AmpctlError(.dataError, "\(base) is registered as \(other.name) already; use that name, or `ampctl forget \(other.name)` first")
+            }
+            do throws(ConfigError) {
+                try AmpDirectory(base: base, source: .flag).ensureLayout()
+            } catch {
+                throw AmpctlError(.cannotCreate, error.message)
+            }
+            do {
+                try registry.write(RegistryEntry(name: projectName, base: base, autostart: autostart))
+            } catch {
+                throw AmpctlError(.cannotCreate, "\(error)")
+            }
+            let done = try await makeUnitsAvailable(env)
+            if json {
+                outJSON(.object(["name": .string(projectName), "path": .string(base), "unit": .string("amp@\(projectName).service"),
+                                 "autostart": .bool(autostart), "registry": .string(registry.file(for: projectName))]))
+            } else {
+                err("registered \(base) as amp@\(projectName) (\(registry.file(for: projectName))); \(done)")
+                err("next: systemctl --user start amp@\(projectName)   (or in the foreground: ampd run --amp-dir '\(base)')")
+            }
+            return .success
+        }
+    }
+}
+
+struct ForgetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forget", abstract: "Unregister a project; its data stays where it is.")
+    @Argument(help: "Project name.") var name: String
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            let env = processEnvironment()
+            let project = try resolveProject(name, address: nil, environment: env)
+            guard let dir = Registry.defaultDirectory(environment: env) else { throw AmpctlError(.failure, "no registry") }
+            if await userManagerRunning() {
+                _ = await runCaptured("systemctl", ["--user", "disable", "--now", project.unit])
+                _ = await runCaptured("systemctl", ["--user", "stop", project.unit])
+            }
+            do { try Registry(directory: dir).remove(name) } catch { throw AmpctlError(.cannotCreate, "\(error)") }
+            let done = try await makeUnitsAvailable(env)
+            err("forgot \(name); its data stays in \(project.ampDir); \(done)")
+            return .success
+        }
+    }
+}
+
+// MARK: - systemctl / journalctl
+
+/// A registered project, for the commands that go through systemd.
+func registeredProject(_ name: String?) throws(AmpctlError) -> Project {
+    let project = try resolveProject(name, address: nil, environment: processEnvironment())
+    guard project.registered else {
+        throw AmpctlError(.noProject, "\(project.base) is not registered, so there is no amp@ unit for it; run `ampctl init` there (or `ampd run` in the foreground)")
+    }
+    return project
+}
+
+func systemctl(_ verb: String, _ name: String?) async throws {
+    try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        let project = try registeredProject(name)
+        guard findExecutable("systemctl") != nil else { throw AmpctlError(.unavailable, "systemctl is not installed; use `ampd run --amp-dir '\(project.base)'`") }
+        let code = await runInherited("systemctl", ["--user", verb, project.unit])
+        if code != 0 {
+            throw AmpctlError(.failure, "systemctl --user \(verb) \(project.unit) failed (exit \(code)); see `ampctl status \(project.name)` and `ampctl logs \(project.name)`")
+        }
+        if verb != "stop" { err("\(project.unit): \(verb)ed; see `ampctl status \(project.name)`") }
+        return .success
+    }
+}
+
+struct StartCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "systemctl --user start amp@NAME (returns once PostgreSQL answers).")
+    @Argument(help: "Project name.") var name: String?
+    func run() async throws { try await systemctl("start", name) }
+}
+
+struct StopCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "systemctl --user stop amp@NAME.")
+    @Argument(help: "Project name.") var name: String?
+    func run() async throws { try await systemctl("stop", name) }
+}
+
+struct RestartCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "restart", abstract: "systemctl --user restart amp@NAME.")
+    @Argument(help: "Project name.") var name: String?
+    func run() async throws { try await systemctl("restart", name) }
+}
+
+struct LogsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "journalctl for amp@NAME (ampd's and PostgreSQL's messages).")
+    @Argument(help: "Project name.") var name: String?
+    @Flag(name: [.customShort("f"), .customLong("follow")], help: "Follow new entries.") var follow = false
+    @Option(name: [.customShort("n"), .customLong("lines")], help: "How many recent entries.") var lines = 50
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+            let project = try registeredProject(name)
+            var args = ["--user-unit=\(project.unit)", "-n", "\(lines)", "--no-pager"]
+            if follow { args.append("-f") }
+            throw execReplacing("journalctl", args)
+        }
+    }
+}

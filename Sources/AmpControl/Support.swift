@@ -1,0 +1,318 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpConfig
+import AmpProtocol
+import AmpRegistry
+import ArgumentParser
+import ChildProcess
+import Varlink
+
+/// `ampctl`'s exit codes (sysexits where one fits), listed in `ampctl --help` and the README.
+public enum AmpctlExitCode: Int32, CaseIterable, Sendable {
+    case success = 0
+    case failure = 1
+    /// `status`: the service is not running (as `systemctl status`).
+    case notRunning = 3
+    case usage = 64
+    /// A database exists already, does not exist, or has a bad name.
+    case dataError = 65
+    /// No such project: not in the registry, no `.amp` above the working directory.
+    case noProject = 66
+    /// The service does not answer (not started), or a tool it needs is missing.
+    case unavailable = 69
+    /// The registry or unit files cannot be written.
+    case cannotCreate = 73
+    /// PostgreSQL is starting or stopping; try again.
+    case notReady = 75
+    /// The service broke the protocol.
+    case protocolError = 76
+    /// The socket belongs to someone else.
+    case noPermission = 77
+    /// A registry entry or configuration is broken.
+    case config = 78
+
+    public var meaning: String {
+        switch self {
+        case .success: return "success"
+        case .failure: return "failure (for doctor: a check failed)"
+        case .notRunning: return "status: the service is not running"
+        case .usage: return "bad command-line usage"
+        case .dataError: return "database exists, does not exist, or has a bad name"
+        case .noProject: return "no such project (not registered, no .amp above the current directory)"
+        case .unavailable: return "the service does not answer, or a needed tool is missing"
+        case .cannotCreate: return "the amp dir, registry or unit files cannot be written"
+        case .notReady: return "PostgreSQL is starting or stopping; try again"
+        case .protocolError: return "the service broke the varlink protocol"
+        case .noPermission: return "permission denied"
+        case .config: return "a registry entry is broken"
+        }
+    }
+}
+
+/// A failure `ampctl` reports: one line naming what and the fix, and an exit code.
+public struct AmpctlError: Error, CustomStringConvertible {
+    public var code: AmpctlExitCode
+    public var message: String
+    public init(_ code: AmpctlExitCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { message }
+}
+
+/// Where output goes: data on stdout, messages on stderr; colour only on a terminal without
+/// `NO_COLOR`.
+struct Output {
+    let colour: Bool
+    init(environment: [String: String]) {
+        colour = environment["NO_COLOR"].map { $0.isEmpty } ?? true && environment["TERM"] != "dumb" && isatty(1) == 1
+    }
+
+    func paint(_ text: String, _ code: String) -> String { colour ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
+    func green(_ t: String) -> String { paint(t, "32") }
+    func red(_ t: String) -> String { paint(t, "31") }
+    func yellow(_ t: String) -> String { paint(t, "33") }
+    func bold(_ t: String) -> String { paint(t, "1") }
+    func dim(_ t: String) -> String { paint(t, "2") }
+}
+
+/// Writes a line to standard output.
+func out(_ text: String) { writeAll(1, text + "\n") }
+
+/// Writes a line to standard error.
+func err(_ text: String) { writeAll(2, text + "\n") }
+
+func writeAll(_ fd: Int32, _ text: String) {
+    var bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress?.advanced(by: offset), $0.count - offset) }
+        if n < 0 { if errno == EINTR { continue }; return }
+        offset += n
+    }
+}
+
+/// JSON on standard output (pretty, keys in the order given).
+func outJSON(_ value: JSONValue) { out(pretty(value)) }
+
+func pretty(_ value: JSONValue, indent: String = "") -> String {
+    let inner = indent + "  "
+    switch value {
+    case .array(let a):
+        if a.isEmpty { return "[]" }
+        return "[\n" + a.map { inner + pretty($0, indent: inner) }.joined(separator: ",\n") + "\n" + indent + "]"
+    case .object(let o):
+        if o.isEmpty { return "{}" }
+        return "{\n" + o.entries.map { inner + JSONValue.string($0.0).serialized + ": " + pretty($0.1, indent: inner) }.joined(separator: ",\n") + "\n" + indent + "}"
+    default:
+        return value.serialized
+    }
+}
+
+/// A project `ampctl` works on.
+struct Project {
+    var name: String
+    /// The directory holding `.amp`.
+    var base: String
+    var registered: Bool
+    var autostart: Bool
+    /// The varlink socket.
+    var socket: String
+
+    var ampDir: String { base + "/.amp" }
+    var unit: String { "amp@\(name).service" }
+}
+
+/// The options every project command shares.
+struct ProjectOptions: ParsableArguments {
+    @Option(name: .customLong("address"), help: ArgumentHelp("Talk to ampd at this varlink address instead of finding it.", valueName: "unix:PATH"))
+    var address: String?
+
+    @Flag(name: .customLong("json"), help: "Print data as JSON.")
+    var json = false
+}
+
+/// Finds the project: an explicit name from the registry, else the nearest `.amp` above the
+/// working directory.
+func resolveProject(_ name: String?, address: String?, environment: [String: String]) throws(AmpctlError) -> Project {
+    let runtime = Metadb.runtimeDirectory(environment: environment)
+    var socketOverride: String?
+    if let address {
+        guard let path = parseVarlinkAddress(address) else {
+            throw AmpctlError(.usage, "--address \(address): not a varlink address; use unix:/path/to/socket")
+        }
+        socketOverride = path
+    }
+    let registry = Registry.defaultDirectory(environment: environment).map(Registry.init(directory:))
+    if let name {
+        guard isValidInstanceName(name) else {
+            throw AmpctlError(.usage, "\(name): not a valid project name (letters, digits, '-', '_', '.')")
+        }
+        guard let registry else { throw AmpctlError(.noProject, "no home directory, so no registry to find \(name) in") }
+        let loaded = registry.load()
+        if let e = loaded.entries.first(where: { $0.name == name }) {
+            return Project(name: e.name, base: e.base, registered: true, autostart: e.autostart,
+                           socket: socketOverride ?? Metadb.socketPath(runtimeDirectory: runtime, name: e.name))
+        }
+        if let p = loaded.problems.first(where: { $0.file == registry.file(for: name) }) {
+            throw AmpctlError(.config, "\(p)")
+        }
+        throw AmpctlError(.noProject, "no project named \(name) in \(registry.directory); see `ampctl list`, or register one with `ampctl init --name \(name)` in its directory")
+    }
+    let cwd = currentDirectory()
+    var dir = cwd
+    while true {
+        if isDirectory(dir == "/" ? "/.amp" : dir + "/.amp") { break }
+        if dir == "/" {
+            throw AmpctlError(.noProject, "no .amp above \(cwd); run `ampctl init` in the project directory, or name a project (`ampctl list`)")
+        }
+        dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
+        if dir.isEmpty { dir = "/" }
+    }
+    let entry = registry?.entry(forBase: dir)
+    let projectName = entry?.name ?? suggestedInstanceName(forBase: dir)
+    return Project(name: projectName, base: dir, registered: entry != nil, autostart: entry?.autostart ?? false,
+                   socket: socketOverride ?? Metadb.socketPath(runtimeDirectory: runtime, name: projectName))
+}
+
+func currentDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return "/" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+func isDirectory(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+}
+
+/// Connects to the project's ampd; errors say how to start it.
+func connect(_ project: Project) throws(AmpctlError) -> VarlinkClient {
+    do {
+        return try VarlinkClient.connect(path: project.socket)
+    } catch {
+        switch error.code {
+        case .notRunning:
+            throw AmpctlError(.unavailable, "\(project.name) is not running (nothing at \(project.socket)); start it: \(startHint(project))")
+        case .accessDenied:
+            throw AmpctlError(.noPermission, "\(project.socket): permission denied; run ampctl as the project's owner")
+        default:
+            throw AmpctlError(.unavailable, "\(error)")
+        }
+    }
+}
+
+func startHint(_ project: Project) -> String {
+    project.registered ? "ampctl start \(project.name)" : "ampd run --amp-dir '\(project.base)' (or register it: ampctl init '\(project.base)')"
+}
+
+/// Calls a method, mapping failures to exit codes and one-line messages.
+func call(_ client: VarlinkClient, _ method: String, _ parameters: JSONObject = [:], project: Project) async throws(AmpctlError) -> JSONObject {
+    do {
+        return try await client.call("io.amp.Metadb." + method, parameters, timeout: .seconds(30))
+    } catch let e as VarlinkError {
+        throw mapError(e, project: project)
+    } catch let e as VarlinkClientError {
+        throw AmpctlError(e.code == .protocolViolation ? .protocolError : .unavailable, "\(e)")
+    } catch {
+        throw AmpctlError(.failure, "\(error)")
+    }
+}
+
+func mapError(_ e: VarlinkError, project: Project) -> AmpctlError {
+    let p = e.parameters
+    func s(_ k: String) -> String { p[k]?.stringValue ?? "?" }
+    switch e.name {
+    case Metadb.notReady:
+        return AmpctlError(.notReady, "\(project.name) is not ready (\(s("state")): \(s("phase"))); wait, or see `ampctl status \(project.name)`")
+    case Metadb.databaseExists: return AmpctlError(.dataError, "database \(s("name")) exists already; pick another name or drop it first")
+    case Metadb.noSuchDatabase: return AmpctlError(.dataError, "database \(s("name")) does not exist; see `ampctl databases`")
+    case Metadb.invalidDatabaseName: return AmpctlError(.dataError, "database name \(s("name")): \(s("reason"))")
+    case Metadb.protectedDatabase: return AmpctlError(.dataError, "database \(s("name")) cannot be dropped")
+    case Metadb.databaseInUse: return AmpctlError(.dataError, "database \(s("name")) has open connections; close them or add --force")
+    case Metadb.queryFailed: return AmpctlError(.failure, "PostgreSQL: \(s("message"))")
+    case "org.varlink.service.PermissionDenied": return AmpctlError(.noPermission, "\(project.socket): permission denied; run ampctl as the project's owner")
+    default: return AmpctlError(.protocolError, "\(e)")
+    }
+}
+
+/// Runs a program to its end with the terminal inherited; returns its exit status.
+func runInherited(_ executable: String, _ arguments: [String]) async -> Int32 {
+    guard let path = findExecutable(executable) else { return 127 }
+    do {
+        let child = try await ChildProcess.spawn(SpawnConfiguration(
+            executable: path, arguments: arguments, environment: processEnvironment(), output: .inherit))
+        switch await child.wait() {
+        case .exited(let c): return c
+        case .signaled(let s): return 128 + s
+        }
+    } catch {
+        return 127
+    }
+}
+
+/// Runs a program and returns its output (stdout and stderr) and status.
+func runCaptured(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async -> (Int32, String) {
+    guard let path = findExecutable(executable) else { return (127, "\(executable): not found") }
+    let lines = LineBox()
+    do {
+        let child = try await ChildProcess.spawn(SpawnConfiguration(
+            executable: path, arguments: arguments, environment: environment ?? processEnvironment(), output: .lines { lines.append($0) }))
+        let status = await child.wait(timeout: .seconds(30))
+        await child.waitForOutput(timeout: .seconds(2))
+        if case .exited(let c)? = status { return (c, lines.text) }
+        if status == nil { child.signal(SIGKILL) }
+        return (1, lines.text)
+    } catch {
+        return (127, "\(error)")
+    }
+}
+
+final class LineBox: @unchecked Sendable {
+    private var lines: [String] = []
+    private var m = pthread_mutex_t()
+    init() { pthread_mutex_init(&m, nil) }
+    func append(_ l: [String]) { pthread_mutex_lock(&m); lines += l; pthread_mutex_unlock(&m) }
+    var text: String { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return lines.joined(separator: "\n") }
+}
+
+/// The full path of `name` on `PATH` (or `name` itself when it contains a slash).
+func findExecutable(_ name: String) -> String? {
+    if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
+    let path = processEnvironment()["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+    for dir in path.split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 {
+        return "\(dir)/\(name)"
+    }
+    return nil
+}
+
+/// Replaces this process with `executable` (for `psql`, `logs -f`).
+func execReplacing(_ executable: String, _ arguments: [String]) -> AmpctlError {
+    guard let path = findExecutable(executable) else {
+        return AmpctlError(.unavailable, "\(executable) is not installed; install it (Debian: apt install \(executable == "psql" ? "postgresql-client" : "systemd"))")
+    }
+    var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) }
+    argv.append(nil)
+    execv(path, &argv)
+    return AmpctlError(.failure, "cannot run \(path): \(String(cString: strerror(errno)))")
+}
+
+/// Shell-quotes a value for `eval`.
+func shellQuote(_ s: String) -> String { "'" + s.replacing("'", with: "'\\''") + "'" }
+
+func humanBytes(_ n: Int64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"]
+    var v = Double(n)
+    var i = 0
+    while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+    return i == 0 ? "\(n) B" : "\((v * 10).rounded() / 10) \(units[i])"
+}
+
+func humanDuration(_ seconds: Double) -> String {
+    let s = Int(seconds)
+    if s < 60 { return "\(s)s" }
+    if s < 3600 { return "\(s / 60)min \(s % 60)s" }
+    if s < 86400 { return "\(s / 3600)h \((s % 3600) / 60)min" }
+    return "\(s / 86400)d \((s % 86400) / 3600)h"
+}

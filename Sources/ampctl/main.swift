@@ -1,0 +1,3 @@
+import AmpControl
+
+await AmpctlMain.main()
