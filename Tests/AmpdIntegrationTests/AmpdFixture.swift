@@ -32,6 +32,14 @@ final class AmpdFixture: @unchecked Sendable {
     func defer_(_ action: @escaping @Sendable () -> Void) { cleanup.withLock { $0.append(action) } }
 
     var ampDir: String { base + "/.amp" }
+    /// `XDG_RUNTIME_DIR` of the ampd runs (0700, inside the fixture).
+    var runtimeDirectory: String {
+        let dir = base + "/run"
+        mkdir(dir, 0o700)
+        return dir
+    }
+    /// The varlink socket of the amp dir's ampd (unregistered: named after the directory).
+    var socket: String { runtimeDirectory + "/amp/" + String(base.split(separator: "/").last ?? "") + "/io.amp.Metadb" }
     var metadb: String { ampDir + "/metadb" }
 
     /// The `ampd` built next to the test bundle (or `$AMPD` when set).
@@ -47,6 +55,8 @@ final class AmpdFixture: @unchecked Sendable {
         var env = [
             "PATH": getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin",
             "HOME": getenv("HOME").map { String(cString: $0) } ?? "/tmp", "NO_COLOR": "1",
+            // ampd's varlink socket goes below the fixture, not into the real runtime directory.
+            "XDG_RUNTIME_DIR": runtimeDirectory,
         ]
         env.merge(environment) { _, new in new }
         let run = AmpdRun()
