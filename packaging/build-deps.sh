@@ -5,7 +5,7 @@
 # (https://www.swift.org/install/linux/); it is not a Debian package.
 set -euo pipefail
 
-packages=(make pkg-config git libpq-dev libsystemd-dev postgresql postgresql-contrib ca-certificates systemd man-db)
+packages=(make pkg-config git libpq-dev libsystemd-dev postgresql postgresql-contrib ca-certificates systemd man-db python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do

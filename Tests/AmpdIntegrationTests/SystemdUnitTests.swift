@@ -4,6 +4,7 @@ import Glibc
 import AmpPostgres
 import FoundationEssentials
 import Testing
+import Varlink
 
 /// amp@.service under a real systemd user manager and a real journald.
 @Suite("amp@.service (real user manager, real journald)", .serialized, userManagerAvailable)
@@ -375,5 +376,67 @@ struct GeneratorEndToEndTests {
         #expect(await ctl(["daemon-reload"]).ok)
         let after = await ctl(["show", "-p", "Environment", "--value", unit]).output
         #expect(!after.contains("AMP_DIR="), "gone from the registry, gone from the units: \(after)")
+    }
+}
+
+extension GeneratorEndToEndTests {
+    @Test("ampctl under the user manager: init → start → status --json → createdb → psql → stop → inactive; latency figures")
+    func ampctlEndToEnd() async throws {
+        let base = try temporaryDirectory()
+        let name = "ctl-\(getpid())"
+        let unitDir = UserManager.runtimeDirectory + "/systemd/user"
+        let template = unitDir + "/amp@.service"
+        let env = toolEnvironment(["NO_COLOR": "1", "PATH": productsDirectory + ":/usr/local/bin:/usr/bin:/bin"])
+        func ampctl(_ args: [String], in dir: String? = nil) async -> ToolResult {
+            await runIn(dir ?? base, ampctlPath, args, environment: env)
+        }
+        try FileManager.default.createDirectory(atPath: unitDir, withIntermediateDirectories: true)
+        writeFile(template, renderedTemplate())
+        defer {
+            try? FileManager.default.removeItem(atPath: template)
+            try? FileManager.default.removeItem(atPath: base)
+        }
+        let initialised = await ampctl(["init", "--name", name])
+        #expect(initialised.ok, "\(initialised.output)")
+        #expect(initialised.output.contains("next: systemctl --user start amp@\(name)"))
+        let start = await ampctl(["start"])
+        #expect(start.ok, "\(start.output)")
+        let status = await ampctl(["status", "--json"])
+        let json = try JSONParser.parse(status.output).objectValue
+        #expect(json?["state"] == .string("ready"), "\(status.output)")
+        #expect(json?["project"] == .string(name))
+        #expect(json?["restarts"] == .int(0))
+        #expect(await ampctl(["createdb", "app_dev"]).ok)
+        let psql = await ampctl(["psql", "-d", "app_dev", "--", "-Atc", "select current_database()"])
+        #expect(psql.output.trimmedSpace == "app_dev", "\(psql.output)")
+        let list = await ampctl(["list", "--json"], in: "/")
+        #expect(list.output.contains("\"\(name)\"") && list.output.contains("\"ready\""), "\(list.output)")
+        let human = await ampctl(["status", name], in: "/")
+        #expect(human.output.contains("ready (healthy)"), "\(human.output)")
+
+        // Figures: status latency beside pg_isready and systemctl --user status, same run.
+        let url = json?["url"]?.stringValue ?? ""
+        func median(_ body: () async -> Void) async -> Double {
+            var times: [Double] = []
+            for _ in 0..<7 {
+                let t0 = ContinuousClock.now
+                await body()
+                times.append(seconds(ContinuousClock.now - t0))
+            }
+            return times.sorted()[3]
+        }
+        let tAmpctl = await median { _ = await ampctl(["status", "--json", name], in: "/") }
+        let tIsReady = await median { _ = await run("/usr/bin/pg_isready", ["-d", url], environment: env) }
+        let tSystemctl = await median { _ = await run("/usr/bin/systemctl", ["--user", "status", "--no-pager", "amp@\(name).service"], environment: env) }
+        print("figure: ampctl status --json \(format(tAmpctl * 1000)) ms; pg_isready \(format(tIsReady * 1000)) ms; systemctl --user status \(format(tSystemctl * 1000)) ms (median of 7, process start included)")
+
+        #expect(await ampctl(["stop"]).ok)
+        let after = await ampctl(["status"])
+        #expect(after.status == .exited(3) && after.output.contains("inactive"), "\(after.output)")
+        let forget = await ampctl(["forget", name])
+        #expect(forget.ok && forget.output.contains("data stays"), "\(forget.output)")
+        #expect(FileManager.default.fileExists(atPath: base + "/.amp/metadb/PG_VERSION"), "forget keeps the data")
+        let gone = await ampctl(["status", name], in: "/")
+        #expect(gone.status == .exited(66), "\(gone.output)")
     }
 }

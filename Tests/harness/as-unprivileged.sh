@@ -68,9 +68,23 @@ if [ $require_systemd = 1 ] && [ $dedicated = 1 ] && [ ! -e "$generator" ]; then
   system_generator=1
 fi
 
+# The python varlink client (PyPI) for the conformance tests, in a venv of the account's
+# own made from the system python (a root pyenv is not readable by other accounts).
+venv="$home/.cache/amp-varlink-venv"
+varlink_python=""
+if runuser -u "$user" -- test -x "$venv/bin/python" && runuser -u "$user" -- "$venv/bin/python" -c 'import varlink' 2>/dev/null; then
+  varlink_python="$venv/bin/python"
+elif runuser -u "$user" -- /usr/bin/python3 -m venv "$venv" >/dev/null \
+    && runuser -u "$user" -- "$venv/bin/pip" install --quiet --disable-pip-version-check varlink; then
+  varlink_python="$venv/bin/python"
+else
+  echo "amp: could not install the python varlink client; the conformance test will fail" >&2
+fi
+
 runuser -u "$user" -- env -i \
   HOME="$home" USER="$user" LOGNAME="$user" PATH="$PATH" LANG=C.UTF-8 \
   XDG_RUNTIME_DIR="/run/user/$uid" \
   AMP_REQUIRE_SYSTEMD="$require_systemd" AMP_TEST_SYSTEM_GENERATOR="$system_generator" \
+  AMP_VARLINK_PYTHON="$varlink_python" AMP_REQUIRE_VARLINK_CLI=1 \
   CI="${CI:-}" AMP_WERROR="${AMP_WERROR:-1}" \
   make -C "$workdir" "$target"
