@@ -36,6 +36,7 @@ build: deps
 build-all: deps
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS) --product ampd
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS) --product amp-generator
+	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS) --product ampctl
 
 ## make run: a managed PostgreSQL for this directory's .amp, in the foreground (Ctrl+C stops it).
 run: build
@@ -62,8 +63,10 @@ test-local: .build/gitconfig
 install: CONFIG := release
 install: build-all
 	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/ampd" "$(DESTDIR)$(PREFIX)/bin/ampd"
+	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/ampctl" "$(DESTDIR)$(PREFIX)/bin/ampctl"
 	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/amp-generator" "$(DESTDIR)$(PREFIX)/lib/systemd/user-generators/amp-generator"
-	install -d "$(DESTDIR)$(PREFIX)/lib/systemd/user" "$(DESTDIR)$(PREFIX)/share/man/man8"
+	install -d "$(DESTDIR)$(PREFIX)/lib/systemd/user" "$(DESTDIR)$(PREFIX)/share/man/man8" "$(DESTDIR)$(PREFIX)/share/man/man1"
+	install -m 0644 man/man1/*.1 "$(DESTDIR)$(PREFIX)/share/man/man1/"
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' units/amp@.service.in > "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service"
 	install -m 0644 man/man8/*.8 "$(DESTDIR)$(PREFIX)/share/man/man8/"
 	@echo "amp: installed under $(DESTDIR)$(PREFIX); each user runs: systemctl --user daemon-reload" >&2
@@ -74,20 +77,23 @@ install: build-all
 install-user: CONFIG := release
 install-user: build-all
 	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/ampd" "$(USER_PREFIX)/bin/ampd"
+	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/ampctl" "$(USER_PREFIX)/bin/ampctl"
 	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/amp-generator" "$(USER_PREFIX)/bin/amp-generator"
-	install -d "$(USER_PREFIX)/share/systemd/user" "$(USER_PREFIX)/share/man/man8"
+	install -d "$(USER_PREFIX)/share/systemd/user" "$(USER_PREFIX)/share/man/man8" "$(USER_PREFIX)/share/man/man1"
+	install -m 0644 man/man1/*.1 "$(USER_PREFIX)/share/man/man1/"
 	sed 's|@BINDIR@|$(USER_PREFIX)/bin|g' units/amp@.service.in > "$(USER_PREFIX)/share/systemd/user/amp@.service"
 	install -m 0644 man/man8/*.8 "$(USER_PREFIX)/share/man/man8/"
 	"$(USER_PREFIX)/bin/amp-generator" --sync-user-units
 	-systemctl --user daemon-reload
 
 uninstall:
-	rm -f "$(DESTDIR)$(PREFIX)/bin/ampd" "$(DESTDIR)$(PREFIX)/lib/systemd/user-generators/amp-generator" \
+	rm -f "$(DESTDIR)$(PREFIX)/bin/ampd" "$(DESTDIR)$(PREFIX)/bin/ampctl" "$(DESTDIR)$(PREFIX)/share/man/man1/ampctl.1" \
+	  "$(DESTDIR)$(PREFIX)/lib/systemd/user-generators/amp-generator" \
 	  "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service" "$(DESTDIR)$(PREFIX)/share/man/man8/ampd.8" \
 	  "$(DESTDIR)$(PREFIX)/share/man/man8/amp-generator.8"
 
 uninstall-user:
-	rm -f "$(USER_PREFIX)/bin/ampd" "$(USER_PREFIX)/bin/amp-generator" "$(USER_PREFIX)/share/systemd/user/amp@.service" \
+	rm -f "$(USER_PREFIX)/bin/ampd" "$(USER_PREFIX)/bin/ampctl" "$(USER_PREFIX)/share/man/man1/ampctl.1" "$(USER_PREFIX)/bin/amp-generator" "$(USER_PREFIX)/share/systemd/user/amp@.service" \
 	  "$(USER_PREFIX)/share/man/man8/ampd.8" "$(USER_PREFIX)/share/man/man8/amp-generator.8"
 	-systemctl --user daemon-reload
 
