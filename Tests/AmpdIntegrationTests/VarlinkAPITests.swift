@@ -176,3 +176,53 @@ final class Counter: @unchecked Sendable {
     func add() { pthread_mutex_lock(&m); n += 1; pthread_mutex_unlock(&m) }
     var value: Int { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return n }
 }
+
+@Suite("ampctl registry commands and doctor (built binary)")
+struct AmpctlRegistryTests {
+    @Test("init validates names and conflicts; forget keeps the data; doctor reports in JSON")
+    func initForgetDoctor() async throws {
+        let home = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let a = home + "/proj-a", b = home + "/proj b"
+        try FileManager.default.createDirectory(atPath: a, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: b, withIntermediateDirectories: true)
+        let env = toolEnvironment(["XDG_CONFIG_HOME": home + "/config", "XDG_RUNTIME_DIR": home, "NO_COLOR": "1",
+                                   "PATH": productsDirectory + ":/usr/local/bin:/usr/bin:/bin"])
+        func ampctl(_ args: [String], in dir: String = "/") async -> ToolResult { await runIn(dir, ampctlPath, args, environment: env) }
+
+        let bad = await ampctl(["init", a, "--name", "bad name"])
+        #expect(bad.status == .exited(64) && bad.output.contains("--name bad name"), "\(bad.output)")
+        let first = await ampctl(["init", a, "--json"])
+        #expect(first.ok, "\(first.output)")
+        let json = try JSONParser.parse(first.output.split(separator: "\n").drop { !$0.hasPrefix("{") }.joined(separator: "\n")).objectValue
+        #expect(json?["name"] == .string("proj-a"))
+        #expect(FileManager.default.fileExists(atPath: home + "/config/amp/registry/proj-a.toml"))
+        #expect(FileManager.default.fileExists(atPath: a + "/.amp/metadb"))
+        #expect(await ampctl(["init", a]).ok, "init is idempotent")
+        let taken = await ampctl(["init", b, "--name", "proj-a"])
+        #expect(taken.status == .exited(65) && taken.output.contains("taken by \(a)"), "\(taken.output)")
+        let spaced = await ampctl(["init", b])
+        #expect(spaced.ok && spaced.output.contains("amp@proj-b"), "a spaced directory gets a valid name: \(spaced.output)")
+        let list = await ampctl(["list", "--json"])
+        #expect(list.output.contains("\"proj-a\"") && list.output.contains("\"proj-b\"") && list.output.contains("\"inactive\""), "\(list.output)")
+        let status = await ampctl(["status"], in: a + "/.amp/data")
+        #expect(status.status == .exited(3) && status.output.contains("amp@proj-a"), "found from a subdirectory: \(status.output)")
+
+        let doctor = await ampctl(["doctor", "--json"])
+        let checks = try JSONParser.parse(doctor.output).arrayValue ?? []
+        let postgres = checks.first { $0.objectValue?["check"] == .string("postgresql") }?.objectValue
+        #expect(postgres?["ok"] == .bool(true), "\(doctor.output)")
+        #expect(checks.contains { $0.objectValue?["check"] == .string("registry") && $0.objectValue?["detail"]?.stringValue?.contains("2 projects") == true })
+        // A broken entry makes doctor fail and name the file.
+        writeFile(home + "/config/amp/registry/broken.toml", "path = [\n")
+        let failing = await ampctl(["doctor"])
+        #expect(failing.status == .exited(1) && failing.output.contains("broken.toml"), "\(failing.output)")
+
+        let forget = await ampctl(["forget", "proj-a"])
+        #expect(forget.ok, "\(forget.output)")
+        #expect(!FileManager.default.fileExists(atPath: home + "/config/amp/registry/proj-a.toml"))
+        #expect(FileManager.default.fileExists(atPath: a + "/.amp/metadb"), "data kept")
+        let unknown = await ampctl(["status", "proj-a"])
+        #expect(unknown.status == .exited(66), "\(unknown.output)")
+    }
+}
