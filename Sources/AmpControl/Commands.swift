@@ -59,7 +59,7 @@ struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show the state of a project's PostgreSQL (exit 3 when it is not running).")
 
-    @Argument(help: "Project name (default: the nearest .amp above the current directory).")
+    @Argument(help: "Project name (default: the nearest .amp above the current directory).", completion: projectCompletion)
     var name: String?
 
     @OptionGroup var options: ProjectOptions
@@ -221,7 +221,7 @@ extension String {
 
 struct URLCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "url", abstract: "Print the connection URL.")
-    @Argument(help: "Project name.") var name: String?
+    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
@@ -237,7 +237,7 @@ struct URLCommand: AsyncParsableCommand {
 struct EnvCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "env", abstract: "Print libpq variables for eval or direnv: eval \"$(ampctl env)\".")
-    @Argument(help: "Project name.") var name: String?
+    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
@@ -257,7 +257,7 @@ struct EnvCommand: AsyncParsableCommand {
 
 struct PsqlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "psql", abstract: "Run psql connected to the project: ampctl psql [NAME] [-- ARGS].")
-    @Argument(help: "Project name.") var name: String?
+    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
     @Option(name: .customLong("address"), help: ArgumentHelp("Varlink address of ampd.", valueName: "unix:PATH")) var address: String?
     @Option(name: [.customShort("d"), .customLong("dbname")], help: "Database (default postgres).") var database: String?
     @Argument(parsing: .postTerminator, help: "Arguments for psql.") var arguments: [String] = []
@@ -282,7 +282,7 @@ struct PsqlCommand: AsyncParsableCommand {
 
 struct DatabasesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "databases", abstract: "List the project's databases.")
-    @Argument(help: "Project name.") var name: String?
+    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
@@ -305,7 +305,7 @@ struct DatabasesCommand: AsyncParsableCommand {
 struct CreatedbCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "createdb", abstract: "Create a database.")
     @Argument(help: "Database name (a-z, 0-9, _ and -).") var database: String
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).") var name: String?
+    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
@@ -322,7 +322,7 @@ struct CreatedbCommand: AsyncParsableCommand {
 struct DropdbCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "dropdb", abstract: "Drop a database.")
     @Argument(help: "Database name.") var database: String
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).") var name: String?
+    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
     @Flag(name: .customLong("force"), help: "Terminate its connections first.") var force = false
     @OptionGroup var options: ProjectOptions
 

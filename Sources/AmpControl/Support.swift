@@ -316,3 +316,9 @@ func humanDuration(_ seconds: Double) -> String {
     if s < 86400 { return "\(s / 3600)h \((s % 3600) / 60)min" }
     return "\(s / 86400)d \((s % 86400) / 3600)h"
 }
+
+/// Shell completion of project names: the registry's entries.
+let projectCompletion = CompletionKind.custom { _, _, prefix in
+    guard let dir = Registry.defaultDirectory(environment: processEnvironment()) else { return [] }
+    return Registry(directory: dir).load().entries.map(\.name).filter { $0.hasPrefix(prefix) }
+}
