@@ -19,7 +19,7 @@ PREFIX      ?= /usr/local
 DESTDIR     ?=
 USER_PREFIX ?= $(HOME)/.local
 
-.PHONY: all deps build build-all run test test-local install install-user uninstall uninstall-user clean
+.PHONY: all deps build build-all run test test-local install install-files install-user uninstall uninstall-user deb clean
 
 all: build
 
@@ -57,19 +57,39 @@ test-local: .build/gitconfig
 	AMP_WERROR=1 $(SWIFT) build --build-tests $(BUILD_FLAGS)
 	AMP_WERROR=1 $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-## make install: system-wide (as root; PREFIX=/usr/local): ampd, the user generator, the
-## amp@.service template and the man pages. Every user then gets amp@NAME.service for the
-## projects in their registry on `systemctl --user daemon-reload`.
+## make install: system-wide (as root; PREFIX=/usr/local, DESTDIR for staging): ampd, ampctl,
+## the user generator, the amp@.service template, man pages and ampctl's shell completions,
+## in the same layout as the .deb. Every user then gets amp@NAME.service for the projects in
+## their registry on `systemctl --user daemon-reload`.
 install: CONFIG := release
-install: build-all
-	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/ampd" "$(DESTDIR)$(PREFIX)/bin/ampd"
-	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/ampctl" "$(DESTDIR)$(PREFIX)/bin/ampctl"
-	install -D -m 0755 "$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/amp-generator" "$(DESTDIR)$(PREFIX)/lib/systemd/user-generators/amp-generator"
-	install -d "$(DESTDIR)$(PREFIX)/lib/systemd/user" "$(DESTDIR)$(PREFIX)/share/man/man8" "$(DESTDIR)$(PREFIX)/share/man/man1"
-	install -m 0644 man/man1/*.1 "$(DESTDIR)$(PREFIX)/share/man/man1/"
-	sed 's|@BINDIR@|$(PREFIX)/bin|g' units/amp@.service.in > "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service"
-	install -m 0644 man/man8/*.8 "$(DESTDIR)$(PREFIX)/share/man/man8/"
+install: build-all install-files
 	@echo "amp: installed under $(DESTDIR)$(PREFIX); each user runs: systemctl --user daemon-reload" >&2
+
+BIN_PATH = $$($(SWIFT) build -c $(CONFIG) --show-bin-path)
+# Where the completion directories are relative to PREFIX (/usr/share/... for /usr and /usr/local).
+install-files:
+	install -D -m 0755 "$(BIN_PATH)/ampd" "$(DESTDIR)$(PREFIX)/bin/ampd"
+	install -D -m 0755 "$(BIN_PATH)/ampctl" "$(DESTDIR)$(PREFIX)/bin/ampctl"
+	install -D -m 0755 "$(BIN_PATH)/amp-generator" "$(DESTDIR)$(PREFIX)/lib/systemd/user-generators/amp-generator"
+	install -d "$(DESTDIR)$(PREFIX)/lib/systemd/user" "$(DESTDIR)$(PREFIX)/share/man/man1" \
+	  "$(DESTDIR)$(PREFIX)/share/man/man5" "$(DESTDIR)$(PREFIX)/share/man/man8" \
+	  "$(DESTDIR)$(PREFIX)/share/bash-completion/completions" "$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions" \
+	  "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d"
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' units/amp@.service.in > "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service"
+	chmod 0644 "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service"
+	for s in 1 5 8; do install -m 0644 man/man$$s/*.$$s "$(DESTDIR)$(PREFIX)/share/man/man$$s/"; done
+	"$(BIN_PATH)/ampctl" --generate-completion-script bash > "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/ampctl"
+	"$(BIN_PATH)/ampctl" --generate-completion-script zsh > "$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_ampctl"
+	"$(BIN_PATH)/ampctl" --generate-completion-script fish > "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/ampctl.fish"
+
+## make deb: the Debian package, built from this tree with debhelper, into .build/deb/.
+deb:
+	@command -v dpkg-buildpackage >/dev/null || { echo "amp: install dpkg-dev debhelper fakeroot chrpath lintian" >&2; exit 69; }
+	rm -rf .build/deb && mkdir -p .build/deb
+	ln -sfn packaging/debian debian
+	dpkg-buildpackage -b -us -uc --no-sign; rc=$$?; rm -f debian; \
+	  mv ../amp_*.deb ../amp-dbgsym_*.ddeb ../amp_*.buildinfo ../amp_*.changes .build/deb/ 2>/dev/null; exit $$rc
+	@ls .build/deb/*.deb
 
 ## make install-user: for the current user only, without root (USER_PREFIX=~/.local). A user
 ## generator cannot be installed per user, so the registry is rendered into
