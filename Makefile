@@ -19,7 +19,7 @@ PREFIX      ?= /usr/local
 DESTDIR     ?=
 USER_PREFIX ?= $(HOME)/.local
 
-.PHONY: all deps build build-all run test test-local install install-files install-user uninstall uninstall-user deb clean
+.PHONY: all deps build build-all run test test-local man check-man install install-files install-user uninstall uninstall-user deb clean
 
 all: build
 
@@ -49,6 +49,7 @@ ifeq ($(UID),0)
 	Tests/harness/as-unprivileged.sh test-local
 	$(SWIFT) build --product ampd $(BUILD_FLAGS)
 	Tests/harness/root-smoke.sh "$$($(SWIFT) build --show-bin-path)/ampd"
+	Tests/harness/as-unprivileged.sh deb-test
 else
 	$(MAKE) test-local
 endif
@@ -56,6 +57,18 @@ endif
 test-local: .build/gitconfig
 	AMP_WERROR=1 $(SWIFT) build --build-tests $(BUILD_FLAGS)
 	AMP_WERROR=1 $(SWIFT) test --skip-build $(BUILD_FLAGS)
+	$(MAKE) check-man
+
+## make man: regenerate man/man1/ampctl.1 from ampctl's ArgumentParser definitions.
+man: .build/gitconfig
+	packaging/man-ampctl.sh man/man1/ampctl.1
+
+## make check-man: ampctl.1 matches the commands (no drift), and every page lints clean.
+check-man: .build/gitconfig
+	packaging/man-ampctl.sh .build/ampctl.1.generated
+	@diff -u man/man1/ampctl.1 .build/ampctl.1.generated || { echo "amp: man/man1/ampctl.1 is out of date; run: make man" >&2; exit 1; }
+	@if command -v mandoc >/dev/null; then mandoc -T lint -W warning man/man*/* && echo "amp: man pages lint clean" >&2; \
+	  else echo "amp: mandoc not installed; man pages not linted (apt install mandoc)" >&2; fi
 
 ## make install: system-wide (as root; PREFIX=/usr/local, DESTDIR for staging): ampd, ampctl,
 ## the user generator, the amp@.service template, man pages and ampctl's shell completions,
@@ -78,7 +91,7 @@ install-files:
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' units/amp@.service.in > "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service"
 	chmod 0644 "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service"
 	for s in 1 5 8; do install -m 0644 man/man$$s/*.$$s "$(DESTDIR)$(PREFIX)/share/man/man$$s/"; done
-	"$(BIN_PATH)/ampctl" --generate-completion-script bash > "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/ampctl"
+	"$(BIN_PATH)/ampctl" --generate-completion-script bash | sed "1{/^#!/d}" > "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/ampctl"
 	"$(BIN_PATH)/ampctl" --generate-completion-script zsh > "$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_ampctl"
 	"$(BIN_PATH)/ampctl" --generate-completion-script fish > "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/ampctl.fish"
 
@@ -87,8 +100,8 @@ deb:
 	@command -v dpkg-buildpackage >/dev/null || { echo "amp: install dpkg-dev debhelper fakeroot chrpath lintian" >&2; exit 69; }
 	rm -rf .build/deb && mkdir -p .build/deb
 	ln -sfn packaging/debian debian
-	dpkg-buildpackage -b -us -uc --no-sign; rc=$$?; rm -f debian; \
-	  mv ../amp_*.deb ../amp-dbgsym_*.ddeb ../amp_*.buildinfo ../amp_*.changes .build/deb/ 2>/dev/null; exit $$rc
+	dpkg-buildpackage -b --no-sign --buildinfo-option=-u.build/deb --changes-option=-u.build/deb \
+	  --buildinfo-file=.build/deb/amp.buildinfo --changes-file=.build/deb/amp.changes; rc=$$?; rm -f debian; exit $$rc
 	@ls .build/deb/*.deb
 
 ## make install-user: for the current user only, without root (USER_PREFIX=~/.local). A user
@@ -107,10 +120,13 @@ install-user: build-all
 	-systemctl --user daemon-reload
 
 uninstall:
-	rm -f "$(DESTDIR)$(PREFIX)/bin/ampd" "$(DESTDIR)$(PREFIX)/bin/ampctl" "$(DESTDIR)$(PREFIX)/share/man/man1/ampctl.1" \
-	  "$(DESTDIR)$(PREFIX)/lib/systemd/user-generators/amp-generator" \
-	  "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service" "$(DESTDIR)$(PREFIX)/share/man/man8/ampd.8" \
-	  "$(DESTDIR)$(PREFIX)/share/man/man8/amp-generator.8"
+	rm -f "$(DESTDIR)$(PREFIX)/bin/ampd" "$(DESTDIR)$(PREFIX)/bin/ampctl" \
+	  "$(DESTDIR)$(PREFIX)/lib/systemd/user-generators/amp-generator" "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service" \
+	  "$(DESTDIR)$(PREFIX)/share/man/man1/ampctl.1" "$(DESTDIR)$(PREFIX)/share/man/man5/amp.toml.5" \
+	  "$(DESTDIR)$(PREFIX)/share/man/man5/amp@.service.5" "$(DESTDIR)$(PREFIX)/share/man/man8/ampd.8" \
+	  "$(DESTDIR)$(PREFIX)/share/man/man8/amp-generator.8" \
+	  "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/ampctl" "$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_ampctl" \
+	  "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/ampctl.fish"
 
 uninstall-user:
 	rm -f "$(USER_PREFIX)/bin/ampd" "$(USER_PREFIX)/bin/ampctl" "$(USER_PREFIX)/share/man/man1/ampctl.1" "$(USER_PREFIX)/bin/amp-generator" "$(USER_PREFIX)/share/systemd/user/amp@.service" \

@@ -5,7 +5,7 @@
 # (https://www.swift.org/install/linux/); it is not a Debian package.
 set -euo pipefail
 
-packages=(make pkg-config git libpq-dev libsystemd-dev postgresql postgresql-contrib ca-certificates systemd man-db python3-venv)
+packages=(make pkg-config git libpq-dev libsystemd-dev postgresql postgresql-contrib ca-certificates systemd man-db python3-venv debhelper dpkg-dev fakeroot chrpath lintian mandoc)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -2,7 +2,8 @@
 # Runs a make target of this checkout as an unprivileged account: PostgreSQL refuses root.
 # Used by `make test` when it is started as root (CI, containers).
 #
-#   Tests/harness/as-unprivileged.sh TARGET
+#   Tests/harness/as-unprivileged.sh TARGET     a make target (test-local)
+#   Tests/harness/as-unprivileged.sh deb-test   Tests/harness/deb-test.sh for this checkout
 #
 # The account ($AMP_TEST_USER, default amp-test) is created when missing. The checkout is
 # given to it (chown -R); when the account cannot reach the checkout (e.g. under /root), a
@@ -41,6 +42,11 @@ fi
 chown -R "$user": "$workdir"
 # SwiftPM keeps per-checkout lock files in /tmp; root's would lock the account out.
 rm -f "/tmp/$(echo "$workdir" | tr / _)_.build"* 2>/dev/null || true
+
+# `deb-test`: the package end to end (builds as the account, installs as root).
+if [ "$target" = deb-test ]; then
+  exec "$harness/deb-test.sh" "$workdir" "$user"
+fi
 
 generator=/run/systemd/user-generators/amp-generator
 cleanup() {

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The Debian package end to end, as root (run by `make test` as root, so by CI):
+#   build it (as the unprivileged account), lintian at error+warning level, apt-get install it,
+#   then as the account with a real user manager: ampctl init, systemctl --user start amp@P,
+#   ampctl status, journalctl shows PostgreSQL's start-up, man -w finds every page the unit
+#   names, bash completion of `ampctl st<TAB>`; then apt-get remove amp stops nothing and
+#   leaves the project's data in place.
+#
+#   Tests/harness/deb-test.sh WORKDIR USER
+#
+# The package is removed again at the end (also on failure) if this script installed it.
+set -euo pipefail
+
+workdir=${1:?usage: deb-test.sh WORKDIR USER}
+user=${2:?usage: deb-test.sh WORKDIR USER}
+harness=$(cd "$(dirname "$0")" && pwd)
+uid=$(id -u "$user")
+rt=/run/user/$uid
+project=""
+unit=""
+installed_here=0
+
+say() { echo "deb-test: $*" >&2; }
+fail() { say "FAILED: $*"; exit 1; }
+as_user() { runuser -u "$user" -- env -i HOME="$(getent passwd "$user" | cut -d: -f6)" USER="$user" \
+  PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 XDG_RUNTIME_DIR="$rt" NO_COLOR=1 "$@"; }
+
+cleanup() {
+  rc=$?
+  if [ -n "$unit" ]; then as_user systemctl --user stop "$unit" >/dev/null 2>&1 || true; fi
+  if [ $installed_here = 1 ] && dpkg-query -W -f='${Status}' amp 2>/dev/null | grep -q "install ok installed"; then
+    apt-get remove -y -qq amp >/dev/null 2>&1 || true
+  fi
+  if [ -n "$project" ]; then
+    as_user rm -f "$(getent passwd "$user" | cut -d: -f6)/.config/amp/registry/debtest.toml" || true
+    rm -rf "$project"
+  fi
+  "$harness/user-manager.sh" stop || true
+  [ $rc = 0 ] && say "passed" || say "exit $rc"
+  exit $rc
+}
+trap cleanup EXIT
+
+if dpkg-query -W -f='${Status}' amp 2>/dev/null | grep -q "install ok installed"; then
+  fail "an amp package is installed already; remove it first (this test installs and removes its own)"
+fi
+
+say "building the package as $user"
+as_user make -C "$workdir" deb >"$workdir/.build/deb-build.log" 2>&1 || { tail -30 "$workdir/.build/deb-build.log" >&2; fail "make deb"; }
+deb=$(ls "$workdir"/.build/deb/amp_*_*.deb)
+
+say "lintian $deb"
+as_user lintian --fail-on error,warning "$deb" || fail "lintian reports errors or warnings"
+
+say "apt-get install $deb"
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null || fail "apt-get install"
+installed_here=1
+for f in /usr/bin/ampd /usr/bin/ampctl /usr/lib/systemd/user/amp@.service /usr/lib/systemd/user-generators/amp-generator \
+         /usr/share/man/man1/ampctl.1.gz /usr/share/bash-completion/completions/ampctl /usr/share/doc/amp/changelog.Debian.gz; do
+  [ -e "$f" ] || fail "$f is not installed"
+done
+if readelf -d /usr/bin/ampd | grep -qE 'RUNPATH|RPATH'; then fail "ampd has a RUNPATH"; fi
+if ldd /usr/bin/ampd | grep -q libswiftCore; then fail "ampd links the Swift runtime dynamically"; fi
+
+"$harness/user-manager.sh" start "$user"
+
+project=$(mktemp -d /tmp/amp-deb.XXXXXX)
+chown "$user": "$project"
+say "ampctl init in $project"
+as_user sh -c "cd '$project' && ampctl init --name debtest" || fail "ampctl init"
+unit=amp@debtest.service
+as_user systemctl --user cat "$unit" | grep -q "AMP_DIR=$project" || fail "the generator's drop-in does not set AMP_DIR"
+as_user systemctl --user start "$unit" || fail "systemctl --user start $unit"
+as_user ampctl status debtest | tee /dev/stderr | grep -q "State: ready" || fail "ampctl status is not ready"
+for _ in $(seq 50); do
+  as_user journalctl --user-unit="$unit" --no-pager | grep -q "database system is ready to accept connections" && break
+  sleep 0.1
+done
+as_user journalctl --user-unit="$unit" --no-pager | grep -q "database system is ready to accept connections" \
+  || fail "journalctl --user-unit $unit lacks PostgreSQL's start-up lines"
+
+for page in ampctl ampd amp-generator amp.toml amp@.service; do
+  as_user man -w "$page" >/dev/null || fail "man -w $page"
+done
+# Every Documentation=man: of the unit resolves.
+for doc in $(as_user systemctl --user show -p Documentation --value "$unit"); do
+  case $doc in man:*) p=${doc#man:}; as_user man -w "${p%%(*}" >/dev/null || fail "unit Documentation $doc has no page" ;; esac
+done
+as_user systemd-analyze --user verify /usr/lib/systemd/user/amp@.service || fail "systemd-analyze --user verify"
+
+completions=$(as_user bash -c 'source /usr/share/bash-completion/completions/ampctl
+  COMP_WORDS=(ampctl st); COMP_CWORD=1; COMP_LINE="ampctl st"; COMP_POINT=9
+  _ampctl ampctl st ampctl; echo "${COMPREPLY[*]}"')
+for want in status start stop; do
+  [[ " $completions " == *" $want "* ]] || fail "bash completion of 'ampctl st' lacks $want: $completions"
+done
+names=$(as_user bash -c 'source /usr/share/bash-completion/completions/ampctl
+  COMP_WORDS=(ampctl status deb); COMP_CWORD=2; COMP_LINE="ampctl status deb"; COMP_POINT=17
+  _ampctl ampctl deb status; echo "${COMPREPLY[*]}"')
+[[ " $names " == *" debtest "* ]] || fail "bash completion of project names lacks debtest: $names"
+
+postmaster=$(head -1 "$project/.amp/metadb/postmaster.pid")
+say "apt-get remove amp"
+DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq amp >/dev/null || fail "apt-get remove"
+installed_here=0
+[ "$(as_user systemctl --user is-active "$unit")" = active ] || fail "removing the package stopped $unit"
+kill -0 "$postmaster" 2>/dev/null || fail "removing the package stopped PostgreSQL"
+[ -f "$project/.amp/metadb/PG_VERSION" ] || fail "the project's data is gone"
+as_user systemctl --user stop "$unit" || fail "stopping $unit after removal"
+[ -f "$project/.amp/metadb/PG_VERSION" ] || fail "the project's data is gone after stop"
+say "package built, lintian clean, installed, used, removed; data kept"
