@@ -69,6 +69,8 @@ chown "$user": "$project"
 say "ampctl init in $project"
 as_user sh -c "cd '$project' && ampctl init --name debtest" || fail "ampctl init"
 unit=amp@debtest.service
+fragment=$(as_user systemctl --user show -p FragmentPath --value "$unit")
+[ "$fragment" = /usr/lib/systemd/user/amp@.service ] || fail "amp@.service comes from $fragment, not the package (remove that file)"
 as_user systemctl --user cat "$unit" | grep -q "AMP_DIR=$project" || fail "the generator's drop-in does not set AMP_DIR"
 as_user systemctl --user start "$unit" || fail "systemctl --user start $unit"
 as_user ampctl status debtest | tee /dev/stderr | grep -q "State: ready" || fail "ampctl status is not ready"
