@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "CSpawn"),
         // Unix sockets, SO_PEERCRED, eventfd and poll for the varlink server and client.
         .target(name: "CSocket"),
+        // File copies by reflink / copy_file_range, and flock, for the cluster template cache.
+        .target(name: "CFiles"),
 
         .target(
             name: "ChildProcess",
@@ -42,7 +44,7 @@ let package = Package(
         .target(
             name: "AmpPostgres",
             dependencies: [
-                "CLibPQ", "ChildProcess",
+                "CLibPQ", "CFiles", "ChildProcess",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -10,6 +10,7 @@ public enum ConfigLoader {
         "socket_dir": "Unix socket directory",
         "start_timeout": "bound on initdb and start-up (e.g. \"90s\")",
         "stop_timeout": "bound on the fast shutdown (e.g. \"30s\")",
+        "template_cache": "copy new clusters from a cached initdb template (true/false)",
         "parameters": "server parameters (table of name = value)",
     ]
 
@@ -67,6 +68,11 @@ public enum ConfigLoader {
                 case "user": layer.postgresUser = try string()
                 case "start_timeout": layer.startTimeout = try duration()
                 case "stop_timeout": layer.stopTimeout = try duration()
+                case "template_cache":
+                    guard case .boolean(let b) = e.value else {
+                        throw invalid(path, e.line, name, "must be true or false, not \(describe(e.value))")
+                    }
+                    layer.templateCache = b
                 case "initdb_args":
                     guard case .array(let items) = e.value else {
                         throw invalid(path, e.line, name, "must be an array of strings such as [\"--data-checksums\"], not \(describe(e.value))")
@@ -124,7 +130,7 @@ public enum ConfigLoader {
     /// Environment variables, all optional:
     /// `AMP_PG_BIN_DIR`, `AMP_PG_LOCALE`, `AMP_PG_ENCODING`, `AMP_PG_INITDB_ARGS` (split on
     /// white space), `AMP_PG_USER`, `AMP_PG_SOCKET_DIR`, `AMP_PG_START_TIMEOUT`,
-    /// `AMP_PG_STOP_TIMEOUT`, and `AMP_PG_PARAM_<name>=<value>` per server parameter
+    /// `AMP_PG_STOP_TIMEOUT`, `AMP_PG_TEMPLATE_CACHE` (true/false), and `AMP_PG_PARAM_<name>=<value>` per server parameter
     /// (`__` in the name stands for `.`).
     public static func environmentLayer(_ env: [String: String], workingDirectory: String) throws(ConfigError) -> SettingsLayer {
         var layer = SettingsLayer()
@@ -151,6 +157,14 @@ public enum ConfigLoader {
         layer.initdbArgs = try value("AMP_PG_INITDB_ARGS").map { $0.split(whereSeparator: \.isWhitespace).map(String.init) }
         layer.startTimeout = try duration("AMP_PG_START_TIMEOUT")
         layer.stopTimeout = try duration("AMP_PG_STOP_TIMEOUT")
+        if let v = try value("AMP_PG_TEMPLATE_CACHE") {
+            switch v.lowercased() {
+            case "1", "true", "yes", "on": layer.templateCache = true
+            case "0", "false", "no", "off": layer.templateCache = false
+            default:
+                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_TEMPLATE_CACHE=\(v) is not a boolean; use true or false", key: "AMP_PG_TEMPLATE_CACHE")
+            }
+        }
         for (k, v) in env.sorted(by: { $0.key < $1.key }) where k.hasPrefix("AMP_PG_PARAM_") {
             let name = String(k.dropFirst("AMP_PG_PARAM_".count)).replacing("__", with: ".")
             guard isValidParameterName(name) else {

@@ -21,6 +21,8 @@ public struct AmpSettings: Sendable, Equatable {
     public var startTimeout: Duration = .seconds(90)
     /// Bound on the fast shutdown before SIGQUIT/SIGKILL.
     public var stopTimeout: Duration = .seconds(30)
+    /// Whether new clusters are copied from a cached template instead of running initdb.
+    public var templateCache = true
 
     public struct Parameter: Sendable, Equatable {
         public var name: String
@@ -43,6 +45,7 @@ public struct AmpSettings: Sendable, Equatable {
         if let v = layer.socketDir { socketDir = v }
         if let v = layer.startTimeout { startTimeout = v }
         if let v = layer.stopTimeout { stopTimeout = v }
+        if let v = layer.templateCache { templateCache = v }
         for p in layer.parameters {
             if let i = parameters.firstIndex(where: { $0.name.lowercased() == p.name.lowercased() }) {
                 parameters[i] = p
@@ -63,13 +66,15 @@ public struct SettingsLayer: Sendable, Equatable {
     public var socketDir: String?
     public var startTimeout: Duration?
     public var stopTimeout: Duration?
+    public var templateCache: Bool?
     public var parameters: [AmpSettings.Parameter] = []
 
     public init(
         binDir: String? = nil, locale: String? = nil, encoding: String? = nil, initdbArgs: [String]? = nil,
         postgresUser: String? = nil, socketDir: String? = nil, startTimeout: Duration? = nil,
-        stopTimeout: Duration? = nil, parameters: [AmpSettings.Parameter] = []
+        stopTimeout: Duration? = nil, templateCache: Bool? = nil, parameters: [AmpSettings.Parameter] = []
     ) {
+        self.templateCache = templateCache
         self.binDir = binDir
         self.locale = locale
         self.encoding = encoding

@@ -113,6 +113,7 @@ enum Daemon {
             .startTimeout(settings.startTimeout)
             .stopTimeout(settings.stopTimeout)
             .logger(logger)
+            .templateCache(directory: settings.templateCache ? Self.templateCacheDirectory(environment) : nil)
             .with(initdbArguments: settings.initdbArgs, parameters: settings.parameters)
 
         // The varlink socket listens before PostgreSQL starts, so `ampctl status` sees the start.
@@ -181,6 +182,12 @@ enum Daemon {
             }
             throw DaemonError(.cannotCreate, "\(error); check \(runtime)")
         }
+    }
+
+    /// `$XDG_CACHE_HOME/amp/templates`, else `HOME/.cache/amp/templates`.
+    static func templateCacheDirectory(_ environment: [String: String]) -> String? {
+        if let x = environment["XDG_CACHE_HOME"], x.hasPrefix("/") { return x + "/amp/templates" }
+        return Registry.homeDirectory(environment: environment).map { $0 + "/.cache/amp/templates" }
     }
 
     /// Counts this start in `$RUNTIME_DIRECTORY/starts` (systemd keeps that directory across

@@ -70,6 +70,9 @@ public struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("stop-timeout"), help: ArgumentHelp("Bound on the fast shutdown (default 30s).", valueName: "DURATION"))
     var stopTimeout: String?
 
+    @Flag(name: .customLong("no-template-cache"), help: "Run initdb for a new cluster instead of copying the cached template.")
+    var noTemplateCache = false
+
     @Option(name: .customLong("instance"), help: ArgumentHelp("Run as the systemd unit amp@NAME: the project is called NAME, and the amp dir must come from --amp-dir or $AMP_DIR (the generator's drop-in), never from the current directory.", valueName: "NAME"))
     var instance: String?
 
@@ -102,7 +105,7 @@ public struct RunCommand: AsyncParsableCommand {
             binDir: path(binDir), locale: locale, encoding: encoding, initdbArgs: initdbArgs.isEmpty ? nil : initdbArgs,
             postgresUser: postgresUser, socketDir: path(socketDir),
             startTimeout: try duration(startTimeout, "--start-timeout"), stopTimeout: try duration(stopTimeout, "--stop-timeout"),
-            parameters: params)
+            templateCache: noTemplateCache ? false : nil, parameters: params)
     }
 }
 

@@ -36,6 +36,7 @@ struct Cluster: Sendable {
     /// non-empty directory that is no cluster, and runs `initdb` when there is no `PG_VERSION`.
     func prepare(
         locale: String, encoding: String, initdbArguments: [String], timeout: Duration,
+        templateCache: ClusterTemplateCache? = nil,
         progress: @Sendable (PostgresStartPhase) -> Void = { _ in }
     ) async throws(PostgresError) {
         let parent = FileSystem.parentDirectory(dataDirectory)
@@ -68,7 +69,35 @@ struct Cluster: Sendable {
                 details: ["found: " + contents.sorted().prefix(8).joined(separator: ", ")])
         }
         progress(.initialisingCluster)
-        try await initdb(locale: locale, encoding: encoding, arguments: initdbArguments, timeout: timeout)
+        let work = parent + "/" + temporaryPrefix + "\(getpid())"
+        if let templateCache, owner == nil {
+            do throws(PostgresError) {
+                let started = ContinuousClock.now
+                let how = try await templateCache.instantiate(
+                    into: work, cluster: self, locale: locale, encoding: encoding, initdbArguments: initdbArguments, timeout: timeout)
+                try moveIntoPlace(work)
+                logger.info("cluster created from the template cache", metadata: [
+                    "directory": "\(dataDirectory)", "copy": "\(how)", "after": "\(ContinuousClock.now - started)",
+                ])
+                return
+            } catch {
+                try? FileSystem.removeTree(work)
+                if error.underlying is CancellationError { throw error }
+                logger.warning("template cache not usable, running initdb instead: \(error.message)")
+            }
+        }
+        try await initdb(in: work, locale: locale, encoding: encoding, arguments: initdbArguments, timeout: timeout)
+        try moveIntoPlace(work)
+        logger.info("cluster initialised", metadata: ["directory": "\(dataDirectory)", "version": "\(version)"])
+    }
+
+    /// rename(2) replaces the empty data directory with the finished cluster atomically.
+    private func moveIntoPlace(_ work: String) throws(PostgresError) {
+        if rename(work, dataDirectory) != 0 {
+            let e = errno
+            try? FileSystem.removeTree(work)
+            throw FileSystem.ioError("cannot move the new cluster from \(work) to \(dataDirectory)", errno: e)
+        }
     }
 
     private var temporaryPrefix: String { "." + FileSystem.baseName(dataDirectory) + ".initdb-" }
@@ -96,9 +125,10 @@ struct Cluster: Sendable {
         }
     }
 
-    /// Creates the cluster in a temporary sibling directory and renames it into place, so an
-    /// interrupted `initdb` never leaves a half-made cluster where a later start would take it
-    /// for a good one.
+    /// Creates a cluster in `work` (a temporary sibling of the data directory, renamed into
+    /// place by the caller, so an interrupted `initdb` never leaves a half-made cluster where a
+    /// later start would take it for a good one; or a template being built). On failure `work`
+    /// is removed.
     ///
     /// Command: `initdb -D TMPDIR --locale=LOCALE --encoding=ENCODING --auth=trust
     /// [--no-instructions] [ARGS…]`
@@ -110,15 +140,14 @@ struct Cluster: Sendable {
     /// - `--no-instructions` (PostgreSQL 14+): no "start the server with pg_ctl" advice.
     ///
     /// See <https://www.postgresql.org/docs/15/app-initdb.html>.
-    private func initdb(locale: String, encoding: String, arguments: [String], timeout: Duration) async throws(PostgresError) {
-        let parent = FileSystem.parentDirectory(dataDirectory)
-        let work = parent + "/" + temporaryPrefix + "\(getpid())"
+    func initdb(in work: String, locale: String, encoding: String, arguments: [String], timeout: Duration) async throws(PostgresError) {
+        let parent = FileSystem.parentDirectory(work)
         try FileSystem.makeDirectory(work, mode: 0o700)
         if let owner { try FileSystem.chown(work, to: (owner.uid, owner.gid), recursive: false) }
         var args = ["-D", work, "--locale=\(locale)", "--encoding=\(encoding)", "--auth=trust"]
         if version.majorNumber >= 14 { args.append("--no-instructions") }
         args += arguments
-        logger.info("initialising a new cluster", metadata: ["directory": "\(dataDirectory)", "initdb": "\(binaries.path("initdb"))"])
+        logger.info("initialising a new cluster", metadata: ["directory": "\(work)", "initdb": "\(binaries.path("initdb"))"])
         let output = Mutex<[String]>([])
         let log = logger
         let child: ChildProcess
@@ -167,13 +196,6 @@ struct Cluster: Sendable {
                 "initdb did not finish within \(timeout) for \(dataDirectory); raise the start timeout",
                 details: lastLines)
         }
-        // rename(2) replaces the empty data directory atomically.
-        if rename(work, dataDirectory) != 0 {
-            let e = errno
-            try? FileSystem.removeTree(work)
-            throw FileSystem.ioError("cannot move the new cluster from \(work) to \(dataDirectory)", errno: e)
-        }
-        logger.info("cluster initialised", metadata: ["directory": "\(dataDirectory)", "version": "\(version)"])
     }
 }
 

@@ -40,6 +40,7 @@ public struct PostgresBuilder: Sendable {
     public private(set) var loggerValue = Logger(label: "postgres")
     public private(set) var useDevelopmentDefaults = true
     public private(set) var progressHandler: (@Sendable (PostgresStartPhase) -> Void)?
+    public private(set) var templateCache: ClusterTemplateCache?
 
     /// Development defaults (non-durable; see <https://www.postgresql.org/docs/15/non-durability.html>),
     /// applied unless a parameter of the same name is given.
@@ -83,6 +84,12 @@ public struct PostgresBuilder: Sendable {
     /// `STATUS=`); called on an arbitrary thread, so keep it short.
     public func onProgress(_ handler: @escaping @Sendable (PostgresStartPhase) -> Void) -> Self {
         with { $0.progressHandler = handler }
+    }
+    /// Creates new clusters by copying a cached template instead of running `initdb` each time
+    /// (see ``ClusterTemplateCache``); `nil` (the default) always runs `initdb`. Not used when
+    /// the server runs as another account (root mode).
+    public func templateCache(directory: String?) -> Self {
+        with { $0.templateCache = directory.map(ClusterTemplateCache.init(directory:)) }
     }
     /// Whether to apply ``developmentDefaults``; default `true`.
     public func developmentDefaults(_ enabled: Bool) -> Self { with { $0.useDevelopmentDefaults = enabled } }
@@ -137,7 +144,7 @@ public struct PostgresBuilder: Sendable {
         let cluster = Cluster(dataDirectory: dataDirectory, binaries: binaries, version: version, owner: owner, logger: logger)
         try await cluster.prepare(
             locale: localeName, encoding: encodingName, initdbArguments: initdbArguments, timeout: startTimeoutDuration,
-            progress: progress)
+            templateCache: templateCache, progress: progress)
 
         let choice = SocketDirectory.choose(
             preferred: socketDirectoryPath ?? dataDirectory, port: port, runtimeDirectory: runtimeDirectory,

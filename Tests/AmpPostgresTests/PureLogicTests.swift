@@ -157,3 +157,23 @@ func mkdirs(_ path: String) {
         mkdir(current, 0o755)
     }
 }
+
+@Suite("template cache key")
+struct TemplateKeyTests {
+    @Test("the key changes with settings and with the binaries")
+    func keyChanges() throws {
+        let dir = TemporaryDirectory()
+        for tool in ["postgres", "initdb"] { writeFile(dir.path + "/" + tool, "#!/bin/sh\n") }
+        let binaries = PostgresBinaries(directory: dir.path)
+        let version = PostgresVersion(major: "15", full: "15.20")
+        let k = ClusterTemplateCache.key(binaries: binaries, version: version, locale: "C", encoding: "UTF8", arguments: [])
+        #expect(k.hasPrefix("pg15-"))
+        #expect(k == ClusterTemplateCache.key(binaries: binaries, version: version, locale: "C", encoding: "UTF8", arguments: []))
+        #expect(k != ClusterTemplateCache.key(binaries: binaries, version: version, locale: "C.UTF-8", encoding: "UTF8", arguments: []))
+        #expect(k != ClusterTemplateCache.key(binaries: binaries, version: version, locale: "C", encoding: "UTF8", arguments: ["--data-checksums"]))
+        #expect(k != ClusterTemplateCache.key(binaries: binaries, version: PostgresVersion(major: "15", full: "15.21"), locale: "C", encoding: "UTF8", arguments: []))
+        // An upgraded postgres binary (other size and mtime) gives another template.
+        writeFile(dir.path + "/postgres", "#!/bin/sh\n# upgraded\n")
+        #expect(k != ClusterTemplateCache.key(binaries: binaries, version: version, locale: "C", encoding: "UTF8", arguments: []))
+    }
+}

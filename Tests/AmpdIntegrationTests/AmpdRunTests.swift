@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AmpPostgres
 import ChildProcess
+import FoundationEssentials
 import Testing
 
 @Suite("ampd run (built binary, real PostgreSQL)", .serialized, unprivileged)
@@ -253,4 +254,64 @@ func snapshot(_ path: String) -> [String: String] {
     }
     walk(path)
     return out
+}
+
+@Suite("template cache (built ampd, real PostgreSQL)", .serialized, unprivileged)
+struct TemplateCacheTests {
+    /// Runs ampd for `base` until ready, then stops it; returns its output.
+    func firstStart(_ f: AmpdFixture, base: String, cache: String, extra: [String] = []) async throws -> String {
+        let run = try await f.start(["run", "--amp-dir", base] + extra, environment: ["XDG_CACHE_HOME": cache])
+        #expect(await run.waitForLine("ready in "), "\(run.text)")
+        run.process?.signal(SIGTERM)
+        #expect(await run.process?.wait(timeout: .seconds(30)) == .exited(0))
+        return run.text
+    }
+
+    @Test("concurrent first starts build one template; later first starts copy it; clusters work")
+    func concurrentFirstStarts() async throws {
+        let f = AmpdFixture()
+        let cache = f.base + "/cache"
+        let a = f.base + "/a", b = f.base + "/b", c = f.base + "/c"
+        for d in [a, b, c] { mkdir(d, 0o755) }
+        async let first = firstStart(f, base: a, cache: cache)
+        async let second = firstStart(f, base: b, cache: cache)
+        let (ta, tb) = try await (first, second)
+        let built = [ta, tb].filter { $0.contains("built cluster template") }.count
+        #expect(built == 1, "exactly one of two concurrent first starts builds the template")
+        #expect(ta.contains("cluster created from the template cache") && tb.contains("cluster created from the template cache"))
+        let tc = try await firstStart(f, base: c, cache: cache)
+        #expect(tc.contains("copy=copied") || tc.contains("copy=reflinked"), "\(tc)")
+        #expect(!tc.contains("initialising a new cluster"))
+        for d in [a, b, c] { #expect(readFile(d + "/.amp/metadb/PG_VERSION")?.hasPrefix("15") == true || FileManager.default.fileExists(atPath: d + "/.amp/metadb/PG_VERSION")) }
+        // The copies are real, separate clusters: data written to one is not in another.
+        let run = try await f.start(["run", "--amp-dir", a], environment: ["XDG_CACHE_HOME": cache])
+        #expect(await run.waitForLine("ready in "))
+        _ = try LibPQ.query(try #require(run.url), "CREATE TABLE only_a (x int)")
+        run.process?.signal(SIGTERM)
+        _ = await run.process?.wait(timeout: .seconds(30))
+        let runB = try await f.start(["run", "--amp-dir", b], environment: ["XDG_CACHE_HOME": cache])
+        #expect(await runB.waitForLine("ready in "))
+        #expect(try LibPQ.query(try #require(runB.url), "SELECT count(*) FROM pg_tables WHERE tablename = 'only_a'").first == "0")
+        runB.process?.signal(SIGTERM)
+        _ = await runB.process?.wait(timeout: .seconds(30))
+    }
+
+    @Test("a damaged template is rebuilt, never copied; --no-template-cache runs initdb")
+    func damagedAndOptOut() async throws {
+        let f = AmpdFixture()
+        let cache = f.base + "/cache"
+        let a = f.base + "/a", b = f.base + "/b", c = f.base + "/c"
+        for d in [a, b, c] { mkdir(d, 0o755) }
+        _ = try await firstStart(f, base: a, cache: cache)
+        let templates = try FileManager.default.contentsOfDirectory(atPath: cache + "/amp/templates").filter { !$0.hasSuffix(".lock") }
+        let template = cache + "/amp/templates/" + (try #require(templates.first))
+        // Damage: a truncated file in the template.
+        #expect(truncate(template + "/data/PG_VERSION", 0) == 0)
+        let tb = try await firstStart(f, base: b, cache: cache)
+        #expect(tb.contains("is damaged"), "\(tb)")
+        #expect(tb.contains("built cluster template"))
+        #expect(readFile(b + "/.amp/metadb/PG_VERSION")?.isEmpty == false, "the copy is whole")
+        let tc = try await firstStart(f, base: c, cache: cache, extra: ["--no-template-cache"])
+        #expect(tc.contains("initialising a new cluster") && !tc.contains("template cache"), "\(tc)")
+    }
 }

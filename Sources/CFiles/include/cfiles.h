@@ -1,0 +1,14 @@
+#ifndef AMP_CFILES_H
+#define AMP_CFILES_H
+
+#include <sys/types.h>
+
+/// Copies the regular file `src` to the new file `dst` (created with `mode`, O_EXCL): a
+/// reflink (FICLONE) where the file system shares extents, else copy_file_range(2), else
+/// read/write. Returns 0, or an errno value. `*reflinked` is set to 1 when the copy is a reflink.
+int amp_copy_file(const char *src, const char *dst, mode_t mode, int *reflinked);
+
+/// flock(2) LOCK_EX on `fd`, blocking. Returns 0 or an errno value.
+int amp_flock_exclusive(int fd);
+
+#endif
