@@ -19,7 +19,7 @@ PREFIX      ?= /usr/local
 DESTDIR     ?=
 USER_PREFIX ?= $(HOME)/.local
 
-.PHONY: all deps build build-all run test test-local man check-man install install-files install-user uninstall uninstall-user deb clean
+.PHONY: all deps build build-all run test test-local bench bench-local man check-man install install-files install-user uninstall uninstall-user deb clean
 
 all: build
 
@@ -58,6 +58,18 @@ test-local: .build/gitconfig
 	AMP_WERROR=1 $(SWIFT) build --build-tests $(BUILD_FLAGS)
 	AMP_WERROR=1 $(SWIFT) test --skip-build $(BUILD_FLAGS)
 	$(MAKE) check-man
+
+## make bench: start/stop/status/idle figures beside PostgreSQL alone, pg_ctl and the PyPI
+## peers; writes $(BENCH_OUT) (default bench-results.json) and .build/benchmarks.md.
+bench: deps
+ifeq ($(UID),0)
+	Tests/harness/as-unprivileged.sh bench-local
+else
+	$(MAKE) bench-local
+endif
+
+bench-local: .build/gitconfig
+	SWIFT=$(SWIFT) Tests/bench/run.sh
 
 ## make man: regenerate man/man1/ampctl.1 from ampctl's ArgumentParser definitions.
 man: .build/gitconfig

@@ -165,6 +165,12 @@ func resolveProject(_ name: String?, address: String?, environment: [String: Str
     while true {
         if isDirectory(dir == "/" ? "/.amp" : dir + "/.amp") { break }
         if dir == "/" {
+            if let socketOverride {
+                // Only the socket is known: name the project after its directory.
+                let parent = String(socketOverride[..<(socketOverride.lastIndex(of: "/") ?? socketOverride.startIndex)])
+                let name = parent.split(separator: "/").last.map(String.init) ?? "ampd"
+                return Project(name: name, base: "", registered: false, autostart: false, socket: socketOverride)
+            }
             throw AmpctlError(.noProject, "no .amp above \(cwd); run `ampctl init` in the project directory, or name a project (`ampctl list`)")
         }
         dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])

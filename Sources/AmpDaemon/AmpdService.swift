@@ -70,6 +70,9 @@ struct AmpdService: Service {
 final class Supervisor: Sendable {
     private let machine: Mutex<NotifyStateMachine>
     private let server = Mutex<PostgresServer?>(nil)
+    /// Signalled on every phase change, for a tick loop that is waiting for work.
+    private let phaseChanged: AsyncStream<Void>
+    private let phaseChangedSink: AsyncStream<Void>.Continuation
     private let notifier: SystemdNotifier
     private let board: StatusBoard
     private let logger: Logger
@@ -79,6 +82,7 @@ final class Supervisor: Sendable {
         let machine = NotifyStateMachine(watchdogInterval: notifier.watchdogInterval)
         self.machine = Mutex(machine)
         self.tickInterval = machine.tickInterval
+        (phaseChanged, phaseChangedSink) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         self.notifier = notifier
         self.board = board
         self.logger = logger
@@ -95,7 +99,9 @@ final class Supervisor: Sendable {
         let actions = machine.withLock { $0.handle(event) }
         for action in actions { perform(action) }
         switch event {
-        case .phase(let phase): board.update { Self.apply(phase, to: &$0) }
+        case .phase(let phase):
+            board.update { Self.apply(phase, to: &$0) }
+            phaseChangedSink.yield()
         case .healthChecked(let healthy, let reason):
             board.update {
                 $0.healthy = healthy
@@ -128,8 +134,14 @@ final class Supervisor: Sendable {
     }
 
     /// Ticks until the task is cancelled; health checks run inline, bounded by the tick interval.
+    /// In phases where ticks have nothing to do it waits for the next phase change instead.
     func tickUntilCancelled() async {
+        var changes = phaseChanged.makeAsyncIterator()
         while !Task.isCancelled {
+            if !machine.withLock({ $0.needsTicks }) {
+                guard await changes.next() != nil else { return }
+                continue
+            }
             do { try await Task.sleep(for: tickInterval) } catch { return }
             let actions = machine.withLock { $0.handle(.tick) }
             for action in actions {

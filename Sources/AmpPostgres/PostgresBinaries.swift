@@ -118,6 +118,30 @@ public struct PostgresBinaries: Sendable, Equatable {
         return required.allSatisfy({ isExecutable(realDirectory + "/" + $0) }) ? realDirectory : directory
     }
 
+    /// The version, from `cacheDirectory` when a file there records it for exactly this
+    /// `postgres` binary (path, inode, size and modification time), else by running it (and
+    /// recording the answer). Saves a process spawn on every start.
+    public func version(cacheDirectory: String?) async throws(PostgresError) -> PostgresVersion {
+        guard let cacheDirectory else { return try await version() }
+        var st = stat()
+        guard stat(path("postgres"), &st) == 0 else { return try await version() }
+        let identity = "\(path("postgres")) \(st.st_ino) \(st.st_size) \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in identity.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        let file = cacheDirectory + "/version-" + String(hash, radix: 16)
+        if let text = FileSystem.readText(file) {
+            let lines = text.split(separator: "\n", maxSplits: 1).map(String.init)
+            if lines.count == 2, lines[0] == identity, let v = PostgresVersion.parse(versionOutput: lines[1]) { return v }
+        }
+        let v = try await version()
+        try? FileSystem.makeDirectory(cacheDirectory, mode: 0o700)
+        if let f = fopen(file + ".tmp", "w") {
+            fputs(identity + "\n" + "postgres (PostgreSQL) " + v.full + "\n", f)
+            if fclose(f) == 0 { rename(file + ".tmp", file) }
+        }
+        return v
+    }
+
     /// Runs `postgres --version` and parses it.
     ///
     /// Command: `postgres --version` — prints the version and exits without touching any data

@@ -133,7 +133,7 @@ public struct PostgresBuilder: Sendable {
         let progress = progressHandler ?? { _ in }
         progress(.checking)
         let binaries = try PostgresBinaries.locate(explicit: binaryDirectoryPath, searchPath: searchPath)
-        let version = try await binaries.version()
+        let version = try await binaries.version(cacheDirectory: templateCache.map { $0.directory + "/versions" })
         logger.debug("using PostgreSQL \(version) from \(binaries.directory)")
         guard version.majorNumber >= PostgresDocs.oldestSupportedMajor else {
             throw PostgresError(

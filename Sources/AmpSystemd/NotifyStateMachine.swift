@@ -63,6 +63,16 @@ public struct NotifyStateMachine: Sendable {
         }
     }
 
+    /// Whether ticks do anything in the current phase; when not (running without a watchdog,
+    /// or failed), the driver sleeps until the next phase change: no idle wake-ups.
+    public var needsTicks: Bool {
+        switch phase {
+        case .ready: return watchdogInterval != nil
+        case .failed: return false
+        case .checking, .initialisingCluster, .starting, .recovering, .stopping: return true
+        }
+    }
+
     /// Feeds one event; returns the actions to perform.
     public mutating func handle(_ event: Event) -> [Action] {
         switch event {

@@ -3,11 +3,24 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
 #include <linux/fs.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+static int all_zero(const char *p, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        if (v) return 0;
+    }
+    for (; i < n; i++) if (p[i]) return 0;
+    return 1;
+}
 
 int amp_copy_file(const char *src, const char *dst, mode_t mode, int *reflinked) {
     *reflinked = 0;
@@ -19,34 +32,27 @@ int amp_copy_file(const char *src, const char *dst, mode_t mode, int *reflinked)
     if (ioctl(out, FICLONE, in) == 0) {
         *reflinked = 1;
     } else {
+        /* A sparse copy: blocks of zeros (a fresh cluster's WAL segment, empty pages) become
+         * holes, so far less is written than read. */
         struct stat st;
         if (fstat(in, &st) != 0) { result = errno; goto done; }
-        off_t left = st.st_size;
-        int use_range = 1;
-        char buffer[65536];
-        while (left > 0) {
-            ssize_t n;
-            if (use_range) {
-                n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
-                if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
-                    use_range = 0;
-                    continue;
-                }
-            } else {
-                n = read(in, buffer, sizeof buffer);
-                if (n > 0) {
-                    ssize_t off = 0;
-                    while (off < n) {
-                        ssize_t w = write(out, buffer + off, (size_t)(n - off));
-                        if (w < 0) { if (errno == EINTR) continue; result = errno; goto done; }
-                        off += w;
-                    }
-                }
-            }
+        static __thread char buffer[1 << 16];
+        off_t pos = 0;
+        for (;;) {
+            ssize_t n = read(in, buffer, sizeof buffer);
             if (n < 0) { if (errno == EINTR) continue; result = errno; goto done; }
             if (n == 0) break;
-            left -= n;
+            if (!all_zero(buffer, (size_t)n)) {
+                ssize_t off = 0;
+                while (off < n) {
+                    ssize_t w = pwrite(out, buffer + off, (size_t)(n - off), pos + off);
+                    if (w < 0) { if (errno == EINTR) continue; result = errno; goto done; }
+                    off += w;
+                }
+            }
+            pos += n;
         }
+        if (ftruncate(out, st.st_size) != 0) { result = errno; goto done; }
     }
 done:
     if (close(out) != 0 && result == 0) result = errno;

@@ -101,3 +101,18 @@ struct JournalFieldTests {
         #expect(JournalLogHandler.priority(.critical) == 2)
     }
 }
+
+@Suite("NotifyStateMachine idle (pure)")
+struct NotifyIdleTests {
+    @Test func ticksOnlyWhenThereIsWork() {
+        var m = NotifyStateMachine(watchdogInterval: nil)
+        #expect(m.needsTicks, "starting: extend timeouts")
+        _ = m.handle(.phase(.ready(url: "u")))
+        #expect(!m.needsTicks, "ready without a watchdog: no wake-ups")
+        _ = m.handle(.phase(.stopping))
+        #expect(m.needsTicks)
+        var w = NotifyStateMachine(watchdogInterval: .seconds(30))
+        _ = w.handle(.phase(.ready(url: "u")))
+        #expect(w.needsTicks, "ready with a watchdog: health checks")
+    }
+}

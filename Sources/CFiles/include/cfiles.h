@@ -4,8 +4,8 @@
 #include <sys/types.h>
 
 /// Copies the regular file `src` to the new file `dst` (created with `mode`, O_EXCL): a
-/// reflink (FICLONE) where the file system shares extents, else copy_file_range(2), else
-/// read/write. Returns 0, or an errno value. `*reflinked` is set to 1 when the copy is a reflink.
+/// reflink (FICLONE) where the file system shares extents, else a sparse copy (blocks of
+/// zeros become holes). Returns 0, or an errno value. `*reflinked` is set to 1 when the copy is a reflink.
 int amp_copy_file(const char *src, const char *dst, mode_t mode, int *reflinked);
 
 /// flock(2) LOCK_EX on `fd`, blocking. Returns 0 or an errno value.

