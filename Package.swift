@@ -23,8 +23,9 @@ let package = Package(
     ],
     targets: [
         // C libraries through pkg-config, each with a shim.h (model: swiftly's CLibArchive).
+        // libpq's declarations only; the library is loaded with dlopen at first use (see shim.h).
         .systemLibrary(
-            name: "CLibPQ", pkgConfig: "libpq",
+            name: "CLibPQ",
             providers: [.apt(["libpq-dev"])]),
         .systemLibrary(
             name: "CSystemd", pkgConfig: "libsystemd",
@@ -44,7 +45,7 @@ let package = Package(
         .target(
             name: "AmpPostgres",
             dependencies: [
-                "CLibPQ", "CFiles", "ChildProcess",
+                "CLibPQ", "CFiles", "CSocket", "ChildProcess",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -1,4 +1,66 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CLibPQ
+
+/// libpq's functions, resolved from `libpq.so.5` on first use (dlopen): ampd's start and
+/// health checks do not need libpq (``WireProbe``), and linking it would load its TLS, GSSAPI
+/// and LDAP dependencies into every process start.
+struct LibPQFunctions: @unchecked Sendable {
+    typealias ConnectDB = @convention(c) (UnsafePointer<CChar>?) -> OpaquePointer?
+    typealias StatusFn = @convention(c) (OpaquePointer?) -> ConnStatusType
+    typealias ResultStatusFn = @convention(c) (OpaquePointer?) -> ExecStatusType
+    typealias StringFn = @convention(c) (OpaquePointer?) -> UnsafeMutablePointer<CChar>?
+    typealias VoidFn = @convention(c) (OpaquePointer?) -> Void
+    typealias CountFn = @convention(c) (OpaquePointer?) -> Int32
+    typealias Exec = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> OpaquePointer?
+    typealias ErrorField = @convention(c) (OpaquePointer?, Int32) -> UnsafeMutablePointer<CChar>?
+    typealias GetValue = @convention(c) (OpaquePointer?, Int32, Int32) -> UnsafeMutablePointer<CChar>?
+    typealias GetIsNull = @convention(c) (OpaquePointer?, Int32, Int32) -> Int32
+    typealias Ping = @convention(c) (UnsafePointer<CChar>?) -> PGPing
+
+    let connectdb: ConnectDB
+    let status: StatusFn
+    let errorMessage: StringFn
+    let finish: VoidFn
+    let exec: Exec
+    let resultStatus: ResultStatusFn
+    let resultErrorMessage: StringFn
+    let resultErrorField: ErrorField
+    let ntuples: CountFn
+    let nfields: CountFn
+    let getisnull: GetIsNull
+    let getvalue: GetValue
+    let clear: VoidFn
+    let ping: Ping
+
+    /// The loaded library, or why it could not be loaded.
+    static let shared: Result<LibPQFunctions, LibPQError> = {
+        guard let handle = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL) else {
+            let why = dlerror().map { String(cString: $0) } ?? "not found"
+            return .failure(LibPQError(message: "cannot load libpq.so.5 (\(why)); install it (Debian: apt install libpq5)"))
+        }
+        func sym<T>(_ name: String, _ type: T.Type) -> T? {
+            dlsym(handle, name).map { unsafeBitCast($0, to: type) }
+        }
+        guard let connectdb = sym("PQconnectdb", ConnectDB.self), let status = sym("PQstatus", StatusFn.self),
+              let errorMessage = sym("PQerrorMessage", StringFn.self),
+              let finish = sym("PQfinish", VoidFn.self), let exec = sym("PQexec", Exec.self),
+              let resultStatus = sym("PQresultStatus", ResultStatusFn.self),
+              let resultErrorMessage = sym("PQresultErrorMessage", StringFn.self),
+              let resultErrorField = sym("PQresultErrorField", ErrorField.self), let ntuples = sym("PQntuples", CountFn.self),
+              let nfields = sym("PQnfields", CountFn.self), let getisnull = sym("PQgetisnull", GetIsNull.self),
+              let getvalue = sym("PQgetvalue", GetValue.self), let clear = sym("PQclear", VoidFn.self),
+              let ping = sym("PQping", Ping.self)
+        else {
+            return .failure(LibPQError(message: "libpq.so.5 lacks a function amp needs; install a current libpq5"))
+        }
+        return .success(LibPQFunctions(
+            connectdb: connectdb, status: status, errorMessage: errorMessage, finish: finish, exec: exec,
+            resultStatus: resultStatus, resultErrorMessage: resultErrorMessage, resultErrorField: resultErrorField,
+            ntuples: ntuples, nfields: nfields, getisnull: getisnull, getvalue: getvalue, clear: clear, ping: ping))
+    }()
+}
 
 /// Minimal synchronous libpq access for readiness checks and small queries.
 ///
@@ -27,7 +89,8 @@ public enum LibPQ {
 
     /// `PQping(conninfo)`: whether the server accepts connections, without authenticating.
     public static func ping(_ conninfo: String) -> PingResult {
-        switch PQping(conninfo) {
+        guard case .success(let pq) = LibPQFunctions.shared else { return .noAttempt }
+        switch pq.ping(conninfo) {
         case PQPING_OK: return .ok
         case PQPING_REJECT: return .rejecting
         case PQPING_NO_RESPONSE: return .noResponse
@@ -39,21 +102,22 @@ public enum LibPQ {
     ///
     /// - Throws: ``LibPQError`` with libpq's message (and the SQLSTATE when the server sent one).
     public static func rows(_ conninfo: String, _ sql: String) throws(LibPQError) -> [[String?]] {
-        guard let conn = PQconnectdb(conninfo) else { throw LibPQError(message: "out of memory") }
-        defer { PQfinish(conn) }
-        guard PQstatus(conn) == CONNECTION_OK else { throw LibPQError(message: trimmed(PQerrorMessage(conn))) }
-        guard let result = PQexec(conn, sql) else { throw LibPQError(message: trimmed(PQerrorMessage(conn))) }
-        defer { PQclear(result) }
-        let status = PQresultStatus(result)
+        let pq = try LibPQFunctions.shared.get()
+        guard let conn = pq.connectdb(conninfo) else { throw LibPQError(message: "out of memory") }
+        defer { pq.finish(conn) }
+        guard pq.status(conn) == CONNECTION_OK else { throw LibPQError(message: trimmed(pq.errorMessage(conn))) }
+        guard let result = pq.exec(conn, sql) else { throw LibPQError(message: trimmed(pq.errorMessage(conn))) }
+        defer { pq.clear(result) }
+        let status = pq.resultStatus(result)
         guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
-            let code = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-            throw LibPQError(message: trimmed(PQresultErrorMessage(result)), sqlState: code)
+            let code = pq.resultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            throw LibPQError(message: trimmed(pq.resultErrorMessage(result)), sqlState: code)
         }
         var rows: [[String?]] = []
-        for row in 0..<PQntuples(result) {
+        for row in 0..<pq.ntuples(result) {
             var columns: [String?] = []
-            for column in 0..<PQnfields(result) {
-                columns.append(PQgetisnull(result, row, column) == 1 ? nil : PQgetvalue(result, row, column).map { String(cString: $0) })
+            for column in 0..<pq.nfields(result) {
+                columns.append(pq.getisnull(result, row, column) == 1 ? nil : pq.getvalue(result, row, column).map { String(cString: $0) })
             }
             rows.append(columns)
         }

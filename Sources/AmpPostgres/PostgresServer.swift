@@ -188,9 +188,13 @@ public final class PostgresServer: Service, Sendable {
                 database: "postgres", pid: child.pid, serverVersion: "")
             var delay = Duration.milliseconds(5)
             var lastError = ""
+            let socketPath = SocketDirectory.socketPath(directory: socketDirectory, port: port)
             while ContinuousClock.now - started < startTimeout && child.exitStatus == nil && !Task.isCancelled {
-                do {
-                    let versionText = try LibPQ.query(probeHandle.conninfo, "SHOW server_version").first ?? nil
+                let outcome = await onThread {
+                    WireProbe.probe(socketPath: socketPath, user: user, database: "postgres", query: "SHOW server_version", timeout: .seconds(5))
+                }
+                switch outcome {
+                case .ok(let versionText):
                     var handle = probeHandle
                     handle.serverVersion = versionText ?? version.full
                     handle.url = PostgresHandle.url(
@@ -200,8 +204,10 @@ public final class PostgresServer: Service, Sendable {
                     return PostgresServer(
                         handle: handle, version: version, process: child, watcher: watcher, stopTimeout: stopTimeout,
                         logger: logger, recent: recent)
-                } catch {
-                    lastError = error.message
+                case .rejected(let code, let message): lastError = "\(message) (SQLSTATE \(code))"
+                case .authenticationRequired: lastError = "the server asks for a password; amp's clusters use trust authentication (check pg_hba.conf)"
+                case .noResponse(let why): lastError = why
+                case .timedOut: lastError = "no answer within 5 s"
                 }
                 await uncancellableSleep(for: delay)
                 delay = min(delay * 2, .milliseconds(200))
@@ -247,9 +253,10 @@ public final class PostgresServer: Service, Sendable {
     }
 
     /// Checks that the server is alive and answering, for a watchdog: the postmaster has not
-    /// exited, is not stopped (SIGSTOP, a debugger) and answers `PQping` over its socket
-    /// within `timeout`. Never throws and never takes much longer than `timeout`: the ping runs
-    /// on its own thread (libpq blocks), raced against the timeout.
+    /// exited, is not stopped (SIGSTOP, a debugger) and answers a connection over its socket
+    /// within `timeout` — the same test as libpq's `PQping` (an answer that rejects the login
+    /// with 57P03 cannot_connect_now is "rejecting"; any other answer means alive), made by
+    /// ``WireProbe`` on a thread of its own, bounded by `timeout`.
     ///
     /// See <https://www.postgresql.org/docs/15/libpq-connect.html#LIBPQ-PQPING>.
     public func checkHealth(timeout: Duration) async -> PostgresHealth {
@@ -262,17 +269,16 @@ public final class PostgresServer: Service, Sendable {
         case "Z"?, nil: return .unhealthy("the postmaster (PID \(pid)) has exited")
         default: break
         }
-        let seconds = Int((Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18).rounded(.up))
-        let conninfo = handle.conninfo(connectTimeoutSeconds: seconds)
-        let race = Race<LibPQ.PingResult?>()
-        race.resolve(nil, after: timeout)
-        startDetachedThread(name: "amp-health") { race.resolve(LibPQ.ping(conninfo)) }
-        switch await race.wait(onCancel: nil) {
-        case .ok?: return .healthy
-        case .rejecting?: return .unhealthy("PostgreSQL rejects connections (starting up, shutting down or recovering)")
-        case .noResponse?: return .unhealthy("PostgreSQL does not answer on \(handle.socketDirectory)")
-        case .noAttempt?: return .unhealthy("libpq could not try to connect (invalid connection parameters)")
-        case nil: return .unhealthy("PostgreSQL did not answer a ping within \(timeout)")
+        let socketPath = SocketDirectory.socketPath(directory: handle.socketDirectory, port: handle.port)
+        let user = handle.user, database = handle.database
+        switch await onThread({ WireProbe.probe(socketPath: socketPath, user: user, database: database, query: nil, timeout: timeout) }) {
+        case .ok: return .healthy
+        case .authenticationRequired: return .healthy  // answering, as PQping counts it
+        case .rejected(let code, let message):
+            // Like PQping: an answer that refuses is "rejecting", other errors still mean alive.
+            return code == "57P03" ? .unhealthy("PostgreSQL rejects connections: \(message)") : .healthy
+        case .noResponse(let why): return .unhealthy("PostgreSQL does not answer on \(socketPath): \(why)")
+        case .timedOut: return .unhealthy("PostgreSQL did not answer a connection within \(timeout)")
         }
     }
 
@@ -301,6 +307,13 @@ public final class PostgresServer: Service, Sendable {
         process.signal(SIGKILL, group: true)
         return await process.wait()
     }
+}
+
+/// Runs blocking `body` on a thread of its own and awaits its result.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    let shot = OneShot<T>()
+    startDetachedThread(name: "amp-probe") { shot.fulfil(body()) }
+    return await shot.wait()
 }
 
 /// The outcome of ``PostgresServer/checkHealth(timeout:)``.
