@@ -147,14 +147,20 @@ public final class PostgresServer: Service, Sendable {
         }
         logger.info("starting PostgreSQL", metadata: ["pid": "\(child.pid)", "socket": "\(socketDirectory)"])
 
-        enum Startup: Sendable, Equatable { case ready(String), exited(TerminationStatus), timedOut, cancelled }
+        enum Startup: Sendable, Equatable { case ready(String, WireProbe.Outcome), exited(TerminationStatus), timedOut, cancelled }
         let race = Race<Startup>()
         race.resolve(.timedOut, after: startTimeout)
         child.onExit { race.resolve(.exited($0)) }
-        watcher.start(pid: child.pid, dataDirectory: dataDirectory) { event in
-            if case .ready(let source) = event { race.resolve(.ready(source)) }
-        }
         let user = owner?.name ?? currentUserName()
+        let socketPath = SocketDirectory.socketPath(directory: socketDirectory, port: port)
+        watcher.start(pid: child.pid, dataDirectory: dataDirectory) { event in
+            // The first confirmation runs right here on the watcher's thread: no hop between
+            // PostgreSQL's READY=1 and our query.
+            if case .ready(let source) = event {
+                let outcome = WireProbe.probe(socketPath: socketPath, user: user, database: "postgres", query: "SHOW server_version", timeout: .seconds(5))
+                race.resolve(.ready(source, outcome))
+            }
+        }
         let outcome = await race.wait(onCancel: .cancelled)
 
         func fail(_ code: PostgresError.Code, _ message: String) async -> PostgresError {
@@ -180,7 +186,7 @@ public final class PostgresServer: Service, Sendable {
             var error = await fail(.startFailed, "start-up was cancelled; PostgreSQL was stopped again")
             error.underlying = CancellationError()
             throw error
-        case .ready(let source):
+        case .ready(let source, let firstProbe):
             // Confirm with a real connection and query; retry briefly (bounded by the start
             // timeout) in case the signal raced ahead of the socket.
             let probeHandle = PostgresHandle(
@@ -188,10 +194,16 @@ public final class PostgresServer: Service, Sendable {
                 database: "postgres", pid: child.pid, serverVersion: "")
             var delay = Duration.milliseconds(5)
             var lastError = ""
-            let socketPath = SocketDirectory.socketPath(directory: socketDirectory, port: port)
+            var pending: WireProbe.Outcome? = firstProbe
             while ContinuousClock.now - started < startTimeout && child.exitStatus == nil && !Task.isCancelled {
-                let outcome = await onThread {
-                    WireProbe.probe(socketPath: socketPath, user: user, database: "postgres", query: "SHOW server_version", timeout: .seconds(5))
+                let outcome: WireProbe.Outcome
+                if let first = pending {
+                    outcome = first
+                    pending = nil
+                } else {
+                    outcome = await onThread {
+                        WireProbe.probe(socketPath: socketPath, user: user, database: "postgres", query: "SHOW server_version", timeout: .seconds(5))
+                    }
                 }
                 switch outcome {
                 case .ok(let versionText):
