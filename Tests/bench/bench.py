@@ -103,10 +103,21 @@ def pg_options(datadir):
 
 # ---------------------------------------------------------------- measurements
 
-def warm_ampd(env, runs):
-    base = env.fresh_dir("warm-ampd")
-    p, _ = start_ampd(env, base)  # creates the cluster
-    stop_process(p)
+_prepared = {}
+
+def prepared(key, make):
+    """A directory made once per benchmark run (reuse across interleaved rounds)."""
+    if key not in _prepared:
+        _prepared[key] = make()
+    return _prepared[key]
+
+def warm_ampd(env, runs, reuse=False):
+    def make():
+        base = env.fresh_dir("warm-ampd")
+        p, _ = start_ampd(env, base)  # creates the cluster
+        stop_process(p)
+        return base
+    base = prepared("ampd", make) if reuse else make()
     starts, stops = [], []
     for _ in range(runs):
         settle()
@@ -122,10 +133,13 @@ def initdb(env, datadir):
     subprocess.run([env.bin("initdb"), "-D", datadir, "--auth=trust", "--locale=C", "--encoding=UTF8", "--no-instructions"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env.env)
 
-def warm_postgres_alone(env, runs):
+def warm_postgres_alone(env, runs, reuse=False):
     """postgres spawned directly; timed until its own READY=1 notification, then one query."""
-    datadir = os.path.join(env.fresh_dir("alone"), "data")
-    initdb(env, datadir)
+    def make():
+        d = os.path.join(env.fresh_dir("alone"), "data")
+        initdb(env, d)
+        return d
+    datadir = prepared("alone", make) if reuse else make()
     samples = []
     for _ in range(runs):
         sock_path = os.path.join(env.work, f"notify-{os.getpid()}")
@@ -156,9 +170,12 @@ def pg_ctl_stop(env, datadir):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env.env)
     return now() - t0
 
-def warm_pg_ctl(env, runs):
-    datadir = os.path.join(env.fresh_dir("pgctl"), "data")
-    initdb(env, datadir)
+def warm_pg_ctl(env, runs, reuse=False):
+    def make():
+        d = os.path.join(env.fresh_dir("pgctl"), "data")
+        initdb(env, d)
+        return d
+    datadir = prepared("pgctl", make) if reuse else make()
     starts, stops = [], []
     for _ in range(runs):
         settle()
@@ -352,13 +369,19 @@ def main():
     r = {}
     try:
         print(f"amp bench: {args.runs} runs each, work in {work}", file=sys.stderr)
-        warm, ampd_stop = warm_ampd(env, args.runs)
-        r["warm_ampd"] = summary(warm)
-        r["stop_ampd"] = summary(ampd_stop)
-        r["warm_postgres_alone"] = summary(warm_postgres_alone(env, args.runs))
-        pgctl_start, pgctl_stop = warm_pg_ctl(env, args.runs)
-        r["warm_pg_ctl"] = summary(pgctl_start)
-        r["stop_pg_ctl"] = summary(pgctl_stop)
+        # Interleaved rounds: one run of each per round, so that noise on a shared machine
+        # falls on all three alike.
+        samples = {"warm_ampd": [], "stop_ampd": [], "warm_postgres_alone": [], "warm_pg_ctl": [], "stop_pg_ctl": []}
+        for _ in range(args.runs):
+            a, b = warm_ampd(env, 1, reuse=True)
+            samples["warm_ampd"] += a
+            samples["stop_ampd"] += b
+            samples["warm_postgres_alone"] += warm_postgres_alone(env, 1, reuse=True)
+            c, d = warm_pg_ctl(env, 1, reuse=True)
+            samples["warm_pg_ctl"] += c
+            samples["stop_pg_ctl"] += d
+        for k, v in samples.items():
+            r[k] = summary(v)
         r["cold_ampd_template"] = summary(cold_ampd(env, args.runs, True))
         r["cold_ampd_initdb"] = summary(cold_ampd(env, args.runs, False))
         r["cold_initdb_pg_ctl"] = summary(cold_initdb_pg_ctl(env, args.runs))
