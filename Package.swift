@@ -71,13 +71,17 @@ let package = Package(
             dependencies: ["Varlink"],
             swiftSettings: strict),
         .target(
+            name: "AmpTuning",
+            dependencies: [],
+            swiftSettings: strict),
+        .target(
             name: "AmpRegistry",
             dependencies: ["AmpConfig"],
             swiftSettings: strict),
         .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "AmpProtocol", "Varlink", "ChildProcess",
+                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -110,6 +114,10 @@ let package = Package(
         .testTarget(
             name: "AmpPostgresTests",
             dependencies: ["AmpPostgres", "ChildProcess", "CLibPQ"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "AmpTuningTests",
+            dependencies: ["AmpTuning"],
             swiftSettings: strict),
         .testTarget(
             name: "VarlinkTests",

@@ -1,0 +1,154 @@
+/// A profile: what the server is for.
+public enum Profile: String, Sendable, CaseIterable {
+    /// Non-durable, fast settings for development (the default); budget 1/16 of physical
+    /// memory, so four busy projects on a 16 GB laptop take at most a quarter of it.
+    case dev
+    /// Crash-safe settings: fsync, synchronous_commit, full_page_writes and autovacuum on, data
+    /// checksums for new clusters; budget 1/8 of physical memory.
+    case durable
+
+    /// The share of physical memory used as the budget when nothing else gives one.
+    public var memoryShare: (numerator: UInt64, denominator: UInt64) {
+        switch self {
+        case .dev: return (1, 16)
+        case .durable: return (1, 8)
+        }
+    }
+
+    public var parameters: [(String, String)] {
+        switch self {
+        case .dev: return [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off"), ("autovacuum", "off")]
+        case .durable: return [("fsync", "on"), ("synchronous_commit", "on"), ("full_page_writes", "on"), ("autovacuum", "on")]
+        }
+    }
+
+    /// Extra initdb arguments for new clusters.
+    public var initdbArguments: [String] {
+        self == .durable ? ["--data-checksums"] : []
+    }
+}
+
+/// Where an effective setting comes from (lowest precedence first).
+public enum SettingSource: Sendable, Equatable, CustomStringConvertible {
+    case builtIn
+    case profile(String)
+    case sizing(String)
+    case version(String)
+    case extensions
+    case file(String)
+    case environment(String)
+    case commandLine(String)
+
+    public var description: String {
+        switch self {
+        case .builtIn: return "default"
+        case .profile(let p): return "profile \(p)"
+        case .sizing(let why): return "sizing (\(why))"
+        case .version(let v): return "PostgreSQL \(v)"
+        case .extensions: return "baseline extensions"
+        case .file(let f): return f
+        case .environment(let v): return "environment \(v)"
+        case .commandLine(let f): return "command line \(f)"
+        }
+    }
+
+    /// A short machine-readable kind for JSON.
+    public var kind: String {
+        switch self {
+        case .builtIn: return "default"
+        case .profile: return "profile"
+        case .sizing: return "sizing"
+        case .version: return "version"
+        case .extensions: return "extensions"
+        case .file: return "file"
+        case .environment: return "environment"
+        case .commandLine: return "command-line"
+        }
+    }
+}
+
+/// One effective server setting and its source.
+public struct EffectiveSetting: Sendable, Equatable {
+    public var name: String
+    public var value: String
+    public var source: SettingSource
+
+    public init(name: String, value: String, source: SettingSource) {
+        self.name = name
+        self.value = value
+        self.source = source
+    }
+}
+
+/// What the plan is computed from.
+public struct TuningInput: Sendable {
+    public var profile: Profile
+    public var memoryBytes: UInt64
+    public var memorySource: BudgetSource
+    public var cpus: Int
+    public var cpuSource: BudgetSource
+    /// The server's major version number (13, 14, …).
+    public var serverMajor: Int
+    /// Whether the server binary was built with LZ4.
+    public var hasLZ4: Bool
+    /// Preloadable libraries found in the server's library directory.
+    public var availableLibraries: Set<String>
+
+    public init(profile: Profile, memoryBytes: UInt64, memorySource: BudgetSource, cpus: Int, cpuSource: BudgetSource,
+                serverMajor: Int, hasLZ4: Bool, availableLibraries: Set<String>) {
+        self.profile = profile
+        self.memoryBytes = memoryBytes
+        self.memorySource = memorySource
+        self.cpus = cpus
+        self.cpuSource = cpuSource
+        self.serverMajor = serverMajor
+        self.hasLZ4 = hasLZ4
+        self.availableLibraries = availableLibraries
+    }
+}
+
+/// The libraries amp preloads when the server has them.
+public let baselineLibraries = ["pg_stat_statements", "auto_explain"]
+
+/// The profile, sizing, version and extension settings (everything below the user's own
+/// parameters), in precedence order: later entries of the same name win.
+public func tuningPlan(_ input: TuningInput) -> [EffectiveSetting] {
+    var out: [EffectiveSetting] = []
+    for (n, v) in input.profile.parameters { out.append(EffectiveSetting(name: n, value: v, source: .profile(input.profile.rawValue))) }
+    let mb = Int(input.memoryBytes / (1024 * 1024))
+    let why = "\(mb) MB from \(input.memorySource), \(input.cpus) CPUs from \(input.cpuSource)"
+    for (n, v) in Sizing(memoryMB: mb, cpus: input.cpus).parameters { out.append(EffectiveSetting(name: n, value: v, source: .sizing(why))) }
+    let v = "\(input.serverMajor)"
+    if input.serverMajor >= 18 { out.append(EffectiveSetting(name: "io_method", value: "worker", source: .version(v))) }
+    let compression = input.serverMajor >= 15 ? (input.hasLZ4 ? "lz4" : "pglz") : "on"
+    out.append(EffectiveSetting(name: "wal_compression", value: compression, source: .version(v)))
+    let preload = baselineLibraries.filter { input.availableLibraries.contains($0) }
+    if !preload.isEmpty {
+        out.append(EffectiveSetting(name: "shared_preload_libraries", value: preload.joined(separator: ","), source: .extensions))
+    }
+    if preload.contains("auto_explain") {
+        out.append(EffectiveSetting(name: "auto_explain.log_min_duration", value: "250ms", source: .extensions))
+    }
+    if preload.contains("pg_stat_statements") {
+        out.append(EffectiveSetting(name: "pg_stat_statements.track", value: "top", source: .extensions))
+    }
+    return out
+}
+
+/// Parses a memory size: `512MB`, `2GB`, `1.5GiB`, `1024` (MB); nil when invalid.
+public func parseMemorySize(_ text: String) -> UInt64? {
+    let t = text.trimmingCharacters
+    let digits = t.prefix { $0.isNumber || $0 == "." }
+    guard let n = Double(digits), n > 0 else { return nil }
+    let unit = String(t.dropFirst(digits.count)).trimmingCharacters.lowercased()
+    let mult: Double
+    switch unit {
+    case "", "m", "mb", "mib": mult = 1_048_576
+    case "k", "kb", "kib": mult = 1024
+    case "g", "gb", "gib": mult = 1_073_741_824
+    case "t", "tb", "tib": mult = 1_099_511_627_776
+    default: return nil
+    }
+    let bytes = n * mult
+    return bytes >= 16 * 1_048_576 && bytes < 1_125_899_906_842_624 ? UInt64(bytes) : nil
+}
