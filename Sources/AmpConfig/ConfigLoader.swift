@@ -11,6 +11,9 @@ public enum ConfigLoader {
         "start_timeout": "bound on initdb and start-up (e.g. \"90s\")",
         "stop_timeout": "bound on the fast shutdown (e.g. \"30s\")",
         "template_cache": "copy new clusters from a cached initdb template (true/false)",
+        "profile": "dev (default) or durable",
+        "memory": "memory budget for sizing, e.g. \"2GB\" (default: cgroup limit, else a share of RAM)",
+        "cpus": "CPU count for sizing (default: cgroup quota, affinity, online CPUs)",
         "parameters": "server parameters (table of name = value)",
     ]
 
@@ -68,6 +71,24 @@ public enum ConfigLoader {
                 case "user": layer.postgresUser = try string()
                 case "start_timeout": layer.startTimeout = try duration()
                 case "stop_timeout": layer.stopTimeout = try duration()
+                case "profile":
+                    let v = try string()
+                    guard ["dev", "durable"].contains(v) else { throw invalid(path, e.line, name, "must be \"dev\" or \"durable\", not \"\(v)\"") }
+                    layer.profile = v
+                case "memory":
+                    let v: String
+                    switch e.value {
+                    case .string(let s): v = s
+                    case .integer(let n): v = "\(n)"
+                    default: throw invalid(path, e.line, name, "must be a size such as \"2GB\", not \(describe(e.value))")
+                    }
+                    guard isValidMemorySize(v) else { throw invalid(path, e.line, name, "must be a size of at least 16MB such as \"512MB\" or \"2GB\", not \"\(v)\"") }
+                    layer.memory = v
+                case "cpus":
+                    guard case .integer(let n) = e.value, n >= 1, n <= 4096 else {
+                        throw invalid(path, e.line, name, "must be a whole number of CPUs from 1, not \(describe(e.value))")
+                    }
+                    layer.cpus = Int(n)
                 case "template_cache":
                     guard case .boolean(let b) = e.value else {
                         throw invalid(path, e.line, name, "must be true or false, not \(describe(e.value))")
@@ -157,6 +178,24 @@ public enum ConfigLoader {
         layer.initdbArgs = try value("AMP_PG_INITDB_ARGS").map { $0.split(whereSeparator: \.isWhitespace).map(String.init) }
         layer.startTimeout = try duration("AMP_PG_START_TIMEOUT")
         layer.stopTimeout = try duration("AMP_PG_STOP_TIMEOUT")
+        if let v = try value("AMP_PG_PROFILE") {
+            guard ["dev", "durable"].contains(v) else {
+                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_PROFILE=\(v) is not a profile; use dev or durable", key: "AMP_PG_PROFILE")
+            }
+            layer.profile = v
+        }
+        if let v = try value("AMP_PG_MEMORY") {
+            guard isValidMemorySize(v) else {
+                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_MEMORY=\(v) is not a size; use e.g. 512MB or 2GB", key: "AMP_PG_MEMORY")
+            }
+            layer.memory = v
+        }
+        if let v = try value("AMP_PG_CPUS") {
+            guard let n = Int(v), n >= 1 else {
+                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_CPUS=\(v) is not a CPU count; use a whole number from 1", key: "AMP_PG_CPUS")
+            }
+            layer.cpus = n
+        }
         if let v = try value("AMP_PG_TEMPLATE_CACHE") {
             switch v.lowercased() {
             case "1", "true", "yes", "on": layer.templateCache = true
@@ -200,4 +239,23 @@ public enum ConfigLoader {
         default: return "a \(value.typeName)"
         }
     }
+}
+
+/// Whether `text` is a memory size amp accepts (`512MB`, `2GB`, `1.5GiB`, a number of MB; at
+/// least 16 MB).
+public func isValidMemorySize(_ text: String) -> Bool {
+    var t = Substring(text)
+    while t.first == " " { t.removeFirst() }
+    while t.last == " " { t.removeLast() }
+    let digits = t.prefix { $0.isNumber || $0 == "." }
+    guard let n = Double(digits), n > 0 else { return false }
+    let factor: Double
+    switch t.dropFirst(digits.count).lowercased() {
+    case "", "m", "mb", "mib": factor = 1
+    case "g", "gb", "gib": factor = 1024
+    case "t", "tb", "tib": factor = 1024 * 1024
+    case "k", "kb", "kib": factor = 1.0 / 1024
+    default: return false
+    }
+    return n * factor >= 16
 }

@@ -23,6 +23,12 @@ public struct AmpSettings: Sendable, Equatable {
     public var stopTimeout: Duration = .seconds(30)
     /// Whether new clusters are copied from a cached template instead of running initdb.
     public var templateCache = true
+    /// `dev` (default) or `durable`.
+    public var profile = "dev"
+    /// An explicit memory budget (e.g. `2GB`), else detected.
+    public var memory: String?
+    /// An explicit CPU count, else detected.
+    public var cpus: Int?
 
     public struct Parameter: Sendable, Equatable {
         public var name: String
@@ -46,6 +52,9 @@ public struct AmpSettings: Sendable, Equatable {
         if let v = layer.startTimeout { startTimeout = v }
         if let v = layer.stopTimeout { stopTimeout = v }
         if let v = layer.templateCache { templateCache = v }
+        if let v = layer.profile { profile = v }
+        if let v = layer.memory { memory = v }
+        if let v = layer.cpus { cpus = v }
         for p in layer.parameters {
             if let i = parameters.firstIndex(where: { $0.name.lowercased() == p.name.lowercased() }) {
                 parameters[i] = p
@@ -67,14 +76,21 @@ public struct SettingsLayer: Sendable, Equatable {
     public var startTimeout: Duration?
     public var stopTimeout: Duration?
     public var templateCache: Bool?
+    public var profile: String?
+    public var memory: String?
+    public var cpus: Int?
     public var parameters: [AmpSettings.Parameter] = []
 
     public init(
         binDir: String? = nil, locale: String? = nil, encoding: String? = nil, initdbArgs: [String]? = nil,
         postgresUser: String? = nil, socketDir: String? = nil, startTimeout: Duration? = nil,
-        stopTimeout: Duration? = nil, templateCache: Bool? = nil, parameters: [AmpSettings.Parameter] = []
+        stopTimeout: Duration? = nil, templateCache: Bool? = nil, profile: String? = nil, memory: String? = nil,
+        cpus: Int? = nil, parameters: [AmpSettings.Parameter] = []
     ) {
         self.templateCache = templateCache
+        self.profile = profile
+        self.memory = memory
+        self.cpus = cpus
         self.binDir = binDir
         self.locale = locale
         self.encoding = encoding

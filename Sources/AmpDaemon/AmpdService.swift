@@ -20,8 +20,9 @@ struct AmpdService: Service {
     let notifier: SystemdNotifier
     let board: StatusBoard
     let logger: Logger
-    /// Called once PostgreSQL is ready, with its handle and the start-up time.
-    let onReady: @Sendable (PostgresHandle, Duration) -> Void
+    /// Called once PostgreSQL is ready, with its handle, the start-up time and whether this
+    /// start created the cluster.
+    let onReady: @Sendable (PostgresHandle, Duration, Bool) -> Void
 
     func run() async throws {
         let supervisor = Supervisor(notifier: notifier, board: board, logger: logger)
@@ -35,11 +36,14 @@ struct AmpdService: Service {
     private func serve(_ supervisor: Supervisor) async throws {
         let started = ContinuousClock.now
         let server: PostgresServer
+        let created = Mutex(false)
         do {
             let reporting = builder.onProgress { phase in
                 switch phase {
                 case .checking: supervisor.handle(.phase(.checking))
-                case .initialisingCluster: supervisor.handle(.phase(.initialisingCluster))
+                case .initialisingCluster:
+                    created.withLock { $0 = true }
+                    supervisor.handle(.phase(.initialisingCluster))
                 case .starting: supervisor.handle(.phase(.starting))
                 case .recovering: supervisor.handle(.phase(.recovering))
                 }
@@ -53,7 +57,7 @@ struct AmpdService: Service {
             return
         }
         let elapsed = ContinuousClock.now - started
-        onReady(server.handle, elapsed)
+        onReady(server.handle, elapsed, created.withLock { $0 })
         supervisor.attach(server)
         board.ready(server.handle)
         supervisor.handle(.phase(.ready(url: server.handle.url)))

@@ -66,18 +66,27 @@ enum Daemon {
         logger.debug("amp dir \(ampDir.path) (from \(ampDir.source.rawValue))")
 
         // Configuration first: a bad file, variable or flag must leave the amp dir untouched.
-        var settings = AmpSettings()
+        let layers: ConfigurationLayers
         do {
-            if let text = readTextFile(ampDir.configFile) {
-                let (layer, warnings) = try ConfigLoader.parseFile(text, path: ampDir.configFile, baseDirectory: ampDir.base)
-                for w in warnings { logger.warning("\(w)") }
-                settings.apply(layer)
-            }
-            settings.apply(try ConfigLoader.environmentLayer(environment, workingDirectory: cwd))
-            settings.apply(try command.settingsLayer(workingDirectory: cwd))
+            layers = try ConfigurationLayers.load(
+                ampDir: ampDir, environment: environment, workingDirectory: cwd,
+                commandLine: try command.settingsLayer(workingDirectory: cwd)) { logger.warning("\($0)") }
         } catch {
             return fail(AmpdExitCode(error), error.message)
         }
+        let settings = layers.settings
+        let cacheDirectory = settings.templateCache ? Self.templateCacheDirectory(environment) : nil
+        let server: ServerSettings
+        do throws(ServerSettingsError) {
+            server = try await ServerSettings.resolve(
+                layers, environment: environment, cacheDirectory: cacheDirectory.map { $0 + "/versions" })
+        } catch {
+            switch error {
+            case .postgres(let e): return fail(AmpdExitCode(e), e.message, details: e.details)
+            case .unknownParameter(let message): return fail(.config, message)
+            }
+        }
+        for note in server.notes { logger.notice("\(note)") }
 
         do {
             try ampDir.ensureLayout()
@@ -107,14 +116,15 @@ enum Daemon {
         let builder = PostgresBuilder(dataDirectory: ampDir.metadb)
             .locale(settings.locale)
             .encoding(settings.encoding)
-            .binaryDirectory(settings.binDir)
+            .binaryDirectory(server.binaries.directory)
+            .developmentDefaults(false)
             .socketDirectory(settings.socketDir)
             .user(account)
             .startTimeout(settings.startTimeout)
             .stopTimeout(settings.stopTimeout)
             .logger(logger)
-            .templateCache(directory: settings.templateCache ? Self.templateCacheDirectory(environment) : nil)
-            .with(initdbArguments: settings.initdbArgs, parameters: settings.parameters)
+            .templateCache(directory: cacheDirectory)
+            .with(initdbArguments: server.initdbArguments, parameters: server.parameters)
 
         // The varlink socket listens before PostgreSQL starts, so `ampctl status` sees the start.
         let restarts = countStart(environment: environment)
@@ -129,7 +139,9 @@ enum Daemon {
         }
         logger.info("varlink API at unix:\(varlink.path)")
 
-        let service = AmpdService(builder: builder, notifier: notifier, board: board, logger: logger) { handle, elapsed in
+        let extensions = server.createExtensions
+        let service = AmpdService(builder: builder, notifier: notifier, board: board, logger: logger) { handle, elapsed, created in
+            if created, !extensions.isEmpty { Self.createExtensions(extensions, handle: handle, logger: logger) }
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let rounded = (seconds * 1000).rounded() / 1000
             if !journal { printLine("ready in \(rounded)s: \(handle.url) — connect with: psql '\(handle.url)'") }
@@ -181,6 +193,22 @@ enum Daemon {
                     "\(path) is served by another ampd: a project named \(name) already runs; give this one another name (`ampctl init --name OTHER`)")
             }
             throw DaemonError(.cannotCreate, "\(error); check \(runtime)")
+        }
+    }
+
+    /// Creates the baseline extensions in the default database of a new cluster (on a thread
+    /// of its own; a failure is logged, never fatal).
+    static func createExtensions(_ names: [String], handle: PostgresHandle, logger: Logger) {
+        let socket = handle.socketDirectory + "/.s.PGSQL.\(handle.port)"
+        startDetachedThread(name: "amp-extensions") {
+            for name in names {
+                let sql = "CREATE EXTENSION IF NOT EXISTS \(LibPQ.quoteIdentifier(name))"
+                switch WireProbe.probe(socketPath: socket, user: handle.user, database: handle.database, query: sql, timeout: .seconds(30)) {
+                case .ok: logger.info("created extension \(name) in \(handle.database)")
+                case .rejected(let code, let message): logger.warning("could not create extension \(name): \(message) (SQLSTATE \(code))")
+                default: logger.warning("could not create extension \(name): no answer from PostgreSQL")
+                }
+            }
         }
     }
 
@@ -244,10 +272,10 @@ enum Daemon {
 }
 
 extension PostgresBuilder {
-    func with(initdbArguments: [String], parameters: [AmpSettings.Parameter]) -> PostgresBuilder {
+    func with(initdbArguments: [String], parameters: [(String, String)]) -> PostgresBuilder {
         var b = self
         for a in initdbArguments { b = b.initdbArgument(a) }
-        for p in parameters { b = b.configParameter(p.name, p.value) }
+        for (name, value) in parameters { b = b.configParameter(name, value) }
         return b
     }
 }

@@ -21,7 +21,7 @@ public struct AmpdCommand: AsyncParsableCommand {
             \(AmpdExitCode.allCases.map { "  \($0.rawValue)  \($0.meaning)" }.joined(separator: "\n"))
             """,
         version: ampVersion,
-        subcommands: [RunCommand.self])
+        subcommands: [RunCommand.self, SettingsCommand.self])
 
     public init() {}
 }
@@ -70,6 +70,15 @@ public struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("stop-timeout"), help: ArgumentHelp("Bound on the fast shutdown (default 30s).", valueName: "DURATION"))
     var stopTimeout: String?
 
+    @Option(help: ArgumentHelp("dev (default: non-durable, fast) or durable (fsync, checksums).", valueName: "PROFILE"))
+    var profile: String?
+
+    @Option(help: ArgumentHelp("Memory budget for sizing, e.g. 2GB (default: the cgroup limit, else a share of RAM).", valueName: "SIZE"))
+    var memory: String?
+
+    @Option(help: ArgumentHelp("CPU count for sizing (default: cgroup quota, affinity mask, online CPUs).", valueName: "N"))
+    var cpus: Int?
+
     @Flag(name: .customLong("no-template-cache"), help: "Run initdb for a new cluster instead of copying the cached template.")
     var noTemplateCache = false
 
@@ -89,6 +98,28 @@ public struct RunCommand: AsyncParsableCommand {
         if code != .success { throw ExitCode(code.rawValue) }
     }
 
+    func profileValue() throws(ConfigError) -> String? {
+        guard let profile else { return nil }
+        guard ["dev", "durable"].contains(profile) else {
+            throw ConfigError(.invalidFlag, "--profile \(profile): unknown profile; use dev or durable", key: "--profile")
+        }
+        return profile
+    }
+
+    func memoryValue() throws(ConfigError) -> String? {
+        guard let memory else { return nil }
+        guard isValidMemorySize(memory) else {
+            throw ConfigError(.invalidFlag, "--memory \(memory): not a size of at least 16MB; use e.g. 512MB or 2GB", key: "--memory")
+        }
+        return memory
+    }
+
+    func cpusValue() throws(ConfigError) -> Int? {
+        guard let cpus else { return nil }
+        guard cpus >= 1 else { throw ConfigError(.invalidFlag, "--cpus \(cpus): use a whole number from 1", key: "--cpus") }
+        return cpus
+    }
+
     /// The command-line layer of the settings.
     func settingsLayer(workingDirectory: String) throws(ConfigError) -> SettingsLayer {
         func duration(_ text: String?, _ flag: String) throws(ConfigError) -> Duration? {
@@ -105,7 +136,8 @@ public struct RunCommand: AsyncParsableCommand {
             binDir: path(binDir), locale: locale, encoding: encoding, initdbArgs: initdbArgs.isEmpty ? nil : initdbArgs,
             postgresUser: postgresUser, socketDir: path(socketDir),
             startTimeout: try duration(startTimeout, "--start-timeout"), stopTimeout: try duration(stopTimeout, "--stop-timeout"),
-            templateCache: noTemplateCache ? false : nil, parameters: params)
+            templateCache: noTemplateCache ? false : nil, profile: try profileValue(), memory: try memoryValue(),
+            cpus: try cpusValue(), parameters: params)
     }
 }
 

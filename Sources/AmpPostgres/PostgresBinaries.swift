@@ -122,24 +122,89 @@ public struct PostgresBinaries: Sendable, Equatable {
     /// `postgres` binary (path, inode, size and modification time), else by running it (and
     /// recording the answer). Saves a process spawn on every start.
     public func version(cacheDirectory: String?) async throws(PostgresError) -> PostgresVersion {
-        guard let cacheDirectory else { return try await version() }
+        if let text = await cachedFact("version", cacheDirectory: cacheDirectory, compute: { try? await self.version().full }),
+           let v = PostgresVersion.parse(versionOutput: "postgres (PostgreSQL) " + text) {
+            return v
+        }
+        return try await version()
+    }
+
+    /// A fact about this `postgres` binary, computed once and kept in `cacheDirectory` under
+    /// `name-HASH` (HASH of the binary's path, inode, size and modification time), so a package
+    /// upgrade recomputes it. Without a cache directory it is computed every time.
+    func cachedFact(_ name: String, cacheDirectory: String?, compute: () async -> String?) async -> String? {
         var st = stat()
-        guard stat(path("postgres"), &st) == 0 else { return try await version() }
+        guard let cacheDirectory, stat(path("postgres"), &st) == 0 else { return await compute() }
         let identity = "\(path("postgres")) \(st.st_ino) \(st.st_size) \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in identity.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-        let file = cacheDirectory + "/version-" + String(hash, radix: 16)
-        if let text = FileSystem.readText(file) {
-            let lines = text.split(separator: "\n", maxSplits: 1).map(String.init)
-            if lines.count == 2, lines[0] == identity, let v = PostgresVersion.parse(versionOutput: lines[1]) { return v }
+        let file = cacheDirectory + "/\(name)-" + String(hash, radix: 16)
+        if let text = FileSystem.readText(file), let newline = text.firstIndex(of: "\n"), text[..<newline] == identity {
+            return String(text[text.index(after: newline)...])
         }
-        let v = try await version()
+        guard let value = await compute() else { return nil }
         try? FileSystem.makeDirectory(cacheDirectory, mode: 0o700)
         if let f = fopen(file + ".tmp", "w") {
-            fputs(identity + "\n" + "postgres (PostgreSQL) " + v.full + "\n", f)
+            fputs(identity + "\n" + value, f)
             if fclose(f) == 0 { rename(file + ".tmp", file) }
         }
-        return v
+        return value
+    }
+
+    /// Whether `postgres` was built with LZ4 (it links liblz4), which `wal_compression=lz4` needs.
+    public func hasLZ4(cacheDirectory: String?) async -> Bool {
+        let binary = path("postgres")
+        let fact = await cachedFact("lz4", cacheDirectory: cacheDirectory) {
+            guard let f = fopen(binary, "r") else { return nil }
+            defer { fclose(f) }
+            let needle = Array("liblz4.so".utf8)
+            var carry: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
+                if n <= 0 { return "no" }
+                let window = carry + chunk[0..<n]
+                if window.count >= needle.count {
+                    for i in 0...(window.count - needle.count) where window[i] == needle[0] && Array(window[i..<(i + needle.count)]) == needle {
+                        return "yes"
+                    }
+                }
+                carry = Array(window.suffix(needle.count - 1))
+            }
+        }
+        return fact == "yes"
+    }
+
+    /// The names of every server parameter this `postgres` knows (`postgres --describe-config`),
+    /// lower-cased; nil when it cannot be run.
+    ///
+    /// Command: `postgres --describe-config` — prints one line per parameter (name, context,
+    /// group, type, …) and exits. See <https://www.postgresql.org/docs/15/app-postgres.html>.
+    public func parameterNames(cacheDirectory: String?) async -> Set<String>? {
+        let binary = path("postgres")
+        let text = await cachedFact("parameters", cacheDirectory: cacheDirectory) {
+            let output = Mutex<[String]>([])
+            guard let child = try? await ChildProcess.spawn(SpawnConfiguration(
+                executable: binary, arguments: ["--describe-config"], environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"],
+                output: .lines { lines in output.withLock { $0 += lines } }))
+            else { return nil }
+            guard await child.wait().isSuccess else { return nil }
+            await child.waitForOutput(timeout: .seconds(2))
+            let names = output.withLock { $0.compactMap { $0.split(separator: "\t").first.map { $0.lowercased() } } }
+            return names.isEmpty ? nil : names.joined(separator: "\n")
+        }
+        return text.map { Set($0.split(separator: "\n").map(String.init)) }
+    }
+
+    /// The directories PostgreSQL loads libraries from, for this binary directory.
+    public var libraryDirectories: [String] {
+        let parent = FileSystem.parentDirectory(directory)
+        return [parent + "/lib/postgresql", parent + "/lib"]
+    }
+
+    /// Which of `names` exist as loadable libraries (`NAME.so`).
+    public func availableLibraries(_ names: [String]) -> Set<String> {
+        Set(names.filter { n in libraryDirectories.contains { FileSystem.exists($0 + "/\(n).so") } })
     }
 
     /// Runs `postgres --version` and parses it.

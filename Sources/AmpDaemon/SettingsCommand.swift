@@ -1,0 +1,112 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpConfig
+import AmpPostgres
+import AmpTuning
+import ArgumentParser
+
+/// `ampd settings`: the effective server settings of an amp dir and the source of each,
+/// without starting anything.
+public struct SettingsCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "settings",
+        abstract: "Print the effective PostgreSQL settings of an amp dir and where each comes from.",
+        discussion: """
+            Sources, lowest precedence first: default (amp's fixed settings), profile, sizing (with \
+            the memory budget, the CPU count and where they came from), PostgreSQL N (version-aware \
+            settings), baseline extensions, config.toml, environment, command line. Nothing is \
+            started and the amp dir is not touched.
+            """)
+
+    @Option(name: .customLong("amp-dir"), help: ArgumentHelp("Project directory holding .amp (default: $AMP_DIR, else the current directory).", valueName: "BASE"))
+    var ampDir: String?
+    @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Directory of postgres and initdb.", valueName: "DIR"))
+    var binDir: String?
+    @Option(help: ArgumentHelp("Memory budget, e.g. 2GB.", valueName: "SIZE"))
+    var memory: String?
+    @Option(help: ArgumentHelp("CPU count.", valueName: "N"))
+    var cpus: Int?
+    @Option(help: ArgumentHelp("dev or durable.", valueName: "PROFILE"))
+    var profile: String?
+    @Option(name: [.customShort("c"), .customLong("set")], help: ArgumentHelp("Server parameter (repeatable).", valueName: "NAME=VALUE"))
+    var parameters: [String] = []
+    @Flag(name: .customLong("json"), help: "Print a JSON array of {name, value, source, kind}.")
+    var json = false
+
+    public init() {}
+
+    public func run() async throws {
+        let environment = processEnvironment()
+        let cwd = workingDirectory()
+        let dir = AmpDirectory.resolve(flag: ampDir, environment: environment, workingDirectory: cwd)
+        // The same command-line layer `ampd run` would build from these options.
+        var arguments: [String] = []
+        if let binDir { arguments += ["--bin-dir", binDir] }
+        if let memory { arguments += ["--memory", memory] }
+        if let cpus { arguments += ["--cpus", "\(cpus)"] }
+        if let profile { arguments += ["--profile", profile] }
+        for p in parameters { arguments += ["--set", p] }
+        let run = try RunCommand.parse(arguments)
+        do {
+            let layers = try ConfigurationLayers.load(
+                ampDir: dir, environment: environment, workingDirectory: cwd,
+                commandLine: try run.settingsLayer(workingDirectory: cwd)) { printError("ampd: \($0)") }
+            let cache = layers.settings.templateCache ? Daemon.templateCacheDirectory(environment).map { $0 + "/versions" } : nil
+            let server: ServerSettings
+            do throws(ServerSettingsError) {
+                server = try await ServerSettings.resolve(layers, environment: environment, cacheDirectory: cache)
+            } catch {
+                switch error {
+                case .postgres(let e):
+                    printError("ampd: \(e.message)")
+                    throw ExitCode(AmpdExitCode(e).rawValue)
+                case .unknownParameter(let m):
+                    printError("ampd: \(m)")
+                    throw ExitCode(AmpdExitCode.config.rawValue)
+                }
+            }
+            for note in server.notes { printError("ampd: \(note)") }
+            if json {
+                let items = server.effective.map { s in
+                    "{\"name\":\(jsonString(s.name)),\"value\":\(jsonString(s.value)),\"source\":\(jsonString(s.source.description)),\"kind\":\(jsonString(s.source.kind))}"
+                }
+                printLine("[\n  " + items.joined(separator: ",\n  ") + "\n]")
+            } else {
+                let width = server.effective.map(\.name.count).max() ?? 4
+                let vwidth = min(40, server.effective.map(\.value.count).max() ?? 5)
+                printLine("# PostgreSQL \(server.version) in \(server.binaries.directory); initdb arguments for a new cluster: \(server.initdbArguments.joined(separator: " "))")
+                for s in server.effective {
+                    let value = s.value.isEmpty ? "''" : s.value
+                    printLine(s.name.padding(width) + "  " + value.padding(vwidth) + "  " + s.source.description)
+                }
+            }
+        } catch let error as ConfigError {
+            printError("ampd: \(error.message)")
+            throw ExitCode(AmpdExitCode(error).rawValue)
+        }
+    }
+}
+
+func printError(_ text: String) {
+    let line = text + "\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+}
+
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for c in s.unicodeScalars {
+        switch c {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        default:
+            if c.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count) + String(c.value, radix: 16) } else { out.unicodeScalars.append(c) }
+        }
+    }
+    return out + "\""
+}
+
+extension String {
+    func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+}
