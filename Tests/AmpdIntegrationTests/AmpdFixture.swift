@@ -51,7 +51,8 @@ final class AmpdFixture: @unchecked Sendable {
 
     /// Starts `ampd ARGS` with `environment` added to a minimal one; the process is killed
     /// (SIGKILL) at clean-up if still running.
-    func start(_ arguments: [String], environment: [String: String] = [:], workingDirectory: String? = nil) async throws -> AmpdRun {
+    func start(_ arguments: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
+               executable: String = AmpdFixture.ampdPath) async throws -> AmpdRun {
         var env = [
             "PATH": getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin",
             "HOME": getenv("HOME").map { String(cString: $0) } ?? "/tmp", "NO_COLOR": "1",
@@ -61,7 +62,7 @@ final class AmpdFixture: @unchecked Sendable {
         env.merge(environment) { _, new in new }
         let run = AmpdRun()
         let child = try await ChildProcess.spawn(SpawnConfiguration(
-            executable: Self.ampdPath, arguments: arguments, environment: env,
+            executable: executable, arguments: arguments, environment: env,
             workingDirectory: workingDirectory ?? base, output: .lines { run.append($0) }))
         run.process = child
         defer_ {

