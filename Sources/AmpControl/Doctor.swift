@@ -61,6 +61,15 @@ func diagnose(_ env: [String: String]) async -> [Check] {
     } catch {
         checks.append(Check(name: "postgresql", ok: false, detail: error.message, fix: "apt install postgresql (or set bin_dir in .amp/config.toml)"))
     }
+    // Baseline extensions (preloaded when present).
+    if let binaries = try? PostgresBinaries.locate(explicit: nil, searchPath: env["PATH"]) {
+        let names = ["pg_stat_statements", "auto_explain"]
+        let found = binaries.availableLibraries(names)
+        let missing = names.filter { !found.contains($0) }
+        checks.append(Check(name: "baseline extensions", ok: missing.isEmpty,
+                            detail: missing.isEmpty ? "pg_stat_statements and auto_explain in \(binaries.libraryDirectories[1])" : "missing: \(missing.joined(separator: ", ")) (servers start without them)",
+                            fix: "apt install postgresql-contrib", advisory: true))
+    }
     let psql = findExecutable("psql")
     checks.append(Check(name: "psql", ok: psql != nil, detail: psql ?? "not on PATH", fix: "apt install postgresql-client (needed by `ampctl psql`)", advisory: true))
     // ampd itself.
