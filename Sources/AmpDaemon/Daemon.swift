@@ -164,6 +164,8 @@ enum Daemon {
             return fail(.failure, "\(error)")
         }
         withExtendedLifetime(lock) {}
+        // A clean stop is not a restart: the next start counts from zero.
+        if let dir = environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first { unlink(String(dir) + "/starts") }
         logger.info("stopped")
         return .success
     }

@@ -73,7 +73,9 @@ fragment=$(as_user systemctl --user show -p FragmentPath --value "$unit")
 [ "$fragment" = /usr/lib/systemd/user/amp@.service ] || fail "amp@.service comes from $fragment, not the package (remove that file)"
 as_user systemctl --user cat "$unit" | grep -q "AMP_DIR=$project" || fail "the generator's drop-in does not set AMP_DIR"
 as_user systemctl --user start "$unit" || fail "systemctl --user start $unit"
-as_user ampctl status debtest | tee /dev/stderr | grep -q "State: ready" || fail "ampctl status is not ready"
+status=$(as_user ampctl status debtest) || true
+echo "$status" >&2
+grep -q "State: ready" <<<"$status" || fail "ampctl status is not ready"
 for _ in $(seq 50); do
   as_user journalctl --user-unit="$unit" --no-pager | grep -q "database system is ready to accept connections" && break
   sleep 0.1
