@@ -219,6 +219,12 @@ extension String {
 
 // MARK: - connection
 
+/// Resolves the project, connects to its ampd and calls `method`.
+func callProject(_ name: String?, address: String?, _ method: String, _ parameters: JSONObject = [:]) async throws(AmpctlError) -> JSONObject {
+    let project = try resolveProject(name, address: address, environment: processEnvironment())
+    return try await call(try connect(project), method, parameters, project: project)
+}
+
 struct URLCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "url", abstract: "Print the connection URL.")
     @Argument(help: "Project name.", completion: projectCompletion) var name: String?
@@ -226,8 +232,7 @@ struct URLCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
-            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
-            let c = try await call(try connect(project), "GetConnection", project: project)
+            let c = try await callProject(name, address: options.address, "GetConnection")
             if options.json { outJSON(.object(c)) } else { out(c["url"]?.stringValue ?? "") }
             return .success
         }
@@ -242,8 +247,7 @@ struct EnvCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
-            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
-            let c = try await call(try connect(project), "GetConnection", project: project)
+            let c = try await callProject(name, address: options.address, "GetConnection")
             let vars = c["environment"]?.objectValue ?? [:]
             if options.json {
                 outJSON(.object(vars))
@@ -264,8 +268,7 @@ struct PsqlCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
-            let project = try resolveProject(name, address: address, environment: processEnvironment())
-            let c = try await call(try connect(project), "GetConnection", project: project)
+            let c = try await callProject(name, address: address, "GetConnection")
             var url = c["url"]?.stringValue ?? ""
             if let database {
                 guard Metadb.databaseNameProblem(database) == nil || database == "postgres" else {
@@ -287,8 +290,7 @@ struct DatabasesCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
-            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
-            let r = try await call(try connect(project), "ListDatabases", project: project)
+            let r = try await callProject(name, address: options.address, "ListDatabases")
             let dbs = (r["databases"]?.arrayValue ?? []).compactMap { $0.objectValue.flatMap(MetadbDatabase.init(json:)) }
             if options.json {
                 outJSON(.array(dbs.map { .object($0.json) }))
@@ -311,8 +313,7 @@ struct CreatedbCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
             if let reason = Metadb.databaseNameProblem(database) { throw AmpctlError(.dataError, "database name \(database): \(reason)") }
-            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
-            let r = try await call(try connect(project), "CreateDatabase", ["name": .string(database)], project: project)
+            let r = try await callProject(name, address: options.address, "CreateDatabase", ["name": .string(database)])
             if options.json { outJSON(r["database"] ?? .null) } else { err("created database \(database); connect: ampctl psql -d \(database)") }
             return .success
         }
@@ -328,8 +329,7 @@ struct DropdbCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
-            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
-            _ = try await call(try connect(project), "DropDatabase", ["name": .string(database), "force": .bool(force)], project: project)
+            _ = try await callProject(name, address: options.address, "DropDatabase", ["name": .string(database), "force": .bool(force)])
             err("dropped database \(database)")
             return .success
         }

@@ -5,6 +5,7 @@ import AmpConfig
 import AmpPostgres
 import AmpTuning
 import ArgumentParser
+import Varlink
 
 /// `ampd settings`: the effective server settings of an amp dir and the source of each,
 /// without starting anything.
@@ -93,19 +94,8 @@ func printError(_ text: String) {
     _ = line.withCString { write(2, $0, strlen($0)) }
 }
 
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for c in s.unicodeScalars {
-        switch c {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        default:
-            if c.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count) + String(c.value, radix: 16) } else { out.unicodeScalars.append(c) }
-        }
-    }
-    return out + "\""
-}
+/// `s` as a JSON string literal.
+func jsonString(_ s: String) -> String { JSONValue.string(s).serialized }
 
 extension String {
     func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
