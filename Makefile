@@ -19,12 +19,15 @@ PREFIX      ?= /usr/local
 DESTDIR     ?=
 USER_PREFIX ?= $(HOME)/.local
 
-.PHONY: all deps build build-all run test test-local bench bench-local man check-man install install-files install-user uninstall uninstall-user deb clean
+.PHONY: all deps deps-test build build-all run test test-local bench bench-local man check-man install install-files install-user uninstall uninstall-user deb clean
 
 all: build
 
 deps: .build/gitconfig
 	@packaging/build-deps.sh
+
+deps-test: .build/gitconfig
+	@packaging/build-deps.sh test
 
 .build/gitconfig:
 	@mkdir -p .build
@@ -44,7 +47,7 @@ run: build
 	$$($(SWIFT) build -c $(CONFIG) --show-bin-path)/ampd run --amp-dir "$(AMP_DIR)"
 
 ## make test: every test, against a real PostgreSQL.
-test: deps
+test: deps-test
 ifeq ($(UID),0)
 	Tests/harness/as-unprivileged.sh test-local
 	$(SWIFT) build --product ampd $(BUILD_FLAGS)

@@ -5,7 +5,12 @@
 # (https://www.swift.org/install/linux/); it is not a Debian package.
 set -euo pipefail
 
-packages=(make pkg-config git libpq-dev libsystemd-dev postgresql postgresql-contrib ca-certificates systemd man-db python3-venv debhelper dpkg-dev fakeroot chrpath lintian mandoc)
+# `build-deps.sh` (build and run) or `build-deps.sh test` (also what the test suite, the
+# systemd tests, the man page checks and the .deb build need).
+packages=(make pkg-config git libpq-dev libsystemd-dev postgresql postgresql-contrib ca-certificates)
+if [ "${1:-}" = test ]; then
+  packages+=(systemd man-db python3-venv debhelper dpkg-dev fakeroot chrpath lintian mandoc)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
