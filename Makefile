@@ -64,7 +64,7 @@ test-local: .build/gitconfig
 
 ## make bench: start/stop/status/idle figures beside PostgreSQL alone, pg_ctl and the PyPI
 ## peers; writes $(BENCH_OUT) (default bench-results.json) and .build/benchmarks.md.
-bench: deps
+bench: deps-test
 ifeq ($(UID),0)
 	Tests/harness/as-unprivileged.sh bench-local
 else
