@@ -121,7 +121,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "VarlinkTests",
-            dependencies: ["Varlink", "CSocket"],
+            dependencies: ["Varlink", "CSocket", "ChildProcess"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpSystemdTests",

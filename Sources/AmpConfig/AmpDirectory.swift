@@ -67,7 +67,8 @@ public struct AmpDirectory: Sendable, Equatable {
     }
 }
 
-func isDirectory(_ path: String) -> Bool {
+/// Whether `path` is a directory (following symbolic links).
+public func isDirectory(_ path: String) -> Bool {
     var st = stat()
     return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
 }
@@ -93,4 +94,11 @@ public func processEnvironment() -> [String: String] {
         p += 1
     }
     return env
+}
+
+/// The current working directory (`/` if it cannot be read).
+public func workingDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return "/" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

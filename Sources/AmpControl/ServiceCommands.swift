@@ -75,7 +75,7 @@ struct InitCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
             let env = processEnvironment()
-            let cwd = currentDirectory()
+            let cwd = workingDirectory()
             let base = normalizePath((directory ?? cwd).hasPrefix("/") ? (directory ?? cwd) : cwd + "/" + (directory ?? ""))
             guard isDirectory(base) else { throw AmpctlError(.noProject, "\(base) is not a directory; create it first") }
             let projectName = name ?? suggestedInstanceName(forBase: base)

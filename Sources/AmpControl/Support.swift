@@ -160,7 +160,7 @@ func resolveProject(_ name: String?, address: String?, environment: [String: Str
         }
         throw AmpctlError(.noProject, "no project named \(name) in \(registry.directory); see `ampctl list`, or register one with `ampctl init --name \(name)` in its directory")
     }
-    let cwd = currentDirectory()
+    let cwd = workingDirectory()
     var dir = cwd
     while true {
         if isDirectory(dir == "/" ? "/.amp" : dir + "/.amp") { break }
@@ -180,17 +180,6 @@ func resolveProject(_ name: String?, address: String?, environment: [String: Str
     let projectName = entry?.name ?? suggestedInstanceName(forBase: dir)
     return Project(name: projectName, base: dir, registered: entry != nil, autostart: entry?.autostart ?? false,
                    socket: socketOverride ?? Metadb.socketPath(runtimeDirectory: runtime, name: projectName))
-}
-
-func currentDirectory() -> String {
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    guard getcwd(&buffer, buffer.count) != nil else { return "/" }
-    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-func isDirectory(_ path: String) -> Bool {
-    var st = stat()
-    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
 }
 
 /// Connects to the project's ampd; errors say how to start it.

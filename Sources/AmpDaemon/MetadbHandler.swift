@@ -85,11 +85,8 @@ struct MetadbHandler: VarlinkHandler {
     /// Runs `text` on its own thread; maps PostgreSQL's errors to the interface's.
     private func sql(_ handle: PostgresHandle, _ text: String, name: String = "") async throws(VarlinkError) -> [[String?]] {
         let conninfo = handle.conninfo
-        let shot = OneShot<Result<[[String?]], LibPQError>>()
-        startDetachedThread(name: "amp-sql") {
-            shot.fulfil(Result { () throws(LibPQError) in try LibPQ.rows(conninfo, text) })
-        }
-        switch await shot.wait() {
+        let result = await runOnThread(name: "amp-sql") { Result { () throws(LibPQError) in try LibPQ.rows(conninfo, text) } }
+        switch result {
         case .success(let rows): return rows
         case .failure(let e):
             switch e.sqlState {

@@ -96,9 +96,7 @@ public struct ClusterTemplateCache: Sendable {
     static func lock(_ path: String) async throws(PostgresError) -> Int32 {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileSystem.ioError("cannot open \(path)", errno: errno) }
-        let shot = OneShot<Int32>()
-        startDetachedThread(name: "amp-template-lock") { shot.fulfil(amp_flock_exclusive(fd)) }
-        let result = await shot.wait()
+        let result = await runOnThread(name: "amp-template-lock") { amp_flock_exclusive(fd) }
         guard result == 0 else {
             close(fd)
             throw FileSystem.ioError("cannot lock \(path)", errno: result)

@@ -17,7 +17,6 @@ struct LibPQFunctions: @unchecked Sendable {
     typealias ErrorField = @convention(c) (OpaquePointer?, Int32) -> UnsafeMutablePointer<CChar>?
     typealias GetValue = @convention(c) (OpaquePointer?, Int32, Int32) -> UnsafeMutablePointer<CChar>?
     typealias GetIsNull = @convention(c) (OpaquePointer?, Int32, Int32) -> Int32
-    typealias Ping = @convention(c) (UnsafePointer<CChar>?) -> PGPing
 
     let connectdb: ConnectDB
     let status: StatusFn
@@ -32,7 +31,6 @@ struct LibPQFunctions: @unchecked Sendable {
     let getisnull: GetIsNull
     let getvalue: GetValue
     let clear: VoidFn
-    let ping: Ping
 
     /// The loaded library, or why it could not be loaded.
     static let shared: Result<LibPQFunctions, LibPQError> = {
@@ -50,52 +48,28 @@ struct LibPQFunctions: @unchecked Sendable {
               let resultErrorMessage = sym("PQresultErrorMessage", StringFn.self),
               let resultErrorField = sym("PQresultErrorField", ErrorField.self), let ntuples = sym("PQntuples", CountFn.self),
               let nfields = sym("PQnfields", CountFn.self), let getisnull = sym("PQgetisnull", GetIsNull.self),
-              let getvalue = sym("PQgetvalue", GetValue.self), let clear = sym("PQclear", VoidFn.self),
-              let ping = sym("PQping", Ping.self)
+              let getvalue = sym("PQgetvalue", GetValue.self), let clear = sym("PQclear", VoidFn.self)
         else {
             return .failure(LibPQError(message: "libpq.so.5 lacks a function amp needs; install a current libpq5"))
         }
         return .success(LibPQFunctions(
             connectdb: connectdb, status: status, errorMessage: errorMessage, finish: finish, exec: exec,
             resultStatus: resultStatus, resultErrorMessage: resultErrorMessage, resultErrorField: resultErrorField,
-            ntuples: ntuples, nfields: nfields, getisnull: getisnull, getvalue: getvalue, clear: clear, ping: ping))
+            ntuples: ntuples, nfields: nfields, getisnull: getisnull, getvalue: getvalue, clear: clear))
     }()
 }
 
-/// Minimal synchronous libpq access for readiness checks and small queries.
+/// Minimal synchronous libpq access for small queries (readiness and health use ``WireProbe``).
 ///
 /// Connections go over the Unix socket only and are short-lived.
 /// See <https://www.postgresql.org/docs/15/libpq-connect.html>.
 public enum LibPQ {
-    /// The result of `PQping`.
-    public enum PingResult: Sendable, Equatable {
-        /// The server accepts connections.
-        case ok
-        /// The server is up but refuses connections (starting up, shutting down, in recovery).
-        case rejecting
-        /// No server answered.
-        case noResponse
-        /// The connection parameters are invalid.
-        case noAttempt
-    }
-
     /// Builds a libpq key/value connection string, quoting each value.
     public static func conninfo(_ parameters: [(String, String)]) -> String {
         parameters.map { key, value in
             let escaped = value.replacing("\\", with: "\\\\").replacing("'", with: "\\'")
             return "\(key)='\(escaped)'"
         }.joined(separator: " ")
-    }
-
-    /// `PQping(conninfo)`: whether the server accepts connections, without authenticating.
-    public static func ping(_ conninfo: String) -> PingResult {
-        guard case .success(let pq) = LibPQFunctions.shared else { return .noAttempt }
-        switch pq.ping(conninfo) {
-        case PQPING_OK: return .ok
-        case PQPING_REJECT: return .rejecting
-        case PQPING_NO_RESPONSE: return .noResponse
-        default: return .noAttempt
-        }
     }
 
     /// Connects, runs `sql`, and returns every row's columns as text (NULL as `nil`).

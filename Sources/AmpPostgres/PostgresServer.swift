@@ -23,15 +23,8 @@ public struct PostgresHandle: Sendable, Equatable {
     public var serverVersion: String
 
     /// A libpq key/value connection string for this server.
-    public var conninfo: String { conninfo(connectTimeoutSeconds: 5) }
-
-    /// A libpq key/value connection string for this server, with libpq's `connect_timeout`
-    /// (libpq treats values below 2 as 2).
-    public func conninfo(connectTimeoutSeconds: Int) -> String {
-        LibPQ.conninfo([
-            ("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("user", user),
-            ("connect_timeout", "\(max(2, connectTimeoutSeconds))"),
-        ])
+    public var conninfo: String {
+        LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("user", user), ("connect_timeout", "5")])
     }
 
     /// The URL for a server at `socketDirectory`.
@@ -201,7 +194,7 @@ public final class PostgresServer: Service, Sendable {
                     outcome = first
                     pending = nil
                 } else {
-                    outcome = await onThread {
+                    outcome = await runOnThread(name: "amp-probe") {
                         WireProbe.probe(socketPath: socketPath, user: user, database: "postgres", query: "SHOW server_version", timeout: .seconds(5))
                     }
                 }
@@ -283,7 +276,7 @@ public final class PostgresServer: Service, Sendable {
         }
         let socketPath = SocketDirectory.socketPath(directory: handle.socketDirectory, port: handle.port)
         let user = handle.user, database = handle.database
-        switch await onThread({ WireProbe.probe(socketPath: socketPath, user: user, database: database, query: nil, timeout: timeout) }) {
+        switch await runOnThread(name: "amp-health", { WireProbe.probe(socketPath: socketPath, user: user, database: database, query: nil, timeout: timeout) }) {
         case .ok: return .healthy
         case .authenticationRequired: return .healthy  // answering, as PQping counts it
         case .rejected(let code, let message):
@@ -319,13 +312,6 @@ public final class PostgresServer: Service, Sendable {
         process.signal(SIGKILL, group: true)
         return await process.wait()
     }
-}
-
-/// Runs blocking `body` on a thread of its own and awaits its result.
-func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    let shot = OneShot<T>()
-    startDetachedThread(name: "amp-probe") { shot.fulfil(body()) }
-    return await shot.wait()
 }
 
 /// The outcome of ``PostgresServer/checkHealth(timeout:)``.

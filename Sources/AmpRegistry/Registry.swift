@@ -133,10 +133,7 @@ public struct Registry: Sendable {
             }
             autostart = b
         }
-        for key in table.keys where key != "path" && key != "autostart" {
-            // Unknown keys are tolerated (newer amp versions may add some).
-            _ = key
-        }
+        // Other keys are tolerated: newer amp versions may add some.
         return .success(RegistryEntry(name: name, base: normalizePath(base), autostart: autostart, file: path))
     }
 

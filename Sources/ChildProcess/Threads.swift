@@ -129,6 +129,14 @@ public final class Race<Outcome: Sendable>: Sendable {
     }
 }
 
+/// Runs blocking `body` on a thread of its own and awaits its result: for blocking calls
+/// (sockets, libpq, flock) that must not occupy the Swift concurrency pool.
+public func runOnThread<T: Sendable>(name: String = "amp-blocking", _ body: @escaping @Sendable () -> T) async -> T {
+    let shot = OneShot<T>()
+    startDetachedThread(name: name) { shot.fulfil(body()) }
+    return await shot.wait()
+}
+
 /// Sleeps for `delay` even if the task is cancelled: for bounded waits during shutdown.
 public func uncancellableSleep(for delay: Duration) async {
     let race = Race<Void>()

@@ -169,10 +169,3 @@ public final class VarlinkClient: Sendable {
         }
     }
 }
-
-/// Runs blocking `body` on a thread of its own and awaits its result.
-func runOnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    let shot = OneShot<T>()
-    startDetachedThread(name: "varlink-io") { shot.fulfil(body()) }
-    return await shot.wait()
-}

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSocket
+import ChildProcess
 import Synchronization
 import Testing
 @testable import Varlink
