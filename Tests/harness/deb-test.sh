@@ -71,16 +71,19 @@ as_user sh -c "cd '$project' && ampctl init --name debtest" || fail "ampctl init
 unit=amp@debtest.service
 fragment=$(as_user systemctl --user show -p FragmentPath --value "$unit")
 [ "$fragment" = /usr/lib/systemd/user/amp@.service ] || fail "amp@.service comes from $fragment, not the package (remove that file)"
-as_user systemctl --user cat "$unit" | grep -q "AMP_DIR=$project" || fail "the generator's drop-in does not set AMP_DIR"
+grep -q "AMP_DIR=$project" <<<"$(as_user systemctl --user cat "$unit")" || fail "the generator's drop-in does not set AMP_DIR"
 as_user systemctl --user start "$unit" || fail "systemctl --user start $unit"
 status=$(as_user ampctl status debtest) || true
 echo "$status" >&2
 grep -q "State: ready" <<<"$status" || fail "ampctl status is not ready"
+# (Read the journal whole before grep: with pipefail, grep -q closing the pipe early would fail it.)
+journal=""
 for _ in $(seq 50); do
-  as_user journalctl --user-unit="$unit" --no-pager | grep -q "database system is ready to accept connections" && break
+  journal=$(as_user journalctl --user-unit="$unit" --no-pager)
+  grep -q "database system is ready to accept connections" <<<"$journal" && break
   sleep 0.1
 done
-as_user journalctl --user-unit="$unit" --no-pager | grep -q "database system is ready to accept connections" \
+grep -q "database system is ready to accept connections" <<<"$journal" \
   || fail "journalctl --user-unit $unit lacks PostgreSQL's start-up lines"
 
 for page in ampctl ampd amp-generator amp.toml amp@.service; do
