@@ -52,7 +52,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "AmpConfig",
-            dependencies: [],
+            dependencies: ["AmpTuning"],
             swiftSettings: strict),
         .target(
             name: "AmpLogging",
@@ -110,6 +110,7 @@ let package = Package(
         .testTarget(
             name: "AmpConfigTests",
             dependencies: ["AmpConfig"],
+            exclude: ["toml-test"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpPostgresTests",

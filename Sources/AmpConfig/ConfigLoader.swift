@@ -1,3 +1,5 @@
+import AmpTuning
+
 /// Reads the configuration layers and combines them.
 public enum ConfigLoader {
     /// Keys of the `[postgres]` table, with their meaning (for messages and docs).
@@ -16,6 +18,28 @@ public enum ConfigLoader {
         "cpus": "CPU count for sizing (default: cgroup quota, affinity, online CPUs)",
         "parameters": "server parameters (table of name = value)",
     ]
+
+    /// Reads and parses `config.toml` at `path`: nil when there is none; an error when it
+    /// cannot be read, is larger than 1 MiB or is not UTF-8 (naming the line of the first bad
+    /// byte), or when ``parseFile(_:path:baseDirectory:)`` finds a problem.
+    public static func readFile(path: String, baseDirectory: String) throws(ConfigError) -> (SettingsLayer, [String])? {
+        switch FileContents.read(path, limit: 1 << 20) {
+        case .missing: return nil
+        case .unreadable(let why):
+            throw ConfigError(.malformedFile, "\(path): cannot read: \(why); fix its permissions or move it away", file: path)
+        case .tooLarge(let limit):
+            throw ConfigError(.malformedFile, "\(path): larger than \(limit >> 20) MiB, so not a configuration file amp wrote or expects; shorten it or move it away", file: path)
+        case .bytes(let bytes):
+            switch decodeUTF8Strictly(bytes) {
+            case .success(let text): return try parseFile(text, path: path, baseDirectory: baseDirectory)
+            case .failure(let bad):
+                throw ConfigError(
+                    .malformedFile,
+                    "\(path):\(bad.line): not UTF-8 (invalid byte at offset \(bad.offset)); TOML files must be UTF-8: re-save it as UTF-8 (e.g. iconv -t UTF-8)",
+                    file: path, line: bad.line)
+            }
+        }
+    }
 
     /// Parses `config.toml` text. Relative paths in it are taken from `baseDirectory`.
     ///
@@ -56,12 +80,12 @@ public enum ConfigLoader {
                 }
                 func duration() throws(ConfigError) -> Duration {
                     switch e.value {
-                    case .integer(let n) where n > 0: return .seconds(n)
+                    case .integer(let n) where n > 0 && n <= 86_400: return .seconds(n)
                     case .string(let s):
-                        if let d = parseDuration(s), d > .zero { return d }
+                        if let d = parseTimeout(s) { return d }
                     default: break
                     }
-                    throw invalid(path, e.line, name, "must be a positive duration such as \"90s\" or 90, not \(describe(e.value))")
+                    throw invalid(path, e.line, name, "must be a duration \(SettingBounds.timeoutText) (or whole seconds), not \(describe(e.value))")
                 }
                 switch k {
                 case "bin_dir": layer.binDir = try pathValue()
@@ -73,22 +97,22 @@ public enum ConfigLoader {
                 case "stop_timeout": layer.stopTimeout = try duration()
                 case "profile":
                     let v = try string()
-                    guard ["dev", "durable"].contains(v) else { throw invalid(path, e.line, name, "must be \"dev\" or \"durable\", not \"\(v)\"") }
-                    layer.profile = v
+                    guard let profile = Profile(rawValue: v) else { throw invalid(path, e.line, name, "must be \"dev\" or \"durable\", not \"\(v)\"") }
+                    layer.profile = profile
                 case "memory":
                     let v: String
                     switch e.value {
                     case .string(let s): v = s
                     case .integer(let n): v = "\(n)"
-                    default: throw invalid(path, e.line, name, "must be a size such as \"2GB\", not \(describe(e.value))")
+                    default: throw invalid(path, e.line, name, "must be a size \(MemorySize.rangeText), not \(describe(e.value))")
                     }
-                    guard isValidMemorySize(v) else { throw invalid(path, e.line, name, "must be a size of at least 16MB such as \"512MB\" or \"2GB\", not \"\(v)\"") }
-                    layer.memory = v
+                    guard let size = MemorySize(parsing: v) else { throw invalid(path, e.line, name, "must be a size \(MemorySize.rangeText), not \"\(v)\"") }
+                    layer.memory = size
                 case "cpus":
-                    guard case .integer(let n) = e.value, n >= 1, n <= 4096 else {
-                        throw invalid(path, e.line, name, "must be a whole number of CPUs from 1, not \(describe(e.value))")
+                    guard case .integer(let n) = e.value, SettingBounds.cpus.contains(n) else {
+                        throw invalid(path, e.line, name, "must be \(SettingBounds.cpusText), not \(describe(e.value))")
                     }
-                    layer.cpus = Int(n)
+                    layer.cpus = n
                 case "template_cache":
                     guard case .boolean(let b) = e.value else {
                         throw invalid(path, e.line, name, "must be true or false, not \(describe(e.value))")
@@ -165,8 +189,8 @@ public enum ConfigLoader {
         }
         func duration(_ name: String) throws(ConfigError) -> Duration? {
             guard let v = try value(name) else { return nil }
-            guard let d = parseDuration(v), d > .zero else {
-                throw ConfigError(.invalidEnvironment, "environment variable \(name)=\(v) is not a duration; use e.g. 90s, 500ms or 2min", key: name)
+            guard let d = parseTimeout(v) else {
+                throw ConfigError(.invalidEnvironment, "environment variable \(name)=\(v) is not a duration \(SettingBounds.timeoutText)", key: name)
             }
             return d
         }
@@ -179,20 +203,20 @@ public enum ConfigLoader {
         layer.startTimeout = try duration("AMP_PG_START_TIMEOUT")
         layer.stopTimeout = try duration("AMP_PG_STOP_TIMEOUT")
         if let v = try value("AMP_PG_PROFILE") {
-            guard ["dev", "durable"].contains(v) else {
-                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_PROFILE=\(v) is not a profile; use dev or durable", key: "AMP_PG_PROFILE")
+            guard let profile = Profile(rawValue: v) else {
+                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_PROFILE=\(v) is not a profile; use \(SettingBounds.profileText)", key: "AMP_PG_PROFILE")
             }
-            layer.profile = v
+            layer.profile = profile
         }
         if let v = try value("AMP_PG_MEMORY") {
-            guard isValidMemorySize(v) else {
-                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_MEMORY=\(v) is not a size; use e.g. 512MB or 2GB", key: "AMP_PG_MEMORY")
+            guard let size = MemorySize(parsing: v) else {
+                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_MEMORY=\(v) is not a size \(MemorySize.rangeText)", key: "AMP_PG_MEMORY")
             }
-            layer.memory = v
+            layer.memory = size
         }
         if let v = try value("AMP_PG_CPUS") {
-            guard let n = Int(v), n >= 1 else {
-                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_CPUS=\(v) is not a CPU count; use a whole number from 1", key: "AMP_PG_CPUS")
+            guard let n = Int(v), SettingBounds.cpus.contains(n) else {
+                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_CPUS=\(v) is not \(SettingBounds.cpusText)", key: "AMP_PG_CPUS")
             }
             layer.cpus = n
         }
@@ -239,23 +263,4 @@ public enum ConfigLoader {
         default: return "a \(value.typeName)"
         }
     }
-}
-
-/// Whether `text` is a memory size amp accepts (`512MB`, `2GB`, `1.5GiB`, a number of MB; at
-/// least 16 MB).
-public func isValidMemorySize(_ text: String) -> Bool {
-    var t = Substring(text)
-    while t.first == " " { t.removeFirst() }
-    while t.last == " " { t.removeLast() }
-    let digits = t.prefix { $0.isNumber || $0 == "." }
-    guard let n = Double(digits), n > 0 else { return false }
-    let factor: Double
-    switch t.dropFirst(digits.count).lowercased() {
-    case "", "m", "mb", "mib": factor = 1
-    case "g", "gb", "gib": factor = 1024
-    case "t", "tb", "tib": factor = 1024 * 1024
-    case "k", "kb", "kib": factor = 1.0 / 1024
-    default: return false
-    }
-    return n * factor >= 16
 }

@@ -1,3 +1,5 @@
+import AmpTuning
+
 /// Everything that shapes the managed PostgreSQL of one amp dir.
 ///
 /// Precedence, lowest first: built-in defaults < `config.toml` < environment < command line.
@@ -23,10 +25,10 @@ public struct AmpSettings: Sendable, Equatable {
     public var stopTimeout: Duration = .seconds(30)
     /// Whether new clusters are copied from a cached template instead of running initdb.
     public var templateCache = true
-    /// `dev` (default) or `durable`.
-    public var profile = "dev"
+    /// What the server is for: `dev` (default) or `durable`.
+    public var profile = Profile.dev
     /// An explicit memory budget (e.g. `2GB`), else detected.
-    public var memory: String?
+    public var memory: MemorySize?
     /// An explicit CPU count, else detected.
     public var cpus: Int?
 
@@ -76,15 +78,15 @@ public struct SettingsLayer: Sendable, Equatable {
     public var startTimeout: Duration?
     public var stopTimeout: Duration?
     public var templateCache: Bool?
-    public var profile: String?
-    public var memory: String?
+    public var profile: Profile?
+    public var memory: MemorySize?
     public var cpus: Int?
     public var parameters: [AmpSettings.Parameter] = []
 
     public init(
         binDir: String? = nil, locale: String? = nil, encoding: String? = nil, initdbArgs: [String]? = nil,
         postgresUser: String? = nil, socketDir: String? = nil, startTimeout: Duration? = nil,
-        stopTimeout: Duration? = nil, templateCache: Bool? = nil, profile: String? = nil, memory: String? = nil,
+        stopTimeout: Duration? = nil, templateCache: Bool? = nil, profile: Profile? = nil, memory: MemorySize? = nil,
         cpus: Int? = nil, parameters: [AmpSettings.Parameter] = []
     ) {
         self.templateCache = templateCache
@@ -103,12 +105,28 @@ public struct SettingsLayer: Sendable, Equatable {
     }
 }
 
+/// The bounds of every value amp reads, in one place, with the words error messages use.
+public enum SettingBounds {
+    /// Start and stop timeouts: from 100 ms to one day.
+    public static let timeout: ClosedRange<Duration> = .milliseconds(100) ... .seconds(86_400)
+    public static let timeoutText = "from 100ms to 24h, such as \"90s\", \"500ms\" or \"2min\""
+    /// CPU counts for sizing.
+    public static let cpus: ClosedRange<Int> = 1...4096
+    public static let cpusText = "a whole number of CPUs from 1 to 4096"
+    public static let profileText = "dev or durable"
+}
+
 /// Parses durations such as `90s`, `500ms`, `2min`, `1h`, or a bare number of seconds.
+///
+/// Checked: nil for anything that is not a non-negative finite duration representable in
+/// milliseconds (so `99999999999999999999s` is an error, never a crash); range checks are the
+/// caller's (``SettingBounds``).
 public func parseDuration(_ text: String) -> Duration? {
     let t = text.trimmingSpaces
-    let number = t.prefix { $0.isNumber || $0 == "." }
+    let number = t.prefix { ("0"..."9").contains($0) || $0 == "." }
     let unit = t.dropFirst(number.count).trimmingSpaces
-    guard let value = Double(number), value >= 0, value.isFinite else { return nil }
+    guard !number.isEmpty, number.filter({ $0 == "." }).count <= 1,
+          let value = Double(number), value >= 0, value.isFinite else { return nil }
     let scale: Double
     switch unit {
     case "", "s", "sec", "secs", "second", "seconds": scale = 1
@@ -117,7 +135,15 @@ public func parseDuration(_ text: String) -> Duration? {
     case "h", "hour", "hours": scale = 3600
     default: return nil
     }
-    return .milliseconds(Int64((value * scale * 1000).rounded()))
+    let milliseconds = (value * scale * 1000).rounded()
+    // Int64 holds up to ~9.2e18; stay well inside it before converting.
+    guard milliseconds.isFinite, milliseconds < 1e15 else { return nil }
+    return .milliseconds(Int64(milliseconds))
+}
+
+/// A duration within ``SettingBounds/timeout``, else nil.
+public func parseTimeout(_ text: String) -> Duration? {
+    parseDuration(text).flatMap { SettingBounds.timeout.contains($0) ? $0 : nil }
 }
 
 /// Whether `name` can be a PostgreSQL parameter name (`work_mem`, `auto_explain.log_min_duration`).

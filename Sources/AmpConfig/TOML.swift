@@ -37,9 +37,14 @@ public struct TOMLTable: Sendable, Equatable {
 
     public private(set) var keys: [String] = []
     public private(set) var entries: [String: Entry] = [:]
-    /// Whether the table was defined explicitly (header or inline), not just implied by a dotted key.
+    /// Whether the table was defined explicitly (header or inline), not just implied.
     var defined = false
     var isInline = false
+    /// Whether the table was created by a dotted key (`a.b = 1` makes `a`): no header may
+    /// define it afterwards.
+    var dotted = false
+    /// Keys whose arrays were made by `[[key]]` headers (the only arrays a header may extend).
+    var tableArrays: Set<String> = []
 
     public init() {}
 
@@ -59,9 +64,15 @@ public struct TOMLError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { "line \(line), column \(column): \(message)" }
 }
 
-/// Parses TOML text into a table.
+/// The deepest nesting of arrays and inline tables, and the most parts of a dotted key, that
+/// the parser accepts: deeper input is an error, never a stack overflow.
+public let tomlMaximumDepth = 100
+
+/// Parses TOML 1.0 text into a table.
 public func parseTOML(_ text: String) throws(TOMLError) -> TOMLTable {
-    var parser = TOMLParser(Array(text.unicodeScalars))
+    var scalars = Array(text.unicodeScalars)
+    if scalars.first == "\u{FEFF}" { scalars.removeFirst() }  // a byte-order mark is allowed
+    var parser = TOMLParser(scalars)
     return try parser.parseDocument()
 }
 
@@ -75,6 +86,8 @@ private struct TOMLParser {
     var current: [PathStep] = []
 
     enum PathStep { case key(String), arrayElement(String) }
+    /// Current nesting of arrays and inline tables.
+    var depth = 0
 
     init(_ scalars: [Unicode.Scalar]) { s = scalars }
 
@@ -95,7 +108,7 @@ private struct TOMLParser {
     mutating func skipComment() throws(TOMLError) {
         guard peek == "#" else { return }
         while let c = peek, c != "\n" {
-            if c.value < 0x20 && c != "\t" && !(c == "\r" && peek(1) == "\n") { throw error("control character in comment") }
+            if (c.value < 0x20 || c.value == 0x7F) && c != "\t" && !(c == "\r" && peek(1) == "\n") { throw error("control character in comment") }
             advance()
         }
     }
@@ -160,11 +173,11 @@ private struct TOMLParser {
         let parentPath: [PathStep] = key.dropLast().map { .key($0) }
         guard let last = key.last else { throw error("empty table name") }
         var failure: TOMLError?
-        modifyTable(at: parentPath, creating: true, failure: &failure) { table, fail in
+        modifyTable(at: parentPath, dottedFrom: nil, failure: &failure) { table, fail in
             if isArray {
                 var items: [TOMLValue] = []
                 if let existing = table[last] {
-                    guard case .array(let a) = existing.value, a.allSatisfy({ if case .table = $0 { return true } else { return false } }) else {
+                    guard case .array(let a) = existing.value, table.tableArrays.contains(last) else {
                         fail = TOMLError(line: headerLine, column: 1, message: "'\(name)' is already defined as a value, not an array of tables")
                         return
                     }
@@ -174,9 +187,10 @@ private struct TOMLParser {
                 t.defined = true
                 items.append(.table(t))
                 table.set(last, .init(value: .array(items), line: headerLine))
+                table.tableArrays.insert(last)
             } else {
                 if let existing = table[last] {
-                    guard case .table(var t) = existing.value, !t.defined, !t.isInline else {
+                    guard case .table(var t) = existing.value, !t.defined, !t.isInline, !t.dotted else {
                         fail = TOMLError(line: headerLine, column: 1, message: "table '\(name)' is defined twice")
                         return
                     }
@@ -193,13 +207,17 @@ private struct TOMLParser {
         current = parentPath + [isArray ? .arrayElement(last) : .key(last)]
     }
 
-    /// Applies `body` to the table at `path`, creating implied tables when `creating`.
+    /// Applies `body` to the table at `path`, creating implied tables on the way. Steps from
+    /// index `dottedFrom` on come from a dotted key: they may not enter a table defined by a
+    /// header or an array of tables, and the tables they create are marked dotted. The walk's
+    /// recursion is bounded by ``tomlMaximumDepth`` (the length of a key).
     mutating func modifyTable(
-        at path: [PathStep], creating: Bool, failure: inout TOMLError?,
+        at path: [PathStep], dottedFrom: Int?, failure: inout TOMLError?,
         _ body: (inout TOMLTable, inout TOMLError?) -> Void
     ) {
         func walk(_ table: inout TOMLTable, _ rest: ArraySlice<PathStep>, _ line: Int, _ failure: inout TOMLError?) {
             guard let step = rest.first else { body(&table, &failure); return }
+            let isDotted = dottedFrom.map { rest.startIndex >= $0 } ?? false
             switch step {
             case .key(let k):
                 var child: TOMLTable
@@ -211,11 +229,18 @@ private struct TOMLParser {
                             failure = TOMLError(line: line, column: 1, message: "inline table '\(k)' cannot be extended")
                             return
                         }
+                        guard !(isDotted && t.defined) else {
+                            failure = TOMLError(line: line, column: 1, message: "table '\(k)' was defined by a header; a dotted key cannot add to it")
+                            return
+                        }
                         child = t
                         childLine = existing.line
+                    case .array where isDotted:
+                        failure = TOMLError(line: line, column: 1, message: "'\(k)' is an array; a dotted key cannot add to it")
+                        return
                     case .array(var items):
                         // Dotted headers under [[x]] refer to its last element.
-                        guard case .table(var last)? = items.last else {
+                        guard table.tableArrays.contains(k), case .table(var last)? = items.last else {
                             failure = TOMLError(line: line, column: 1, message: "'\(k)' is not a table")
                             return
                         }
@@ -229,6 +254,7 @@ private struct TOMLParser {
                     }
                 } else {
                     child = TOMLTable()
+                    child.dotted = isDotted
                 }
                 walk(&child, rest.dropFirst(), line, &failure)
                 table.set(k, .init(value: .table(child), line: childLine))
@@ -250,7 +276,7 @@ private struct TOMLParser {
         let dotted: [PathStep] = key.dropLast().map { .key($0) }
         guard let last = key.last else { throw error("empty key") }
         let name = key.joined(separator: ".")
-        modifyTable(at: path + dotted, creating: true, failure: &failure) { table, fail in
+        modifyTable(at: path + dotted, dottedFrom: path.count, failure: &failure) { table, fail in
             if table[last] != nil {
                 fail = TOMLError(line: keyLine, column: 1, message: "key '\(name)' is defined twice")
                 return
@@ -277,6 +303,7 @@ private struct TOMLParser {
             }
             skipSpaces()
             guard peek == "." else { return parts }
+            guard parts.count < tomlMaximumDepth else { throw error("key has more than \(tomlMaximumDepth) parts") }
             advance()
         }
     }
@@ -287,6 +314,11 @@ private struct TOMLParser {
 
     mutating func parseValue() throws(TOMLError) -> TOMLValue {
         guard let c = peek else { throw error("expected a value") }
+        if c == "[" || c == "{" {
+            guard depth < tomlMaximumDepth else { throw error("arrays and inline tables nested more than \(tomlMaximumDepth) deep") }
+            depth += 1
+        }
+        defer { if c == "[" || c == "{" { depth -= 1 } }
         switch c {
         case "\"":
             if peek(1) == "\"" && peek(2) == "\"" { return .string(try parseMultilineBasicString()) }
@@ -363,27 +395,16 @@ private struct TOMLParser {
         case "": throw error("expected a value")
         default: break
         }
-        let digitsOnly = token.replacing("_", with: "")
-        if token.hasPrefix("0x") || token.hasPrefix("0o") || token.hasPrefix("0b") {
-            let radix = token.hasPrefix("0x") ? 16 : token.hasPrefix("0o") ? 8 : 2
-            if let v = Int(digitsOnly.dropFirst(2), radix: radix), !token.hasSuffix("_") { return .integer(v) }
-            throw error("invalid number '\(token)'")
-        }
         if token.contains(":") || (token.count >= 10 && token.dropFirst(4).first == "-" && token.first?.isNumber == true) {
+            guard isValidTOMLDateTime(token) else { throw error("invalid date-time '\(token)'") }
             return .dateTime(token)
         }
-        if token.contains("__") || token.hasPrefix("_") || token.hasSuffix("_") {
-            throw error("invalid number '\(token)'")
+        switch TOMLNumber.classify(token) {
+        case .integer(let v): return .integer(v)
+        case .float(let v): return .float(v)
+        case .outOfRange: throw error("integer '\(token)' does not fit in 64 bits")
+        case .invalid: throw error("invalid value '\(token)' (strings need quotes)")
         }
-        if let v = Int(digitsOnly) {
-            let unsigned = digitsOnly.drop { $0 == "+" || $0 == "-" }
-            if unsigned.count > 1 && unsigned.hasPrefix("0") { throw error("leading zeros are not allowed in '\(token)'") }
-            return .integer(v)
-        }
-        if digitsOnly.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), let v = Double(digitsOnly) {
-            return .float(v)
-        }
-        throw error("invalid value '\(token)' (strings need quotes)")
     }
 
     mutating func parseBasicString() throws(TOMLError) -> String {
@@ -391,10 +412,18 @@ private struct TOMLParser {
         var out = ""
         while true {
             guard let c = peek, c != "\n" else { throw error("unterminated string") }
+            try checkStringCharacter(c, multiline: false)
             advance()
             if c == "\"" { return out }
             if c == "\\" { out.unicodeScalars.append(try parseEscape()) } else { out.unicodeScalars.append(c) }
         }
+    }
+
+    /// Control characters other than tab (and, in multi-line strings, newlines) must be escaped.
+    func checkStringCharacter(_ c: Unicode.Scalar, multiline: Bool) throws(TOMLError) {
+        guard c.value < 0x20 || c.value == 0x7F, c != "\t" else { return }
+        if multiline && (c == "\n" || (c == "\r" && peek(1) == "\n")) { return }
+        throw error("control character U+\(String(c.value, radix: 16, uppercase: true)) in a string must be escaped")
     }
 
     mutating func parseEscape() throws(TOMLError) -> Unicode.Scalar {
@@ -406,7 +435,6 @@ private struct TOMLParser {
         case "n": return "\n"
         case "f": return "\u{0C}"
         case "r": return "\r"
-        case "e": return "\u{1B}"
         case "\"": return "\""
         case "\\": return "\\"
         case "u", "U":
@@ -430,10 +458,17 @@ private struct TOMLParser {
         var out = ""
         while true {
             guard let c = peek else { throw error("unterminated multi-line string") }
+            try checkStringCharacter(c, multiline: true)
             if c == "\"" && peek(1) == "\"" && peek(2) == "\"" {
                 advance(); advance(); advance()
-                // Up to two extra quotes belong to the content.
-                while peek == "\"" && out.unicodeScalars.count >= 0 { out.unicodeScalars.append("\""); advance() }
+                // Up to two extra quotes belong to the content; a third ends nothing.
+                var extra = 0
+                while peek == "\"" {
+                    guard extra < 2 else { throw error("too many quotes after the end of a multi-line string") }
+                    out.unicodeScalars.append("\"")
+                    advance()
+                    extra += 1
+                }
                 return out
             }
             advance()
@@ -457,6 +492,7 @@ private struct TOMLParser {
         var out = ""
         while true {
             guard let c = peek, c != "\n" else { throw error("unterminated string") }
+            try checkStringCharacter(c, multiline: false)
             advance()
             if c == "'" { return out }
             out.unicodeScalars.append(c)
@@ -469,13 +505,134 @@ private struct TOMLParser {
         var out = ""
         while true {
             guard let c = peek else { throw error("unterminated multi-line string") }
+            try checkStringCharacter(c, multiline: true)
             if c == "'" && peek(1) == "'" && peek(2) == "'" {
                 advance(); advance(); advance()
-                while peek == "'" { out.unicodeScalars.append("'"); advance() }
+                var extra = 0
+                while peek == "'" {
+                    guard extra < 2 else { throw error("too many quotes after the end of a multi-line string") }
+                    out.unicodeScalars.append("'")
+                    advance()
+                    extra += 1
+                }
                 return out
             }
             out.unicodeScalars.append(c)
             advance()
         }
     }
+}
+
+/// TOML 1.0 number syntax, checked character by character (no leading zeros, underscores
+/// only between digits, a digit on each side of `.`, 64-bit integers).
+enum TOMLNumber: Equatable {
+    case integer(Int)
+    case float(Double)
+    case outOfRange
+    case invalid
+
+    static func classify(_ token: String) -> TOMLNumber {
+        let c = Array(token.unicodeScalars)
+        func isDigit(_ s: Unicode.Scalar, radix: Int = 10) -> Bool {
+            switch radix {
+            case 16: return ("0"..."9").contains(s) || ("a"..."f").contains(s) || ("A"..."F").contains(s)
+            case 8: return ("0"..."7").contains(s)
+            case 2: return s == "0" || s == "1"
+            default: return ("0"..."9").contains(s)
+            }
+        }
+        /// Digits with single underscores between them, from `i`; returns the end index or nil.
+        func digits(_ i: Int, radix: Int = 10) -> Int? {
+            var j = i
+            guard j < c.count, isDigit(c[j], radix: radix) else { return nil }
+            j += 1
+            while j < c.count {
+                if isDigit(c[j], radix: radix) { j += 1; continue }
+                if c[j] == "_", j + 1 < c.count, isDigit(c[j + 1], radix: radix) { j += 2; continue }
+                break
+            }
+            return j
+        }
+        let clean = token.replacing("_", with: "")
+        if c.count > 2, c[0] == "0", c[1] == "x" || c[1] == "o" || c[1] == "b" {
+            let radix = c[1] == "x" ? 16 : c[1] == "o" ? 8 : 2
+            guard digits(2, radix: radix) == c.count else { return .invalid }
+            guard let v = Int(clean.dropFirst(2), radix: radix) else { return .outOfRange }
+            return .integer(v)
+        }
+        var i = 0
+        if i < c.count, c[i] == "+" || c[i] == "-" { i += 1 }
+        let intStart = i
+        guard let intEnd = digits(i) else { return .invalid }
+        // No leading zeros in the integer part.
+        if c[intStart] == "0" && intEnd - intStart > 1 { return .invalid }
+        i = intEnd
+        if i == c.count {
+            guard let v = Int(clean) else { return .outOfRange }
+            return .integer(v)
+        }
+        var isFloat = false
+        if c[i] == "." {
+            guard let end = digits(i + 1) else { return .invalid }
+            i = end
+            isFloat = true
+        }
+        if i < c.count, c[i] == "e" || c[i] == "E" {
+            var j = i + 1
+            if j < c.count, c[j] == "+" || c[j] == "-" { j += 1 }
+            guard let end = digits(j) else { return .invalid }
+            i = end
+            isFloat = true
+        }
+        guard isFloat, i == c.count, let v = Double(clean) else { return .invalid }
+        return .float(v)
+    }
+}
+
+/// Whether `text` is a TOML 1.0 (RFC 3339) offset or local date-time, local date or local
+/// time, with every field in range (days per month, leap years, seconds up to 60).
+func isValidTOMLDateTime(_ text: String) -> Bool {
+    let c = Array(text.unicodeScalars)
+    var i = 0
+    func number(_ width: Int) -> Int? {
+        guard i + width <= c.count else { return nil }
+        var v = 0
+        for k in i..<(i + width) {
+            guard ("0"..."9").contains(c[k]) else { return nil }
+            v = v * 10 + Int(c[k].value - 48)
+        }
+        i += width
+        return v
+    }
+    func expect(_ s: Unicode.Scalar) -> Bool {
+        guard i < c.count, c[i] == s else { return false }
+        i += 1
+        return true
+    }
+    func time() -> Bool {
+        guard let h = number(2), h <= 23, expect(":"), let m = number(2), m <= 59, expect(":"), let s = number(2), s <= 60 else { return false }
+        if i < c.count, c[i] == "." {
+            i += 1
+            let start = i
+            while i < c.count, ("0"..."9").contains(c[i]) { i += 1 }
+            guard i > start else { return false }
+        }
+        return true
+    }
+    // A local time alone.
+    if c.count >= 3, c[2] == ":" { return time() && i == c.count }
+    guard let y = number(4), expect("-"), let mo = number(2), (1...12).contains(mo), expect("-"), let d = number(2) else { return false }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][mo - 1]
+    guard (1...days).contains(d) else { return false }
+    if i == c.count { return true }
+    guard c[i] == "T" || c[i] == "t" || c[i] == " " else { return false }
+    i += 1
+    guard time() else { return false }
+    if i == c.count { return true }
+    if c[i] == "Z" || c[i] == "z" { return i + 1 == c.count }
+    guard c[i] == "+" || c[i] == "-" else { return false }
+    i += 1
+    guard let oh = number(2), oh <= 23, expect(":"), let om = number(2), om <= 59 else { return false }
+    return i == c.count
 }

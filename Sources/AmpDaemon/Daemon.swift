@@ -225,7 +225,7 @@ enum Daemon {
     static func countStart(environment: [String: String]) -> Int {
         guard let dir = environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first.map(String.init), dir.hasPrefix("/") else { return 0 }
         let file = dir + "/starts"
-        let before = readTextFile(file).flatMap { Int($0.filter(\.isNumber)) } ?? 0
+        let before = FileContents.text(file).flatMap { Int($0.filter(\.isNumber)) } ?? 0
         if let f = fopen(file, "w") {
             fputs("\(before + 1)\n", f)
             fclose(f)
@@ -280,19 +280,6 @@ extension PostgresBuilder {
         for (name, value) in parameters { b = b.configParameter(name, value) }
         return b
     }
-}
-
-func readTextFile(_ path: String) -> String? {
-    guard let f = fopen(path, "r") else { return nil }
-    defer { fclose(f) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
-        if n <= 0 { break }
-        bytes += chunk[0..<n]
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// Prints a line on standard output and flushes it (stdout is block-buffered in a pipe).

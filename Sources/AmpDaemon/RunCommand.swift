@@ -5,6 +5,7 @@ import AmpConfig
 import AmpLogging
 import AmpPostgres
 import AmpSystemd
+import AmpTuning
 import ArgumentParser
 import ChildProcess
 import Logging
@@ -98,25 +99,27 @@ public struct RunCommand: AsyncParsableCommand {
         if code != .success { throw ExitCode(code.rawValue) }
     }
 
-    func profileValue() throws(ConfigError) -> String? {
+    func profileValue() throws(ConfigError) -> Profile? {
         guard let profile else { return nil }
-        guard ["dev", "durable"].contains(profile) else {
-            throw ConfigError(.invalidFlag, "--profile \(profile): unknown profile; use dev or durable", key: "--profile")
+        guard let value = Profile(rawValue: profile) else {
+            throw ConfigError(.invalidFlag, "--profile \(profile): unknown profile; use \(SettingBounds.profileText)", key: "--profile")
         }
-        return profile
+        return value
     }
 
-    func memoryValue() throws(ConfigError) -> String? {
+    func memoryValue() throws(ConfigError) -> MemorySize? {
         guard let memory else { return nil }
-        guard isValidMemorySize(memory) else {
-            throw ConfigError(.invalidFlag, "--memory \(memory): not a size of at least 16MB; use e.g. 512MB or 2GB", key: "--memory")
+        guard let size = MemorySize(parsing: memory) else {
+            throw ConfigError(.invalidFlag, "--memory \(memory): not a size \(MemorySize.rangeText)", key: "--memory")
         }
-        return memory
+        return size
     }
 
     func cpusValue() throws(ConfigError) -> Int? {
         guard let cpus else { return nil }
-        guard cpus >= 1 else { throw ConfigError(.invalidFlag, "--cpus \(cpus): use a whole number from 1", key: "--cpus") }
+        guard SettingBounds.cpus.contains(cpus) else {
+            throw ConfigError(.invalidFlag, "--cpus \(cpus): use \(SettingBounds.cpusText)", key: "--cpus")
+        }
         return cpus
     }
 
@@ -124,8 +127,8 @@ public struct RunCommand: AsyncParsableCommand {
     func settingsLayer(workingDirectory: String) throws(ConfigError) -> SettingsLayer {
         func duration(_ text: String?, _ flag: String) throws(ConfigError) -> Duration? {
             guard let text else { return nil }
-            guard let d = parseDuration(text), d > .zero else {
-                throw ConfigError(.invalidFlag, "\(flag) \(text): not a duration; use e.g. 90s, 500ms or 2min", key: flag)
+            guard let d = parseTimeout(text) else {
+                throw ConfigError(.invalidFlag, "\(flag) \(text): not a duration \(SettingBounds.timeoutText)", key: flag)
             }
             return d
         }

@@ -19,8 +19,7 @@ struct ConfigurationLayers {
                      commandLine: SettingsLayer, warn: (String) -> Void) throws(ConfigError) -> ConfigurationLayers {
         var settings = AmpSettings()
         var file: SettingsLayer?
-        if let text = readTextFile(ampDir.configFile) {
-            let (layer, warnings) = try ConfigLoader.parseFile(text, path: ampDir.configFile, baseDirectory: ampDir.base)
+        if let (layer, warnings) = try ConfigLoader.readFile(path: ampDir.configFile, baseDirectory: ampDir.base) {
             for w in warnings { warn(w) }
             settings.apply(layer)
             file = layer
@@ -68,14 +67,14 @@ struct ServerSettings {
         } catch {
             throw .postgres(error)
         }
-        let profile = Profile(rawValue: settings.profile) ?? .dev
-        let detector = ResourceDetector { readTextFile($0) }
+        let profile = settings.profile
+        let detector = ResourceDetector { FileContents.text($0) }
 
         // Memory: explicit > cgroup > physical × the profile's share.
         var memoryBytes: UInt64 = 1 << 30
         var memorySource = BudgetSource.physical(share: "unknown, 1 GB assumed")
-        if let text = settings.memory, let bytes = parseMemorySize(text) {
-            memoryBytes = bytes
+        if let size = settings.memory {
+            memoryBytes = size.bytes
             memorySource = .explicit(layers.source(\.memory, flag: "--memory", variable: "AMP_PG_MEMORY", fileKey: "memory") ?? "setting")
         } else if let limit = detector.cgroupMemoryLimit() {
             memoryBytes = limit.bytes

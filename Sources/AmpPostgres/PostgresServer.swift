@@ -93,7 +93,7 @@ public final class PostgresServer: Service, Sendable {
     /// - `-c unix_socket_permissions=0700`: only the owner may connect (authentication is `trust`);
     /// - `-c log_destination=stderr -c logging_collector=off -c log_line_prefix='[%p] %e '`:
     ///   every message on our pipe, with PID and SQLSTATE for structured logging;
-    /// - `-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c autovacuum=off`:
+    /// - `-c fsync=off -c synchronous_commit=on -c full_page_writes=off -c autovacuum=off`:
     ///   development defaults, unless overridden; then the caller's parameters.
     ///
     /// Environment: `NOTIFY_SOCKET` names our private socket (see ``ReadinessWatcher``); our own

@@ -16,22 +16,6 @@ func listDirectory(_ directory: String) -> [String] {
     return names
 }
 
-/// The contents of `path` as UTF-8 text, or `nil`.
-func readFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16384)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; return nil }
-        if n == 0 { break }
-        bytes += chunk[0..<n]
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
 /// Creates `path` and its missing parents (mode 0700 for new ones).
 func makeDirectories(_ path: String, file: String) throws(RegistryProblem) {
     var current = ""

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import AmpConfig
 
 /// Makes a unit directory hold exactly the rendering of the registry: writes the files of
 /// every entry and removes amp's own files (recognised by their header or link target) for
@@ -19,7 +20,7 @@ public enum UnitDirectorySync {
         for name in listDirectory(directory) where name.hasPrefix(prefix) && name.hasSuffix(".service.d") {
             let relative = name + "/" + UnitRenderer.dropInName
             let path = directory + "/" + relative
-            guard !wanted.contains(relative), readFile(path)?.hasPrefix(UnitRenderer.headerMarker) == true else { continue }
+            guard !wanted.contains(relative), FileContents.text(path)?.hasPrefix(UnitRenderer.headerMarker) == true else { continue }
             unlink(path)
             rmdir(directory + "/" + name)  // only when empty: drop-ins of the user's own stay
         }

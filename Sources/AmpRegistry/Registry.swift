@@ -100,7 +100,7 @@ public struct Registry: Sendable {
         var problems: [RegistryProblem] = []
         for fileName in listDirectory(directory).sorted() where fileName.hasSuffix(".toml") && !fileName.hasPrefix(".") {
             let path = directory + "/" + fileName
-            switch Self.parse(path: path, name: String(fileName.dropLast(5)), text: readFile(path)) {
+            switch Self.parse(path: path, name: String(fileName.dropLast(5)), text: FileContents.text(path)) {
             case .success(let entry): entries.append(entry)
             case .failure(let problem): problems.append(problem)
             }

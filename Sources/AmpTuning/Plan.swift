@@ -1,7 +1,10 @@
 /// A profile: what the server is for.
 public enum Profile: String, Sendable, CaseIterable {
-    /// Non-durable, fast settings for development (the default); budget 1/16 of physical
-    /// memory, so four busy projects on a 16 GB laptop take at most a quarter of it.
+    /// Fast settings for development (the default): `fsync`, `full_page_writes` and
+    /// `autovacuum` off, `synchronous_commit` on. A crash of PostgreSQL or of ampd loses no
+    /// acknowledged commit (the WAL reaches the kernel before COMMIT returns); only an OS
+    /// crash or power loss may lose or corrupt data. Budget 1/16 of physical memory, so four
+    /// busy projects on a 16 GB laptop take at most a quarter of it.
     case dev
     /// Crash-safe settings: fsync, synchronous_commit, full_page_writes and autovacuum on, data
     /// checksums for new clusters; budget 1/8 of physical memory.
@@ -17,7 +20,7 @@ public enum Profile: String, Sendable, CaseIterable {
 
     public var parameters: [(String, String)] {
         switch self {
-        case .dev: return [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off"), ("autovacuum", "off")]
+        case .dev: return [("fsync", "off"), ("synchronous_commit", "on"), ("full_page_writes", "off"), ("autovacuum", "off")]
         case .durable: return [("fsync", "on"), ("synchronous_commit", "on"), ("full_page_writes", "on"), ("autovacuum", "on")]
         }
     }
@@ -133,22 +136,4 @@ public func tuningPlan(_ input: TuningInput) -> [EffectiveSetting] {
         out.append(EffectiveSetting(name: "pg_stat_statements.track", value: "top", source: .extensions))
     }
     return out
-}
-
-/// Parses a memory size: `512MB`, `2GB`, `1.5GiB`, `1024` (MB); nil when invalid.
-public func parseMemorySize(_ text: String) -> UInt64? {
-    let t = text.trimmingCharacters
-    let digits = t.prefix { $0.isNumber || $0 == "." }
-    guard let n = Double(digits), n > 0 else { return nil }
-    let unit = String(t.dropFirst(digits.count)).trimmingCharacters.lowercased()
-    let mult: Double
-    switch unit {
-    case "", "m", "mb", "mib": mult = 1_048_576
-    case "k", "kb", "kib": mult = 1024
-    case "g", "gb", "gib": mult = 1_073_741_824
-    case "t", "tb", "tib": mult = 1_099_511_627_776
-    default: return nil
-    }
-    let bytes = n * mult
-    return bytes >= 16 * 1_048_576 && bytes < 1_125_899_906_842_624 ? UInt64(bytes) : nil
 }

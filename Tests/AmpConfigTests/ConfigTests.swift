@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import AmpConfig
 import Testing
 
@@ -53,6 +56,22 @@ struct ConfigTests {
         ("[postgres]\ninitdb_args = \"--data-checksums\"\n", .invalidValue, 2, "postgres.initdb_args"),
         ("[postgres.parameters]\nwork_mem = [1]\n", .invalidValue, 2, "postgres.parameters.work_mem"),
         ("postgres = 1\n", .invalidValue, 1, "postgres"),
+        // Overflow, out of range and nonsense: errors, never crashes or silent clamping.
+        ("[postgres]\nstart_timeout = \"99999999999999999999s\"\n", .invalidValue, 2, "postgres.start_timeout"),
+        ("[postgres]\nstop_timeout = 9223372036854775807\n", .invalidValue, 2, "postgres.stop_timeout"),
+        ("[postgres]\nstop_timeout = \"25h\"\n", .invalidValue, 2, "postgres.stop_timeout"),
+        ("[postgres]\nstart_timeout = \"10ms\"\n", .invalidValue, 2, "postgres.start_timeout"),
+        ("[postgres]\nstart_timeout = -5\n", .invalidValue, 2, "postgres.start_timeout"),
+        ("[postgres]\nmemory = \"9223372036854775807GB\"\n", .invalidValue, 2, "postgres.memory"),
+        ("[postgres]\nmemory = 9223372036854775807\n", .invalidValue, 2, "postgres.memory"),
+        ("[postgres]\ncpus = 9223372036854775807\n", .invalidValue, 2, "postgres.cpus"),
+        ("[postgres]\ncpus = 0\n", .invalidValue, 2, "postgres.cpus"),
+        ("[postgres]\nprofile = \"fast\"\n", .invalidValue, 2, "postgres.profile"),
+        ("[postgres]\ninitdb_args = " + String(repeating: "[", count: 5000) + "\n", .malformedFile, 2, nil),
+        ("[postgres]\nx = " + String(repeating: "{a=", count: 5000) + "\n", .malformedFile, 2, nil),
+        ("[postgres]\n" + String(repeating: "a.", count: 5000) + "b = 1\n", .malformedFile, 2, nil),
+        ("[postgres]\nlocale = \"\"\"C\"\"\"\"\"\"\n", .malformedFile, 2, nil),
+        ("[postgres]\nparameters.a = 1\n[postgres.parameters]\n", .malformedFile, 3, nil),
     ])
     func errors(text: String, code: ConfigError.Code, line: Int, key: String?) {
         do {
@@ -110,6 +129,57 @@ struct ConfigTests {
     @Test("durations", arguments: [("90", 90_000), ("90s", 90_000), ("500ms", 500), ("2min", 120_000), ("1.5h", 5_400_000)])
     func durations(text: String, ms: Int64) {
         #expect(parseDuration(text) == .milliseconds(ms))
+    }
+
+    @Test("bad durations are nil, never a crash", arguments: [
+        "99999999999999999999s", "1e400", "nan", "inf", "-1s", "1.2.3s", ".s", "", "s", "10 parsecs", "9223372036854775807h",
+    ])
+    func badDurations(text: String) {
+        #expect(parseDuration(text) == nil)
+    }
+
+    @Test("timeouts are bounded to 100ms…24h")
+    func timeoutBounds() {
+        #expect(parseTimeout("100ms") == .milliseconds(100))
+        #expect(parseTimeout("24h") == .seconds(86_400))
+        #expect(parseTimeout("99ms") == nil)
+        #expect(parseTimeout("24.001h") == nil)
+        #expect(parseTimeout("0") == nil)
+    }
+
+    @Test("config.toml must be UTF-8: the line of the first bad byte is named")
+    func notUTF8() throws {
+        let dir = "/tmp/amp-config-test-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { unlink(dir + "/config.toml"); rmdir(dir) }
+        let path = dir + "/config.toml"
+        let bytes: [UInt8] = Array("[postgres]\nlocale = \"C".utf8) + [0xFF] + Array("\"\n".utf8)
+        let f = fopen(path, "w")
+        _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+        fclose(f)
+        do {
+            _ = try ConfigLoader.readFile(path: path, baseDirectory: dir)
+            Issue.record("invalid UTF-8 accepted")
+        } catch {
+            #expect(error.code == .malformedFile && error.line == 2)
+            #expect(error.message.hasPrefix("\(path):2: not UTF-8"), "\(error.message)")
+        }
+        #expect(try ConfigLoader.readFile(path: dir + "/missing.toml", baseDirectory: dir) == nil)
+    }
+
+    @Test("environment and flags: overflow and out-of-range values are errors naming the variable", arguments: [
+        "AMP_PG_START_TIMEOUT=99999999999999999999s", "AMP_PG_STOP_TIMEOUT=0", "AMP_PG_MEMORY=9223372036854775807GB",
+        "AMP_PG_MEMORY=1MB", "AMP_PG_CPUS=99999999999999999999", "AMP_PG_CPUS=5000", "AMP_PG_PROFILE=fast",
+    ])
+    func badEnvironment(assignment: String) {
+        let parts = assignment.split(separator: "=", maxSplits: 1).map(String.init)
+        do {
+            _ = try ConfigLoader.environmentLayer([parts[0]: parts[1]], workingDirectory: "/")
+            Issue.record("accepted \(assignment)")
+        } catch {
+            #expect(error.code == .invalidEnvironment && error.key == parts[0])
+            #expect(error.message.contains(assignment), "\(error.message)")
+        }
     }
 
     @Test("amp dir: --amp-dir > AMP_DIR > working directory")

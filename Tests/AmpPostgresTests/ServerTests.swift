@@ -41,7 +41,7 @@ struct ServerTests {
             .start()
         #expect(try query(server, "SHOW work_mem") == ["7MB"])
         #expect(try query(server, "SHOW fsync") == ["on"])
-        #expect(try query(server, "SHOW synchronous_commit") == ["off"])
+        #expect(try query(server, "SHOW synchronous_commit") == ["on"])
         #expect(try query(server, "SHOW autovacuum") == ["off"])
         #expect(try query(server, "SHOW listen_addresses") == [""])
         #expect(try query(server, "SHOW data_checksums") == ["on"])

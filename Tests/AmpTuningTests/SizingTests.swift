@@ -48,13 +48,17 @@ struct SizingTests {
             && many.maxParallelMaintenanceWorkers == 4)
     }
 
-    @Test("memory sizes parse")
+    @Test("memory sizes parse, bounded and checked")
     func sizes() {
-        #expect(parseMemorySize("512MB") == 512 << 20)
-        #expect(parseMemorySize("2GB") == 2 << 30)
-        #expect(parseMemorySize("1.5GiB") == 3 << 29)
-        #expect(parseMemorySize("1024") == 1 << 30)
-        for bad in ["", "abc", "10XB", "-1GB", "1MB"] { #expect(parseMemorySize(bad) == nil, "\(bad)") }
+        #expect(MemorySize(parsing: "512MB")?.bytes == 512 << 20)
+        #expect(MemorySize(parsing: "2GB")?.bytes == 2 << 30)
+        #expect(MemorySize(parsing: "1.5GiB")?.bytes == 3 << 29)
+        #expect(MemorySize(parsing: "1024")?.bytes == 1 << 30)
+        #expect(MemorySize(parsing: " 16MB ") == MemorySize.minimum)
+        #expect(MemorySize(parsing: "1PB") == MemorySize.maximum)
+        let bad = ["", "abc", "10XB", "-1GB", "1MB", "15MB", "1.1PB", "9223372036854775807GB", "99999999999999999999999999999999",
+                   "1.2.3GB", ".GB", "nan", "inf", "1e9", "0x10", "2 G B", "\u{0}1GB"]
+        for text in bad { #expect(MemorySize(parsing: text) == nil, "\(text)") }
     }
 }
 
@@ -133,6 +137,8 @@ struct PlanTests {
 
     @Test func profiles() {
         #expect(plan(15, profile: .dev)["fsync"] == "off")
+        // A crash of PostgreSQL must not lose acknowledged commits in the dev profile either.
+        #expect(plan(15, profile: .dev)["synchronous_commit"] == "on")
         #expect(plan(15, profile: .durable)["fsync"] == "on")
         #expect(plan(15, profile: .durable)["synchronous_commit"] == "on")
         #expect(Profile.durable.initdbArguments == ["--data-checksums"])

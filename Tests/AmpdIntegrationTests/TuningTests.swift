@@ -38,7 +38,7 @@ struct TuningTests {
         let run = try await ready(f, [])
         let url = try #require(run.url)
         #expect(try show(url, "fsync") == "off")
-        #expect(try show(url, "synchronous_commit") == "off")
+        #expect(try show(url, "synchronous_commit") == "on")
         #expect(try show(url, "shared_preload_libraries")?.contains("pg_stat_statements") == true)
         #expect(try show(url, "auto_explain.log_min_duration") == "250ms")
         // Created on first initialisation (asynchronously right after ready).
