@@ -7,6 +7,7 @@ import AmpRegistry
 import ArgumentParser
 import ChildProcess
 import Varlink
+import Synchronization
 
 /// `ampctl`'s exit codes (sysexits where one fits), listed in `ampctl --help` and the README.
 public enum AmpctlExitCode: Int32, CaseIterable, Sendable {
@@ -264,12 +265,11 @@ func runCaptured(_ executable: String, _ arguments: [String], environment: [Stri
     }
 }
 
-final class LineBox: @unchecked Sendable {
-    private var lines: [String] = []
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    func append(_ l: [String]) { pthread_mutex_lock(&m); lines += l; pthread_mutex_unlock(&m) }
-    var text: String { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return lines.joined(separator: "\n") }
+/// Output lines collected from a child's output thread.
+final class LineBox: Sendable {
+    private let lines = Mutex<[String]>([])
+    func append(_ l: [String]) { lines.withLock { $0 += l } }
+    var text: String { lines.withLock { $0.joined(separator: "\n") } }
 }
 
 /// The full path of `name` on `PATH` (or `name` itself when it contains a slash).

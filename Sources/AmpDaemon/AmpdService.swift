@@ -10,7 +10,10 @@ import ServiceLifecycle
 import Synchronization
 
 /// The service `ampd run` runs: starts the project's PostgreSQL, announces it, and keeps it
-/// until a graceful shutdown (SIGTERM/SIGINT), when it stops it.
+/// until a graceful shutdown (SIGTERM/SIGINT), when it stops it. When PostgreSQL exits on its
+/// own, ampd starts it again as the ``RestartPolicy`` decides (the varlink socket stays up;
+/// the board and `STATUS=` say `restarting`), and fails (exit 70) only when restarts keep
+/// failing.
 ///
 /// Next to the server, one child task drives the ``NotifyStateMachine`` on a timer: status
 /// and timeout extensions to systemd while starting and stopping, health-gated watchdog
@@ -35,36 +38,81 @@ struct AmpdService: Service {
 
     private func serve(_ supervisor: Supervisor) async throws {
         let started = ContinuousClock.now
-        let server: PostgresServer
-        let created = Mutex(false)
+        // Fulfilled when this start ran initdb (a new cluster).
+        let created = OneShot<Void>()
+        guard var server = try await start(supervisor, created: created) else { return }
+        onReady(server.handle, ContinuousClock.now - started, created.value != nil)
+        let unitRestarts = board.status.restarts
+        var policy = RestartPolicy()
+        while true {
+            supervisor.attach(server)
+            board.ready(server.handle)
+            supervisor.handle(.phase(.ready(url: server.handle.url)))
+            let readyAt = ContinuousClock.now
+            do {
+                try await withGracefulShutdownHandler {
+                    try await server.run()
+                } onGracefulShutdown: {
+                    supervisor.handle(.phase(.stopping))
+                }
+                return
+            } catch let error as PostgresError where error.code == .exitedUnexpectedly {
+                supervisor.detach()
+                logger.error("\(error.message)")
+                for line in error.details { logger.error("  \(line)") }
+                var decision = policy.handle(.exited(uptime: ContinuousClock.now - readyAt))
+                var lastError = error
+                while true {
+                    guard case .restart(let delay, _) = decision else {
+                        let message = "PostgreSQL keeps failing: \(lastError.message); gave up after \(RestartPolicy.maximumFailuresInARow) restarts in a row"
+                        supervisor.handle(.phase(.failed(message)))
+                        throw PostgresError(.exitedUnexpectedly, message, details: lastError.details)
+                    }
+                    supervisor.handle(.phase(.restarting(restart: policy.restarts, reason: lastError.message)))
+                    board.update { $0.restarts = unitRestarts + policy.restarts }
+                    logger.warning("restarting PostgreSQL in \(delay) (restart \(policy.restarts))")
+                    do {
+                        try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+                    } catch {
+                        logger.info("shutdown requested while PostgreSQL was down")
+                        return
+                    }
+                    let restartedAt = ContinuousClock.now
+                    do {
+                        guard let next = try await start(supervisor, created: created) else { return }
+                        server = next
+                        logger.notice("PostgreSQL restarted in \(ContinuousClock.now - restartedAt) (restart \(policy.restarts))")
+                        break
+                    } catch let failure as PostgresError {
+                        logger.error("restart failed: \(failure.message)")
+                        lastError = failure
+                        decision = policy.handle(.startFailed)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts PostgreSQL, reporting the phases; nil when a graceful shutdown came first.
+    private func start(_ supervisor: Supervisor, created: OneShot<Void>) async throws -> PostgresServer? {
         do {
             let reporting = builder.onProgress { phase in
                 switch phase {
                 case .checking: supervisor.handle(.phase(.checking))
                 case .initialisingCluster:
-                    created.withLock { $0 = true }
+                    created.fulfil(())
                     supervisor.handle(.phase(.initialisingCluster))
                 case .starting: supervisor.handle(.phase(.starting))
                 case .recovering: supervisor.handle(.phase(.recovering))
                 }
             }
-            server = try await cancelWhenGracefulShutdown { try await reporting.start() }
+            return try await cancelWhenGracefulShutdown { try await reporting.start() }
         } catch let error as PostgresError where error.underlying is CancellationError {
             logger.info("shutdown requested during start-up; PostgreSQL was stopped")
-            return
+            return nil
         } catch is CancellationError {
             logger.info("shutdown requested during start-up")
-            return
-        }
-        let elapsed = ContinuousClock.now - started
-        onReady(server.handle, elapsed, created.withLock { $0 })
-        supervisor.attach(server)
-        board.ready(server.handle)
-        supervisor.handle(.phase(.ready(url: server.handle.url)))
-        try await withGracefulShutdownHandler {
-            try await server.run()
-        } onGracefulShutdown: {
-            supervisor.handle(.phase(.stopping))
+            return nil
         }
     }
 }
@@ -97,6 +145,9 @@ final class Supervisor: Sendable {
 
     func attach(_ server: PostgresServer) { self.server.withLock { $0 = server } }
 
+    /// Forgets the server (it exited): no health checks until the next ``attach(_:)``.
+    func detach() { self.server.withLock { $0 = nil } }
+
     /// Feeds an event and performs the resulting actions, except health checks (those only
     /// come from ticks, see ``tickUntilCancelled()``).
     func handle(_ event: NotifyStateMachine.Event) {
@@ -123,6 +174,12 @@ final class Supervisor: Sendable {
         case .starting: status.state = .starting; status.phase = "starting PostgreSQL"
         case .recovering: status.state = .starting; status.phase = "recovering after an unclean shutdown"
         case .ready: break
+        case .restarting(let restart, let reason):
+            status.state = .starting
+            status.phase = "restarting PostgreSQL (restart \(restart))"
+            status.postmasterPID = nil
+            status.healthy = false
+            status.lastError = reason
         case .stopping: status.state = .stopping; status.phase = "stopping"; status.healthy = nil
         case .failed(let message): status.state = .failed; status.phase = "failed"; status.lastError = message
         }

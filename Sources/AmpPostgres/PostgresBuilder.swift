@@ -162,7 +162,7 @@ public struct PostgresBuilder: Sendable {
             stopTimeout: stopTimeoutDuration, logger: logger)
         return try await PostgresServer.launch(
             binaries: binaries, version: version, dataDirectory: dataDirectory, socketDirectory: choice.directory,
-            port: port, parameters: effectiveParameters, owner: owner,
+            port: port, parameters: effectiveParameters, owner: owner, ownsSocketDirectory: choice.reason != nil,
             startTimeout: startTimeoutDuration, stopTimeout: stopTimeoutDuration, logger: logger, progress: progress)
     }
 

@@ -67,11 +67,14 @@ public final class PostgresServer: Service, Sendable {
     private let logger: Logger
     private let recent: RecentLines
     private let stopping = Mutex(false)
+    /// Whether the socket directory is a fallback amp made (removed at stop when empty).
+    private let ownsSocketDirectory: Bool
 
     private init(
         handle: PostgresHandle, version: PostgresVersion, process: ChildProcess, watcher: ReadinessWatcher,
-        stopTimeout: Duration, logger: Logger, recent: RecentLines
+        stopTimeout: Duration, logger: Logger, recent: RecentLines, ownsSocketDirectory: Bool
     ) {
+        self.ownsSocketDirectory = ownsSocketDirectory
         self.handle = handle
         self.version = version
         self.process = process
@@ -102,7 +105,7 @@ public final class PostgresServer: Service, Sendable {
     /// <https://www.postgresql.org/docs/15/runtime-config-connection.html>.
     static func launch(
         binaries: PostgresBinaries, version: PostgresVersion, dataDirectory: String, socketDirectory: String,
-        port: Int, parameters: [(name: String, value: String)], owner: ProcessCredentials?,
+        port: Int, parameters: [(name: String, value: String)], owner: ProcessCredentials?, ownsSocketDirectory: Bool = false,
         startTimeout: Duration, stopTimeout: Duration, logger: Logger,
         progress: @escaping @Sendable (PostgresStartPhase) -> Void = { _ in }
     ) async throws(PostgresError) -> PostgresServer {
@@ -140,19 +143,23 @@ public final class PostgresServer: Service, Sendable {
         }
         logger.info("starting PostgreSQL", metadata: ["pid": "\(child.pid)", "socket": "\(socketDirectory)"])
 
-        enum Startup: Sendable, Equatable { case ready(String, WireProbe.Outcome), exited(TerminationStatus), timedOut, cancelled }
+        enum Startup: Sendable, Equatable { case ready(String, WireProbe.Outcome), exited(TerminationStatus), timedOut, cancelled, noThread(String) }
         let race = Race<Startup>()
         race.resolve(.timedOut, after: startTimeout)
         child.onExit { race.resolve(.exited($0)) }
         let user = owner?.name ?? currentUserName()
         let socketPath = SocketDirectory.socketPath(directory: socketDirectory, port: port)
-        watcher.start(pid: child.pid, dataDirectory: dataDirectory) { event in
-            // The first confirmation runs right here on the watcher's thread: no hop between
-            // PostgreSQL's READY=1 and our query.
-            if case .ready(let source) = event {
-                let outcome = WireProbe.probe(socketPath: socketPath, user: user, database: "postgres", query: "SHOW server_version", timeout: .seconds(5))
-                race.resolve(.ready(source, outcome))
+        do {
+            try watcher.start(pid: child.pid, dataDirectory: dataDirectory) { event in
+                // The first confirmation runs right here on the watcher's thread: no hop between
+                // PostgreSQL's READY=1 and our query.
+                if case .ready(let source) = event {
+                    let outcome = WireProbe.probe(socketPath: socketPath, user: user, database: "postgres", query: "SHOW server_version", timeout: .seconds(5))
+                    race.resolve(.ready(source, outcome))
+                }
             }
+        } catch {
+            race.resolve(.noThread("\(error)"))
         }
         let outcome = await race.wait(onCancel: .cancelled)
 
@@ -173,6 +180,8 @@ public final class PostgresServer: Service, Sendable {
             await child.waitForOutput(timeout: .seconds(1))
             let last = recent.lines.last { !$0.isEmpty } ?? "no output"
             throw await fail(.startFailed, "PostgreSQL exited during start-up (\(status)): \(last)")
+        case .noThread(let why):
+            throw await fail(.startFailed, "\(why); the system is out of threads or memory: stop something and start again")
         case .timedOut:
             throw await fail(.startTimedOut, "PostgreSQL did not become ready within \(startTimeout); see its log lines below, or raise the start timeout")
         case .cancelled:
@@ -208,7 +217,7 @@ public final class PostgresServer: Service, Sendable {
                     logger.debug("PostgreSQL is ready", metadata: ["signal": "\(source)", "after": "\(ContinuousClock.now - started)"])
                     return PostgresServer(
                         handle: handle, version: version, process: child, watcher: watcher, stopTimeout: stopTimeout,
-                        logger: logger, recent: recent)
+                        logger: logger, recent: recent, ownsSocketDirectory: ownsSocketDirectory)
                 case .rejected(let code, let message): lastError = "\(message) (SQLSTATE \(code))"
                 case .authenticationRequired: lastError = "the server asks for a password; amp's clusters use trust authentication (check pg_hba.conf)"
                 case .noResponse(let why): lastError = why
@@ -295,7 +304,12 @@ public final class PostgresServer: Service, Sendable {
     @discardableResult
     public func stop() async -> TerminationStatus {
         stopping.withLock { $0 = true }
-        defer { watcher.close() }
+        defer {
+            watcher.close()
+            // A fallback socket directory ($XDG_RUNTIME_DIR/amp/pg-HASH) is amp's own: remove
+            // it once empty (rmdir fails harmlessly while anything is left in it).
+            if ownsSocketDirectory { rmdir(handle.socketDirectory) }
+        }
         if let status = process.exitStatus { return status }
         logger.info("stopping PostgreSQL (fast shutdown)", metadata: ["pid": "\(handle.pid)"])
         let started = ContinuousClock.now

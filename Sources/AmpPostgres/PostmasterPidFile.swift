@@ -156,14 +156,12 @@ enum LeftoverCleanup {
 
     /// Waits until the process behind `pidfd` exits (the descriptor becomes readable).
     static func waitForExit(pidfd: Int32, timeout: Duration) async -> Bool {
-        let race = Race<Bool>()
-        startDetachedThread(name: "amp-pidfd") {
+        let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        return await runOnThread(name: "amp-pidfd") {
             var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
-            let ms = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
             var rc: Int32
             repeat { rc = poll(&fds, 1, ms) } while rc < 0 && errno == EINTR
-            race.resolve(rc > 0)
+            return rc > 0
         }
-        return await race.wait()
     }
 }

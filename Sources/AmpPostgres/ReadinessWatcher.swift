@@ -64,48 +64,54 @@ final class ReadinessWatcher: Sendable {
     }
 
     /// Watches for events from the process `pid` until ``close()``; `handler` runs on the
-    /// watcher thread and must not block.
-    func start(pid: pid_t, dataDirectory: String, handler: @escaping @Sendable (Event) -> Void) {
-        startDetachedThread(name: "amp-readiness") { [self] in
-            var reportedReady = false
-            func checkPidFile() {
-                guard !reportedReady,
-                      let text = FileSystem.readText(dataDirectory + "/postmaster.pid"),
-                      let file = PostmasterPidFile.parse(text), file.pid == pid, file.isReady else { return }
-                reportedReady = true
-                handler(.ready(source: "postmaster.pid"))
-            }
-            checkPidFile()
-            var fds = [
-                pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: cancelFD, events: Int16(POLLIN), revents: 0),
-            ]
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let rc = poll(&fds, nfds_t(fds.count), -1)
-                if rc < 0 { if errno == EINTR { continue } else { break } }
-                if fds[2].revents != 0 { break }
-                if fds[0].revents != 0 {
-                    if let (sender, text) = receive(into: &buffer), sender == pid {
-                        for line in text.split(separator: "\n") {
-                            if line == "READY=1" && !reportedReady {
-                                reportedReady = true
-                                handler(.ready(source: "sd_notify"))
-                            } else if line == "STOPPING=1" {
-                                handler(.stopping)
-                            } else if line.hasPrefix("STATUS=") {
-                                handler(.status(String(line.dropFirst(7))))
+    /// watcher thread and must not block. When no thread can be made, the descriptors are
+    /// closed and the error thrown.
+    func start(pid: pid_t, dataDirectory: String, handler: @escaping @Sendable (Event) -> Void) throws(ThreadStartError) {
+        do {
+            try startDetachedThread(name: "amp-readiness") { [self] in
+                var reportedReady = false
+                func checkPidFile() {
+                    guard !reportedReady,
+                          let text = FileSystem.readText(dataDirectory + "/postmaster.pid"),
+                          let file = PostmasterPidFile.parse(text), file.pid == pid, file.isReady else { return }
+                    reportedReady = true
+                    handler(.ready(source: "postmaster.pid"))
+                }
+                checkPidFile()
+                var fds = [
+                    pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0),
+                    pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0),
+                    pollfd(fd: cancelFD, events: Int16(POLLIN), revents: 0),
+                ]
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let rc = poll(&fds, nfds_t(fds.count), -1)
+                    if rc < 0 { if errno == EINTR { continue } else { break } }
+                    if fds[2].revents != 0 { break }
+                    if fds[0].revents != 0 {
+                        if let (sender, text) = receive(into: &buffer), sender == pid {
+                            for line in text.split(separator: "\n") {
+                                if line == "READY=1" && !reportedReady {
+                                    reportedReady = true
+                                    handler(.ready(source: "sd_notify"))
+                                } else if line == "STOPPING=1" {
+                                    handler(.stopping)
+                                } else if line.hasPrefix("STATUS=") {
+                                    handler(.status(String(line.dropFirst(7))))
+                                }
                             }
                         }
                     }
+                    if fds[1].revents != 0 {
+                        _ = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
+                        checkPidFile()
+                    }
                 }
-                if fds[1].revents != 0 {
-                    _ = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
-                    checkPidFile()
-                }
+                closeDescriptors()
             }
-            closeDescriptors()
+        } catch {
+            closeUnstarted()
+            throw error
         }
     }
 

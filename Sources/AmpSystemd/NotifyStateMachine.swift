@@ -18,6 +18,8 @@ public struct NotifyStateMachine: Sendable {
         case starting
         case recovering
         case ready(url: String)
+        /// PostgreSQL exited unexpectedly and ampd starts it again (`restart` counts them).
+        case restarting(restart: Int, reason: String)
         case stopping
         case failed(String)
     }
@@ -67,9 +69,10 @@ public struct NotifyStateMachine: Sendable {
     /// or failed), the driver sleeps until the next phase change: no idle wake-ups.
     public var needsTicks: Bool {
         switch phase {
-        case .ready: return watchdogInterval != nil
+        case .ready, .restarting: return watchdogInterval != nil
         case .failed: return false
-        case .checking, .initialisingCluster, .starting, .recovering, .stopping: return true
+        case .checking, .initialisingCluster, .starting, .recovering: return !sentReady || watchdogInterval != nil
+        case .stopping: return true
         }
     }
 
@@ -106,6 +109,8 @@ public struct NotifyStateMachine: Sendable {
             // The first ping right away: the watchdog starts counting at READY=1.
             if watchdogInterval != nil { messages.append(.watchdog) }
             return [.notify(messages)]
+        case .restarting(let restart, let reason):
+            return [.notify([.status("restarting PostgreSQL (restart \(restart)): \(reason)")])]
         case .stopping: return [.notify([.stopping, .status("stopping")])]
         case .failed(let message): return [.notify([.status("failed: \(message)")])]
         }
@@ -113,7 +118,13 @@ public struct NotifyStateMachine: Sendable {
 
     private func tick() -> [Action] {
         switch phase {
-        case .checking, .initialisingCluster, .starting, .recovering, .stopping:
+        case .checking, .initialisingCluster, .starting, .recovering, .restarting:
+            // Before READY=1 the start timeout applies: ask for more time. After it (ampd
+            // restarting PostgreSQL), ampd itself is alive and bounds the restart with its own
+            // start timeout and backoff, so it keeps the watchdog fed meanwhile.
+            if sentReady { return watchdogInterval == nil ? [] : [.notify([.watchdog])] }
+            return [.notify([.extendTimeout(timeoutExtension)])]
+        case .stopping:
             return [.notify([.extendTimeout(timeoutExtension)])]
         case .ready:
             return watchdogInterval == nil ? [] : [.checkHealth]

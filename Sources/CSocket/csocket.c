@@ -96,3 +96,9 @@ int amp_set_nonblocking(int fd, int on) {
     flags = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
     return fcntl(fd, F_SETFL, flags) < 0 ? -errno : 0;
 }
+
+#include <malloc.h>
+
+void amp_release_free_memory(void) { malloc_trim(0); }
+
+void amp_limit_malloc_arenas(int n) { mallopt(M_ARENA_MAX, n); }

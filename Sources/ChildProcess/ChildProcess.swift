@@ -188,27 +188,46 @@ public final class ChildProcess: Sendable {
         let spawned = OneShot<Result<ChildProcess, SpawnError>>()
         let config = configuration
         let (r, w) = (readEnd, writeEnd)
-        startDetachedThread(name: "amp-reaper") {
-            let outcome = Self.forkExec(config, outputFD: w)
-            if w >= 0 { close(w) }
-            switch outcome {
-            case .failure(let error):
-                if r >= 0 { close(r) }
-                spawned.fulfil(.failure(error))
-            case .success(let pid):
-                let child = ChildProcess(pid: pid, executable: config.executable, leadsGroup: config.newProcessGroup)
-                if case .lines(let handler) = config.output {
-                    startDetachedThread(name: "amp-output") {
+        do {
+            try startDetachedThread(name: "amp-reaper") {
+                let outcome = Self.forkExec(config, outputFD: w)
+                if w >= 0 { close(w) }
+                switch outcome {
+                case .failure(let error):
+                    if r >= 0 { close(r) }
+                    spawned.fulfil(.failure(error))
+                case .success(let pid):
+                    let child = ChildProcess(pid: pid, executable: config.executable, leadsGroup: config.newProcessGroup)
+                    var drainHere = false
+                    if case .lines(let handler) = config.output {
+                        do {
+                            try startDetachedThread(name: "amp-output") {
+                                LineReader.drain(fd: r, handler: handler)
+                                close(r)
+                                child.outputDone.fulfil(())
+                            }
+                        } catch {
+                            drainHere = true
+                        }
+                    } else {
+                        child.outputDone.fulfil(())
+                    }
+                    spawned.fulfil(.success(child))
+                    if drainHere, case .lines(let handler) = config.output {
+                        // No thread for the output: read it here until the child (and whatever
+                        // shares its output) closes it, then reap. The exit is noticed late, but
+                        // no output is lost and no pipe fills up.
                         LineReader.drain(fd: r, handler: handler)
                         close(r)
                         child.outputDone.fulfil(())
                     }
-                } else {
-                    child.outputDone.fulfil(())
+                    child.reap()  // Blocks this thread until the child is gone.
                 }
-                spawned.fulfil(.success(child))
-                child.reap()  // Blocks this thread until the child is gone.
             }
+        } catch {
+            if r >= 0 { close(r) }
+            if w >= 0 { close(w) }
+            throw SpawnError(executable: configuration.executable, step: "pthread_create", errno: error.errno)
         }
         return try await spawned.wait().get()
     }

@@ -7,12 +7,21 @@ import CSpawn
 import Dispatch
 import Synchronization
 
-/// Runs `body` on a new, detached OS thread.
+/// A thread could not be created (`pthread_create` failed, even after retrying EAGAIN).
+public struct ThreadStartError: Error, Sendable, CustomStringConvertible {
+    public let name: String
+    public let errno: Int32
+    public var description: String { "cannot start thread \(name): \(String(cString: strerror(errno)))" }
+}
+
+/// Runs `body` on a new, detached OS thread, or throws when no thread can be made.
 ///
 /// Blocking waits (`waitid`, `read`, `poll`) live on their own threads so that they never
 /// occupy the Swift concurrency pool and never wake up unless something happens.
-/// The thread ends when `body` returns.
-public func startDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) {
+/// The thread ends when `body` returns. There is deliberately no fallback to a shared pool:
+/// a thread that forks a child with `PR_SET_PDEATHSIG` must live exactly as long as the
+/// child, which a pool thread does not; callers decide what to do instead.
+public func startDetachedThread(name: String, _ body: @escaping @Sendable () -> Void) throws(ThreadStartError) {
     final class Box: @unchecked Sendable {
         let name: String
         let body: @Sendable () -> Void
@@ -27,20 +36,24 @@ public func startDetachedThread(name: String, _ body: @escaping @Sendable () -> 
     pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
     // Blocking helpers need little stack.
     pthread_attr_setstacksize(&attributes, 256 * 1024)
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, &attributes, { raw in
-        guard let raw else { return nil }
-        let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
-        amp_set_thread_name(box.name)
-        box.body()
-        return nil
-    }, box.toOpaque())
-    pthread_attr_destroy(&attributes)
-    if rc != 0 {
-        // Thread creation failed (resource exhaustion): run inline rather than lose the work.
-        let b = box.takeRetainedValue()
-        DispatchQueue.global().async { b.body() }
+    defer { pthread_attr_destroy(&attributes) }
+    var rc: Int32 = 0
+    // EAGAIN (a transient thread or memory limit): a few retries, 1 ms, 10 ms, 100 ms apart.
+    for delay: UInt32 in [0, 1_000, 10_000, 100_000] {
+        if delay > 0 { usleep(delay) }
+        var thread = pthread_t()
+        rc = pthread_create(&thread, &attributes, { raw in
+            guard let raw else { return nil }
+            let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
+            amp_set_thread_name(box.name)
+            box.body()
+            return nil
+        }, box.toOpaque())
+        if rc == 0 { return }
+        if rc != EAGAIN { break }
     }
+    box.release()
+    throw ThreadStartError(name: name, errno: rc)
 }
 
 /// A value delivered at most once, to any number of waiters, from any thread.
@@ -112,7 +125,9 @@ public final class Race<Outcome: Sendable>: Sendable {
     /// Resolves the race with `outcome` after `delay` unless it was resolved before.
     public func resolve(_ outcome: Outcome, after delay: Duration) {
         let (seconds, attoseconds) = delay.components
-        let nanos = Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
+        // Checked: a delay beyond ~292 years is "never" rather than an overflow trap.
+        let (whole, overflow) = Int(clamping: seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        let nanos = overflow ? Int.max / 2 : whole.addingReportingOverflow(Int(attoseconds / 1_000_000_000)).partialValue
         DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(max(0, nanos))) { [shot] in
             shot.fulfil(outcome)
         }
@@ -131,9 +146,16 @@ public final class Race<Outcome: Sendable>: Sendable {
 
 /// Runs blocking `body` on a thread of its own and awaits its result: for blocking calls
 /// (sockets, libpq, flock) that must not occupy the Swift concurrency pool.
+///
+/// When no thread can be made, `body` runs on the calling thread instead (it blocks a pool
+/// thread for its duration, but the work is not lost; none of these bodies forks).
 public func runOnThread<T: Sendable>(name: String = "amp-blocking", _ body: @escaping @Sendable () -> T) async -> T {
     let shot = OneShot<T>()
-    startDetachedThread(name: name) { shot.fulfil(body()) }
+    do {
+        try startDetachedThread(name: name) { shot.fulfil(body()) }
+    } catch {
+        return body()
+    }
     return await shot.wait()
 }
 

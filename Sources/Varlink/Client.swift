@@ -96,22 +96,26 @@ public final class VarlinkClient: Sendable {
         continuation.onTermination = { termination in
             if case .cancelled = termination { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
         }
-        startDetachedThread(name: "varlink-client") {
-            self.lock.withLock { _ in
-                do {
-                    try self.send(VarlinkCall(method: method, parameters: parameters, more: true))
-                    var framer = VarlinkFramer(maxMessageSize: self.maxMessageSize)
-                    while true {
-                        let reply = try self.receive(&framer, timeout: nil)
-                        if let error = reply.error { throw VarlinkError(error, reply.parameters) }
-                        continuation.yield(reply.parameters)
-                        if !reply.continues { break }
+        do {
+            try startDetachedThread(name: "varlink-client") {
+                self.lock.withLock { _ in
+                    do {
+                        try self.send(VarlinkCall(method: method, parameters: parameters, more: true))
+                        var framer = VarlinkFramer(maxMessageSize: self.maxMessageSize)
+                        while true {
+                            let reply = try self.receive(&framer, timeout: nil)
+                            if let error = reply.error { throw VarlinkError(error, reply.parameters) }
+                            continuation.yield(reply.parameters)
+                            if !reply.continues { break }
+                        }
+                        continuation.finish()
+                    } catch {
+                        continuation.finish(throwing: error)
                     }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
                 }
             }
+        } catch {
+            continuation.finish(throwing: VarlinkClientError(code: .io, message: "\(error)"))
         }
         return stream
     }

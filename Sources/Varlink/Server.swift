@@ -93,32 +93,58 @@ public final class VarlinkServer: @unchecked Sendable {
     /// The number of open connections.
     public var connectionCount: Int { live.withLock { $0 } }
 
+    /// The error a connection over the limit gets before it is closed (instead of a bare
+    /// reset), with `limit` as its parameter.
+    public static let tooManyConnectionsError = "org.varlink.service.TooManyConnections"
+
     /// Serves until the task is cancelled; then closes every connection, cancels running
     /// calls and removes the socket file.
     public func run() async {
         let (accepted, continuation) = AsyncStream<Int32>.makeStream()
         let listenFD = self.listenFD, stopFD = self.stopFD, maxConnections = self.maxConnections
         let log = self.log
-        startDetachedThread(name: "varlink-accept") {
-            while true {
-                var r1: Int16 = 0, r2: Int16 = 0
-                _ = amp_poll2(listenFD, Int16(POLLIN), &r1, stopFD, Int16(POLLIN), &r2, -1)
-                if r2 != 0 { break }
-                guard r1 != 0 else { continue }
-                let fd = amp_unix_accept(listenFD)
-                if fd < 0 { continue }
-                let admitted = self.live.withLock { n -> Bool in
-                    guard n < maxConnections else { return false }
-                    n += 1
-                    return true
+        let refusal = VarlinkFramer.frame(VarlinkReply(
+            parameters: ["limit": .int(Int64(maxConnections))], error: Self.tooManyConnectionsError).json)
+        do {
+            try startDetachedThread(name: "varlink-accept") {
+                var backoff = AcceptBackoff()
+                while true {
+                    var r1: Int16 = 0, r2: Int16 = 0
+                    _ = amp_poll2(listenFD, Int16(POLLIN), &r1, stopFD, Int16(POLLIN), &r2, backoff.pollTimeoutMs)
+                    if r2 != 0 { break }
+                    guard r1 != 0 else { continue }
+                    let fd = amp_unix_accept(listenFD)
+                    if fd < 0 {
+                        // Out of descriptors or memory: the pending connection stays in the
+                        // backlog, so waiting (not spinning) until some are freed is the fix.
+                        if let message = backoff.failed(errno: -fd) { log(message) }
+                        if backoff.isBackingOff {
+                            var ignored: Int16 = 0, stop: Int16 = 0
+                            _ = amp_poll2(stopFD, Int16(POLLIN), &stop, -1, 0, &ignored, backoff.pollTimeoutMs)
+                            if stop != 0 { break }
+                        }
+                        continue
+                    }
+                    backoff.succeeded()
+                    let admitted = self.live.withLock { n -> Bool in
+                        guard n < maxConnections else { return false }
+                        n += 1
+                        return true
+                    }
+                    if !admitted {
+                        log("refusing a connection: \(maxConnections) are open")
+                        // Non-blocking socket: the reply fits in the socket buffer or is dropped.
+                        _ = refusal.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                        Glibc.shutdown(fd, Int32(SHUT_WR))
+                        close(fd)
+                        continue
+                    }
+                    continuation.yield(fd)
                 }
-                if !admitted {
-                    log("refusing a connection: \(maxConnections) are open")
-                    close(fd)
-                    continue
-                }
-                continuation.yield(fd)
+                continuation.finish()
             }
+        } catch {
+            log("varlink server cannot serve: \(error)")
             continuation.finish()
         }
         await withTaskCancellationHandler {
@@ -137,7 +163,11 @@ public final class VarlinkServer: @unchecked Sendable {
     }
 
     private func serve(_ fd: Int32) async {
-        defer { live.withLock { $0 -= 1 } }
+        defer {
+            // The last connection gone: give the memory of bursts (per-thread malloc arenas,
+            // large message buffers) back to the system, so abuse does not ratchet RSS up.
+            if live.withLock({ n -> Int in n -= 1; return n }) == 0 { amp_release_free_memory() }
+        }
         var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
         let permitted = amp_peer_credentials(fd, &pid, &uid, &gid) == 0 && allowedUIDs.contains(uid)
         guard let connection = Connection(
@@ -196,7 +226,14 @@ private final class Connection: @unchecked Sendable {
         self.machine = machine
         self.log = log
         (calls, callSink) = AsyncStream<VarlinkCall>.makeStream()
-        startDetachedThread(name: "varlink-conn") { self.loop() }
+        do {
+            try startDetachedThread(name: "varlink-conn") { self.loop() }
+        } catch {
+            log("closing a connection: \(error)")
+            callSink.finish()
+            close(wake)
+            return nil
+        }
     }
 
     /// Hands an event (a handler's reply) to the I/O thread.
@@ -279,4 +316,29 @@ private final class Connection: @unchecked Sendable {
         callSink.finish()
         closed.fulfil(())
     }
+}
+
+/// When `accept(2)` fails for lack of descriptors or memory, the accept loop waits before the
+/// next try (10 ms doubling to 1 s) instead of spinning, and logs once per episode.
+struct AcceptBackoff: Sendable, Equatable {
+    private(set) var delayMs: Int32 = 0
+
+    var isBackingOff: Bool { delayMs > 0 }
+    /// The poll timeout for the listening socket: -1 (none) unless backing off.
+    var pollTimeoutMs: Int32 { delayMs > 0 ? delayMs : -1 }
+
+    /// Records a failed accept; returns a message to log at the start of an episode.
+    mutating func failed(errno code: Int32) -> String? {
+        switch code {
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+            let first = delayMs == 0
+            delayMs = first ? 10 : min(delayMs * 2, 1000)
+            return first ? "cannot accept connections: \(String(cString: strerror(code))); waiting for descriptors to be freed (raise LimitNOFILE= if this persists)" : nil
+        default:
+            // ECONNABORTED, EAGAIN, EINTR, EPROTO: that connection only; go on.
+            return nil
+        }
+    }
+
+    mutating func succeeded() { delayMs = 0 }
 }

@@ -4,7 +4,9 @@ import Glibc
 import AmpPostgres
 import ChildProcess
 import FoundationEssentials
+import Synchronization
 import Testing
+import Varlink
 
 @Suite("ampd run (built binary, real PostgreSQL)", .serialized, unprivileged)
 struct AmpdRunTests {
@@ -84,16 +86,58 @@ struct AmpdRunTests {
         #expect(try LibPQ.query(try #require(again.url), "SELECT 1") == ["1"])
     }
 
-    @Test("postmaster killed with SIGKILL: ampd exits 70 with the status and last log lines")
-    func postmasterDies() async throws {
+    @Test("postmaster killed with SIGKILL 10 times: ampd restarts it each time, data intact, the board says restarting and never ready with a dead postmaster")
+    func postmasterRestarts() async throws {
         let f = AmpdFixture()
         let run = try await f.start(["run", "--amp-dir", f.base])
-        #expect(await run.waitForLine("ready in "))
-        let postmaster = try #require(PostmasterPidFile.parse(readFile(f.metadb + "/postmaster.pid") ?? "")).pid
-        kill(postmaster, SIGKILL)
-        let status = await run.process?.wait(timeout: .seconds(20))
-        #expect(status == .exited(70), "\(run.text)")
-        #expect(run.text.contains("exited unexpectedly (killed by signal 9 (SIGKILL))"))
+        try #require(await run.waitForLine("ready in "), "\(run.text)")
+        let url = try #require(run.url)
+        _ = try LibPQ.query(url, "CREATE TABLE t (n int)")
+        let statuses = StatusLog()
+        let watcher = try VarlinkClient.connect(path: f.socket)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for try await reply in watcher.stream("io.amp.Metadb.WatchStatus") {
+                    guard let status = reply["status"]?.objectValue else { continue }
+                    statuses.append(state: status["state"]?.stringValue ?? "?", postmaster: status["postmaster_pid"]?.intValue.map { pid_t($0) })
+                }
+            }
+            var recoveries: [Duration] = []
+            for round in 1...10 {
+                let pid = try #require(PostmasterPidFile.parse(readFile(f.metadb + "/postmaster.pid") ?? "")).pid
+                // Acknowledged before the kill: must survive it (synchronous_commit=on).
+                _ = try LibPQ.query(url, "INSERT INTO t VALUES (\(round))")
+                let killedAt = ContinuousClock.now
+                kill(pid, SIGKILL)
+                let back = await eventually(timeout: .seconds(15)) {
+                    guard let now = PostmasterPidFile.parse(readFile(f.metadb + "/postmaster.pid") ?? "")?.pid, now != pid else { return false }
+                    return (try? LibPQ.query(url, "SELECT count(*) FROM t")) == ["\(round)"]
+                }
+                #expect(back, "round \(round): \(run.text.suffix(2000))")
+                recoveries.append(ContinuousClock.now - killedAt)
+                // Served for more than RestartPolicy.stableAfter: the next crash restarts at once.
+                try await Task.sleep(for: .milliseconds(1100))
+            }
+            print("figure: postmaster SIGKILL x10 under ampd run: recoveries \(recoveries.map { "\($0)" }.joined(separator: ", "))")
+            #expect(run.process?.exitStatus == nil, "ampd stays up: \(run.text.suffix(2000))")
+            let status = try await VarlinkClient.connect(path: f.socket).call("io.amp.Metadb.GetStatus", [:], timeout: .seconds(10))
+            #expect(status["status"]?.objectValue?["restarts"] == .int(10))
+            #expect(status["status"]?.objectValue?["state"] == .string("ready"))
+            let seen = statuses.entries
+            // After each kill the board went through a non-ready state before the next ready.
+            let readyPIDs = seen.filter { $0.state == "ready" }.compactMap(\.postmaster)
+            #expect(Set(readyPIDs).count >= 11, "a ready status for every postmaster: \(seen)")
+            for (i, entry) in seen.enumerated() where entry.state == "ready" && i > 0 {
+                if let previous = seen[..<i].last(where: { $0.state == "ready" }), previous.postmaster != entry.postmaster {
+                    let since = seen[..<i].lastIndex(where: { $0.state == "ready" }) ?? 0
+                    #expect(seen[since..<i].contains { $0.state == "starting" }, "restarting shown between \(previous) and \(entry)")
+                }
+            }
+            #expect(run.text.contains("restarting PostgreSQL"))
+            group.cancelAll()
+        }
+        kill(try #require(run.process).pid, SIGTERM)
+        #expect(await run.process?.wait(timeout: .seconds(30)) == .exited(0))
     }
 
     @Test("malformed config.toml: exit 78 naming file and line, nothing in the amp dir touched")
@@ -206,6 +250,11 @@ struct AmpdRunTests {
         #expect(url.contains(PostgresHandle.percentEncode(f.base + "/run/amp/pg-")))
         #expect(run.text.contains("more than the kernel's limit"))
         #expect(try LibPQ.query(url, "SELECT 1") == ["1"])
+        let socketDirectory = try #require(url.firstRange(of: "pg-").map { f.base + "/run/amp/" + url[$0.lowerBound...].prefix { $0 != "&" } })
+        #expect(access(socketDirectory, F_OK) == 0)
+        kill(try #require(run.process).pid, SIGTERM)
+        #expect(await run.process?.wait(timeout: .seconds(30)) == .exited(0))
+        #expect(access(socketDirectory, F_OK) != 0, "the fallback socket directory \(socketDirectory) is removed at stop")
     }
 }
 
@@ -314,4 +363,16 @@ struct TemplateCacheTests {
         let tc = try await firstStart(f, base: c, cache: cache, extra: ["--no-template-cache"])
         #expect(tc.contains("initialising a new cluster") && !tc.contains("template cache"), "\(tc)")
     }
+}
+
+/// Statuses seen through WatchStatus.
+final class StatusLog: Sendable {
+    struct Entry: Sendable, CustomStringConvertible {
+        var state: String
+        var postmaster: pid_t?
+        var description: String { "\(state)/\(postmaster.map(String.init) ?? "-")" }
+    }
+    private let storage = Mutex<[Entry]>([])
+    func append(state: String, postmaster: pid_t?) { storage.withLock { $0.append(Entry(state: state, postmaster: postmaster)) } }
+    var entries: [Entry] { storage.withLock { $0 } }
 }

@@ -34,4 +34,12 @@ int amp_poll2(int fd1, short events1, short *revents1, int fd2, short events2, s
 /// Sets or clears O_NONBLOCK.
 int amp_set_nonblocking(int fd, int on);
 
+/// malloc_trim(0): returns freed heap memory of all arenas to the system (after a burst of
+/// connections, each served by a thread of its own).
+void amp_release_free_memory(void);
+
+/// mallopt(M_ARENA_MAX, n): bounds glibc's per-thread malloc arenas, so a server with a
+/// thread per connection does not keep one arena (and its high-water mark) per thread.
+void amp_limit_malloc_arenas(int n);
+
 #endif
