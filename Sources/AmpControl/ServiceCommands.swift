@@ -152,6 +152,19 @@ func systemctl(_ verb: String, _ name: String?) async throws {
     try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
         let project = try registeredProject(name)
         guard findExecutable("systemctl") != nil else { throw AmpctlError(.unavailable, "systemctl is not installed; use `ampd run --amp-dir '\(project.base)'`") }
+        if verb == "start" || verb == "restart" {
+            // A unit left failed (e.g. at the start limit) would refuse or be limited: clear it
+            // first, and say so, since the failure itself is worth a look.
+            let (_, state) = await runCaptured("systemctl", ["--user", "is-failed", project.unit])
+            if state.trimmingSpace == "failed" {
+                let (resetCode, resetText) = await runCaptured("systemctl", ["--user", "reset-failed", project.unit])
+                if resetCode == 0 {
+                    err("\(project.unit) was in the failed state; reset it (why it failed: `ampctl logs \(project.name)`)")
+                } else {
+                    err("\(project.unit) is failed and could not be reset: \(resetText.trimmingSpace)")
+                }
+            }
+        }
         let code = await runInherited("systemctl", ["--user", verb, project.unit])
         if code != 0 {
             throw AmpctlError(.failure, "systemctl --user \(verb) \(project.unit) failed (exit \(code)); see `ampctl status \(project.name)` and `ampctl logs \(project.name)`")

@@ -450,6 +450,15 @@ extension GeneratorEndToEndTests {
         #expect(await ampctl(["stop"]).ok)
         let after = await ampctl(["status"])
         #expect(after.status == .exited(3) && after.output.contains("inactive"), "\(after.output)")
+
+        // A unit left failed (here by a broken config.toml) is reset by `ampctl start`, which says so.
+        writeFile(base + "/.amp/config.toml", "[postgres\n")
+        #expect(!(await ampctl(["start"])).ok)
+        #expect(await run("/usr/bin/systemctl", ["--user", "is-failed", "amp@\(name).service"], environment: env).output.trimmedSpace == "failed")
+        try? FileManager.default.removeItem(atPath: base + "/.amp/config.toml")
+        let again = await ampctl(["start"])
+        #expect(again.ok && again.output.contains("was in the failed state; reset it"), "\(again.output)")
+        #expect(await ampctl(["stop"]).ok)
         let forget = await ampctl(["forget", name])
         #expect(forget.ok && forget.output.contains("data stays"), "\(forget.output)")
         #expect(FileManager.default.fileExists(atPath: base + "/.amp/metadb/PG_VERSION"), "forget keeps the data")
