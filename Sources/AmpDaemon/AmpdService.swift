@@ -96,7 +96,9 @@ struct AmpdService: Service {
     /// Starts PostgreSQL, reporting the phases; nil when a graceful shutdown came first.
     private func start(_ supervisor: Supervisor, created: OneShot<Void>) async throws -> PostgresServer? {
         do {
-            let reporting = builder.onProgress { phase in
+            let reporting = builder.onDiskFull { reason in
+                supervisor.handle(.degraded(reason: reason, checked: false))
+            }.onProgress { phase in
                 switch phase {
                 case .checking: supervisor.handle(.phase(.checking))
                 case .initialisingCluster:
@@ -161,7 +163,15 @@ final class Supervisor: Sendable {
             board.update {
                 $0.healthy = healthy
                 if !healthy { $0.lastError = reason }
+                if healthy, $0.state == .ready { $0.phase = "ready: \($0.url ?? "")" }
             }
+        case .degraded(let reason, _):
+            board.update {
+                $0.healthy = false
+                $0.lastError = reason
+                if $0.state == .ready { $0.phase = "unhealthy: \(reason)" }
+            }
+            phaseChangedSink.yield()
         case .tick: break
         }
     }
@@ -211,6 +221,7 @@ final class Supervisor: Sendable {
                 let health = await server.checkHealth(timeout: tickInterval)
                 switch health {
                 case .healthy: handle(.healthChecked(healthy: true, reason: ""))
+                case .degraded(let reason): handle(.degraded(reason: reason, checked: true))
                 case .unhealthy(let reason): handle(.healthChecked(healthy: false, reason: reason))
                 }
             }

@@ -19,7 +19,7 @@ public enum AmpdExitCode: Int32, CaseIterable, Sendable {
     case unavailable = 69
     /// PostgreSQL failed to start, or exited while running (EX_SOFTWARE).
     case postgresFailed = 70
-    /// The amp dir or socket directory cannot be created (EX_CANTCREAT).
+    /// The amp dir or socket directory cannot be created, or the disk is full (EX_CANTCREAT).
     case cannotCreate = 73
     /// Another ampd holds this amp dir (EX_TEMPFAIL).
     case busy = 75
@@ -37,7 +37,7 @@ public enum AmpdExitCode: Int32, CaseIterable, Sendable {
         case .dataError: return "data directory unusable (other PostgreSQL major version, or not a cluster)"
         case .unavailable: return "PostgreSQL binaries not found"
         case .postgresFailed: return "PostgreSQL failed to start or exited unexpectedly"
-        case .cannotCreate: return "amp dir or socket directory cannot be created"
+        case .cannotCreate: return "amp dir or socket directory cannot be created, or the disk is full"
         case .busy: return "another ampd is running for this amp dir"
         case .noPermission: return "running as root without an unprivileged account for PostgreSQL"
         case .config: return "configuration error (config.toml or environment)"
@@ -62,7 +62,7 @@ public enum AmpdExitCode: Int32, CaseIterable, Sendable {
         switch error.code {
         case .binariesNotFound: self = .unavailable
         case .versionMismatch, .notACluster: self = .dataError
-        case .dataDirectoryUnusable: self = .cannotCreate
+        case .dataDirectoryUnusable, .diskFull: self = .cannotCreate
         case .permissionDenied: self = .noPermission
         case .initdbFailed, .startFailed, .startTimedOut, .exitedUnexpectedly, .orphanNotStopped: self = .postgresFailed
         }

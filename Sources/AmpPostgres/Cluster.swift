@@ -68,6 +68,12 @@ struct Cluster: Sendable {
                     + "move its contents away (nothing was changed)",
                 details: ["found: " + contents.sorted().prefix(8).joined(separator: ", ")])
         }
+        // Checked first, so a full disk is named as such and nothing half-made is left.
+        if let free = DiskSpace.available(at: parent), free < DiskSpace.newClusterBytes {
+            throw PostgresError(
+                .diskFull,
+                "not enough disk space for a new cluster: \(DiskSpace.shortfall(needs: DiskSpace.newClusterBytes, on: parent)); free some space, then start again")
+        }
         progress(.initialisingCluster)
         let work = parent + "/" + temporaryPrefix + "\(getpid())"
         if let templateCache, owner == nil {
@@ -179,6 +185,13 @@ struct Cluster: Sendable {
             break
         case .exited(let status):
             try? FileSystem.removeTree(work)
+            if DiskSpace.indicatesFull(lastLines) {
+                let cause = lastLines.first { $0.contains("No space left on device") } ?? "No space left on device"
+                throw PostgresError(
+                    .diskFull,
+                    "initdb ran out of disk space for \(dataDirectory) (\(cause.trimmed)): \(DiskSpace.shortfall(needs: DiskSpace.newClusterBytes, on: FileSystem.parentDirectory(work))); free some space, then start again (nothing was left behind)",
+                    details: lastLines)
+            }
             throw PostgresError(
                 .initdbFailed,
                 "initdb failed (\(status)) for \(dataDirectory): \(lastLines.last(where: { !$0.isEmpty }) ?? "no output"); "

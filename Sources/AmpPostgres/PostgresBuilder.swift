@@ -40,6 +40,7 @@ public struct PostgresBuilder: Sendable {
     public private(set) var loggerValue = Logger(label: "postgres")
     public private(set) var useDevelopmentDefaults = true
     public private(set) var progressHandler: (@Sendable (PostgresStartPhase) -> Void)?
+    public private(set) var diskFullHandler: (@Sendable (String) -> Void)?
     public private(set) var templateCache: ClusterTemplateCache?
 
     /// Development defaults (see <https://www.postgresql.org/docs/15/non-durability.html>),
@@ -94,6 +95,9 @@ public struct PostgresBuilder: Sendable {
     public func templateCache(directory: String?) -> Self {
         with { $0.templateCache = directory.map(ClusterTemplateCache.init(directory:)) }
     }
+    /// Called (on the log reader's thread; must not block) when the running server reports a
+    /// full disk, with the reason in words ("disk full on PATH: …").
+    public func onDiskFull(_ handler: @escaping @Sendable (String) -> Void) -> Self { with { $0.diskFullHandler = handler } }
     /// Whether to apply ``developmentDefaults``; default `true`.
     public func developmentDefaults(_ enabled: Bool) -> Self { with { $0.useDevelopmentDefaults = enabled } }
 
@@ -163,7 +167,8 @@ public struct PostgresBuilder: Sendable {
         return try await PostgresServer.launch(
             binaries: binaries, version: version, dataDirectory: dataDirectory, socketDirectory: choice.directory,
             port: port, parameters: effectiveParameters, owner: owner, ownsSocketDirectory: choice.reason != nil,
-            startTimeout: startTimeoutDuration, stopTimeout: stopTimeoutDuration, logger: logger, progress: progress)
+            startTimeout: startTimeoutDuration, stopTimeout: stopTimeoutDuration, logger: logger, progress: progress,
+            onDiskFull: diskFullHandler ?? { _ in })
     }
 
     private func resolveAccount() throws(PostgresError) -> ProcessCredentials? {

@@ -26,6 +26,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         case exitedUnexpectedly
         /// A leftover server for this data directory could not be stopped.
         case orphanNotStopped
+        /// The disk holding the cluster (or its template) is full.
+        case diskFull
     }
 
     public var code: Code

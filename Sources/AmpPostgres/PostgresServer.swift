@@ -69,12 +69,16 @@ public final class PostgresServer: Service, Sendable {
     private let stopping = Mutex(false)
     /// Whether the socket directory is a fallback amp made (removed at stop when empty).
     private let ownsSocketDirectory: Bool
+    /// Set when PostgreSQL logged "No space left on device"; cleared by a health check that
+    /// finds room again.
+    private let diskFull: DiskFullFlag
 
     private init(
         handle: PostgresHandle, version: PostgresVersion, process: ChildProcess, watcher: ReadinessWatcher,
-        stopTimeout: Duration, logger: Logger, recent: RecentLines, ownsSocketDirectory: Bool
+        stopTimeout: Duration, logger: Logger, recent: RecentLines, ownsSocketDirectory: Bool, diskFull: DiskFullFlag
     ) {
         self.ownsSocketDirectory = ownsSocketDirectory
+        self.diskFull = diskFull
         self.handle = handle
         self.version = version
         self.process = process
@@ -107,7 +111,8 @@ public final class PostgresServer: Service, Sendable {
         binaries: PostgresBinaries, version: PostgresVersion, dataDirectory: String, socketDirectory: String,
         port: Int, parameters: [(name: String, value: String)], owner: ProcessCredentials?, ownsSocketDirectory: Bool = false,
         startTimeout: Duration, stopTimeout: Duration, logger: Logger,
-        progress: @escaping @Sendable (PostgresStartPhase) -> Void = { _ in }
+        progress: @escaping @Sendable (PostgresStartPhase) -> Void = { _ in },
+        onDiskFull: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws(PostgresError) -> PostgresServer {
         let watcher = try ReadinessWatcher(dataDirectory: dataDirectory)
         var args = ["-D", dataDirectory, "-k", socketDirectory]
@@ -118,6 +123,7 @@ public final class PostgresServer: Service, Sendable {
         let assembler = Mutex(PostgresLogAssembler())
         let log = logger
         let recovering = Mutex(false)
+        let diskFull = DiskFullFlag()
         let env = childEnvironment(extra: ["NOTIFY_SOCKET": watcher.notifySocketAddress], account: owner)
         let child: ChildProcess
         let started = ContinuousClock.now
@@ -133,6 +139,10 @@ public final class PostgresServer: Service, Sendable {
                         Self.log(entry, to: log)
                         if entry.announcesRecovery, !recovering.withLock({ let was = $0; $0 = true; return was }) {
                             progress(.recovering)
+                        }
+                        if DiskSpace.indicatesFull([entry.text]) {
+                            let reason = "disk full on \(dataDirectory): \(DiskSpace.shortfall(needs: DiskSpace.newClusterBytes, on: dataDirectory))"
+                            if diskFull.set(reason) { onDiskFull(reason) }
                         }
                     }
                 },
@@ -178,6 +188,12 @@ public final class PostgresServer: Service, Sendable {
         switch outcome {
         case .exited(let status):
             await child.waitForOutput(timeout: .seconds(1))
+            if DiskSpace.indicatesFull(recent.lines) {
+                let cause = recent.lines.last { $0.contains("No space left on device") } ?? "No space left on device"
+                throw await fail(
+                    .diskFull,
+                    "PostgreSQL cannot start: the disk holding \(dataDirectory) is full (\(cause.trimmed)); it \(DiskSpace.shortfall(needs: DiskSpace.startBytes, on: dataDirectory)) at least (a WAL segment): free some space, then start again")
+            }
             let last = recent.lines.last { !$0.isEmpty } ?? "no output"
             throw await fail(.startFailed, "PostgreSQL exited during start-up (\(status)): \(last)")
         case .noThread(let why):
@@ -217,7 +233,7 @@ public final class PostgresServer: Service, Sendable {
                     logger.debug("PostgreSQL is ready", metadata: ["signal": "\(source)", "after": "\(ContinuousClock.now - started)"])
                     return PostgresServer(
                         handle: handle, version: version, process: child, watcher: watcher, stopTimeout: stopTimeout,
-                        logger: logger, recent: recent, ownsSocketDirectory: ownsSocketDirectory)
+                        logger: logger, recent: recent, ownsSocketDirectory: ownsSocketDirectory, diskFull: diskFull)
                 case .rejected(let code, let message): lastError = "\(message) (SQLSTATE \(code))"
                 case .authenticationRequired: lastError = "the server asks for a password; amp's clusters use trust authentication (check pg_hba.conf)"
                 case .noResponse(let why): lastError = why
@@ -285,7 +301,16 @@ public final class PostgresServer: Service, Sendable {
         }
         let socketPath = SocketDirectory.socketPath(directory: handle.socketDirectory, port: handle.port)
         let user = handle.user, database = handle.database
-        switch await runOnThread(name: "amp-health", { WireProbe.probe(socketPath: socketPath, user: user, database: database, query: nil, timeout: timeout) }) {
+        let answered = await runOnThread(name: "amp-health", { WireProbe.probe(socketPath: socketPath, user: user, database: database, query: nil, timeout: timeout) })
+        // Alive, but it reported a full disk: degraded until there is room again.
+        if let reason = diskFull.reason {
+            if (DiskSpace.available(at: handle.dataDirectory) ?? 0) >= DiskSpace.newClusterBytes {
+                diskFull.clear()
+            } else if case .ok = answered {
+                return .degraded(reason)
+            }
+        }
+        switch answered {
         case .ok: return .healthy
         case .authenticationRequired: return .healthy  // answering, as PQping counts it
         case .rejected(let code, let message):
@@ -331,6 +356,9 @@ public final class PostgresServer: Service, Sendable {
 /// The outcome of ``PostgresServer/checkHealth(timeout:)``.
 public enum PostgresHealth: Sendable, Equatable {
     case healthy
+    /// Alive and answering, but with a problem the user must fix (a full disk): not a reason
+    /// to restart it.
+    case degraded(String)
     /// Not healthy, with the reason in words.
     case unhealthy(String)
 }
@@ -357,4 +385,13 @@ final class RecentLines: Sendable {
 
 func currentUserName() -> String {
     ProcessCredentials.lookup(uid: geteuid())?.name ?? (getenv("USER").map { String(cString: $0) } ?? "postgres")
+}
+
+/// A full disk reported by PostgreSQL, until a health check finds room again.
+final class DiskFullFlag: Sendable {
+    private let storage = Mutex<String?>(nil)
+    /// Records `reason`; returns whether the flag was clear before.
+    func set(_ reason: String) -> Bool { storage.withLock { s in defer { s = reason }; return s == nil } }
+    func clear() { storage.withLock { $0 = nil } }
+    var reason: String? { storage.withLock { $0 } }
 }

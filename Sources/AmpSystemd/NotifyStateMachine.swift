@@ -31,6 +31,11 @@ public struct NotifyStateMachine: Sendable {
         case tick
         /// A health check asked for by ``Action/checkHealth`` finished.
         case healthChecked(healthy: Bool, reason: String)
+        /// PostgreSQL is alive but has a problem a restart cannot fix (a full disk): reported
+        /// by its log (`checked` false) or by a health check (`checked` true, which also
+        /// counts as a passed check for the watchdog). Ticks then run (with or without a
+        /// watchdog) until a check finds it healthy again.
+        case degraded(reason: String, checked: Bool)
     }
 
     /// What the driver must do, in order.
@@ -55,6 +60,8 @@ public struct NotifyStateMachine: Sendable {
     private var failedChecks = 0
     private var lastFailure: String?
     private var sentReady = false
+    /// The problem of a degraded server, until a check finds it healthy.
+    public private(set) var degradedReason: String?
 
     public init(watchdogInterval: Duration?) {
         self.watchdogInterval = watchdogInterval
@@ -69,7 +76,8 @@ public struct NotifyStateMachine: Sendable {
     /// or failed), the driver sleeps until the next phase change: no idle wake-ups.
     public var needsTicks: Bool {
         switch phase {
-        case .ready, .restarting: return watchdogInterval != nil
+        case .ready: return watchdogInterval != nil || degradedReason != nil
+        case .restarting: return watchdogInterval != nil
         case .failed: return false
         case .checking, .initialisingCluster, .starting, .recovering: return !sentReady || watchdogInterval != nil
         case .stopping: return true
@@ -82,7 +90,24 @@ public struct NotifyStateMachine: Sendable {
         case .phase(let next): return enter(next)
         case .tick: return tick()
         case .healthChecked(let healthy, let reason): return healthChecked(healthy: healthy, reason: reason)
+        case .degraded(let reason, let checked): return degraded(reason: reason, checked: checked)
         }
+    }
+
+    private mutating func degraded(reason: String, checked: Bool) -> [Action] {
+        guard case .ready = phase else { return [] }
+        var actions: [Action] = []
+        if reason != degradedReason {
+            actions.append(.logWarning("\(reason); PostgreSQL keeps running, but writes fail until there is room"))
+            actions.append(.notify([.status("unhealthy: \(reason)")]))
+            degradedReason = reason
+        }
+        if checked {
+            failedChecks = 0
+            lastFailure = nil
+            if watchdogInterval != nil { actions.append(.notify([.watchdog])) }
+        }
+        return actions
     }
 
     private mutating func enter(_ next: Phase) -> [Action] {
@@ -127,7 +152,7 @@ public struct NotifyStateMachine: Sendable {
         case .stopping:
             return [.notify([.extendTimeout(timeoutExtension)])]
         case .ready:
-            return watchdogInterval == nil ? [] : [.checkHealth]
+            return watchdogInterval == nil && degradedReason == nil ? [] : [.checkHealth]
         case .failed:
             return []
         }
@@ -137,13 +162,18 @@ public struct NotifyStateMachine: Sendable {
         guard case .ready(let url) = phase else { return [] }
         if healthy {
             var actions: [Action] = []
+            if let reason = degradedReason {
+                actions.append(.logNotice("resolved: \(reason)"))
+                actions.append(.notify([.status("ready: \(url)")]))
+                degradedReason = nil
+            }
             if failedChecks > 0 {
                 actions.append(.logNotice("PostgreSQL is healthy again after \(failedChecks) failed health check\(failedChecks == 1 ? "" : "s")"))
                 actions.append(.notify([.status("ready: \(url)")]))
             }
             failedChecks = 0
             lastFailure = nil
-            actions.append(.notify([.watchdog]))
+            if watchdogInterval != nil { actions.append(.notify([.watchdog])) }
             return actions
         }
         failedChecks += 1

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 @testable import Varlink
 
@@ -191,5 +194,21 @@ struct ConnectionStateMachineTests {
         let all = bytes(#"{"method":"org.varlink.service.GetInfo"}"#)
         #expect(m.handle(.received(Array(all.prefix(10)))).isEmpty)
         #expect(try replies(m.handle(.received(Array(all.dropFirst(10))))).count == 1)
+    }
+}
+
+@Suite("accept back-off (pure)")
+struct AcceptBackoffTests {
+    @Test("EMFILE waits 10 ms doubling to 1 s, logs once per episode; a success resets")
+    func backoff() {
+        var b = AcceptBackoff()
+        #expect(b.pollTimeoutMs == -1)
+        #expect(b.failed(errno: EMFILE)?.contains("Too many open files") == true)
+        #expect(b.pollTimeoutMs == 10)
+        for _ in 0..<10 { #expect(b.failed(errno: EMFILE) == nil) }
+        #expect(b.pollTimeoutMs == 1000)
+        b.succeeded()
+        #expect(!b.isBackingOff)
+        #expect(b.failed(errno: ECONNABORTED) == nil && !b.isBackingOff, "one aborted connection is no episode")
     }
 }
