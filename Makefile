@@ -19,7 +19,7 @@ PREFIX      ?= /usr/local
 DESTDIR     ?=
 USER_PREFIX ?= $(HOME)/.local
 
-.PHONY: all deps deps-test build build-all run test test-local bench bench-local man check-man install install-files install-user uninstall uninstall-user deb clean
+.PHONY: all deps deps-test build build-all run test test-local faults faults-local faults-quick fuzz bench bench-local man check-man install install-files install-user uninstall uninstall-user deb clean
 
 all: build
 
@@ -52,6 +52,7 @@ ifeq ($(UID),0)
 	Tests/harness/as-unprivileged.sh test-local
 	$(SWIFT) build --product ampd $(BUILD_FLAGS)
 	Tests/harness/root-smoke.sh "$$($(SWIFT) build --show-bin-path)/ampd"
+	/usr/bin/python3 Tests/faults/faults.py --bin "$$($(SWIFT) build --show-bin-path)" --root-user "$${AMP_TEST_USER:-amp-test}"
 	Tests/harness/as-unprivileged.sh deb-test
 else
 	$(MAKE) test-local
@@ -61,6 +62,32 @@ test-local: .build/gitconfig
 	AMP_WERROR=1 $(SWIFT) build --build-tests $(BUILD_FLAGS)
 	AMP_WERROR=1 $(SWIFT) test --skip-build $(BUILD_FLAGS)
 	$(MAKE) check-man
+	$(MAKE) faults-quick
+	Tests/fuzz/run.sh $${AMP_FUZZ_SECONDS:-20}
+
+## make faults: the fault suite (crashes under load, bad input, varlink abuse, full disk as root);
+## one line per fault with its figures. Its quick part runs in `make test`.
+faults: deps-test
+ifeq ($(UID),0)
+	Tests/harness/as-unprivileged.sh faults-local
+	$(SWIFT) build --product ampd $(BUILD_FLAGS)
+	/usr/bin/python3 Tests/faults/faults.py --bin "$$($(SWIFT) build --show-bin-path)" --root-user "$${AMP_TEST_USER:-amp-test}"
+else
+	$(MAKE) faults-local
+endif
+
+faults-local: .build/gitconfig
+	$(SWIFT) build --product ampd $(BUILD_FLAGS)
+	/usr/bin/python3 Tests/faults/faults.py --bin "$$($(SWIFT) build --show-bin-path)"
+
+faults-quick: .build/gitconfig
+	$(SWIFT) build --product ampd $(BUILD_FLAGS)
+	/usr/bin/python3 Tests/faults/faults.py --bin "$$($(SWIFT) build --show-bin-path)" --quick
+
+## make fuzz: the libFuzzer targets (TOML parser, config loader, varlink JSON and framer,
+## PostgreSQL log parser), FUZZ_SECONDS each (default 300); `make test` runs them for 20 s each.
+fuzz: .build/gitconfig
+	Tests/fuzz/run.sh $${FUZZ_SECONDS:-300}
 
 ## make bench: start/stop/status/idle figures beside PostgreSQL alone, pg_ctl and the PyPI
 ## peers; writes $(BENCH_OUT) (default bench-results.json) and .build/benchmarks.md.

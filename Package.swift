@@ -135,3 +135,14 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets (`make fuzz`, and briefly in `make test`): built only with AMP_FUZZ=1 and
+// `swift build --sanitize=fuzzer` (libFuzzer supplies `main`), in a scratch path of their own.
+if Context.environment["AMP_FUZZ"] == "1" {
+    for (name, dependencies) in [("FuzzTOML", ["AmpConfig"]), ("FuzzConfig", ["AmpConfig", "AmpTuning"]), ("FuzzVarlinkJSON", ["Varlink"]),
+                                 ("FuzzVarlinkFramer", ["Varlink"]), ("FuzzPostgresLog", ["AmpPostgres"])] {
+        package.targets.append(.executableTarget(
+            name: name, dependencies: dependencies.map { .target(name: $0) }, path: "Tests/fuzz/\(name)",
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    }
+}

@@ -21,6 +21,7 @@ enum Daemon {
         // their own and keeps their high-water marks; two arenas keep bursts from ratcheting
         // the resident size up (measured in the varlink abuse test).
         amp_limit_malloc_arenas(2)
+        raiseDescriptorLimit()
         let environment = processEnvironment()
         let level = parseLogLevel(command.logLevel)
         let cwd = workingDirectory()
@@ -192,7 +193,8 @@ enum Daemon {
         }
         let handler = MetadbHandler(board: board, logger: logger)
         do {
-            return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") })
+            return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") },
+                                    warn: { message in logger.warning("\(message)") })
         } catch {
             if error.message.contains("another process") {
                 throw DaemonError(
@@ -300,4 +302,15 @@ func printLine(_ text: String) {
         if n < 0 { if errno == EINTR { continue }; return }
         offset += n
     }
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` towards the hard limit (at most 8192): each
+/// varlink connection costs two descriptors, so the default soft limit of 1024 would run out
+/// before the server's limit of 512 connections. systemd's own advice for services (see
+/// systemd.exec(5), LimitNOFILE=): raise the soft limit yourself when you need it.
+func raiseDescriptorLimit(to wanted: rlim_t = 8192) {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < wanted else { return }
+    limit.rlim_cur = min(wanted, limit.rlim_max)
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }

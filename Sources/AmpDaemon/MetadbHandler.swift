@@ -103,14 +103,29 @@ struct MetadbHandler: VarlinkHandler {
         }
     }
 
-    /// The board's status plus size and connection count, when the server answers.
+    /// How long GetStatus waits for the statistics: a hung server must not hang the status.
+    static let statisticsTimeout: Duration = .seconds(1)
+
+    /// The board's status plus size and connection count, when the server answers within
+    /// ``statisticsTimeout`` (the query's thread ends by libpq's connect_timeout after that).
     private func statusWithStatistics() async -> MetadbStatus {
         var status = board.status
         guard let handle = board.handle else { return status }
-        if let rows = try? await sql(handle, """
-            SELECT (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint,
-                   (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())
-            """), let row = rows.first {
+        let race = Race<[[String?]]?>()
+        race.resolve(nil, after: Self.statisticsTimeout)
+        let conninfo = handle.conninfo
+        do {
+            try startDetachedThread(name: "amp-statistics") {
+                race.resolve(try? LibPQ.rows(conninfo, """
+                    SELECT (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint,
+                           (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())
+                    """))
+            }
+        } catch {
+            race.resolve(nil)
+        }
+        let statistics = await race.wait()
+        if let rows = statistics, let row = rows.first {
             status.databaseSizeBytes = row[0].flatMap { Int64($0) }
             status.connections = row.count > 1 ? row[1].flatMap { Int($0) } : nil
         }

@@ -148,6 +148,10 @@ public struct PostgresBuilder: Sendable {
                 "PostgreSQL \(version) in \(binaries.directory) is too old; amp needs \(PostgresDocs.oldestSupportedMajor) or newer: install a newer postgresql package")
         }
         let owner = try resolveAccount()
+        // An explicit socket directory is checked before anything is created.
+        if let explicit = socketDirectoryPath, FileSystem.exists(explicit), !FileSystem.isDirectory(explicit) {
+            throw PostgresError(.dataDirectoryUnusable, "socket directory \(explicit) exists but is not a directory; choose another (socket_dir, --socket-dir) or move it away")
+        }
         let cluster = Cluster(dataDirectory: dataDirectory, binaries: binaries, version: version, owner: owner, logger: logger)
         try await cluster.prepare(
             locale: localeName, encoding: encodingName, initdbArguments: initdbArguments, timeout: startTimeoutDuration,

@@ -48,6 +48,8 @@ public final class VarlinkServer: @unchecked Sendable {
     private let maxConnections: Int
     private let maxMessageSize: Int
     private let log: @Sendable (String) -> Void
+    /// For what an operator should see: refused connections, descriptor exhaustion.
+    private let warn: @Sendable (String) -> Void
     private let listenFD: Int32
     private let stopFD: Int32
     private let live = Mutex(0)
@@ -57,8 +59,10 @@ public final class VarlinkServer: @unchecked Sendable {
     public init(
         path: String, service: VarlinkServiceDescription, handler: any VarlinkHandler,
         allowedUIDs: Set<uid_t> = [geteuid()], maxConnections: Int = 512, maxMessageSize: Int = 1 << 20,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        log: @escaping @Sendable (String) -> Void = { _ in },
+        warn: (@Sendable (String) -> Void)? = nil
     ) throws(VarlinkServerError) {
+        self.warn = warn ?? log
         self.path = path
         self.service = service
         self.handler = handler
@@ -102,7 +106,7 @@ public final class VarlinkServer: @unchecked Sendable {
     public func run() async {
         let (accepted, continuation) = AsyncStream<Int32>.makeStream()
         let listenFD = self.listenFD, stopFD = self.stopFD, maxConnections = self.maxConnections
-        let log = self.log
+        let warn = self.warn
         let refusal = VarlinkFramer.frame(VarlinkReply(
             parameters: ["limit": .int(Int64(maxConnections))], error: Self.tooManyConnectionsError).json)
         do {
@@ -117,7 +121,7 @@ public final class VarlinkServer: @unchecked Sendable {
                     if fd < 0 {
                         // Out of descriptors or memory: the pending connection stays in the
                         // backlog, so waiting (not spinning) until some are freed is the fix.
-                        if let message = backoff.failed(errno: -fd) { log(message) }
+                        if let message = backoff.failed(errno: -fd) { warn(message) }
                         if backoff.isBackingOff {
                             var ignored: Int16 = 0, stop: Int16 = 0
                             _ = amp_poll2(stopFD, Int16(POLLIN), &stop, -1, 0, &ignored, backoff.pollTimeoutMs)
@@ -132,7 +136,7 @@ public final class VarlinkServer: @unchecked Sendable {
                         return true
                     }
                     if !admitted {
-                        log("refusing a connection: \(maxConnections) are open")
+                        warn("refusing a connection: \(maxConnections) are open")
                         // Non-blocking socket: the reply fits in the socket buffer or is dropped.
                         _ = refusal.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
                         Glibc.shutdown(fd, Int32(SHUT_WR))
@@ -144,7 +148,7 @@ public final class VarlinkServer: @unchecked Sendable {
                 continuation.finish()
             }
         } catch {
-            log("varlink server cannot serve: \(error)")
+            warn("varlink server cannot serve: \(error)")
             continuation.finish()
         }
         await withTaskCancellationHandler {
