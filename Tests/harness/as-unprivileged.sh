@@ -12,8 +12,10 @@
 # The systemd tests need a user manager and journald: Tests/harness/user-manager.sh starts
 # them for the account where none runs, and they are stopped again on exit. With them the
 # suite runs with AMP_REQUIRE_SYSTEMD=1, so a missing manager fails instead of skipping.
-# On an account this script created (a dedicated one) it also installs the built generator
-# system-wide in /run/systemd/user-generators for the end-to-end generator test.
+# On an account this script created (a dedicated one) it also provides the built generator in
+# /run/systemd/user-generators for the end-to-end generator test, but only inside a private
+# mount namespace (a bind mount there) in which the user manager and the tests run: no other
+# user of the machine ever sees it.
 set -euo pipefail
 
 target=${1:?usage: as-unprivileged.sh TARGET}
@@ -48,12 +50,25 @@ if [ "$target" = deb-test ]; then
   exec "$harness/deb-test.sh" "$workdir" "$user"
 fi
 
-generator=/run/systemd/user-generators/amp-generator
+# The rest runs in a private mount namespace (see above); the generator directory is a bind
+# mount of a private directory there.
+if [ -z "${AMP_HARNESS_NAMESPACE:-}" ] && [ $dedicated = 1 ] && command -v unshare >/dev/null; then
+  exec unshare --mount --propagation private env AMP_HARNESS_NAMESPACE=1 "$0" "$@"
+fi
+
+generator_dir=/run/systemd/user-generators
+generator=$generator_dir/amp-generator
+private_generators=""
+created_generator_dir=0
 cleanup() {
   rc=$?
   [ -n "${memcg:-}" ] && rmdir "$memcg" 2>/dev/null || true
-  [ -f "$generator.amp-test" ] && rm -f "$generator" "$generator.amp-test"
   "$harness/user-manager.sh" stop || true
+  if [ -n "$private_generators" ]; then
+    umount "$generator_dir" 2>/dev/null || true
+    rm -rf "$private_generators"
+    [ $created_generator_dir = 1 ] && rmdir "$generator_dir" 2>/dev/null || true
+  fi
   exit $rc
 }
 trap cleanup EXIT
@@ -66,12 +81,16 @@ else
 fi
 
 system_generator=0
-if [ $require_systemd = 1 ] && [ $dedicated = 1 ] && [ ! -e "$generator" ]; then
-  mkdir -p "$(dirname "$generator")"
-  printf '#!/bin/sh\n# installed by amp'"'"'s test harness; removed when the tests end\nexec %q "$@"\n' \
-    "$workdir/.build/debug/amp-generator" > "$generator"
-  chmod 0755 "$generator"
-  touch "$generator.amp-test"
+if [ $require_systemd = 1 ] && [ "${AMP_HARNESS_NAMESPACE:-}" = 1 ] && [ ! -e "$generator" ]; then
+  private_generators=$(mktemp -d /tmp/amp-generators.XXXXXX)
+  chmod 0755 "$private_generators"
+  printf '#!/bin/sh\n# amp'"'"'s test harness: visible only in its private mount namespace\nexec %q "$@"\n' \
+    "$workdir/.build/debug/amp-generator" > "$private_generators/amp-generator"
+  chmod 0755 "$private_generators/amp-generator"
+  # The mount point must exist; an empty directory changes nothing for anyone, and is
+  # removed again at the end when this script made it.
+  [ -d "$generator_dir" ] || { mkdir -p "$generator_dir"; created_generator_dir=1; }
+  mount --bind "$private_generators" "$generator_dir"
   system_generator=1
 fi
 

@@ -8,12 +8,27 @@
 #
 #   Tests/harness/deb-test.sh WORKDIR USER
 #
-# The package is removed again at the end (also on failure) if this script installed it.
+# Nobody else sees the package: the script runs in a private mount namespace where /usr, /etc
+# and /var are overlays whose upper layers live in a temporary directory, removed at the end
+# (also on failure). Outside, the machine never has amp installed, not even for a moment.
 set -euo pipefail
 
 workdir=${1:?usage: deb-test.sh WORKDIR USER}
 user=${2:?usage: deb-test.sh WORKDIR USER}
 harness=$(cd "$(dirname "$0")" && pwd)
+
+if [ -z "${AMP_DEB_ROOT:-}" ]; then
+  scratch=$(mktemp -d /tmp/amp-deb-root.XXXXXX)
+  rc=0
+  unshare --mount --propagation private env AMP_DEB_ROOT="$scratch" "$0" "$@" || rc=$?
+  rm -rf "$scratch"
+  exit $rc
+fi
+for d in usr etc var; do
+  mkdir -p "$AMP_DEB_ROOT/$d/upper" "$AMP_DEB_ROOT/$d/work"
+  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$AMP_DEB_ROOT/$d/upper,workdir=$AMP_DEB_ROOT/$d/work" "/$d" \
+    || { echo "deb-test: FAILED: cannot overlay /$d in a private mount namespace (needs root with CAP_SYS_ADMIN)" >&2; exit 1; }
+done
 uid=$(id -u "$user")
 rt=/run/user/$uid
 project=""
