@@ -352,7 +352,9 @@ struct TemplateCacheTests {
         let a = f.base + "/a", b = f.base + "/b", c = f.base + "/c"
         for d in [a, b, c] { mkdir(d, 0o755) }
         _ = try await firstStart(f, base: a, cache: cache)
-        let templates = try FileManager.default.contentsOfDirectory(atPath: cache + "/amp/templates").filter { !$0.hasSuffix(".lock") }
+        // Templates only: not their locks, nor the version cache (`versions/`) beside them.
+        let templates = try FileManager.default.contentsOfDirectory(atPath: cache + "/amp/templates")
+            .filter { !$0.hasSuffix(".lock") && $0 != "versions" && !$0.hasPrefix(".") }
         let template = cache + "/amp/templates/" + (try #require(templates.first))
         // Damage: a truncated file in the template.
         #expect(truncate(template + "/data/PG_VERSION", 0) == 0)
