@@ -101,4 +101,10 @@ int amp_set_nonblocking(int fd, int on) {
 
 void amp_release_free_memory(void) { malloc_trim(0); }
 
-void amp_limit_malloc_arenas(int n) { mallopt(M_ARENA_MAX, n); }
+void amp_limit_malloc_arenas(int n) {
+    mallopt(M_ARENA_MAX, n);
+    /* A fixed mmap threshold: without it glibc raises the threshold after freeing a large
+       block, so later large buffers (a client's 1 MiB message) come from the heap, fragment
+       it and keep the resident size up after they are freed. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+}

@@ -163,19 +163,30 @@ public struct VarlinkFramer: Sendable {
     /// Bytes received but not yet a whole message.
     public var pendingCount: Int { buffer.count }
 
-    /// Appends `bytes` and returns the complete messages (without their NUL).
+    /// Appends `bytes` and returns the complete messages (without their NUL). The size limit
+    /// is checked before anything is appended, so the buffer never grows past it.
     public mutating func feed(_ bytes: some Collection<UInt8>) throws(VarlinkProtocolError) -> [[UInt8]] {
         var messages: [[UInt8]] = []
-        for b in bytes {
-            if b == 0 {
-                messages.append(buffer)
-                buffer.removeAll(keepingCapacity: true)
-            } else {
-                buffer.append(b)
-                if buffer.count > maxMessageSize {
-                    throw VarlinkProtocolError("message larger than \(maxMessageSize) bytes")
-                }
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            let end = rest.firstIndex(of: 0)
+            let piece = rest[..<(end ?? rest.endIndex)]
+            guard buffer.count + piece.count <= maxMessageSize else {
+                buffer = []
+                throw VarlinkProtocolError("message larger than \(maxMessageSize) bytes")
             }
+            guard let end else {
+                buffer.append(contentsOf: piece)
+                break
+            }
+            if buffer.isEmpty {
+                messages.append(Array(piece))
+            } else {
+                buffer.append(contentsOf: piece)
+                messages.append(buffer)
+                buffer = []
+            }
+            rest = rest[rest.index(after: end)...]
         }
         return messages
     }

@@ -209,6 +209,23 @@ def varlink_call_as(user, path, method):
         return {}
 
 
+def settle(pid, threads, timeout=10):
+    """Waits until the process is back to `threads` threads (its connections wound down)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(f"/proc/{pid}/status") as f:
+            n = next((int(l.split()[1]) for l in f if l.startswith("Threads:")), 0)
+        if n <= threads:
+            break
+        time.sleep(0.1)
+    time.sleep(0.2)
+
+
+def thread_count(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next((int(l.split()[1]) for l in f if l.startswith("Threads:")), 0)
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -465,6 +482,7 @@ class Suite:
         ok = d.wait_ready()
         pid = d.proc.pid
         rounds = 5 if self.quick else 20
+        idle_threads = thread_count(pid)
         rss = []
         for r in range(rounds):
             conns = []
@@ -495,7 +513,7 @@ class Suite:
                 answered += b'"status"' in buf
                 s.close()
             ok = ok and answered == 500
-            time.sleep(0.3)
+            settle(pid, idle_threads)
             rss.append(rss_kib(pid))
         growth = (rss[-1] - rss[0]) / 1024
         ok = ok and growth <= 10

@@ -39,7 +39,8 @@ int amp_set_nonblocking(int fd, int on);
 void amp_release_free_memory(void);
 
 /// mallopt(M_ARENA_MAX, n): bounds glibc's per-thread malloc arenas, so a server with a
-/// thread per connection does not keep one arena (and its high-water mark) per thread.
+/// thread per connection does not keep one arena (and its high-water mark) per thread; and a
+/// fixed M_MMAP_THRESHOLD of 128 KiB, so large buffers are always mapped and returned on free.
 void amp_limit_malloc_arenas(int n);
 
 #endif
