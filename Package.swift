@@ -117,6 +117,10 @@ let package = Package(
             dependencies: ["AmpPostgres", "ChildProcess", "CLibPQ"],
             swiftSettings: strict),
         .testTarget(
+            name: "AmpProtocolTests",
+            dependencies: ["AmpProtocol", "Varlink"],
+            swiftSettings: strict),
+        .testTarget(
             name: "AmpTuningTests",
             dependencies: ["AmpTuning"],
             swiftSettings: strict),

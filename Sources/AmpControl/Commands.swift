@@ -89,7 +89,7 @@ struct ProjectStatus {
     var detail: String
 
     var json: JSONObject {
-        var o: JSONObject = status?.json ?? [:]
+        var o: JSONObject = status.flatMap { try? JSONValueEncoder().encodeObject($0) } ?? [:]
         o["state"] = .string(state.rawValue)
         if status == nil { o["phase"] = .string(detail) }
         return o
@@ -97,9 +97,7 @@ struct ProjectStatus {
 }
 
 func fetchStatus(_ project: Project) async -> ProjectStatus {
-    if let client = try? VarlinkClient.connect(path: project.socket),
-       let reply = try? await client.call("io.amp.Metadb.GetStatus", [:], timeout: .seconds(10)),
-       let o = reply["status"]?.objectValue, let s = MetadbStatus(json: o) {
+    if let client = try? MetadbClient(path: project.socket), let s = try? await client.status(timeout: .seconds(10)) {
         return ProjectStatus(state: ProjectStatus.State(rawValue: s.state.rawValue) ?? .failed, status: s, detail: s.phase)
     }
     // No ampd: a server in the data directory would be external.
@@ -219,12 +217,6 @@ extension String {
 
 // MARK: - connection
 
-/// Resolves the project, connects to its ampd and calls `method`.
-func callProject(_ name: String?, address: String?, _ method: String, _ parameters: JSONObject = [:]) async throws(AmpctlError) -> JSONObject {
-    let project = try resolveProject(name, address: address, environment: processEnvironment())
-    return try await call(try connect(project), method, parameters, project: project)
-}
-
 struct URLCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "url", abstract: "Print the connection URL.")
     @Argument(help: "Project name.", completion: projectCompletion) var name: String?
@@ -232,8 +224,8 @@ struct URLCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
-            let c = try await callProject(name, address: options.address, "GetConnection")
-            if options.json { outJSON(.object(c)) } else { out(c["url"]?.stringValue ?? "") }
+            let c = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.connectionInfo() }
+            if options.json { outJSON(c) } else { out(c.url) }
             return .success
         }
     }
@@ -247,12 +239,11 @@ struct EnvCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
-            let c = try await callProject(name, address: options.address, "GetConnection")
-            let vars = c["environment"]?.objectValue ?? [:]
+            let c = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.connectionInfo() }
             if options.json {
-                outJSON(.object(vars))
+                outJSON(c.environment)
             } else {
-                for (k, v) in vars.entries.sorted(by: { $0.0 < $1.0 }) { out("export \(k)=\(shellQuote(v.stringValue ?? ""))") }
+                for (k, v) in c.environment.sorted(by: { $0.key < $1.key }) { out("export \(k)=\(shellQuote(v))") }
             }
             return .success
         }
@@ -268,8 +259,7 @@ struct PsqlCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
-            let c = try await callProject(name, address: address, "GetConnection")
-            var url = c["url"]?.stringValue ?? ""
+            var url = try await withProject(name, address: address) { client throws(MetadbClientError) in try await client.connectionInfo() }.url
             if let database {
                 guard Metadb.databaseNameProblem(database) == nil || database == "postgres" else {
                     throw AmpctlError(.dataError, "-d \(database): \(Metadb.databaseNameProblem(database) ?? "")")
@@ -290,10 +280,9 @@ struct DatabasesCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
-            let r = try await callProject(name, address: options.address, "ListDatabases")
-            let dbs = (r["databases"]?.arrayValue ?? []).compactMap { $0.objectValue.flatMap(MetadbDatabase.init(json:)) }
+            let dbs = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.databases() }
             if options.json {
-                outJSON(.array(dbs.map { .object($0.json) }))
+                outJSON(dbs)
             } else {
                 let w = max(4, dbs.map(\.name.count).max() ?? 0)
                 out("NAME".padding(toLength: w) + "  SIZE       OWNER")
@@ -313,8 +302,8 @@ struct CreatedbCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
             if let reason = Metadb.databaseNameProblem(database) { throw AmpctlError(.dataError, "database name \(database): \(reason)") }
-            let r = try await callProject(name, address: options.address, "CreateDatabase", ["name": .string(database)])
-            if options.json { outJSON(r["database"] ?? .null) } else { err("created database \(database); connect: ampctl psql -d \(database)") }
+            let db = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.createDatabase(database) }
+            if options.json { outJSON(db) } else { err("created database \(database); connect: ampctl psql -d \(database)") }
             return .success
         }
     }
@@ -329,7 +318,7 @@ struct DropdbCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
-            _ = try await callProject(name, address: options.address, "DropDatabase", ["name": .string(database), "force": .bool(force)])
+            try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.dropDatabase(database, force: force) }
             err("dropped database \(database)")
             return .success
         }

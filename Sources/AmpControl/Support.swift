@@ -97,6 +97,15 @@ func writeAll(_ fd: Int32, _ text: String) {
 /// JSON on standard output (pretty, keys in the order given).
 func outJSON(_ value: JSONValue) { out(pretty(value)) }
 
+/// Prints a protocol value as JSON (through the same coding as the wire).
+func outJSON<T: Encodable>(_ value: T) {
+    do {
+        outJSON(try JSONValueEncoder().encode(value))
+    } catch {
+        err("ampctl: cannot print \(T.self) as JSON: \(error)")
+    }
+}
+
 func pretty(_ value: JSONValue, indent: String = "") -> String {
     let inner = indent + "  "
     switch value {
@@ -184,18 +193,11 @@ func resolveProject(_ name: String?, address: String?, environment: [String: Str
 }
 
 /// Connects to the project's ampd; errors say how to start it.
-func connect(_ project: Project) throws(AmpctlError) -> VarlinkClient {
+func connect(_ project: Project) throws(AmpctlError) -> MetadbClient {
     do {
-        return try VarlinkClient.connect(path: project.socket)
+        return try MetadbClient(path: project.socket)
     } catch {
-        switch error.code {
-        case .notRunning:
-            throw AmpctlError(.unavailable, "\(project.name) is not running (nothing at \(project.socket)); start it: \(startHint(project))")
-        case .accessDenied:
-            throw AmpctlError(.noPermission, "\(project.socket): permission denied; run ampctl as the project's owner")
-        default:
-            throw AmpctlError(.unavailable, "\(error)")
-        }
+        throw AmpctlError(error, project: project)
     }
 }
 
@@ -203,33 +205,43 @@ func startHint(_ project: Project) -> String {
     project.registered ? "ampctl start \(project.name)" : "ampd run --amp-dir '\(project.base)' (or register it: ampctl init '\(project.base)')"
 }
 
-/// Calls a method, mapping failures to exit codes and one-line messages.
-func call(_ client: VarlinkClient, _ method: String, _ parameters: JSONObject = [:], project: Project) async throws(AmpctlError) -> JSONObject {
+/// Resolves the project, connects to its ampd and runs `body` with the typed client; every
+/// failure becomes one line and an exit code through ``AmpctlError/init(_:project:)``.
+func withProject<T>(_ name: String?, address: String?, _ body: (MetadbClient) async throws(MetadbClientError) -> T) async throws(AmpctlError) -> T {
+    let project = try resolveProject(name, address: address, environment: processEnvironment())
+    let client = try connect(project)
     do {
-        return try await client.call("io.amp.Metadb." + method, parameters, timeout: .seconds(30))
-    } catch let e as VarlinkError {
-        throw mapError(e, project: project)
-    } catch let e as VarlinkClientError {
-        throw AmpctlError(e.code == .protocolViolation ? .protocolError : .unavailable, "\(e)")
+        return try await body(client)
     } catch {
-        throw AmpctlError(.failure, "\(error)")
+        throw AmpctlError(error, project: project)
     }
 }
 
-func mapError(_ e: VarlinkError, project: Project) -> AmpctlError {
-    let p = e.parameters
-    func s(_ k: String) -> String { p[k]?.stringValue ?? "?" }
-    switch e.name {
-    case Metadb.notReady:
-        return AmpctlError(.notReady, "\(project.name) is not ready (\(s("state")): \(s("phase"))); wait, or see `ampctl status \(project.name)`")
-    case Metadb.databaseExists: return AmpctlError(.dataError, "database \(s("name")) exists already; pick another name or drop it first")
-    case Metadb.noSuchDatabase: return AmpctlError(.dataError, "database \(s("name")) does not exist; see `ampctl databases`")
-    case Metadb.invalidDatabaseName: return AmpctlError(.dataError, "database name \(s("name")): \(s("reason"))")
-    case Metadb.protectedDatabase: return AmpctlError(.dataError, "database \(s("name")) cannot be dropped")
-    case Metadb.databaseInUse: return AmpctlError(.dataError, "database \(s("name")) has open connections; close them or add --force")
-    case Metadb.queryFailed: return AmpctlError(.failure, "PostgreSQL: \(s("message"))")
-    case "org.varlink.service.PermissionDenied": return AmpctlError(.noPermission, "\(project.socket): permission denied; run ampctl as the project's owner")
-    default: return AmpctlError(.protocolError, "\(e)")
+extension AmpctlError {
+    /// The one mapping from a failed call to an exit code and a message that names the fix.
+    init(_ error: MetadbClientError, project: Project) {
+        switch error {
+        case .notRunning:
+            self.init(.unavailable, "\(project.name) is not running (nothing at \(project.socket)); start it: \(startHint(project))")
+        case .accessDenied:
+            self.init(.noPermission, "\(project.socket): permission denied; run ampctl as the project's owner")
+        case .service(let e):
+            switch e {
+            case .notReady(let state, let phase):
+                self.init(.notReady, "\(project.name) is not ready (\(state): \(phase)); wait, or see `ampctl status \(project.name)`")
+            case .databaseExists(let name): self.init(.dataError, "database \(name) exists already; pick another name or drop it first")
+            case .noSuchDatabase(let name): self.init(.dataError, "database \(name) does not exist; see `ampctl databases`")
+            case .invalidDatabaseName(let name, let reason): self.init(.dataError, "database name \(name): \(reason)")
+            case .protectedDatabase(let name): self.init(.dataError, "database \(name) cannot be dropped")
+            case .databaseInUse(let name, _): self.init(.dataError, "database \(name) has open connections; close them or add --force")
+            case .queryFailed(let message, _): self.init(.failure, "PostgreSQL: \(message)")
+            }
+        case .varlink(let e) where e == .permissionDenied:
+            self.init(.noPermission, "\(project.socket): permission denied; run ampctl as the project's owner")
+        case .varlink(let e): self.init(.protocolError, "\(e)")
+        case .protocolViolation(let m): self.init(.protocolError, m)
+        case .transport(let m): self.init(.unavailable, m)
+        }
     }
 }
 

@@ -10,70 +10,90 @@ import Varlink
 
 /// Serves `io.amp.Metadb` from the ``StatusBoard`` and, for database statistics and
 /// commands, short libpq connections over the server's socket (on threads of their own:
-/// libpq blocks).
+/// libpq blocks). Dispatches on the typed ``MetadbCall``; each method is one function with
+/// typed parameters, reply and ``MetadbError``.
 struct MetadbHandler: VarlinkHandler {
     let board: StatusBoard
     let logger: Logger
 
     func handle(_ call: VarlinkCall, stream: VarlinkReplyStream) async throws(VarlinkError) -> JSONObject {
-        switch call.methodName {
-        case "GetStatus":
-            return ["status": .object(await statusWithStatistics().json)]
-        case "WatchStatus":
+        switch try MetadbCall(call) {
+        case .getStatus:
+            return try Metadb.GetStatus.encode(.init(status: await statusWithStatistics()))
+        case .watchStatus:
             for await status in board.watch() {
                 if Task.isCancelled { break }
-                stream.send(["status": .object(status.json)])
+                stream.send(try Metadb.WatchStatus.encode(.init(status: status)))
             }
-            return ["status": .object(board.status.json)]
-        case "GetConnection":
-            let handle = try readyHandle()
-            var environment: JSONObject = [
-                "PGHOST": .string(handle.socketDirectory), "PGPORT": .string("\(handle.port)"),
-                "PGDATABASE": .string(handle.database), "DATABASE_URL": .string(handle.url),
-            ]
-            if handle.url.contains("&user=") { environment["PGUSER"] = .string(handle.user) }
-            return [
-                "url": .string(handle.url), "socket_dir": .string(handle.socketDirectory), "port": .int(Int64(handle.port)),
-                "database": .string(handle.database), "user": .string(handle.user), "environment": .object(environment),
-            ]
-        case "ListDatabases":
-            let handle = try readyHandle()
-            let rows = try await sql(handle, """
-                SELECT datname, pg_database_size(oid), pg_get_userbyid(datdba) FROM pg_database
-                WHERE datallowconn ORDER BY datname
-                """)
-            return ["databases": .array(rows.map { .object(database($0).json) })]
-        case "CreateDatabase":
-            let name = call.parameters["name"]?.stringValue ?? ""
-            if let reason = Metadb.databaseNameProblem(name) {
-                throw VarlinkError(Metadb.invalidDatabaseName, ["name": .string(name), "reason": .string(reason)])
-            }
-            let handle = try readyHandle()
-            _ = try await sql(handle, "CREATE DATABASE \(LibPQ.quoteIdentifier(name))", name: name)
-            logger.info("created database \(name)")
-            let rows = try await sql(handle, "SELECT datname, pg_database_size(oid), pg_get_userbyid(datdba) FROM pg_database WHERE datname = '\(name)'")
-            guard let row = rows.first else { throw VarlinkError(Metadb.noSuchDatabase, ["name": .string(name)]) }
-            return ["database": .object(database(row).json)]
-        case "DropDatabase":
-            let name = call.parameters["name"]?.stringValue ?? ""
-            if let reason = Metadb.databaseNameProblem(name) {
-                throw VarlinkError(Metadb.invalidDatabaseName, ["name": .string(name), "reason": .string(reason)])
-            }
-            if Metadb.protectedDatabases.contains(name) { throw VarlinkError(Metadb.protectedDatabase, ["name": .string(name)]) }
-            let handle = try readyHandle()
-            let force = call.parameters["force"]?.boolValue ?? false
-            _ = try await sql(handle, "DROP DATABASE \(LibPQ.quoteIdentifier(name))\(force ? " WITH (FORCE)" : "")", name: name)
-            logger.info("dropped database \(name)")
-            return [:]
-        default:
-            throw .methodNotImplemented(call.method)
+            return try Metadb.WatchStatus.encode(.init(status: board.status))
+        case .getConnection:
+            return try Metadb.GetConnection.encode(try mapped { () throws(MetadbError) in try connection() })
+        case .listDatabases:
+            return try Metadb.ListDatabases.encode(.init(databases: try await mapped { () async throws(MetadbError) in try await databases() }))
+        case .createDatabase(let p):
+            return try Metadb.CreateDatabase.encode(.init(database: try await mapped { () async throws(MetadbError) in try await createDatabase(p.name) }))
+        case .dropDatabase(let p):
+            try await mapped { () async throws(MetadbError) in try await dropDatabase(p.name, force: p.force ?? false) }
+            return try Metadb.DropDatabase.encode(NoParameters())
         }
     }
 
-    private func readyHandle() throws(VarlinkError) -> PostgresHandle {
+    /// Runs a method body; its ``MetadbError`` goes on the wire as the interface's error.
+    private func mapped<T>(_ body: () async throws(MetadbError) -> T) async throws(VarlinkError) -> T {
+        do {
+            return try await body()
+        } catch {
+            throw error.varlinkError
+        }
+    }
+
+    private func mapped<T>(_ body: () throws(MetadbError) -> T) throws(VarlinkError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw error.varlinkError
+        }
+    }
+
+    private func connection() throws(MetadbError) -> Metadb.GetConnection.Reply {
+        let handle = try readyHandle()
+        var environment = [
+            "PGHOST": handle.socketDirectory, "PGPORT": "\(handle.port)", "PGDATABASE": handle.database, "DATABASE_URL": handle.url,
+        ]
+        if handle.url.contains("&user=") { environment["PGUSER"] = handle.user }
+        return .init(url: handle.url, socketDirectory: handle.socketDirectory, port: handle.port, database: handle.database,
+                     user: handle.user, environment: environment)
+    }
+
+    private static let databaseColumns = "datname, pg_database_size(oid), pg_get_userbyid(datdba)"
+
+    private func databases() async throws(MetadbError) -> [MetadbDatabase] {
+        let rows = try await sql(try readyHandle(), "SELECT \(Self.databaseColumns) FROM pg_database WHERE datallowconn ORDER BY datname")
+        return rows.map(database)
+    }
+
+    private func createDatabase(_ name: String) async throws(MetadbError) -> MetadbDatabase {
+        if let reason = Metadb.databaseNameProblem(name) { throw .invalidDatabaseName(name: name, reason: reason) }
+        let handle = try readyHandle()
+        _ = try await sql(handle, "CREATE DATABASE \(LibPQ.quoteIdentifier(name))", name: name)
+        logger.info("created database \(name)")
+        let rows = try await sql(handle, "SELECT \(Self.databaseColumns) FROM pg_database WHERE datname = '\(name)'")  // name checked above: a-z, 0-9, _ and -
+        guard let row = rows.first else { throw .noSuchDatabase(name: name) }
+        return database(row)
+    }
+
+    private func dropDatabase(_ name: String, force: Bool) async throws(MetadbError) {
+        if let reason = Metadb.databaseNameProblem(name) { throw .invalidDatabaseName(name: name, reason: reason) }
+        if Metadb.protectedDatabases.contains(name) { throw .protectedDatabase(name: name) }
+        let handle = try readyHandle()
+        _ = try await sql(handle, "DROP DATABASE \(LibPQ.quoteIdentifier(name))\(force ? " WITH (FORCE)" : "")", name: name)
+        logger.info("dropped database \(name)")
+    }
+
+    private func readyHandle() throws(MetadbError) -> PostgresHandle {
         guard let handle = board.handle else {
             let s = board.status
-            throw VarlinkError(Metadb.notReady, ["state": .string(s.state.rawValue), "phase": .string(s.phase)])
+            throw .notReady(state: s.state.rawValue, phase: s.phase)
         }
         return handle
     }
@@ -83,26 +103,23 @@ struct MetadbHandler: VarlinkHandler {
     }
 
     /// Runs `text` on its own thread; maps PostgreSQL's errors to the interface's.
-    private func sql(_ handle: PostgresHandle, _ text: String, name: String = "") async throws(VarlinkError) -> [[String?]] {
+    private func sql(_ handle: PostgresHandle, _ text: String, name: String = "") async throws(MetadbError) -> [[String?]] {
         let conninfo = handle.conninfo
         let result = await runOnThread(name: "amp-sql") { Result { () throws(LibPQError) in try LibPQ.rows(conninfo, text) } }
         switch result {
         case .success(let rows): return rows
         case .failure(let e):
             switch e.sqlState {
-            case "42P04"?: throw VarlinkError(Metadb.databaseExists, ["name": .string(name)])
-            case "3D000"?: throw VarlinkError(Metadb.noSuchDatabase, ["name": .string(name)])
+            case "42P04"?: throw .databaseExists(name: name)
+            case "3D000"?: throw .noSuchDatabase(name: name)
             case "55006"?:
-                let n = Int64(e.message.split(separator: " ").compactMap { Int64($0) }.first ?? 1)
-                throw VarlinkError(Metadb.databaseInUse, ["name": .string(name), "connections": .int(n)])
+                let n = e.message.split(separator: " ").compactMap { Int($0) }.first ?? 1
+                throw .databaseInUse(name: name, connections: n)
             default:
-                var p: JSONObject = ["message": .string(e.message)]
-                if let code = e.sqlState { p["sqlstate"] = .string(code) }
-                throw VarlinkError(Metadb.queryFailed, p)
+                throw .queryFailed(message: e.message, sqlstate: e.sqlState)
             }
         }
     }
-
     /// How long GetStatus waits for the statistics: a hung server must not hang the status.
     static let statisticsTimeout: Duration = .seconds(1)
 
@@ -144,7 +161,13 @@ struct VarlinkService: Service {
             await server.run()
         }
         board.finish()
-        // The socket's directory, when empty (systemd removes its RuntimeDirectory itself).
-        if let slash = server.path.lastIndex(of: "/") { rmdir(String(server.path[..<slash])) }
+        // RUNTIME/amp/NAME and RUNTIME/amp when empty (systemd removes its RuntimeDirectory
+        // itself), and RUNTIME itself when it is ampd's /tmp/amp-UID fallback: rmdir fails
+        // harmlessly while anything is left in them.
+        func parent(_ path: String) -> String { String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]) }
+        let socketDirectory = parent(server.path), ampDirectory = parent(socketDirectory), runtime = parent(ampDirectory)
+        rmdir(socketDirectory)
+        if ampDirectory.hasSuffix("/amp") { rmdir(ampDirectory) }
+        if runtime == "/tmp/amp-\(geteuid())" { rmdir(runtime) }
     }
 }

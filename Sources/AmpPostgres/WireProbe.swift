@@ -10,6 +10,9 @@ import CSocket
 /// about a millisecond without loading libpq (whose TLS and GSSAPI dependencies cost every
 /// start several milliseconds and megabytes).
 ///
+/// The protocol itself is ``WireProbeSession`` (pure: bytes in, bytes to send and an outcome
+/// out, unit-tested); this type only moves bytes over the socket within the deadline.
+///
 /// See <https://www.postgresql.org/docs/15/protocol-flow.html> and
 /// <https://www.postgresql.org/docs/15/protocol-message-formats.html>.
 public enum WireProbe {
@@ -22,7 +25,8 @@ public enum WireProbe {
         case rejected(sqlState: String, message: String)
         /// The server asks for a password or another authentication method.
         case authenticationRequired
-        /// No answer: nothing listens, or the connection failed (errno text).
+        /// No answer: nothing listens, or the connection failed (errno text), or the answer
+        /// broke the protocol.
         case noResponse(String)
         /// No complete answer within the timeout.
         case timedOut
@@ -35,89 +39,132 @@ public enum WireProbe {
         let fd = amp_unix_connect(socketPath)
         guard fd >= 0 else { return .noResponse(String(cString: strerror(-fd))) }
         defer { close(fd) }
-        var conn = Connection(fd: fd, deadline: deadline)
-        // StartupMessage: length, protocol 3.0, key/value pairs, a final NUL.
-        var body: [UInt8] = []
-        body.append(contentsOf: int32(196_608))
+        var session = WireProbeSession(user: user, database: database, query: query)
+        guard send(fd, session.startup) else { return .noResponse("write failed") }
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { return .timedOut }
+            let ms = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            var revents: Int16 = 0
+            if amp_poll2(fd, Int16(POLLIN), &revents, -1, 0, nil, ms) == 0 { continue }
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            guard n > 0 else { return .noResponse("connection closed") }
+            let step = session.received(chunk[0..<n])
+            if !step.send.isEmpty, !send(fd, step.send), step.outcome == nil { return .noResponse("write failed") }
+            if let outcome = step.outcome { return outcome }
+        }
+    }
+
+    private static func send(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress?.advanced(by: offset), $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n < 0 { if errno == EINTR { continue }; return false }
+            offset += n
+        }
+        return true
+    }
+}
+
+/// The probe's side of the protocol, without I/O: feed it what the server sent, send what it
+/// returns, stop at its outcome.
+public struct WireProbeSession: Sendable {
+    /// The largest message accepted (a health check expects tiny ones).
+    public static let maximumMessageLength = 1 << 24
+
+    /// What to do after some bytes arrived.
+    public struct Step: Sendable, Equatable {
+        /// Bytes to send now (the query, or Terminate).
+        public var send: [UInt8] = []
+        /// The outcome, once known; then the session is over.
+        public var outcome: WireProbe.Outcome?
+
+        public init(send: [UInt8] = [], outcome: WireProbe.Outcome? = nil) {
+            self.send = send
+            self.outcome = outcome
+        }
+    }
+
+    /// The StartupMessage to send first: length, protocol 3.0, key/value pairs, a final NUL.
+    public let startup: [UInt8]
+    private let query: String?
+    private var buffer: [UInt8] = []
+    private var queried = false
+    private var answer: String?
+    private var finished = false
+
+    public init(user: String, database: String, query: String?) {
+        var body = Self.int32(196_608)
         for (k, v) in [("user", user), ("database", database), ("application_name", "ampd")] {
             body += Array(k.utf8) + [0] + Array(v.utf8) + [0]
         }
         body.append(0)
-        guard conn.send(int32(Int32(body.count + 4)) + body) else { return .noResponse("write failed") }
-        var answer: String?
-        var queried = false
-        while true {
-            guard let (type, payload) = conn.receive() else { return conn.timedOut ? .timedOut : .noResponse("connection closed") }
-            switch type {
-            case UInt8(ascii: "R"):
-                guard payload.count >= 4 else { return .noResponse("short authentication message") }
-                if readInt32(payload, 0) != 0 { return .authenticationRequired }
-            case UInt8(ascii: "E"):
-                let fields = errorFields(payload)
-                return .rejected(sqlState: fields["C"] ?? "", message: fields["M"] ?? "")
-            case UInt8(ascii: "D"):
-                // DataRow: column count, then length-prefixed values.
-                if answer == nil, payload.count >= 6, readInt16(payload, 0) >= 1 {
-                    let length = Int(readInt32(payload, 2))
-                    if length >= 0, payload.count >= 6 + length {
-                        answer = String(decoding: payload[6..<(6 + length)], as: UTF8.self)
-                    }
-                }
-            case UInt8(ascii: "Z"):
-                // ReadyForQuery: after the login, and again after the query.
-                if let query, !queried {
-                    queried = true
-                    let q = Array(query.utf8) + [0]
-                    guard conn.send([UInt8(ascii: "Q")] + int32(Int32(q.count + 4)) + q) else { return .noResponse("write failed") }
-                    continue
-                }
-                _ = conn.send([UInt8(ascii: "X")] + int32(4))
-                return .ok(answer)
-            default:
-                continue  // ParameterStatus, BackendKeyData, RowDescription, CommandComplete, notices
-            }
-        }
+        startup = Self.int32(Int32(clamping: body.count + 4)) + body
+        self.query = query
     }
 
-    struct Connection {
-        let fd: Int32
-        let deadline: ContinuousClock.Instant
-        var buffer: [UInt8] = []
-        var timedOut = false
-
-        func send(_ bytes: [UInt8]) -> Bool {
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress?.advanced(by: offset), $0.count - offset, Int32(MSG_NOSIGNAL)) }
-                if n < 0 { if errno == EINTR { continue }; return false }
-                offset += n
+    /// Consumes `bytes`; returns what to send and, when the exchange is over, its outcome.
+    public mutating func received(_ bytes: some Collection<UInt8>) -> Step {
+        guard !finished else { return Step() }
+        buffer += bytes
+        var step = Step()
+        while let message = nextMessage(&step) {
+            if let outcome = handle(message.type, message.payload, &step) {
+                finished = true
+                step.outcome = outcome
+                return step
             }
-            return true
         }
+        if step.outcome != nil { finished = true }
+        return step
+    }
 
-        /// The next message (type, payload), or nil on EOF, error or timeout.
-        mutating func receive() -> (UInt8, [UInt8])? {
-            while true {
-                if buffer.count >= 5 {
-                    let length = Int(readInt32(buffer, 1))
-                    guard length >= 4, length < 1 << 24 else { return nil }
-                    if buffer.count >= 1 + length {
-                        let message = (buffer[0], Array(buffer[5..<(1 + length)]))
-                        buffer.removeFirst(1 + length)
-                        return message
-                    }
+    /// The next whole message, or nil when more bytes are needed (or the stream is broken:
+    /// then `step.outcome` says so).
+    private mutating func nextMessage(_ step: inout Step) -> (type: UInt8, payload: [UInt8])? {
+        guard step.outcome == nil, buffer.count >= 5 else { return nil }
+        let length = Int(Self.readInt32(buffer, 1))
+        guard length >= 4, length <= Self.maximumMessageLength else {
+            step.outcome = .noResponse("malformed answer: message length \(length)")
+            return nil
+        }
+        guard buffer.count >= 1 + length else { return nil }
+        let message = (buffer[0], Array(buffer[5..<(1 + length)]))
+        buffer.removeFirst(1 + length)
+        return message
+    }
+
+    private mutating func handle(_ type: UInt8, _ payload: [UInt8], _ step: inout Step) -> WireProbe.Outcome? {
+        switch type {
+        case UInt8(ascii: "R"):
+            guard payload.count >= 4 else { return .noResponse("malformed answer: short authentication message") }
+            return Self.readInt32(payload, 0) == 0 ? nil : .authenticationRequired
+        case UInt8(ascii: "E"):
+            let fields = Self.errorFields(payload)
+            return .rejected(sqlState: fields["C"] ?? "", message: fields["M"] ?? "")
+        case UInt8(ascii: "D"):
+            // DataRow: column count, then length-prefixed values; the first value counts.
+            if answer == nil, payload.count >= 6, Self.readInt16(payload, 0) >= 1 {
+                let length = Int(Self.readInt32(payload, 2))
+                if length >= 0, payload.count >= 6 + length {
+                    answer = String(decoding: payload[6..<(6 + length)], as: UTF8.self)
                 }
-                let left = deadline - ContinuousClock.now
-                guard left > .zero else { timedOut = true; return nil }
-                let ms = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
-                var revents: Int16 = 0
-                if amp_poll2(fd, Int16(POLLIN), &revents, -1, 0, nil, ms) == 0 { continue }
-                var chunk = [UInt8](repeating: 0, count: 8192)
-                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-                if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-                guard n > 0 else { return nil }
-                buffer += chunk[0..<n]
             }
+            return nil
+        case UInt8(ascii: "Z"):
+            // ReadyForQuery: after the login, and again after the query.
+            if let query, !queried {
+                queried = true
+                let q = Array(query.utf8) + [0]
+                step.send += [UInt8(ascii: "Q")] + Self.int32(Int32(clamping: q.count + 4)) + q
+                return nil
+            }
+            step.send += [UInt8(ascii: "X")] + Self.int32(4)
+            return .ok(answer)
+        default:
+            return nil  // ParameterStatus, BackendKeyData, RowDescription, CommandComplete, notices
         }
     }
 

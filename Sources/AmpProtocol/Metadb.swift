@@ -88,14 +88,6 @@ public enum Metadb {
 
         """
 
-    public static let notReady = "io.amp.Metadb.NotReady"
-    public static let databaseExists = "io.amp.Metadb.DatabaseExists"
-    public static let noSuchDatabase = "io.amp.Metadb.NoSuchDatabase"
-    public static let invalidDatabaseName = "io.amp.Metadb.InvalidDatabaseName"
-    public static let protectedDatabase = "io.amp.Metadb.ProtectedDatabase"
-    public static let databaseInUse = "io.amp.Metadb.DatabaseInUse"
-    public static let queryFailed = "io.amp.Metadb.QueryFailed"
-
     /// The parsed interface.
     public static func interface() throws(VarlinkIDLError) -> VarlinkInterface { try VarlinkInterface(parsing: idl) }
 
@@ -137,8 +129,9 @@ public enum Metadb {
 }
 
 /// `io.amp.Metadb.Status`.
-public struct MetadbStatus: Sendable, Equatable {
-    public enum State: String, Sendable, CaseIterable { case starting, ready, stopping, failed, external }
+public struct MetadbStatus: Codable, Sendable, Equatable {
+    /// `io.amp.Metadb.State`.
+    public enum State: String, Codable, Sendable, CaseIterable { case starting, ready, stopping, failed, external }
 
     public var state: State
     public var phase: String
@@ -167,44 +160,15 @@ public struct MetadbStatus: Sendable, Equatable {
         self.restarts = restarts
     }
 
-    public var json: JSONObject {
-        var o: JSONObject = [
-            "state": .string(state.rawValue), "phase": .string(phase), "project": .string(project),
-            "ampd_pid": .int(Int64(ampdPID)), "amp_dir": .string(ampDir), "data_dir": .string(dataDir),
-            "restarts": .int(Int64(restarts)),
-        ]
-        if let postmasterPID { o["postmaster_pid"] = .int(Int64(postmasterPID)) }
-        if let version { o["version"] = .string(version) }
-        if let socketDir { o["socket_dir"] = .string(socketDir) }
-        if let url { o["url"] = .string(url) }
-        if let uptimeSeconds { o["uptime_seconds"] = .float(uptimeSeconds) }
-        if let databaseSizeBytes { o["database_size_bytes"] = .int(databaseSizeBytes) }
-        if let connections { o["connections"] = .int(Int64(connections)) }
-        if let healthy { o["healthy"] = .bool(healthy) }
-        if let lastError { o["last_error"] = .string(lastError) }
-        return o
-    }
-
-    public init?(json o: JSONObject) {
-        guard let s = o["state"]?.stringValue, let state = State(rawValue: s), let phase = o["phase"]?.stringValue,
-              let project = o["project"]?.stringValue, let pid = o["ampd_pid"]?.intValue,
-              let ampDir = o["amp_dir"]?.stringValue, let dataDir = o["data_dir"]?.stringValue else { return nil }
-        self.init(state: state, phase: phase, project: project, ampdPID: Int(pid), ampDir: ampDir, dataDir: dataDir,
-                  restarts: Int(o["restarts"]?.intValue ?? 0))
-        postmasterPID = o["postmaster_pid"]?.intValue.map(Int.init)
-        version = o["version"]?.stringValue
-        socketDir = o["socket_dir"]?.stringValue
-        url = o["url"]?.stringValue
-        uptimeSeconds = o["uptime_seconds"]?.doubleValue
-        databaseSizeBytes = o["database_size_bytes"]?.intValue
-        connections = o["connections"]?.intValue.map(Int.init)
-        healthy = o["healthy"]?.boolValue
-        lastError = o["last_error"]?.stringValue
+    enum CodingKeys: String, CodingKey {
+        case state, phase, project, ampdPID = "ampd_pid", postmasterPID = "postmaster_pid", version, ampDir = "amp_dir"
+        case dataDir = "data_dir", socketDir = "socket_dir", url, uptimeSeconds = "uptime_seconds"
+        case databaseSizeBytes = "database_size_bytes", connections, restarts, healthy, lastError = "last_error"
     }
 }
 
 /// `io.amp.Metadb.Database`.
-public struct MetadbDatabase: Sendable, Equatable {
+public struct MetadbDatabase: Codable, Sendable, Equatable {
     public var name: String
     public var sizeBytes: Int64
     public var owner: String
@@ -215,10 +179,5 @@ public struct MetadbDatabase: Sendable, Equatable {
         self.owner = owner
     }
 
-    public var json: JSONObject { ["name": .string(name), "size_bytes": .int(sizeBytes), "owner": .string(owner)] }
-
-    public init?(json o: JSONObject) {
-        guard let n = o["name"]?.stringValue, let s = o["size_bytes"]?.intValue, let w = o["owner"]?.stringValue else { return nil }
-        self.init(name: n, sizeBytes: s, owner: w)
-    }
+    enum CodingKeys: String, CodingKey { case name, sizeBytes = "size_bytes", owner }
 }

@@ -1,0 +1,100 @@
+import Varlink
+
+/// Why a call to ampd failed.
+public enum MetadbClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Nothing listens at the socket: ampd is not running.
+    case notRunning(path: String)
+    /// The socket exists but belongs to someone else.
+    case accessDenied(path: String)
+    /// ampd answered with one of the interface's errors.
+    case service(MetadbError)
+    /// ampd answered with another varlink error (e.g. `org.varlink.service.PermissionDenied`).
+    case varlink(VarlinkError)
+    /// The connection failed, timed out, or the reply broke the protocol or the types.
+    case transport(String)
+    case protocolViolation(String)
+
+    public var description: String {
+        switch self {
+        case .notRunning(let path): return "nothing listens at \(path)"
+        case .accessDenied(let path): return "\(path): permission denied"
+        case .service(let e): return e.description
+        case .varlink(let e): return e.description
+        case .transport(let m), .protocolViolation(let m): return m
+        }
+    }
+}
+
+/// The typed client of `io.amp.Metadb`: the only way `ampctl` talks to ampd (model:
+/// apple/container's `ContainerClient`). One connection; calls are made one at a time.
+public struct MetadbClient: Sendable {
+    /// The socket it is connected to.
+    public let path: String
+    private let connection: VarlinkClient
+
+    /// Connects to ampd's socket.
+    public init(path: String) throws(MetadbClientError) {
+        self.path = path
+        do {
+            connection = try VarlinkClient.connect(path: path)
+        } catch {
+            switch error.code {
+            case .notRunning: throw .notRunning(path: path)
+            case .accessDenied: throw .accessDenied(path: path)
+            default: throw .transport("\(error)")
+            }
+        }
+    }
+
+    /// Calls one method.
+    public func call<M: MetadbMethod>(_ method: M.Type, _ parameters: M.Parameters, timeout: Duration = .seconds(30)) async throws(MetadbClientError) -> M.Reply {
+        do {
+            return try await connection.call(method, parameters, timeout: timeout)
+        } catch {
+            throw Self.map(error)
+        }
+    }
+
+    /// The current status.
+    public func status(timeout: Duration = .seconds(10)) async throws(MetadbClientError) -> MetadbStatus {
+        try await call(Metadb.GetStatus.self, NoParameters(), timeout: timeout).status
+    }
+
+    /// How to connect.
+    public func connectionInfo() async throws(MetadbClientError) -> Metadb.GetConnection.Reply {
+        try await call(Metadb.GetConnection.self, NoParameters())
+    }
+
+    public func databases() async throws(MetadbClientError) -> [MetadbDatabase] {
+        try await call(Metadb.ListDatabases.self, NoParameters()).databases
+    }
+
+    public func createDatabase(_ name: String) async throws(MetadbClientError) -> MetadbDatabase {
+        try await call(Metadb.CreateDatabase.self, .init(name: name)).database
+    }
+
+    public func dropDatabase(_ name: String, force: Bool) async throws(MetadbClientError) {
+        _ = try await call(Metadb.DropDatabase.self, .init(name: name, force: force))
+    }
+
+    /// The status, then every change, until the service stops or the consumer stops reading.
+    public func watchStatus() -> AsyncThrowingMapSequence<AsyncThrowingMapSequence<AsyncThrowingStream<JSONObject, any Error>, Metadb.GetStatus.Reply>, MetadbStatus> {
+        connection.stream(Metadb.WatchStatus.self, NoParameters()).map(\.status)
+    }
+
+    /// One mapping from what the transport throws to ``MetadbClientError``.
+    static func map(_ error: any Error) -> MetadbClientError {
+        switch error {
+        case let e as VarlinkError: return MetadbError(e).map(MetadbClientError.service) ?? .varlink(e)
+        case let e as VarlinkClientError:
+            switch e.code {
+            case .protocolViolation: return .protocolViolation("\(e)")
+            case .notRunning: return .notRunning(path: "")
+            case .accessDenied: return .accessDenied(path: "")
+            default: return .transport("\(e)")
+            }
+        case let e as JSONCodingError: return .protocolViolation("a reply that does not match io.amp.Metadb: \(e)")
+        default: return .transport("\(error)")
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import Varlink
+
+/// A method of `io.amp.Metadb`.
+public protocol MetadbMethod: VarlinkMethod {}
+
+extension MetadbMethod {
+    public static var interface: String { Metadb.interfaceName }
+}
+
+extension Metadb {
+    /// `GetStatus() -> (status: Status)`: the current status.
+    public enum GetStatus: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public struct Reply: Codable, Sendable, Equatable {
+            public var status: MetadbStatus
+            public init(status: MetadbStatus) { self.status = status }
+        }
+        public static let name = "GetStatus"
+    }
+
+    /// `GetConnection() -> (url, socket_dir, port, database, user, environment)`.
+    public enum GetConnection: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public struct Reply: Codable, Sendable, Equatable {
+            public var url: String
+            public var socketDirectory: String
+            public var port: Int
+            public var database: String
+            public var user: String
+            /// libpq variables: PGHOST, PGPORT, PGDATABASE, DATABASE_URL (and PGUSER).
+            public var environment: [String: String]
+
+            public init(url: String, socketDirectory: String, port: Int, database: String, user: String, environment: [String: String]) {
+                self.url = url
+                self.socketDirectory = socketDirectory
+                self.port = port
+                self.database = database
+                self.user = user
+                self.environment = environment
+            }
+
+            enum CodingKeys: String, CodingKey {
+                case url, socketDirectory = "socket_dir", port, database, user, environment
+            }
+        }
+        public static let name = "GetConnection"
+    }
+
+    /// `WatchStatus() -> (status: Status)` with `more`: the status, then one reply per change.
+    public enum WatchStatus: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public typealias Reply = GetStatus.Reply
+        public static let name = "WatchStatus"
+    }
+
+    /// `ListDatabases() -> (databases: []Database)`.
+    public enum ListDatabases: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public struct Reply: Codable, Sendable, Equatable {
+            public var databases: [MetadbDatabase]
+            public init(databases: [MetadbDatabase]) { self.databases = databases }
+        }
+        public static let name = "ListDatabases"
+    }
+
+    /// `CreateDatabase(name) -> (database: Database)`.
+    public enum CreateDatabase: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var name: String
+            public init(name: String) { self.name = name }
+        }
+        public struct Reply: Codable, Sendable, Equatable {
+            public var database: MetadbDatabase
+            public init(database: MetadbDatabase) { self.database = database }
+        }
+        public static let name = "CreateDatabase"
+    }
+
+    /// `DropDatabase(name, force: ?bool) -> ()`.
+    public enum DropDatabase: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var name: String
+            public var force: Bool?
+            public init(name: String, force: Bool? = nil) {
+                self.name = name
+                self.force = force
+            }
+        }
+        public typealias Reply = NoParameters
+        public static let name = "DropDatabase"
+    }
+
+    /// Every method, for the check of the types against the IDL.
+    public static let methods: [any MetadbMethod.Type] = [
+        GetStatus.self, GetConnection.self, WatchStatus.self, ListDatabases.self, CreateDatabase.self, DropDatabase.self,
+    ]
+}
+
+/// A call of `io.amp.Metadb`, decoded: what ampd dispatches on.
+public enum MetadbCall: Sendable, Equatable {
+    case getStatus
+    case getConnection
+    case watchStatus
+    case listDatabases
+    case createDatabase(Metadb.CreateDatabase.Parameters)
+    case dropDatabase(Metadb.DropDatabase.Parameters)
+
+    /// Decodes `call` (already checked against the IDL by the connection).
+    public init(_ call: VarlinkCall) throws(VarlinkError) {
+        switch call.method {
+        case Metadb.GetStatus.qualifiedName: self = .getStatus
+        case Metadb.GetConnection.qualifiedName: self = .getConnection
+        case Metadb.WatchStatus.qualifiedName: self = .watchStatus
+        case Metadb.ListDatabases.qualifiedName: self = .listDatabases
+        case Metadb.CreateDatabase.qualifiedName: self = .createDatabase(try Metadb.CreateDatabase.parameters(of: call))
+        case Metadb.DropDatabase.qualifiedName: self = .dropDatabase(try Metadb.DropDatabase.parameters(of: call))
+        default: throw .methodNotImplemented(call.method)
+        }
+    }
+}
+
+/// The errors of `io.amp.Metadb`: the one place their names and parameters are written.
+public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// PostgreSQL is not ready (starting, stopping or failed).
+    case notReady(state: String, phase: String)
+    case databaseExists(name: String)
+    case noSuchDatabase(name: String)
+    /// 1 to 63 of a-z, 0-9, _ and -, starting with a letter or _.
+    case invalidDatabaseName(name: String, reason: String)
+    /// postgres, template0 and template1 cannot be dropped.
+    case protectedDatabase(name: String)
+    case databaseInUse(name: String, connections: Int)
+    case queryFailed(message: String, sqlstate: String?)
+
+    /// The unqualified error names, as in the IDL.
+    public static let names = ["NotReady", "DatabaseExists", "NoSuchDatabase", "InvalidDatabaseName", "ProtectedDatabase", "DatabaseInUse", "QueryFailed"]
+
+    /// The error's name within the interface.
+    public var name: String {
+        switch self {
+        case .notReady: return "NotReady"
+        case .databaseExists: return "DatabaseExists"
+        case .noSuchDatabase: return "NoSuchDatabase"
+        case .invalidDatabaseName: return "InvalidDatabaseName"
+        case .protectedDatabase: return "ProtectedDatabase"
+        case .databaseInUse: return "DatabaseInUse"
+        case .queryFailed: return "QueryFailed"
+        }
+    }
+
+    /// The error as it goes on the wire.
+    public var varlinkError: VarlinkError {
+        let parameters: JSONObject
+        switch self {
+        case .notReady(let state, let phase): parameters = ["state": .string(state), "phase": .string(phase)]
+        case .databaseExists(let name), .noSuchDatabase(let name), .protectedDatabase(let name): parameters = ["name": .string(name)]
+        case .invalidDatabaseName(let name, let reason): parameters = ["name": .string(name), "reason": .string(reason)]
+        case .databaseInUse(let name, let connections): parameters = ["name": .string(name), "connections": .int(Int64(connections))]
+        case .queryFailed(let message, let sqlstate):
+            var p: JSONObject = ["message": .string(message)]
+            if let sqlstate { p["sqlstate"] = .string(sqlstate) }
+            parameters = p
+        }
+        return VarlinkError(Metadb.interfaceName + "." + name, parameters)
+    }
+
+    /// The error a reply carries, when it is one of this interface's (with its parameters).
+    public init?(_ error: VarlinkError) {
+        let prefix = Metadb.interfaceName + "."
+        guard error.name.hasPrefix(prefix) else { return nil }
+        let p = error.parameters
+        func s(_ key: String) -> String? { p[key]?.stringValue }
+        switch String(error.name.dropFirst(prefix.count)) {
+        case "NotReady":
+            guard let state = s("state"), let phase = s("phase") else { return nil }
+            self = .notReady(state: state, phase: phase)
+        case "DatabaseExists": guard let n = s("name") else { return nil }; self = .databaseExists(name: n)
+        case "NoSuchDatabase": guard let n = s("name") else { return nil }; self = .noSuchDatabase(name: n)
+        case "ProtectedDatabase": guard let n = s("name") else { return nil }; self = .protectedDatabase(name: n)
+        case "InvalidDatabaseName":
+            guard let n = s("name"), let r = s("reason") else { return nil }
+            self = .invalidDatabaseName(name: n, reason: r)
+        case "DatabaseInUse":
+            guard let n = s("name"), let c = p["connections"]?.intValue, let count = Int(exactly: c) else { return nil }
+            self = .databaseInUse(name: n, connections: count)
+        case "QueryFailed":
+            guard let m = s("message") else { return nil }
+            self = .queryFailed(message: m, sqlstate: s("sqlstate"))
+        default: return nil
+        }
+    }
+
+    public var description: String { varlinkError.description }
+}

@@ -1,0 +1,147 @@
+import AmpProtocol
+import Testing
+import Varlink
+
+/// The Swift types of `io.amp.Metadb` against its IDL text: they cannot drift apart.
+@Suite("io.amp.Metadb: Swift types against the IDL (pure)")
+struct MetadbProtocolTests {
+    let interface: VarlinkInterface
+
+    init() throws { interface = try Metadb.interface() }
+
+    /// A status with every optional field set, and one with none.
+    static let fullStatus: MetadbStatus = {
+        var s = MetadbStatus(state: .ready, phase: "ready: u", project: "p", ampdPID: 1, ampDir: "/p/.amp", dataDir: "/p/.amp/metadb", restarts: 2)
+        s.postmasterPID = 3
+        s.version = "15.4"
+        s.socketDir = "/p/.amp/metadb"
+        s.url = "postgresql:///postgres"
+        s.uptimeSeconds = 1.5
+        s.databaseSizeBytes = 1 << 40
+        s.connections = 4
+        s.healthy = true
+        s.lastError = "e"
+        return s
+    }()
+    static let bareStatus = MetadbStatus(state: .starting, phase: "checking the cluster", project: "p", ampdPID: 1, ampDir: "/a", dataDir: "/d")
+    static let database = MetadbDatabase(name: "app", sizeBytes: 8_000_000, owner: "me")
+
+    /// Sample parameters and replies of every method, with every optional set.
+    static func samples(_ method: any MetadbMethod.Type) -> (parameters: JSONObject, reply: JSONObject)? {
+        let e = JSONValueEncoder()
+        func encode<T: Encodable>(_ v: T) -> JSONObject? { try? e.encodeObject(v) }
+        switch method {
+        case is Metadb.GetStatus.Type, is Metadb.WatchStatus.Type:
+            return encode(NoParameters()).flatMap { p in encode(Metadb.GetStatus.Reply(status: fullStatus)).map { (p, $0) } }
+        case is Metadb.GetConnection.Type:
+            let r = Metadb.GetConnection.Reply(url: "u", socketDirectory: "/s", port: 5432, database: "postgres", user: "me", environment: ["PGHOST": "/s"])
+            return encode(NoParameters()).flatMap { p in encode(r).map { (p, $0) } }
+        case is Metadb.ListDatabases.Type:
+            return encode(NoParameters()).flatMap { p in encode(Metadb.ListDatabases.Reply(databases: [database])).map { (p, $0) } }
+        case is Metadb.CreateDatabase.Type:
+            return encode(Metadb.CreateDatabase.Parameters(name: "app")).flatMap { p in encode(Metadb.CreateDatabase.Reply(database: database)).map { (p, $0) } }
+        case is Metadb.DropDatabase.Type:
+            return encode(Metadb.DropDatabase.Parameters(name: "app", force: true)).flatMap { p in encode(NoParameters()).map { (p, $0) } }
+        default:
+            return nil
+        }
+    }
+
+    /// Every field the IDL declares is in `value` (recursively through named structs), so a
+    /// field the Swift type lacks is found, not only a field the IDL lacks.
+    func covers(_ value: JSONValue, _ type: VarlinkType, path: String) -> [String] {
+        switch (type, value) {
+        case (.optional(let t), _): return covers(value, t, path: path)
+        case (.named(let n), _): return interface.types[n].map { covers(value, $0, path: path) } ?? ["\(path): unknown type \(n)"]
+        case (.structure(let fields), .object(let o)):
+            var missing: [String] = []
+            for f in fields {
+                guard let v = o[f.name] else { missing.append("\(path).\(f.name)"); continue }
+                missing += covers(v, f.type, path: "\(path).\(f.name)")
+            }
+            return missing
+        case (.array(let t), .array(let items)): return items.flatMap { covers($0, t, path: path + "[]") }
+        default: return []
+        }
+    }
+
+    @Test("every IDL method has a Swift type and every Swift type an IDL method")
+    func sameMethods() {
+        #expect(Set(Metadb.methods.map { $0.name }) == Set(interface.methods.keys))
+        #expect(Metadb.methods.allSatisfy { $0.qualifiedName == "io.amp.Metadb.\($0.name)" })
+    }
+
+    @Test("parameters and replies encode exactly to the IDL's fields and types, and decode back", arguments: Metadb.methods.map { $0.name })
+    func methodTypes(name: String) throws {
+        let method = try #require(Metadb.methods.first { $0.name == name })
+        let idl = try #require(interface.methods[name])
+        let (parameters, reply) = try #require(Self.samples(method))
+        #expect(interface.invalidParameter(parameters, fields: idl.input) == nil, "parameters of \(name): \(parameters)")
+        #expect(interface.invalidParameter(reply, fields: idl.output) == nil, "reply of \(name): \(reply)")
+        #expect(covers(.object(parameters), .structure(idl.input), path: name).isEmpty, "\(covers(.object(parameters), .structure(idl.input), path: name))")
+        #expect(covers(.object(reply), .structure(idl.output), path: name).isEmpty, "\(covers(.object(reply), .structure(idl.output), path: name))")
+    }
+
+    @Test("a status without optionals is still valid, and both round-trip")
+    func statusRoundTrip() throws {
+        let d = JSONValueDecoder(), e = JSONValueEncoder()
+        let status = try #require(interface.types["Status"])
+        for s in [Self.fullStatus, Self.bareStatus] {
+            let encoded = try e.encode(s)
+            #expect(interface.conforms(encoded, to: status), "\(encoded)")
+            #expect(try d.decode(MetadbStatus.self, from: encoded) == s)
+        }
+        #expect(Set(MetadbStatus.State.allCases.map(\.rawValue)) == Set(interface.types["State"].flatMap {
+            if case .enumeration(let c) = $0 { return c } else { return nil }
+        } ?? []))
+    }
+
+    @Test("every error: the name is in the IDL, its parameters match, and it maps back")
+    func errors() throws {
+        let all: [MetadbError] = [
+            .notReady(state: "starting", phase: "x"), .databaseExists(name: "a"), .noSuchDatabase(name: "a"),
+            .invalidDatabaseName(name: "A", reason: "r"), .protectedDatabase(name: "postgres"),
+            .databaseInUse(name: "a", connections: 2), .queryFailed(message: "m", sqlstate: "42P01"), .queryFailed(message: "m", sqlstate: nil),
+        ]
+        #expect(Set(all.map(\.name)) == Set(interface.errors.keys))
+        #expect(Set(MetadbError.names) == Set(interface.errors.keys))
+        for error in all {
+            let wire = error.varlinkError
+            let fields = try #require(interface.errors[error.name])
+            #expect(wire.name == "io.amp.Metadb.\(error.name)")
+            #expect(interface.invalidParameter(wire.parameters, fields: fields) == nil, "\(wire)")
+            #expect(MetadbError(wire) == error)
+        }
+        #expect(MetadbError(VarlinkError("io.amp.Metadb.NotReady")) == nil, "missing parameters: not that error")
+        #expect(MetadbError(.permissionDenied) == nil)
+    }
+
+    @Test("calls decode to the typed enum; bad parameters are InvalidParameter naming them")
+    func calls() throws {
+        #expect(try MetadbCall(VarlinkCall(method: "io.amp.Metadb.GetStatus")) == .getStatus)
+        #expect(try MetadbCall(VarlinkCall(method: "io.amp.Metadb.DropDatabase", parameters: ["name": .string("a")]))
+            == .dropDatabase(.init(name: "a", force: nil)))
+        #expect(throws: VarlinkError.invalidParameter("name")) {
+            try MetadbCall(VarlinkCall(method: "io.amp.Metadb.CreateDatabase", parameters: ["name": .int(5)]))
+        }
+        #expect(throws: VarlinkError.methodNotImplemented("io.amp.Metadb.Nope")) { try MetadbCall(VarlinkCall(method: "io.amp.Metadb.Nope")) }
+    }
+
+    @Test("JSON coding: ints are checked, optionals omitted, maps are objects, paths named")
+    func coding() throws {
+        struct T: Codable, Equatable { var a: Int32; var b: Double?; var c: [String: [Int]]; var d: [Bool] }
+        let e = JSONValueEncoder(), d = JSONValueDecoder()
+        let v = T(a: 7, b: nil, c: ["x": [1, 2]], d: [true])
+        let json = try e.encode(v)
+        #expect(json == .object(["a": .int(7), "c": .object(["x": .array([.int(1), .int(2)])]), "d": .array([.bool(true)])]))
+        #expect(try d.decode(T.self, from: json) == v)
+        #expect(throws: JSONCodingError.self) { try d.decode(T.self, from: .object(["a": .int(1 << 40), "c": .object([:]), "d": .array([])])) }
+        do {
+            _ = try d.decode(T.self, from: .object(["a": .int(1), "c": .object(["x": .array([.string("no")])]), "d": .array([])]))
+            Issue.record("decoded a string as an int")
+        } catch {
+            #expect(error.path == "c.x[0]", "\(error)")
+        }
+        #expect(try d.decode(Double.self, from: .int(3)) == 3, "a JSON number without a fraction is still a float")
+    }
+}
