@@ -18,7 +18,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // log(event:) and LogEvent, which the log handlers implement, came with swift-log 1.11.
+        .package(url: "https://github.com/apple/swift-log", from: "1.11.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
@@ -60,7 +61,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "AmpSystemd",
-            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AmpProtocol", "CSystemd", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "Varlink",
@@ -130,7 +131,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "AmpSystemdTests",
-            dependencies: ["AmpSystemd", "AmpRegistry", "AmpConfig"],
+            dependencies: ["AmpSystemd", "AmpProtocol", "AmpRegistry", "AmpConfig"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpdIntegrationTests",

@@ -99,14 +99,8 @@ struct AmpdService: Service {
             let reporting = builder.onDiskFull { reason in
                 supervisor.handle(.degraded(reason: reason, checked: false))
             }.onProgress { phase in
-                switch phase {
-                case .checking: supervisor.handle(.phase(.checking))
-                case .initialisingCluster:
-                    created.fulfil(())
-                    supervisor.handle(.phase(.initialisingCluster))
-                case .starting: supervisor.handle(.phase(.starting))
-                case .recovering: supervisor.handle(.phase(.recovering))
-                }
+                if phase == .initialisingCluster { created.fulfil(()) }
+                supervisor.handle(.phase(ServicePhase(phase)))
             }
             return try await cancelWhenGracefulShutdown { try await reporting.start() }
         } catch let error as PostgresError where error.underlying is CancellationError {
@@ -163,35 +157,32 @@ final class Supervisor: Sendable {
             board.update {
                 $0.healthy = healthy
                 if !healthy { $0.lastError = reason }
-                if healthy, $0.state == .ready { $0.phase = "ready: \($0.url ?? "")" }
+                if healthy, $0.state == .ready { $0.phase = ServicePhase.ready(url: $0.url ?? "").statusText }
             }
         case .degraded(let reason, _):
             board.update {
                 $0.healthy = false
                 $0.lastError = reason
-                if $0.state == .ready { $0.phase = "unhealthy: \(reason)" }
+                if $0.state == .ready { $0.phase = ServicePhase.unhealthyText(reason) }
             }
             phaseChangedSink.yield()
         case .tick: break
         }
     }
 
-    /// The board's state and phase text for a phase (ready is set by ``StatusBoard/ready(_:)``).
-    static func apply(_ phase: NotifyStateMachine.Phase, to status: inout MetadbStatus) {
+    /// The board's state and phase text for a phase (ready's details are set by
+    /// ``StatusBoard/ready(_:)``).
+    static func apply(_ phase: ServicePhase, to status: inout MetadbStatus) {
+        status.state = phase.state
+        status.phase = phase.statusText
         switch phase {
-        case .checking: status.state = .starting; status.phase = "checking the cluster"
-        case .initialisingCluster: status.state = .starting; status.phase = "initialising cluster (initdb)"
-        case .starting: status.state = .starting; status.phase = "starting PostgreSQL"
-        case .recovering: status.state = .starting; status.phase = "recovering after an unclean shutdown"
-        case .ready: break
-        case .restarting(let restart, let reason):
-            status.state = .starting
-            status.phase = "restarting PostgreSQL (restart \(restart))"
+        case .checking, .initialisingCluster, .starting, .recovering, .ready: break
+        case .restarting(_, let reason):
             status.postmasterPID = nil
             status.healthy = false
             status.lastError = reason
-        case .stopping: status.state = .stopping; status.phase = "stopping"; status.healthy = nil
-        case .failed(let message): status.state = .failed; status.phase = "failed"; status.lastError = message
+        case .stopping: status.healthy = nil
+        case .failed(let message): status.lastError = message
         }
     }
 
@@ -225,6 +216,19 @@ final class Supervisor: Sendable {
                 case .unhealthy(let reason): handle(.healthChecked(healthy: false, reason: reason))
                 }
             }
+        }
+    }
+}
+
+extension ServicePhase {
+    /// The phase for a step of ``PostgresBuilder/start()``: the library's progress events,
+    /// mapped onto the service's one lifecycle.
+    init(_ step: PostgresStartPhase) {
+        switch step {
+        case .checking: self = .checking
+        case .initialisingCluster: self = .initialisingCluster
+        case .starting: self = .starting
+        case .recovering: self = .recovering
         }
     }
 }

@@ -135,7 +135,7 @@ enum Daemon {
         // The varlink socket listens before PostgreSQL starts, so `ampctl status` sees the start.
         let restarts = countStart(environment: environment)
         let board = StatusBoard(MetadbStatus(
-            state: .starting, phase: "checking the cluster", project: projectName, ampdPID: Int(getpid()),
+            state: ServicePhase.checking.state, phase: ServicePhase.checking.statusText, project: projectName, ampdPID: Int(getpid()),
             ampDir: ampDir.path, dataDir: ampDir.metadb, restarts: restarts))
         let varlink: VarlinkServer
         do {

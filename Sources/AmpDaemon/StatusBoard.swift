@@ -53,7 +53,7 @@ final class StatusBoard: Sendable {
         }
         update {
             $0.state = .ready
-            $0.phase = "ready: \(handle.url)"
+            $0.phase = ServicePhase.ready(url: handle.url).statusText
             $0.postmasterPID = Int(handle.pid)
             $0.version = handle.serverVersion
             $0.socketDir = handle.socketDirectory

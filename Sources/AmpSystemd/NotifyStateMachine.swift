@@ -1,3 +1,5 @@
+import AmpProtocol
+
 /// What a `Type=notify` service tells systemd, and when: a pure state machine (events in,
 /// actions out) without I/O, driven by the daemon and tested on its own.
 ///
@@ -11,18 +13,8 @@
 ///   succeeded sends `WATCHDOG=1`: a hung server therefore ends in `Result=watchdog`, never
 ///   masked by a free-running timer.
 public struct NotifyStateMachine: Sendable {
-    /// Where the service is.
-    public enum Phase: Sendable, Equatable {
-        case checking
-        case initialisingCluster
-        case starting
-        case recovering
-        case ready(url: String)
-        /// PostgreSQL exited unexpectedly and ampd starts it again (`restart` counts them).
-        case restarting(restart: Int, reason: String)
-        case stopping
-        case failed(String)
-    }
+    /// Where the service is: the one lifecycle type, shared with the status board.
+    public typealias Phase = ServicePhase
 
     /// What the machine reacts to.
     public enum Event: Sendable, Equatable {
@@ -99,7 +91,7 @@ public struct NotifyStateMachine: Sendable {
         var actions: [Action] = []
         if reason != degradedReason {
             actions.append(.logWarning("\(reason); PostgreSQL keeps running, but writes fail until there is room"))
-            actions.append(.notify([.status("unhealthy: \(reason)")]))
+            actions.append(.notify([.status(ServicePhase.unhealthyText(reason))]))
             degradedReason = reason
         }
         if checked {
@@ -119,14 +111,12 @@ public struct NotifyStateMachine: Sendable {
         }
         phase = next
         switch next {
-        case .checking: return [.notify([.status("checking the cluster")])]
-        case .initialisingCluster: return [.notify([.status("initialising cluster (initdb)")])]
-        case .starting: return [.notify([.status("starting PostgreSQL")])]
-        case .recovering: return [.notify([.status("PostgreSQL is recovering after an unclean shutdown")])]
-        case .ready(let url):
+        case .checking, .initialisingCluster, .starting, .recovering, .restarting, .failed:
+            return [.notify([.status(next.statusText)])]
+        case .ready:
             failedChecks = 0
             lastFailure = nil
-            var messages: [NotifyMessage] = [.status("ready: \(url)")]
+            var messages: [NotifyMessage] = [.status(next.statusText)]
             if !sentReady {
                 messages.insert(.ready, at: 0)
                 sentReady = true
@@ -134,10 +124,7 @@ public struct NotifyStateMachine: Sendable {
             // The first ping right away: the watchdog starts counting at READY=1.
             if watchdogInterval != nil { messages.append(.watchdog) }
             return [.notify(messages)]
-        case .restarting(let restart, let reason):
-            return [.notify([.status("restarting PostgreSQL (restart \(restart)): \(reason)")])]
-        case .stopping: return [.notify([.stopping, .status("stopping")])]
-        case .failed(let message): return [.notify([.status("failed: \(message)")])]
+        case .stopping: return [.notify([.stopping, .status(next.statusText)])]
         }
     }
 
@@ -164,12 +151,12 @@ public struct NotifyStateMachine: Sendable {
             var actions: [Action] = []
             if let reason = degradedReason {
                 actions.append(.logNotice("resolved: \(reason)"))
-                actions.append(.notify([.status("ready: \(url)")]))
+                actions.append(.notify([.status(ServicePhase.ready(url: url).statusText)]))
                 degradedReason = nil
             }
             if failedChecks > 0 {
                 actions.append(.logNotice("PostgreSQL is healthy again after \(failedChecks) failed health check\(failedChecks == 1 ? "" : "s")"))
-                actions.append(.notify([.status("ready: \(url)")]))
+                actions.append(.notify([.status(ServicePhase.ready(url: url).statusText)]))
             }
             failedChecks = 0
             lastFailure = nil
@@ -182,7 +169,7 @@ public struct NotifyStateMachine: Sendable {
             let interval = watchdogInterval.map { "\($0)" } ?? "the watchdog interval"
             actions.append(.logWarning(
                 "health check failed: \(reason); the watchdog is not pinged, so systemd restarts the service if no check succeeds within \(interval)"))
-            actions.append(.notify([.status("unhealthy: \(reason)")]))
+            actions.append(.notify([.status(ServicePhase.unhealthyText(reason))]))
             lastFailure = reason
         }
         return actions

@@ -1,0 +1,48 @@
+/// Where the service is: the one lifecycle type. The systemd notifier (`STATUS=`), the status
+/// board (`GetStatus`, `WatchStatus`, `ampctl status`) and the daemon are all driven from it,
+/// so a phase is named and worded in this one place.
+public enum ServicePhase: Sendable, Equatable {
+    /// Locating the binaries and checking the data directory.
+    case checking
+    /// Running initdb (or copying the cached template) for a new cluster.
+    case initialisingCluster
+    /// PostgreSQL runs and is starting up.
+    case starting
+    /// PostgreSQL replays WAL after an unclean shutdown.
+    case recovering
+    /// PostgreSQL answers queries at `url`.
+    case ready(url: String)
+    /// PostgreSQL exited unexpectedly and ampd starts it again (`restart` counts them).
+    case restarting(restart: Int, reason: String)
+    /// A graceful shutdown is under way.
+    case stopping
+    /// ampd gave up; the message says why.
+    case failed(String)
+
+    /// The words for it: systemd's `STATUS=` and the status's `phase`.
+    public var statusText: String {
+        switch self {
+        case .checking: return "checking the cluster"
+        case .initialisingCluster: return "initialising cluster (initdb)"
+        case .starting: return "starting PostgreSQL"
+        case .recovering: return "recovering after an unclean shutdown"
+        case .ready(let url): return "ready: \(url)"
+        case .restarting(let restart, let reason): return "restarting PostgreSQL (restart \(restart)): \(reason)"
+        case .stopping: return "stopping"
+        case .failed(let message): return "failed: \(message)"
+        }
+    }
+
+    /// The words for a ready server with a problem (a failed health check, a full disk).
+    public static func unhealthyText(_ reason: String) -> String { "unhealthy: \(reason)" }
+
+    /// The state `io.amp.Metadb` reports for it.
+    public var state: MetadbStatus.State {
+        switch self {
+        case .checking, .initialisingCluster, .starting, .recovering, .restarting: return .starting
+        case .ready: return .ready
+        case .stopping: return .stopping
+        case .failed: return .failed
+        }
+    }
+}
