@@ -39,6 +39,11 @@ let package = Package(
         // File copies by reflink / copy_file_range, and flock, for the cluster template cache.
         .target(name: "CFiles"),
 
+        // POSIX file, path, text and terminal helpers: the one home of each (read a file, list
+        // a directory, normalise a path, trim, hash, write all, colour or not).
+        .target(
+            name: "SystemSupport",
+            swiftSettings: strict),
         .target(
             name: "ChildProcess",
             dependencies: ["CSpawn"],
@@ -46,18 +51,18 @@ let package = Package(
         .target(
             name: "AmpPostgres",
             dependencies: [
-                "CLibPQ", "CFiles", "CSocket", "ChildProcess",
+                "CLibPQ", "CFiles", "CSocket", "CSpawn", "ChildProcess", "SystemSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
         .target(
             name: "AmpConfig",
-            dependencies: ["AmpTuning"],
+            dependencies: ["AmpTuning", "SystemSupport"],
             swiftSettings: strict),
         .target(
             name: "AmpLogging",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: ["SystemSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "AmpSystemd",
@@ -73,16 +78,16 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "AmpTuning",
-            dependencies: [],
+            dependencies: ["SystemSupport"],
             swiftSettings: strict),
         .target(
             name: "AmpRegistry",
-            dependencies: ["AmpConfig"],
+            dependencies: ["AmpConfig", "SystemSupport"],
             swiftSettings: strict),
         .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSpawn", "CSocket",
+                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSpawn", "CSocket", "SystemSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -95,7 +100,7 @@ let package = Package(
         .target(
             name: "AmpControl",
             dependencies: [
-                "AmpConfig", "AmpPostgres", "AmpProtocol", "AmpRegistry", "Varlink", "ChildProcess",
+                "AmpConfig", "AmpPostgres", "AmpProtocol", "AmpRegistry", "Varlink", "ChildProcess", "SystemSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -105,12 +110,12 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "amp-generator",
-            dependencies: ["AmpRegistry", "AmpConfig"],
+            dependencies: ["AmpRegistry", "AmpConfig", "SystemSupport"],
             swiftSettings: strict),
 
         .testTarget(
             name: "AmpConfigTests",
-            dependencies: ["AmpConfig"],
+            dependencies: ["AmpConfig", "SystemSupport"],
             exclude: ["toml-test"],
             swiftSettings: strict),
         .testTarget(
@@ -144,7 +149,7 @@ let package = Package(
 // libFuzzer targets (`make fuzz`, and briefly in `make test`): built only with AMP_FUZZ=1 and
 // `swift build --sanitize=fuzzer` (libFuzzer supplies `main`), in a scratch path of their own.
 if Context.environment["AMP_FUZZ"] == "1" {
-    for (name, dependencies) in [("FuzzTOML", ["AmpConfig"]), ("FuzzConfig", ["AmpConfig", "AmpTuning"]), ("FuzzVarlinkJSON", ["Varlink"]),
+    for (name, dependencies) in [("FuzzTOML", ["AmpConfig", "SystemSupport"]), ("FuzzConfig", ["AmpConfig", "AmpTuning"]), ("FuzzVarlinkJSON", ["Varlink"]),
                                  ("FuzzVarlinkFramer", ["Varlink"]), ("FuzzPostgresLog", ["AmpPostgres"])] {
         package.targets.append(.executableTarget(
             name: name, dependencies: dependencies.map { .target(name: $0) }, path: "Tests/fuzz/\(name)",

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import SystemSupport
 #endif
 
 /// The amp dir of a project: `BASE/.amp`, holding everything amp keeps for it (IC-1, IC-12).
@@ -67,38 +68,3 @@ public struct AmpDirectory: Sendable, Equatable {
     }
 }
 
-/// Whether `path` is a directory (following symbolic links).
-public func isDirectory(_ path: String) -> Bool {
-    var st = stat()
-    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-}
-
-/// Removes `.` and empty components and resolves `..` lexically.
-public func normalizePath(_ path: String) -> String {
-    var parts: [Substring] = []
-    for c in path.split(separator: "/") {
-        if c == "." { continue }
-        if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
-        parts.append(c)
-    }
-    return "/" + parts.joined(separator: "/")
-}
-
-/// This process's environment as a dictionary.
-public func processEnvironment() -> [String: String] {
-    var env: [String: String] = [:]
-    var p = environ
-    while let entry = p.pointee {
-        let s = String(cString: entry)
-        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-        p += 1
-    }
-    return env
-}
-
-/// The current working directory (`/` if it cannot be read).
-public func workingDirectory() -> String {
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    guard getcwd(&buffer, buffer.count) != nil else { return "/" }
-    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}

@@ -1,4 +1,5 @@
 import AmpTuning
+import SystemSupport
 
 /// Reads the configuration layers and combines them.
 public enum ConfigLoader {
@@ -243,7 +244,7 @@ public enum ConfigLoader {
         guard let eq = text.firstIndex(of: "=") else {
             throw ConfigError(.invalidFlag, "\(flag) \(text): expected NAME=VALUE, e.g. \(flag) work_mem=16MB", key: flag)
         }
-        let name = String(text[..<eq]).trimmingSpaces
+        let name = String(text[..<eq]).trimmingWhitespace
         guard isValidParameterName(name) else {
             throw ConfigError(.invalidFlag, "\(flag) \(text): '\(name)' is not a valid PostgreSQL parameter name", key: flag)
         }

@@ -1,4 +1,5 @@
 import AmpTuning
+import SystemSupport
 
 /// Everything that shapes the managed PostgreSQL of one amp dir.
 ///
@@ -122,9 +123,9 @@ public enum SettingBounds {
 /// milliseconds (so `99999999999999999999s` is an error, never a crash); range checks are the
 /// caller's (``SettingBounds``).
 public func parseDuration(_ text: String) -> Duration? {
-    let t = text.trimmingSpaces
+    let t = text.trimmingWhitespace
     let number = t.prefix { ("0"..."9").contains($0) || $0 == "." }
-    let unit = t.dropFirst(number.count).trimmingSpaces
+    let unit = t.dropFirst(number.count).trimmingWhitespace
     guard !number.isEmpty, number.filter({ $0 == "." }).count <= 1,
           let value = Double(number), value >= 0, value.isFinite else { return nil }
     let scale: Double
@@ -153,8 +154,3 @@ public func isValidParameterName(_ name: String) -> Bool {
         && !name.hasSuffix(".") && !name.contains("..")
 }
 
-extension StringProtocol {
-    var trimmingSpaces: String {
-        String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
-    }
-}

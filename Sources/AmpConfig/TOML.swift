@@ -452,38 +452,45 @@ private struct TOMLParser {
         }
     }
 
-    mutating func parseMultilineBasicString() throws(TOMLError) -> String {
+    mutating func parseMultilineBasicString() throws(TOMLError) -> String { try parseMultilineString(quote: "\"") }
+
+    mutating func parseMultilineLiteralString() throws(TOMLError) -> String { try parseMultilineString(quote: "'") }
+
+    /// `"""…"""` (escapes, line-ending backslashes) or `'''…'''` (verbatim); a newline
+    /// right after the opening delimiter is dropped; up to two quotes right before the closing
+    /// delimiter belong to the content, a third is an error.
+    mutating func parseMultilineString(quote: Unicode.Scalar) throws(TOMLError) -> String {
+        let basic = quote == "\""
         advance(); advance(); advance()
         if peek == "\n" { advance() } else if peek == "\r" && peek(1) == "\n" { advance(); advance() }
         var out = ""
         while true {
             guard let c = peek else { throw error("unterminated multi-line string") }
             try checkStringCharacter(c, multiline: true)
-            if c == "\"" && peek(1) == "\"" && peek(2) == "\"" {
+            if c == quote && peek(1) == quote && peek(2) == quote {
                 advance(); advance(); advance()
-                // Up to two extra quotes belong to the content; a third ends nothing.
                 var extra = 0
-                while peek == "\"" {
+                while peek == quote {
                     guard extra < 2 else { throw error("too many quotes after the end of a multi-line string") }
-                    out.unicodeScalars.append("\"")
+                    out.unicodeScalars.append(quote)
                     advance()
                     extra += 1
                 }
                 return out
             }
             advance()
-            if c == "\\" {
-                // Line-ending backslash: skip the newline and following white space.
-                var j = i
-                while j < s.count && (s[j] == " " || s[j] == "\t") { j += 1 }
-                if j < s.count && (s[j] == "\n" || s[j] == "\r") {
-                    while let w = peek, w == " " || w == "\t" || w == "\n" || w == "\r" { advance() }
-                    continue
-                }
-                out.unicodeScalars.append(try parseEscape())
-            } else {
+            guard basic, c == "\\" else {
                 out.unicodeScalars.append(c)
+                continue
             }
+            // Line-ending backslash: skip the newline and following white space.
+            var j = i
+            while j < s.count && (s[j] == " " || s[j] == "\t") { j += 1 }
+            if j < s.count && (s[j] == "\n" || s[j] == "\r") {
+                while let w = peek, w == " " || w == "\t" || w == "\n" || w == "\r" { advance() }
+                continue
+            }
+            out.unicodeScalars.append(try parseEscape())
         }
     }
 
@@ -496,29 +503,6 @@ private struct TOMLParser {
             advance()
             if c == "'" { return out }
             out.unicodeScalars.append(c)
-        }
-    }
-
-    mutating func parseMultilineLiteralString() throws(TOMLError) -> String {
-        advance(); advance(); advance()
-        if peek == "\n" { advance() } else if peek == "\r" && peek(1) == "\n" { advance(); advance() }
-        var out = ""
-        while true {
-            guard let c = peek else { throw error("unterminated multi-line string") }
-            try checkStringCharacter(c, multiline: true)
-            if c == "'" && peek(1) == "'" && peek(2) == "'" {
-                advance(); advance(); advance()
-                var extra = 0
-                while peek == "'" {
-                    guard extra < 2 else { throw error("too many quotes after the end of a multi-line string") }
-                    out.unicodeScalars.append("'")
-                    advance()
-                    extra += 1
-                }
-                return out
-            }
-            out.unicodeScalars.append(c)
-            advance()
         }
     }
 }

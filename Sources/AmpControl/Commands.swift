@@ -6,9 +6,8 @@ import AmpProtocol
 import AmpRegistry
 import ArgumentParser
 import Varlink
+import SystemSupport
 
-/// The amp version.
-public let ampctlVersion = "0.1.0"
 
 /// `ampctl`: the client of amp.
 public struct AmpctlCommand: AsyncParsableCommand {
@@ -22,7 +21,7 @@ public struct AmpctlCommand: AsyncParsableCommand {
             EXIT STATUS
             \(AmpctlExitCode.allCases.map { "  \($0.rawValue)  \($0.meaning)" }.joined(separator: "\n"))
             """,
-        version: ampctlVersion,
+        version: ampVersion,
         subcommands: [
             InitCommand.self, ListCommand.self, StatusCommand.self, URLCommand.self, EnvCommand.self, PsqlCommand.self,
             DatabasesCommand.self, CreatedbCommand.self, DropdbCommand.self,
@@ -101,7 +100,7 @@ func fetchStatus(_ project: Project) async -> ProjectStatus {
         return ProjectStatus(state: ProjectStatus.State(rawValue: s.state.rawValue) ?? .failed, status: s, detail: s.phase)
     }
     // No ampd: a server in the data directory would be external.
-    if let text = try? String(decoding: readAll(project.ampDir + "/metadb/postmaster.pid"), as: UTF8.self),
+    if let text = FileContents.text(project.ampDir + "/metadb/postmaster.pid"),
        let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) }), kill(pid, 0) == 0,
        let exe = readLinkPath("/proc/\(pid)/exe"), exe.hasSuffix("/postgres") {
         return ProjectStatus(state: .external, status: nil, detail: "PostgreSQL (PID \(pid)) runs in \(project.ampDir)/metadb, but no ampd manages it")
@@ -109,18 +108,6 @@ func fetchStatus(_ project: Project) async -> ProjectStatus {
     return ProjectStatus(state: .inactive, status: nil, detail: "not running (no ampd at \(project.socket))")
 }
 
-func readAll(_ path: String) throws -> [UInt8] {
-    guard let f = fopen(path, "r") else { throw AmpctlError(.failure, "cannot read \(path)") }
-    defer { fclose(f) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
-        if n <= 0 { break }
-        bytes += chunk[0..<n]
-    }
-    return bytes
-}
 
 func readLinkPath(_ path: String) -> String? {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

@@ -7,6 +7,7 @@ import AmpProtocol
 import AmpRegistry
 import ArgumentParser
 import Varlink
+import SystemSupport
 
 /// One finding of `ampctl doctor`.
 struct Check {
@@ -88,8 +89,8 @@ func diagnose(_ env: [String: String]) async -> [Check] {
     if findExecutable("loginctl") != nil {
         let user = env["USER"] ?? "\(geteuid())"
         let (code, text) = await runCaptured("loginctl", ["show-user", user, "-p", "Linger", "--value"])
-        let linger = code == 0 && text.trimmingSpace == "yes"
-        checks.append(Check(name: "lingering", ok: linger, detail: code == 0 ? "Linger=\(text.trimmingSpace)" : "loginctl: \(text.trimmingSpace)",
+        let linger = code == 0 && text.trimmingWhitespace == "yes"
+        checks.append(Check(name: "lingering", ok: linger, detail: code == 0 ? "Linger=\(text.trimmingWhitespace)" : "loginctl: \(text.trimmingWhitespace)",
                             fix: "loginctl enable-linger \(user)   (keeps amp@ services running without a login session)", advisory: true))
     }
     // Template and generator.
@@ -107,10 +108,12 @@ func diagnose(_ env: [String: String]) async -> [Check] {
         checks.append(Check(name: "registry", ok: problems.isEmpty, detail: "\(entries.count) project\(entries.count == 1 ? "" : "s") in \(dir)",
                             fix: problems.map(\.description).joined(separator: "; ")))
         for e in entries {
-            let socket = e.base + "/.amp/metadb/.s.PGSQL.5432"
+            // The default port's socket in the data directory, as ampd would choose it.
+            let socket = SocketDirectory.socketPath(directory: e.base + "/.amp/metadb", port: 5432)
+            let limit = SocketDirectory.maximumSocketPathLength
             checks.append(Check(
-                name: "\(e.name): socket path", ok: socket.utf8.count <= 107,
-                detail: socket.utf8.count <= 107 ? "\(socket.utf8.count) bytes" : "\(socket.utf8.count) bytes: over 107, the socket goes to \(runtime)/amp/",
+                name: "\(e.name): socket path", ok: socket.utf8.count <= limit,
+                detail: socket.utf8.count <= limit ? "\(socket.utf8.count) bytes" : "\(socket.utf8.count) bytes: over \(limit), the socket goes to \(runtime)/amp/",
                 fix: "nothing to do (automatic fallback); set socket_dir in .amp/config.toml to choose", advisory: true))
             var st = stat()
             let amp = e.base + "/.amp"

@@ -6,6 +6,7 @@ import AmpPostgres
 import AmpProtocol
 import AmpRegistry
 import ArgumentParser
+import SystemSupport
 
 /// Where the user manager finds what the generator would write, for installs without a
 /// system-wide generator.
@@ -24,17 +25,9 @@ func installedGenerator() -> String? {
 func userManagerRunning() async -> Bool {
     guard findExecutable("systemctl") != nil else { return false }
     let (_, text) = await runCaptured("systemctl", ["--user", "is-system-running"])
-    return ["running", "degraded", "starting"].contains(text.trimmingSpace)
+    return ["running", "degraded", "starting"].contains(text.trimmingWhitespace)
 }
 
-extension String {
-    var trimmingSpace: String {
-        var s = Substring(self)
-        while s.first?.isWhitespace == true { s.removeFirst() }
-        while s.last?.isWhitespace == true { s.removeLast() }
-        return String(s)
-    }
-}
 
 /// Makes the registry's units available: with the system-wide generator a daemon-reload
 /// suffices; otherwise the same rendering is written into ~/.config/systemd/user first.
@@ -156,12 +149,12 @@ func systemctl(_ verb: String, _ name: String?) async throws {
             // A unit left failed (e.g. at the start limit) would refuse or be limited: clear it
             // first, and say so, since the failure itself is worth a look.
             let (_, state) = await runCaptured("systemctl", ["--user", "is-failed", project.unit])
-            if state.trimmingSpace == "failed" {
+            if state.trimmingWhitespace == "failed" {
                 let (resetCode, resetText) = await runCaptured("systemctl", ["--user", "reset-failed", project.unit])
                 if resetCode == 0 {
                     err("\(project.unit) was in the failed state; reset it (why it failed: `ampctl logs \(project.name)`)")
                 } else {
-                    err("\(project.unit) is failed and could not be reset: \(resetText.trimmingSpace)")
+                    err("\(project.unit) is failed and could not be reset: \(resetText.trimmingWhitespace)")
                 }
             }
         }

@@ -8,6 +8,7 @@ import ArgumentParser
 import ChildProcess
 import Varlink
 import Synchronization
+import SystemSupport
 
 /// `ampctl`'s exit codes (sysexits where one fits), listed in `ampctl --help` and the README.
 public enum AmpctlExitCode: Int32, CaseIterable, Sendable {
@@ -67,7 +68,7 @@ public struct AmpctlError: Error, CustomStringConvertible {
 struct Output {
     let colour: Bool
     init(environment: [String: String]) {
-        colour = environment["NO_COLOR"].map { $0.isEmpty } ?? true && environment["TERM"] != "dumb" && isatty(1) == 1
+        colour = shouldUseColour(fileDescriptor: 1, environment: environment)
     }
 
     func paint(_ text: String, _ code: String) -> String { colour ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
@@ -79,20 +80,10 @@ struct Output {
 }
 
 /// Writes a line to standard output.
-func out(_ text: String) { writeAll(1, text + "\n") }
+func out(_ text: String) { printLine(text) }
 
 /// Writes a line to standard error.
-func err(_ text: String) { writeAll(2, text + "\n") }
-
-func writeAll(_ fd: Int32, _ text: String) {
-    var bytes = Array(text.utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress?.advanced(by: offset), $0.count - offset) }
-        if n < 0 { if errno == EINTR { continue }; return }
-        offset += n
-    }
-}
+func err(_ text: String) { printError(text) }
 
 /// JSON on standard output (pretty, keys in the order given).
 func outJSON(_ value: JSONValue) { out(pretty(value)) }

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import SystemSupport
 #endif
 
 /// The exclusive lock that makes one `ampd` per amp dir: `flock(2)` on `.amp/ampd.lock`,

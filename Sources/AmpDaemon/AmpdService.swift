@@ -8,6 +8,7 @@ import ChildProcess
 import Logging
 import ServiceLifecycle
 import Synchronization
+import SystemSupport
 
 /// The service `ampd run` runs: starts the project's PostgreSQL, announces it, and keeps it
 /// until a graceful shutdown (SIGTERM/SIGINT), when it stops it. When PostgreSQL exits on its

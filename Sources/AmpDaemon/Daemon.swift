@@ -12,6 +12,7 @@ import ChildProcess
 import Logging
 import ServiceLifecycle
 import Varlink
+import SystemSupport
 
 /// What `ampd run` does, step by step; every failure ends in one clear line and an
 /// ``AmpdExitCode``.
@@ -76,7 +77,7 @@ enum Daemon {
         do {
             layers = try ConfigurationLayers.load(
                 ampDir: ampDir, environment: environment, workingDirectory: cwd,
-                commandLine: try command.settingsLayer(workingDirectory: cwd)) { logger.warning("\($0)") }
+                commandLine: try command.server.settingsLayer(workingDirectory: cwd)) { logger.warning("\($0)") }
         } catch {
             return fail(AmpdExitCode(error), error.message)
         }
@@ -293,16 +294,6 @@ extension PostgresBuilder {
     }
 }
 
-/// Prints a line on standard output and flushes it (stdout is block-buffered in a pipe).
-func printLine(_ text: String) {
-    var bytes = Array((text + "\n").utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress?.advanced(by: offset), $0.count - offset) }
-        if n < 0 { if errno == EINTR { continue }; return }
-        offset += n
-    }
-}
 
 /// Raises this process's soft `RLIMIT_NOFILE` towards the hard limit (at most 8192): each
 /// varlink connection costs two descriptors, so the default soft limit of 1024 would run out

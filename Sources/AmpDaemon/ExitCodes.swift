@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AmpConfig
 import AmpPostgres
+import SystemSupport
 
 /// `ampd`'s exit codes, from `sysexits.h` where one fits. Documented in the README and
 /// `ampd(8)`; the unit's `RestartPreventExitStatus=` lists the ones a restart cannot fix.

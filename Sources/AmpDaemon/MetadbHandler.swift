@@ -7,6 +7,7 @@ import ChildProcess
 import Logging
 import ServiceLifecycle
 import Varlink
+import SystemSupport
 
 /// Serves `io.amp.Metadb` from the ``StatusBoard`` and, for database statistics and
 /// commands, short libpq connections over the server's socket (on threads of their own:

@@ -4,12 +4,14 @@ import Glibc
 import AmpConfig
 import AmpLogging
 import AmpPostgres
+import AmpProtocol
 import AmpSystemd
 import AmpTuning
 import ArgumentParser
 import ChildProcess
 import Logging
 import ServiceLifecycle
+import SystemSupport
 
 /// `ampd`: the amp service.
 @available(macOS 15, *)
@@ -27,8 +29,6 @@ public struct AmpdCommand: AsyncParsableCommand {
     public init() {}
 }
 
-/// The amp version.
-public let ampVersion = "0.1.0"
 
 /// `ampd run`: runs PostgreSQL for one amp dir in the foreground until SIGTERM/SIGINT.
 public struct RunCommand: AsyncParsableCommand {
@@ -44,6 +44,29 @@ public struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("amp-dir"), help: ArgumentHelp("Project directory holding .amp (default: $AMP_DIR, else the current directory).", valueName: "BASE"))
     var ampDir: String?
 
+    /// The settings options, shared with `ampd settings`.
+    @OptionGroup var server: ServerOptions
+
+    @Option(name: .customLong("instance"), help: ArgumentHelp("Run as the systemd unit amp@NAME: the project is called NAME, and the amp dir must come from --amp-dir or $AMP_DIR (the generator's drop-in), never from the current directory.", valueName: "NAME"))
+    var instance: String?
+
+    @Option(name: .customLong("log-target"), help: ArgumentHelp("auto, journal or stderr; auto uses the journal when standard error is connected to it ($JOURNAL_STREAM).", valueName: "TARGET"))
+    var logTarget: String = "auto"
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "LEVEL"))
+    var logLevel: String = "info"
+
+    public init() {}
+
+    public func run() async throws {
+        let code = await Daemon.run(self)
+        if code != .success { throw ExitCode(code.rawValue) }
+    }
+}
+
+/// The options that shape the server, shared by `ampd run` and `ampd settings`: parsed by
+/// ArgumentParser, validated once into a ``SettingsLayer`` by ``settingsLayer(workingDirectory:)``.
+struct ServerOptions: ParsableArguments {
     @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Directory of postgres and initdb.", valueName: "DIR"))
     var binDir: String?
 
@@ -82,22 +105,6 @@ public struct RunCommand: AsyncParsableCommand {
 
     @Flag(name: .customLong("no-template-cache"), help: "Run initdb for a new cluster instead of copying the cached template.")
     var noTemplateCache = false
-
-    @Option(name: .customLong("instance"), help: ArgumentHelp("Run as the systemd unit amp@NAME: the project is called NAME, and the amp dir must come from --amp-dir or $AMP_DIR (the generator's drop-in), never from the current directory.", valueName: "NAME"))
-    var instance: String?
-
-    @Option(name: .customLong("log-target"), help: ArgumentHelp("auto, journal or stderr; auto uses the journal when standard error is connected to it ($JOURNAL_STREAM).", valueName: "TARGET"))
-    var logTarget: String = "auto"
-
-    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical (default info).", valueName: "LEVEL"))
-    var logLevel: String = "info"
-
-    public init() {}
-
-    public func run() async throws {
-        let code = await Daemon.run(self)
-        if code != .success { throw ExitCode(code.rawValue) }
-    }
 
     func profileValue() throws(ConfigError) -> Profile? {
         guard let profile else { return nil }

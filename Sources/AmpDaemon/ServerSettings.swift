@@ -5,6 +5,7 @@ import AmpConfig
 import AmpPostgres
 import AmpTuning
 import CSpawn
+import SystemSupport
 
 /// The configuration layers as read, kept apart so every setting can name its source.
 struct ConfigurationLayers {

@@ -6,6 +6,7 @@ import AmpPostgres
 import AmpTuning
 import ArgumentParser
 import Varlink
+import SystemSupport
 
 /// `ampd settings`: the effective server settings of an amp dir and the source of each,
 /// without starting anything.
@@ -22,16 +23,8 @@ public struct SettingsCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("amp-dir"), help: ArgumentHelp("Project directory holding .amp (default: $AMP_DIR, else the current directory).", valueName: "BASE"))
     var ampDir: String?
-    @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Directory of postgres and initdb.", valueName: "DIR"))
-    var binDir: String?
-    @Option(help: ArgumentHelp("Memory budget, e.g. 2GB.", valueName: "SIZE"))
-    var memory: String?
-    @Option(help: ArgumentHelp("CPU count.", valueName: "N"))
-    var cpus: Int?
-    @Option(help: ArgumentHelp("dev or durable.", valueName: "PROFILE"))
-    var profile: String?
-    @Option(name: [.customShort("c"), .customLong("set")], help: ArgumentHelp("Server parameter (repeatable).", valueName: "NAME=VALUE"))
-    var parameters: [String] = []
+    /// The same settings options as `ampd run`.
+    @OptionGroup var server: ServerOptions
     @Flag(name: .customLong("json"), help: "Print a JSON array of {name, value, source, kind}.")
     var json = false
 
@@ -41,18 +34,10 @@ public struct SettingsCommand: AsyncParsableCommand {
         let environment = processEnvironment()
         let cwd = workingDirectory()
         let dir = AmpDirectory.resolve(flag: ampDir, environment: environment, workingDirectory: cwd)
-        // The same command-line layer `ampd run` would build from these options.
-        var arguments: [String] = []
-        if let binDir { arguments += ["--bin-dir", binDir] }
-        if let memory { arguments += ["--memory", memory] }
-        if let cpus { arguments += ["--cpus", "\(cpus)"] }
-        if let profile { arguments += ["--profile", profile] }
-        for p in parameters { arguments += ["--set", p] }
-        let run = try RunCommand.parse(arguments)
         do {
             let layers = try ConfigurationLayers.load(
                 ampDir: dir, environment: environment, workingDirectory: cwd,
-                commandLine: try run.settingsLayer(workingDirectory: cwd)) { printError("ampd: \($0)") }
+                commandLine: try server.settingsLayer(workingDirectory: cwd)) { printError("ampd: \($0)") }
             let cache = layers.settings.templateCache ? Daemon.templateCacheDirectory(environment).map { $0 + "/versions" } : nil
             let server: ServerSettings
             do throws(ServerSettingsError) {
@@ -89,10 +74,6 @@ public struct SettingsCommand: AsyncParsableCommand {
     }
 }
 
-func printError(_ text: String) {
-    let line = text + "\n"
-    _ = line.withCString { write(2, $0, strlen($0)) }
-}
 
 /// `s` as a JSON string literal.
 func jsonString(_ s: String) -> String { JSONValue.string(s).serialized }

@@ -4,6 +4,7 @@ import Glibc
 import AmpPostgres
 import AmpProtocol
 import Synchronization
+import SystemSupport
 
 /// The service's status as `io.amp.Metadb` reports it, with change notification for
 /// `WatchStatus`.

@@ -4,13 +4,6 @@ import Glibc
 import Logging
 import Synchronization
 
-/// Whether to colour terminal output: only on a terminal, never with `NO_COLOR` set
-/// (<https://no-color.org>), never with `TERM=dumb`.
-public func shouldUseColour(fileDescriptor: Int32 = 2, environment: [String: String]) -> Bool {
-    if let v = environment["NO_COLOR"], !v.isEmpty { return false }
-    if environment["TERM"] == "dumb" { return false }
-    return isatty(fileDescriptor) == 1
-}
 
 /// A swift-log handler that writes one line per message to standard error:
 ///

@@ -4,6 +4,7 @@ import Glibc
 import ChildProcess
 import Logging
 import Synchronization
+import SystemSupport
 
 /// The environment every PostgreSQL child gets: built from scratch so nothing of the caller's
 /// leaks in — in particular no `LANG`/`LC_*` (a locale that does not exist on this machine
@@ -50,7 +51,7 @@ struct Cluster: Sendable {
         }
         if let owner { try checkOwner(owner) }
         if let text = FileSystem.readText(dataDirectory + "/PG_VERSION") {
-            let clusterMajor = text.trimmed
+            let clusterMajor = text.trimmingWhitespace
             guard clusterMajor == version.major else {
                 throw PostgresError(
                     .versionMismatch,
@@ -189,7 +190,7 @@ struct Cluster: Sendable {
                 let cause = lastLines.first { $0.contains("No space left on device") } ?? "No space left on device"
                 throw PostgresError(
                     .diskFull,
-                    "initdb ran out of disk space for \(dataDirectory) (\(cause.trimmed)): \(DiskSpace.shortfall(needs: DiskSpace.newClusterBytes, on: FileSystem.parentDirectory(work))); free some space, then start again (nothing was left behind)",
+                    "initdb ran out of disk space for \(dataDirectory) (\(cause.trimmingWhitespace)): \(DiskSpace.shortfall(needs: DiskSpace.newClusterBytes, on: FileSystem.parentDirectory(work))); free some space, then start again (nothing was left behind)",
                     details: lastLines)
             }
             throw PostgresError(

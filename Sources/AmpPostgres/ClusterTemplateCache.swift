@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CFiles
 import ChildProcess
+import SystemSupport
 
 /// Pristine clusters made once by `initdb` and copied for every new data directory, so a first
 /// start costs a file copy (a reflink where the file system shares extents) instead of `initdb`.
@@ -45,13 +46,7 @@ public struct ClusterTemplateCache: Sendable {
                 parts.append("\(tool):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)")
             }
         }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in parts.joined(separator: "\u{0}").utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        let hex = String(hash, radix: 16)
-        return "pg\(version.major)-" + String(repeating: "0", count: 16 - hex.count) + hex
+        return "pg\(version.major)-" + FNV1a.hex(parts.joined(separator: "\u{0}"))
     }
 
     /// Makes `work` a copy of the template for these settings, building the template first

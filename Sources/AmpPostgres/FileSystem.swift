@@ -2,13 +2,11 @@
 import Glibc
 #endif
 import FoundationEssentials
+import SystemSupport
 
 /// Small, error-reporting file-system helpers. Every error names the path (IC-8).
 enum FileSystem {
-    static func readText(_ path: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return String(decoding: data, as: UTF8.self)
-    }
+    static func readText(_ path: String) -> String? { FileContents.text(path) }
 
     static func exists(_ path: String) -> Bool {
         var st = stat()
@@ -96,29 +94,3 @@ enum FileSystem {
     }
 }
 
-/// Makes a path absolute against the current directory, without resolving links.
-public func absolutePath(_ path: String) -> String {
-    if path.hasPrefix("/") { return normalize(path) }
-    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    guard getcwd(&buffer, buffer.count) != nil else { return path }
-    let cwd = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    return normalize(cwd + "/" + path)
-}
-
-/// Removes `.` components, empty components and trailing slashes; resolves `..` lexically.
-func normalize(_ path: String) -> String {
-    var parts: [Substring] = []
-    for component in path.split(separator: "/", omittingEmptySubsequences: true) {
-        if component == "." { continue }
-        if component == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
-        parts.append(component)
-    }
-    return "/" + parts.joined(separator: "/")
-}
-
-extension String {
-    /// The string without leading and trailing white space and newlines.
-    var trimmed: String {
-        String(self.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
-    }
-}

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import SystemSupport
 import Glibc
 #endif
 import CLibPQ
@@ -112,7 +113,7 @@ public enum LibPQ {
 
     private static func trimmed(_ message: UnsafeMutablePointer<CChar>?) -> String {
         guard let message else { return "unknown libpq error" }
-        return String(cString: message).trimmed
+        return String(cString: message).trimmingWhitespace
     }
 }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ChildProcess
 import Synchronization
+import SystemSupport
 
 /// A PostgreSQL major/minor version, as `postgres --version` and `PG_VERSION` state it.
 public struct PostgresVersion: Sendable, Equatable, Comparable, CustomStringConvertible {
@@ -136,9 +137,7 @@ public struct PostgresBinaries: Sendable, Equatable {
         var st = stat()
         guard let cacheDirectory, stat(path("postgres"), &st) == 0 else { return await compute() }
         let identity = "\(path("postgres")) \(st.st_ino) \(st.st_size) \(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in identity.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-        let file = cacheDirectory + "/\(name)-" + String(hash, radix: 16)
+        let file = cacheDirectory + "/\(name)-" + String(FNV1a.hash(identity), radix: 16)
         if let text = FileSystem.readText(file), let newline = text.firstIndex(of: "\n"), text[..<newline] == identity {
             return String(text[text.index(after: newline)...])
         }
@@ -244,15 +243,3 @@ func isExecutable(_ path: String) -> Bool {
     return access(path, X_OK) == 0
 }
 
-func listDirectory(_ path: String) -> [String] {
-    guard let dir = opendir(path) else { return [] }
-    defer { closedir(dir) }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafePointer(to: entry.pointee.d_name) {
-            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-        }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
-}

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ChildProcess
 import Logging
+import SystemSupport
 
 /// Configures and starts one PostgreSQL cluster (seed IC-3).
 ///

@@ -5,6 +5,7 @@ import ChildProcess
 import Logging
 import ServiceLifecycle
 import Synchronization
+import SystemSupport
 
 /// Where and how to reach a running server.
 public struct PostgresHandle: Sendable, Equatable {
@@ -192,7 +193,7 @@ public final class PostgresServer: Service, Sendable {
                 let cause = recent.lines.last { $0.contains("No space left on device") } ?? "No space left on device"
                 throw await fail(
                     .diskFull,
-                    "PostgreSQL cannot start: the disk holding \(dataDirectory) is full (\(cause.trimmed)); it \(DiskSpace.shortfall(needs: DiskSpace.startBytes, on: dataDirectory)) at least (a WAL segment): free some space, then start again")
+                    "PostgreSQL cannot start: the disk holding \(dataDirectory) is full (\(cause.trimmingWhitespace)); it \(DiskSpace.shortfall(needs: DiskSpace.startBytes, on: dataDirectory)) at least (a WAL segment): free some space, then start again")
             }
             let last = recent.lines.last { !$0.isEmpty } ?? "no output"
             throw await fail(.startFailed, "PostgreSQL exited during start-up (\(status)): \(last)")

@@ -4,6 +4,7 @@ import Glibc
 import CSpawn
 import ChildProcess
 import Logging
+import SystemSupport
 
 /// The contents of `postmaster.pid`, the lock file PostgreSQL keeps in its data directory.
 ///
@@ -28,7 +29,7 @@ public struct PostmasterPidFile: Sendable, Equatable {
 
     /// Parses the file's text; `nil` when the first line is not a PID.
     public static func parse(_ text: String) -> PostmasterPidFile? {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0).trimmed }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0).trimmingWhitespace }
         guard let first = lines.first, let pid = pid_t(first), pid > 0 else { return nil }
         func line(_ n: Int) -> String? { lines.count >= n && !lines[n - 1].isEmpty ? lines[n - 1] : nil }
         return PostmasterPidFile(
@@ -68,7 +69,7 @@ public enum ProcessInspector {
     public static func identify(pid: pid_t, dataDirectory: String, procRoot: String = "/proc") -> ProcessIdentity {
         if kill(pid, 0) != 0 && errno == ESRCH { return .gone }
         guard FileSystem.exists("\(procRoot)/\(pid)") else { return .gone }
-        let comm = FileSystem.readText("\(procRoot)/\(pid)/comm")?.trimmed ?? "?"
+        let comm = FileSystem.readText("\(procRoot)/\(pid)/comm")?.trimmingWhitespace ?? "?"
         guard var exe = FileSystem.readLink("\(procRoot)/\(pid)/exe") else {
             // Not ours to inspect (another user's process): never treat it as our server.
             return .unrelated(description: "\(comm) (PID \(pid), not inspectable)")

@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import SystemSupport
 #endif
 
 /// Chooses where the server's Unix socket lives.
@@ -39,15 +40,7 @@ public enum SocketDirectory {
     }
 
     /// 64-bit FNV-1a of `text`, as 16 hex digits: stable across runs and builds.
-    static func stableHash(_ text: String) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 {
-            hash ^= UInt64(byte)
-            hash &*= 0x100_0000_01b3
-        }
-        let hex = String(hash, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
-    }
+    static func stableHash(_ text: String) -> String { FNV1a.hex(text) }
 
     /// Creates a fallback directory and checks that nobody else can use it: every component
     /// we create is 0700, and an existing `/tmp/amp-UID` must be a real directory owned by `uid`.

@@ -3,6 +3,9 @@ import Glibc
 #endif
 import Varlink
 
+/// The amp version: of ampd, ampctl and the interface they share.
+public let ampVersion = "0.1.0"
+
 /// The `io.amp.Metadb` varlink interface: what `ampd` serves and `ampctl` calls.
 public enum Metadb {
     public static let interfaceName = "io.amp.Metadb"

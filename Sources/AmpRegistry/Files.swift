@@ -1,20 +1,8 @@
 #if canImport(Glibc)
 import Glibc
+import SystemSupport
 #endif
 
-/// The names in `directory` (without `.` and `..`); empty when it cannot be read.
-func listDirectory(_ directory: String) -> [String] {
-    guard let dir = opendir(directory) else { return [] }
-    defer { closedir(dir) }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafePointer(to: entry.pointee.d_name) {
-            $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
-        }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
-}
 
 /// Creates `path` and its missing parents (mode 0700 for new ones).
 func makeDirectories(_ path: String, file: String) throws(RegistryProblem) {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AmpConfig
+import SystemSupport
 
 /// Makes a unit directory hold exactly the rendering of the registry: writes the files of
 /// every entry and removes amp's own files (recognised by their header or link target) for
@@ -119,7 +120,3 @@ public enum Generator {
     }
 }
 
-func printError(_ text: String) {
-    let line = text + "\n"
-    _ = line.withCString { write(2, $0, strlen($0)) }
-}

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AmpConfig
+import SystemSupport
 
 /// One registered amp dir: the name of its unit instance (`amp@NAME.service`) and where it is.
 public struct RegistryEntry: Sendable, Equatable {

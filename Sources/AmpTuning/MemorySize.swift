@@ -1,3 +1,4 @@
+import SystemSupport
 /// A memory budget for sizing, parsed and bounded once where it enters (flag, variable or
 /// file): `512MB`, `2GB`, `1.5GiB`, `1024` (MB); units are binary (1 GB = 1024 MB).
 public struct MemorySize: Sendable, Equatable, Comparable, CustomStringConvertible {
@@ -21,11 +22,11 @@ public struct MemorySize: Sendable, Equatable, Comparable, CustomStringConvertib
     /// Parses `text`; nil when it is not a size or lies outside ``minimum``…``maximum``
     /// (checked before any conversion: no overflow, no silent clamping).
     public init?(parsing text: String) {
-        let t = text.trimmingCharacters
+        let t = text.trimmingWhitespace
         let digits = t.prefix { ("0"..."9").contains($0) || $0 == "." }
         guard !digits.isEmpty, digits.filter({ $0 == "." }).count <= 1, let n = Double(digits), n.isFinite, n > 0 else { return nil }
         let multiplier: Double
-        switch String(t.dropFirst(digits.count)).trimmingCharacters.lowercased() {
+        switch String(t.dropFirst(digits.count)).trimmingWhitespace.lowercased() {
         case "", "m", "mb", "mib": multiplier = 1_048_576
         case "k", "kb", "kib": multiplier = 1024
         case "g", "gb", "gib": multiplier = 1_073_741_824

@@ -1,3 +1,4 @@
+import SystemSupport
 /// Where a budget came from, for reports.
 public enum BudgetSource: Sendable, Equatable, CustomStringConvertible {
     case explicit(String)
@@ -32,7 +33,7 @@ public struct ResourceDetector: Sendable {
         var best: (UInt64, String)?
         func consider(_ path: String) {
             guard let raw = read(path)?.split(separator: "\n").first.map(String.init) else { return }
-            let v = raw.trimmingCharacters
+            let v = raw.trimmingWhitespace
             guard v != "max", let n = UInt64(v), n < (1 << 60) else { return }  // v1 "unlimited" is ~2^63
             if best == nil || n < best!.0 { best = (n, path) }
         }
@@ -78,7 +79,7 @@ public struct ResourceDetector: Sendable {
             if parts[0] == "0" && parts[1].isEmpty {
                 for dir in ancestors(parts[2]) {
                     let file = "/sys/fs/cgroup\(dir)/cpu.max"
-                    guard let v = read(file)?.trimmingCharacters else { continue }
+                    guard let v = read(file)?.trimmingWhitespace else { continue }
                     let f = v.split(separator: " ")
                     if f.count == 2, f[0] != "max", let q = Double(f[0]), let p = Double(f[1]) { take(q, p, file) }
                 }
@@ -86,8 +87,8 @@ public struct ResourceDetector: Sendable {
                 let base = parts[1].contains("cpuacct") ? "/sys/fs/cgroup/cpu,cpuacct" : "/sys/fs/cgroup/cpu"
                 for dir in ancestors(parts[2]) {
                     let qf = "\(base)\(dir)/cpu.cfs_quota_us"
-                    if let q = read(qf).flatMap({ Double($0.trimmingCharacters) }),
-                       let p = read("\(base)\(dir)/cpu.cfs_period_us").flatMap({ Double($0.trimmingCharacters) }) {
+                    if let q = read(qf).flatMap({ Double($0.trimmingWhitespace) }),
+                       let p = read("\(base)\(dir)/cpu.cfs_period_us").flatMap({ Double($0.trimmingWhitespace) }) {
                         take(q, p, qf)
                     }
                 }
@@ -109,11 +110,3 @@ public struct ResourceDetector: Sendable {
     }
 }
 
-extension String {
-    var trimmingCharacters: String {
-        var s = Substring(self)
-        while s.first?.isWhitespace == true { s.removeFirst() }
-        while s.last?.isWhitespace == true { s.removeLast() }
-        return String(s)
-    }
-}

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AmpConfig
+import SystemSupport
 import Foundation
 import Testing
 

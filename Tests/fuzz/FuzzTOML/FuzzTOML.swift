@@ -1,4 +1,5 @@
 import AmpConfig
+import SystemSupport
 
 /// libFuzzer target: the TOML parser on any bytes (strict UTF-8 first, as config.toml is read).
 /// Any input must end in a value or a TOMLError: never a crash, a hang or unbounded recursion.

@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Removes `.` and empty components and trailing slashes, and resolves `..` lexically (no
+/// links are followed): `/a/./b/../c/` → `/a/c`. A relative path is taken from `/`.
+public func normalizePath(_ path: String) -> String {
+    var parts: [Substring] = []
+    for component in path.split(separator: "/") {
+        if component == "." { continue }
+        if component == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+        parts.append(component)
+    }
+    return "/" + parts.joined(separator: "/")
+}
+
+/// The current working directory (`/` if it cannot be read).
+public func workingDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return "/" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// `path` made absolute against the current directory and normalised, without resolving links.
+public func absolutePath(_ path: String) -> String {
+    normalizePath(path.hasPrefix("/") ? path : workingDirectory() + "/" + path)
+}
+
+/// Whether `path` is a directory (following symbolic links).
+public func isDirectory(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+}
+
+/// The names in `directory` (without `.` and `..`); empty when it cannot be read.
+public func listDirectory(_ directory: String) -> [String] {
+    guard let dir = opendir(directory) else { return [] }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafePointer(to: entry.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}
+
+/// This process's environment as a dictionary.
+public func processEnvironment() -> [String: String] {
+    var env: [String: String] = [:]
+    var p = environ
+    while let entry = p.pointee {
+        let s = String(cString: entry)
+        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+        p += 1
+    }
+    return env
+}
