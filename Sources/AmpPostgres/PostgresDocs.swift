@@ -9,7 +9,8 @@
 /// | `postgres --version` | version of the binaries | <https://www.postgresql.org/docs/15/app-postgres.html> |
 /// | `initdb` | create a cluster | <https://www.postgresql.org/docs/15/app-initdb.html> |
 /// | `postgres -D … -k …` | run the server | <https://www.postgresql.org/docs/15/app-postgres.html> |
-/// | libpq `PQping`, `PQconnectdb` | readiness and queries | <https://www.postgresql.org/docs/15/libpq-connect.html> |
+/// | wire protocol 3.0 (``WireProbe``) | readiness and health checks (login, `SHOW server_version`) | <https://www.postgresql.org/docs/15/protocol-flow.html> |
+/// | libpq `PQconnectdb`, `PQexec` (dlopen on first use) | statistics, CREATE/DROP DATABASE | <https://www.postgresql.org/docs/15/libpq-connect.html> |
 ///
 /// Tested with PostgreSQL 15 (Debian 12); supported: 13 to 18.
 public enum PostgresDocs {
