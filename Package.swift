@@ -38,20 +38,29 @@ let package = Package(
         .target(name: "CSocket"),
         // File copies by reflink / copy_file_range, and flock, for the cluster template cache.
         .target(name: "CFiles"),
+        // pthread_setname_np (a GNU extension Swift's Glibc module does not export).
+        .target(name: "CThreads"),
 
         // POSIX file, path, text and terminal helpers: the one home of each (read a file, list
         // a directory, normalise a path, trim, hash, write all, colour or not).
         .target(
             name: "SystemSupport",
             swiftSettings: strict),
+        // Threads for blocking work, and the one-shot values and races that connect them to
+        // Swift concurrency (no unstructured tasks, no shared pool).
+        .target(
+            name: "ThreadSupport",
+            dependencies: ["CThreads"],
+            swiftSettings: strict),
+        // Child processes: fork/exec with PR_SET_PDEATHSIG, process groups, a reaper thread each.
         .target(
             name: "ChildProcess",
-            dependencies: ["CSpawn"],
+            dependencies: ["CSpawn", "ThreadSupport"],
             swiftSettings: strict),
         .target(
             name: "AmpPostgres",
             dependencies: [
-                "CLibPQ", "CFiles", "CSocket", "CSpawn", "ChildProcess", "SystemSupport",
+                "CLibPQ", "CFiles", "CSocket", "CSpawn", "ChildProcess", "SystemSupport", "ThreadSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -70,7 +79,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "Varlink",
-            dependencies: ["CSocket", "ChildProcess"],
+            dependencies: ["CSocket", "ThreadSupport"],
             swiftSettings: strict),
         .target(
             name: "AmpProtocol",
@@ -87,7 +96,7 @@ let package = Package(
         .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSpawn", "CSocket", "SystemSupport",
+                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSpawn", "CSocket", "SystemSupport", "ThreadSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -123,6 +132,10 @@ let package = Package(
             dependencies: ["AmpPostgres", "ChildProcess", "CLibPQ"],
             swiftSettings: strict),
         .testTarget(
+            name: "AmpDaemonTests",
+            dependencies: ["AmpDaemon", "AmpConfig", "AmpPostgres", "AmpTuning"],
+            swiftSettings: strict),
+        .testTarget(
             name: "AmpProtocolTests",
             dependencies: ["AmpProtocol", "Varlink"],
             swiftSettings: strict),
@@ -132,15 +145,19 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "VarlinkTests",
-            dependencies: ["Varlink", "CSocket", "ChildProcess"],
+            dependencies: ["Varlink", "CSocket", "ThreadSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "AmpRegistryTests",
+            dependencies: ["AmpRegistry", "AmpConfig"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpSystemdTests",
-            dependencies: ["AmpSystemd", "AmpProtocol", "AmpRegistry", "AmpConfig"],
+            dependencies: ["AmpSystemd", "AmpProtocol"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpdIntegrationTests",
-            dependencies: ["ampd", "amp-generator", "ampctl", "ChildProcess", "AmpPostgres", "AmpRegistry", "Varlink", "CSocket"],
+            dependencies: ["ampd", "amp-generator", "ampctl", "ChildProcess", "ThreadSupport", "AmpPostgres", "AmpRegistry", "Varlink", "CSocket"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

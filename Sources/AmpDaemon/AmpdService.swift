@@ -9,6 +9,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import SystemSupport
+import ThreadSupport
 
 /// The service `ampd run` runs: starts the project's PostgreSQL, announces it, and keeps it
 /// until a graceful shutdown (SIGTERM/SIGINT), when it stops it. When PostgreSQL exits on its

@@ -13,6 +13,7 @@ import Logging
 import ServiceLifecycle
 import Varlink
 import SystemSupport
+import ThreadSupport
 
 /// What `ampd run` does, step by step; every failure ends in one clear line and an
 /// ``AmpdExitCode``.
@@ -123,7 +124,7 @@ enum Daemon {
         let builder = PostgresBuilder(dataDirectory: ampDir.metadb)
             .locale(settings.locale)
             .encoding(settings.encoding)
-            .binaryDirectory(server.binaries.directory)
+            .binaries(server.binaries, version: server.version)
             .developmentDefaults(false)
             .socketDirectory(settings.socketDir)
             .user(account)

@@ -8,6 +8,7 @@ import Logging
 import ServiceLifecycle
 import Varlink
 import SystemSupport
+import ThreadSupport
 
 /// Serves `io.amp.Metadb` from the ``StatusBoard`` and, for database statistics and
 /// commands, short libpq connections over the server's socket (on threads of their own:

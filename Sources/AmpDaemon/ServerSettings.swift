@@ -55,21 +55,26 @@ struct ServerSettings {
     var version: PostgresVersion
     var binaries: PostgresBinaries
 
-    /// Works out every setting: built-in < profile < sizing < version < extensions < file <
-    /// environment < command line. Unknown parameter names (for this server version) are an
-    /// error naming where they came from.
+    /// Measures the facts (``ServerFacts/measure(binaryDirectory:environment:cacheDirectory:)``),
+    /// then decides (``decide(_:facts:)``).
     static func resolve(_ layers: ConfigurationLayers, environment: [String: String], cacheDirectory: String?) async throws(ServerSettingsError) -> ServerSettings {
-        let settings = layers.settings
-        let binaries: PostgresBinaries
-        let version: PostgresVersion
+        let facts: ServerFacts
         do {
-            binaries = try PostgresBinaries.locate(explicit: settings.binDir, searchPath: environment["PATH"])
-            version = try await binaries.version(cacheDirectory: cacheDirectory)
+            facts = try await ServerFacts.measure(binaryDirectory: layers.settings.binDir, environment: environment, cacheDirectory: cacheDirectory)
         } catch {
             throw .postgres(error)
         }
+        return try decide(layers, facts: facts)
+    }
+
+    /// Works out every setting: built-in < profile < sizing < version < extensions < file <
+    /// environment < command line. A pure function of the typed settings and the measured
+    /// facts, tested without I/O. Unknown parameter names (for this server version) are an
+    /// error naming where they came from.
+    static func decide(_ layers: ConfigurationLayers, facts: ServerFacts) throws(ServerSettingsError) -> ServerSettings {
+        let settings = layers.settings
         let profile = settings.profile
-        let detector = ResourceDetector { FileContents.text($0) }
+        let version = facts.version, binaries = facts.binaries
 
         // Memory: explicit > cgroup > physical × the profile's share.
         var memoryBytes: UInt64 = 1 << 30
@@ -77,41 +82,36 @@ struct ServerSettings {
         if let size = settings.memory {
             memoryBytes = size.bytes
             memorySource = .explicit(layers.source(\.memory, flag: "--memory", variable: "AMP_PG_MEMORY", fileKey: "memory") ?? "setting")
-        } else if let limit = detector.cgroupMemoryLimit() {
+        } else if let limit = facts.cgroupMemory {
             memoryBytes = limit.bytes
             memorySource = .cgroup(limit.file)
-        } else if let physical = detector.physicalMemory() {
+        } else if let physical = facts.physicalMemory {
             let share = profile.memoryShare
-            memoryBytes = physical * share.numerator / share.denominator
+            memoryBytes = physical / share.denominator * share.numerator
             memorySource = .physical(share: "\(share.numerator)/\(share.denominator) (profile \(profile.rawValue))")
         }
         // CPUs: explicit > cgroup quota > affinity mask > online.
-        var cpus = 1
+        var cpus = max(1, facts.onlineCPUs)
         var cpuSource = BudgetSource.online
         if let n = settings.cpus {
             cpus = n
             cpuSource = .explicit(layers.source(\.cpus, flag: "--cpus", variable: "AMP_PG_CPUS", fileKey: "cpus") ?? "setting")
-        } else if let quota = detector.cgroupCPUQuota() {
+        } else if let quota = facts.cgroupCPUs {
             cpus = quota.cpus
             cpuSource = .cgroup(quota.file)
-        } else if let n = affinityCPUCount() {
+        } else if let n = facts.affinityCPUs {
             cpus = n
             cpuSource = .affinity
-        } else {
-            cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         }
 
-        let libraries = binaries.availableLibraries(baselineLibraries)
+        let libraries = facts.libraries
         let input = TuningInput(
             profile: profile, memoryBytes: memoryBytes, memorySource: memorySource, cpus: cpus, cpuSource: cpuSource,
-            serverMajor: version.majorNumber, hasLZ4: await binaries.hasLZ4(cacheDirectory: cacheDirectory),
-            availableLibraries: libraries)
-        var entries = PostgresBuilder(dataDirectory: "/").developmentDefaults(false).effectiveParameters.map {
-            EffectiveSetting(name: $0.name, value: $0.value, source: .builtIn)
-        }
+            serverMajor: version.majorNumber, hasLZ4: facts.hasLZ4, availableLibraries: libraries)
+        var entries = PostgresBuilder.fixedParameters.map { EffectiveSetting(name: $0.name, value: $0.value, source: .builtIn) }
         entries += tuningPlan(input)
         // The user's parameters, each from the layer that set it.
-        let known = await binaries.parameterNames(cacheDirectory: cacheDirectory)
+        let known = facts.parameterNames
         func add(_ layer: SettingsLayer?, _ source: (String) -> SettingSource) throws(ServerSettingsError) {
             for p in layer?.parameters ?? [] {
                 let s = source(p.name)
@@ -143,6 +143,39 @@ struct ServerSettings {
             initdbArguments: initdb,
             createExtensions: libraries.contains("pg_stat_statements") ? ["pg_stat_statements"] : [],
             notes: notes, version: version, binaries: binaries)
+    }
+}
+
+/// What the server settings are decided from, measured once per start: the binaries and
+/// their version (`postgres --version`, cached), what they were built with and ship, and the
+/// machine's memory and CPUs.
+struct ServerFacts {
+    var binaries: PostgresBinaries
+    var version: PostgresVersion
+    var hasLZ4: Bool
+    /// The baseline libraries found in the server's library directory.
+    var libraries: Set<String>
+    /// The server's parameter names (lower case), when `postgres --describe-config` ran.
+    var parameterNames: Set<String>?
+    var cgroupMemory: (bytes: UInt64, file: String)?
+    var physicalMemory: UInt64?
+    var cgroupCPUs: (cpus: Int, file: String)?
+    var affinityCPUs: Int?
+    var onlineCPUs: Int
+
+    /// Locates the binaries (`binaryDirectory`, else discovery), reads their version and
+    /// capabilities (cached in `cacheDirectory`) and the machine's resources.
+    static func measure(binaryDirectory: String?, environment: [String: String], cacheDirectory: String?) async throws(PostgresError) -> ServerFacts {
+        let binaries = try PostgresBinaries.locate(explicit: binaryDirectory, searchPath: environment["PATH"])
+        let version = try await binaries.version(cacheDirectory: cacheDirectory)
+        let detector = ResourceDetector { FileContents.text($0) }
+        return ServerFacts(
+            binaries: binaries, version: version, hasLZ4: await binaries.hasLZ4(cacheDirectory: cacheDirectory),
+            libraries: binaries.availableLibraries(baselineLibraries),
+            parameterNames: await binaries.parameterNames(cacheDirectory: cacheDirectory),
+            cgroupMemory: detector.cgroupMemoryLimit(), physicalMemory: detector.physicalMemory(),
+            cgroupCPUs: detector.cgroupCPUQuota(), affinityCPUs: affinityCPUCount(),
+            onlineCPUs: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 }
 

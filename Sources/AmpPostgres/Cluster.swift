@@ -5,6 +5,7 @@ import ChildProcess
 import Logging
 import Synchronization
 import SystemSupport
+import ThreadSupport
 
 /// The environment every PostgreSQL child gets: built from scratch so nothing of the caller's
 /// leaks in — in particular no `LANG`/`LC_*` (a locale that does not exist on this machine

@@ -4,6 +4,7 @@ import Glibc
 import CFiles
 import ChildProcess
 import SystemSupport
+import ThreadSupport
 
 /// Pristine clusters made once by `initdb` and copied for every new data directory, so a first
 /// start costs a file copy (a reflink where the file system shares extents) instead of `initdb`.

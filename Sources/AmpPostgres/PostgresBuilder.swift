@@ -32,6 +32,8 @@ public struct PostgresBuilder: Sendable {
     public private(set) var parameters: [(name: String, value: String)] = []
     public private(set) var initdbArguments: [String] = []
     public private(set) var binaryDirectoryPath: String?
+    /// Binaries already located and their version, when the caller did that (not again here).
+    public private(set) var resolvedBinaries: (binaries: PostgresBinaries, version: PostgresVersion)?
     public private(set) var socketDirectoryPath: String?
     public private(set) var searchPath: String?
     public private(set) var account: ProcessCredentials?
@@ -70,6 +72,14 @@ public struct PostgresBuilder: Sendable {
     public func initdbArgument(_ argument: String) -> Self { with { $0.initdbArguments.append(argument) } }
     /// The directory of `postgres` and `initdb`; skips discovery.
     public func binaryDirectory(_ path: String?) -> Self { with { $0.binaryDirectoryPath = path.map(absolutePath) } }
+    /// Binaries the caller located and whose version it read: ``start()`` neither searches for
+    /// them nor runs `postgres --version` again.
+    public func binaries(_ binaries: PostgresBinaries, version: PostgresVersion) -> Self {
+        with {
+            $0.resolvedBinaries = (binaries, version)
+            $0.binaryDirectoryPath = binaries.directory
+        }
+    }
     /// The socket directory; default: the data directory, or a short private directory when
     /// that path is too long for a Unix socket.
     public func socketDirectory(_ path: String?) -> Self { with { $0.socketDirectoryPath = path.map(absolutePath) } }
@@ -108,7 +118,15 @@ public struct PostgresBuilder: Sendable {
         return copy
     }
 
-    /// The effective parameters: development defaults, then the caller's, one value per name.
+    /// What every server this library starts gets, before anything else: no TCP, a socket
+    /// only the owner may use, and every log line on its standard error with PID and SQLSTATE.
+    public static let fixedParameters: [(name: String, value: String)] = [
+        ("listen_addresses", ""), ("unix_socket_permissions", "0700"), ("log_destination", "stderr"),
+        ("logging_collector", "off"), ("log_line_prefix", PostgresLogParser.linePrefix),
+    ]
+
+    /// The effective parameters: the fixed ones, development defaults, then the caller's, one
+    /// value per name.
     public var effectiveParameters: [(name: String, value: String)] {
         var result: [(String, String)] = []
         var index: [String: Int] = [:]
@@ -116,11 +134,7 @@ public struct PostgresBuilder: Sendable {
             let key = name.lowercased()
             if let i = index[key] { result[i] = (name, value) } else { index[key] = result.count; result.append((name, value)) }
         }
-        put("listen_addresses", "")
-        put("unix_socket_permissions", "0700")
-        put("log_destination", "stderr")
-        put("logging_collector", "off")
-        put("log_line_prefix", PostgresLogParser.linePrefix)
+        for (n, v) in Self.fixedParameters { put(n, v) }
         if useDevelopmentDefaults { for (n, v) in Self.developmentDefaults { put(n, v) } }
         for (n, v) in parameters { put(n, v) }
         return result
@@ -140,8 +154,13 @@ public struct PostgresBuilder: Sendable {
         let logger = loggerValue
         let progress = progressHandler ?? { _ in }
         progress(.checking)
-        let binaries = try PostgresBinaries.locate(explicit: binaryDirectoryPath, searchPath: searchPath)
-        let version = try await binaries.version(cacheDirectory: templateCache.map { $0.directory + "/versions" })
+        let binaries: PostgresBinaries, version: PostgresVersion
+        if let resolvedBinaries {
+            (binaries, version) = resolvedBinaries
+        } else {
+            binaries = try PostgresBinaries.locate(explicit: binaryDirectoryPath, searchPath: searchPath)
+            version = try await binaries.version(cacheDirectory: templateCache.map { $0.directory + "/versions" })
+        }
         logger.debug("using PostgreSQL \(version) from \(binaries.directory)")
         guard version.majorNumber >= PostgresDocs.oldestSupportedMajor else {
             throw PostgresError(

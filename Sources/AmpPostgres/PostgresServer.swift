@@ -6,6 +6,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import SystemSupport
+import ThreadSupport
 
 /// Where and how to reach a running server.
 public struct PostgresHandle: Sendable, Equatable {

@@ -4,6 +4,7 @@ import Glibc
 import CSpawn
 import ChildProcess
 import Synchronization
+import ThreadSupport
 
 /// Learns when PostgreSQL is ready without polling it.
 ///

@@ -145,12 +145,6 @@ int amp_pidfd_send_signal(int pidfd, int sig) {
 
 int amp_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
-void amp_set_thread_name(const char *name) {
-    char short_name[16];
-    strncpy(short_name, name, 15);
-    short_name[15] = 0;
-    pthread_setname_np(pthread_self(), short_name);
-}
 
 int amp_enable_passcred(int fd) {
     int on = 1;

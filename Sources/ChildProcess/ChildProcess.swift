@@ -5,6 +5,7 @@ import Musl
 #endif
 import CSpawn
 import Synchronization
+import ThreadSupport
 
 /// How a child process ended.
 public enum TerminationStatus: Sendable, Equatable, CustomStringConvertible {

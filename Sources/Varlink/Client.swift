@@ -2,8 +2,8 @@
 import Glibc
 #endif
 import CSocket
-import ChildProcess
 import Synchronization
+import ThreadSupport
 
 /// Why a client call did not get a reply.
 public struct VarlinkClientError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -2,8 +2,8 @@
 import Glibc
 #endif
 import CSocket
-import ChildProcess
 import Synchronization
+import ThreadSupport
 
 /// Handles the calls of a service's own interfaces (not `org.varlink.service`).
 ///

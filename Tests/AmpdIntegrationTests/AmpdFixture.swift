@@ -6,6 +6,7 @@ import Dispatch
 import FoundationEssentials
 import Synchronization
 import Testing
+import ThreadSupport
 
 /// Drives the built `ampd` binary. Everything a test starts or creates is registered here and
 /// cleaned up in reverse order when the fixture goes away: processes it started (by their

@@ -2,9 +2,9 @@
 import Glibc
 #endif
 import CSocket
-import ChildProcess
 import Synchronization
 import Testing
+import ThreadSupport
 @testable import Varlink
 
 /// A handler for the example interface: Echo answers, Watch streams 3 replies (or forever with

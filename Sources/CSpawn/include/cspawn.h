@@ -44,8 +44,6 @@ int amp_pidfd_send_signal(int pidfd, int sig);
 /// pipe2(fds, O_CLOEXEC).
 int amp_pipe_cloexec(int fds[2]);
 
-/// Names the calling thread (at most 15 bytes are kept).
-void amp_set_thread_name(const char *name);
 
 /// Enables SO_PASSCRED on a socket.
 int amp_enable_passcred(int fd);

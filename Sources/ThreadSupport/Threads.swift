@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import CSpawn
+import CThreads
 import Dispatch
 import Synchronization
 
