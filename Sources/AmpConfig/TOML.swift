@@ -407,15 +407,20 @@ private struct TOMLParser {
         }
     }
 
-    mutating func parseBasicString() throws(TOMLError) -> String {
+    mutating func parseBasicString() throws(TOMLError) -> String { try parseSingleLineString(quote: "\"") }
+
+    mutating func parseLiteralString() throws(TOMLError) -> String { try parseSingleLineString(quote: "'") }
+
+    /// `"…"` (with escapes) or `'…'` (verbatim), on one line.
+    mutating func parseSingleLineString(quote: Unicode.Scalar) throws(TOMLError) -> String {
         advance()
         var out = ""
         while true {
             guard let c = peek, c != "\n" else { throw error("unterminated string") }
             try checkStringCharacter(c, multiline: false)
             advance()
-            if c == "\"" { return out }
-            if c == "\\" { out.unicodeScalars.append(try parseEscape()) } else { out.unicodeScalars.append(c) }
+            if c == quote { return out }
+            if quote == "\"" && c == "\\" { out.unicodeScalars.append(try parseEscape()) } else { out.unicodeScalars.append(c) }
         }
     }
 
@@ -491,18 +496,6 @@ private struct TOMLParser {
                 continue
             }
             out.unicodeScalars.append(try parseEscape())
-        }
-    }
-
-    mutating func parseLiteralString() throws(TOMLError) -> String {
-        advance()
-        var out = ""
-        while true {
-            guard let c = peek, c != "\n" else { throw error("unterminated string") }
-            try checkStringCharacter(c, multiline: false)
-            advance()
-            if c == "'" { return out }
-            out.unicodeScalars.append(c)
         }
     }
 }
