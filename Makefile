@@ -15,6 +15,12 @@ UID         := $(shell id -u)
 # SwiftPM runs with a global config of the build's own that includes the user's ~/.gitconfig.
 export GIT_CONFIG_GLOBAL := $(CURDIR)/.build/gitconfig
 
+# SwiftPM leaves a /tmp/TemporaryDirectory.* behind for every build and test command; its
+# temporary files go below .build instead, so no run of ours litters /tmp. (The test and
+# bench scripts make their own temporary directories in /tmp explicitly.)
+export TMPDIR := $(CURDIR)/.build/tmp
+$(shell mkdir -p "$(CURDIR)/.build/tmp")
+
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 USER_PREFIX ?= $(HOME)/.local

@@ -24,8 +24,12 @@ func readFile(_ path: String) -> String? {
     FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
 }
 
+/// Writes `text` to `path` in place. (FileManager.createFile writes "atomically" through a
+/// /tmp/TemporaryDirectory.* that corelibs-foundation leaves behind: tests must leave nothing.)
 func writeFile(_ path: String, _ text: String) {
-    _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    guard let f = fopen(path, "w") else { return }
+    _ = text.utf8CString.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count - 1, f) }
+    fclose(f)
 }
 
 /// Skips tests that start PostgreSQL when running as root (PostgreSQL refuses root; `make test`

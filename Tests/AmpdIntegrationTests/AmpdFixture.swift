@@ -21,7 +21,7 @@ final class AmpdFixture: @unchecked Sendable {
         let made: UnsafeMutablePointer<CChar>? = template.withUnsafeMutableBufferPointer { buf in buf.baseAddress.flatMap { mkdtemp($0) } }
         base = made.map { String(cString: $0) } ?? "/tmp/amp-it-failed"
         let path = base
-        defer_ { try? FileManager.default.removeItem(atPath: path) }
+        defer_ { removeTree(path) }
     }
 
     deinit {
@@ -134,8 +134,12 @@ func readFile(_ path: String) -> String? {
     FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
 }
 
+/// Writes `text` to `path` in place. (FileManager.createFile writes "atomically" through a
+/// /tmp/TemporaryDirectory.* that corelibs-foundation leaves behind: tests must leave nothing.)
 func writeFile(_ path: String, _ text: String) {
-    _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+    guard let f = fopen(path, "w") else { return }
+    _ = text.utf8CString.withUnsafeBufferPointer { fwrite($0.baseAddress, 1, $0.count - 1, f) }
+    fclose(f)
 }
 
 func isAlive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
@@ -152,3 +156,14 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async
 
 let unprivileged = ConditionTrait.enabled(
     if: geteuid() != 0, "PostgreSQL refuses to run as root: run the suite with `make test`, which uses an unprivileged account")
+
+/// Removes a test's directory tree. A PostgreSQL told to quit when its ampd was killed
+/// (PR_SET_PDEATHSIG) may still be writing its shutdown files for a moment, so removal is
+/// retried for up to 10 s until nothing is left: tests leave nothing behind.
+func removeTree(_ path: String) {
+    for _ in 0..<100 {
+        try? FileManager.default.removeItem(atPath: path)
+        if access(path, F_OK) != 0 { return }
+        usleep(100_000)
+    }
+}

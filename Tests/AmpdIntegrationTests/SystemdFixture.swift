@@ -157,7 +157,7 @@ final class SystemdFixture: @unchecked Sendable {
         let made: UnsafeMutablePointer<CChar>? = template.withUnsafeMutableBufferPointer { b in b.baseAddress.flatMap { mkdtemp($0) } }
         guard let made else { throw FixtureError("mkdtemp failed: errno \(errno)") }
         let base = String(cString: made)
-        later { try? FileManager.default.removeItem(atPath: base) }
+        later { removeTree(base) }
         let renderer = UnitRenderer(templatePrefix: prefix, templatePath: unitDirectory + "/\(prefix)@.service", writer: "amp tests")
         let files = renderer.render(RegistryEntry(name: name, base: base, autostart: autostart))
         try UnitWriter.write(files, into: unitDirectory)

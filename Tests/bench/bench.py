@@ -363,7 +363,7 @@ def machine(args):
             if line.startswith("MemTotal"):
                 mem = int(line.split()[1]) * 1024
     pg = subprocess.run([os.path.join(args.pg_bindir, "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
-    fs = subprocess.run(["stat", "-f", "-c", "%T", tempfile.gettempdir()], capture_output=True, text=True).stdout.strip()
+    fs = subprocess.run(["stat", "-f", "-c", "%T", "/tmp"], capture_output=True, text=True).stdout.strip()
     return {"cpu": cpu, "cpus": os.cpu_count(), "memory_bytes": mem, "kernel": platform.release(),
             "os": platform.freedesktop_os_release().get("PRETTY_NAME", "") if hasattr(platform, "freedesktop_os_release") else "",
             "postgresql": pg, "tmp_filesystem": fs, "python": platform.python_version()}
@@ -381,7 +381,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("BENCH_OUT", "bench-results.json"))
     ap.add_argument("--markdown")
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="amp-bench.")
+    work = tempfile.mkdtemp(prefix="amp-bench.", dir="/tmp")
     env = Env(args, work)
     r = {}
     try:

@@ -247,7 +247,7 @@ class Suite:
         self.ampd = os.path.join(args.bin, "ampd")
         self.quick = args.quick
         self.root_user = args.root_user
-        self.tmp = tempfile.mkdtemp(prefix="amp-faults.")
+        self.tmp = tempfile.mkdtemp(prefix="amp-faults.", dir="/tmp")
         os.chmod(self.tmp, 0o755)
         if self.root_user:
             # The account must reach the binary, wherever root's checkout is.
