@@ -29,7 +29,7 @@ struct MetadbHandler: VarlinkHandler {
             }
             return try Metadb.WatchStatus.encode(.init(status: board.status))
         case .getConnection:
-            return try Metadb.GetConnection.encode(try mapped { () throws(MetadbError) in try connection() })
+            return try Metadb.GetConnection.encode(try await mapped { () async throws(MetadbError) in try connection() })
         case .listDatabases:
             return try Metadb.ListDatabases.encode(.init(databases: try await mapped { () async throws(MetadbError) in try await databases() }))
         case .createDatabase(let p):
@@ -44,14 +44,6 @@ struct MetadbHandler: VarlinkHandler {
     private func mapped<T>(_ body: () async throws(MetadbError) -> T) async throws(VarlinkError) -> T {
         do {
             return try await body()
-        } catch {
-            throw error.varlinkError
-        }
-    }
-
-    private func mapped<T>(_ body: () throws(MetadbError) -> T) throws(VarlinkError) -> T {
-        do {
-            return try body()
         } catch {
             throw error.varlinkError
         }

@@ -143,7 +143,7 @@ public final class PostgresServer: Service, Sendable {
                             progress(.recovering)
                         }
                         if DiskSpace.indicatesFull([entry.text]) {
-                            let reason = "disk full on \(dataDirectory): \(DiskSpace.shortfall(needs: DiskSpace.newClusterBytes, on: dataDirectory))"
+                            let reason = "disk full on \(dataDirectory): \(DiskSpace.shortfall(needs: DiskSpace.newClusterBytes, on: dataDirectory)); free some space there"
                             if diskFull.set(reason) { onDiskFull(reason) }
                         }
                     }

@@ -51,7 +51,7 @@ public struct MetadbClient: Sendable {
         do {
             return try await connection.call(method, parameters, timeout: timeout)
         } catch {
-            throw Self.map(error)
+            throw Self.map(error, path: path)
         }
     }
 
@@ -83,14 +83,14 @@ public struct MetadbClient: Sendable {
     }
 
     /// One mapping from what the transport throws to ``MetadbClientError``.
-    static func map(_ error: any Error) -> MetadbClientError {
+    static func map(_ error: any Error, path: String) -> MetadbClientError {
         switch error {
         case let e as VarlinkError: return MetadbError(e).map(MetadbClientError.service) ?? .varlink(e)
         case let e as VarlinkClientError:
             switch e.code {
             case .protocolViolation: return .protocolViolation("\(e)")
-            case .notRunning: return .notRunning(path: "")
-            case .accessDenied: return .accessDenied(path: "")
+            case .notRunning: return .notRunning(path: path)
+            case .accessDenied: return .accessDenied(path: path)
             default: return .transport("\(e)")
             }
         case let e as JSONCodingError: return .protocolViolation("a reply that does not match io.amp.Metadb: \(e)")

@@ -178,14 +178,23 @@ def varlink_call(path, method, params=None, timeout=10):
     s.connect(path)
     import json
     s.sendall(json.dumps({"method": method, "parameters": params or {}}).encode() + b"\0")
-    buf = b""
-    while not buf.endswith(b"\0"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
+    buf = read_message(s)
     s.close()
     return json.loads(buf.rstrip(b"\0") or b"{}")
+
+
+def read_message(s):
+    """One NUL-terminated varlink message (or what came before the peer closed or timed out)."""
+    buf = b""
+    try:
+        while not buf.endswith(b"\0"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except OSError:
+        pass
+    return buf
 
 
 def varlink_call_as(user, path, method):
@@ -518,13 +527,7 @@ class Suite:
             answered = 0
             for s in conns:
                 s.settimeout(30)
-                buf = b""
-                while not buf.endswith(b"\0"):
-                    c = s.recv(65536)
-                    if not c:
-                        break
-                    buf += c
-                answered += b'"status"' in buf
+                answered += b'"status"' in read_message(s)
                 s.close()
             ok = ok and answered == 500
             settle(pid, idle_threads)
@@ -574,15 +577,7 @@ class Suite:
         extra = socket.socket(socket.AF_UNIX)
         extra.settimeout(10)
         extra.connect(d.socket)
-        got = b""
-        try:
-            while not got.endswith(b"\0"):
-                c = extra.recv(4096)
-                if not c:
-                    break
-                got += c
-        except OSError:
-            pass
+        got = read_message(extra)
         for s in conns + [extra]:
             s.close()
         ok = ok and b"TooManyConnections" in got
