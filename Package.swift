@@ -21,6 +21,9 @@ let package = Package(
         // log(event:) and LogEvent, which the log handlers implement, came with swift-log 1.11.
         .package(url: "https://github.com/apple/swift-log", from: "1.11.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        // Short-lived commands (postgres --version, ampctl's runs of systemctl and journalctl);
+        // without its Foundation trait, so no Foundation is linked for it.
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
     ],
     targets: [
         // C libraries through pkg-config, each with a shim.h (model: swiftly's CLibArchive).
@@ -52,10 +55,11 @@ let package = Package(
             name: "ThreadSupport",
             dependencies: ["CThreads"],
             swiftSettings: strict),
-        // Child processes: fork/exec with PR_SET_PDEATHSIG, process groups, a reaper thread each.
+        // Child processes: fork/exec with PR_SET_PDEATHSIG, process groups, a reaper thread each,
+        // for the postmaster; short-lived commands through swift-subprocess.
         .target(
             name: "ChildProcess",
-            dependencies: ["CSpawn", "ThreadSupport"],
+            dependencies: ["CSpawn", "SystemSupport", "ThreadSupport", .product(name: "Subprocess", package: "swift-subprocess")],
             swiftSettings: strict),
         .target(
             name: "AmpPostgres",
@@ -75,7 +79,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "AmpSystemd",
-            dependencies: ["AmpProtocol", "CSystemd", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AmpProtocol", "AmpRegistry", "AmpConfig", "CSystemd", "SystemSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "Varlink",
@@ -109,7 +113,7 @@ let package = Package(
         .target(
             name: "AmpControl",
             dependencies: [
-                "AmpConfig", "AmpPostgres", "AmpProtocol", "AmpRegistry", "Varlink", "ChildProcess", "SystemSupport",
+                "AmpConfig", "AmpPostgres", "AmpProtocol", "AmpRegistry", "AmpSystemd", "Varlink", "ChildProcess", "SystemSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -119,9 +123,13 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "amp-generator",
-            dependencies: ["AmpRegistry", "AmpConfig", "SystemSupport"],
+            dependencies: ["AmpSystemd", "SystemSupport"],
             swiftSettings: strict),
 
+        .testTarget(
+            name: "SystemSupportTests",
+            dependencies: ["SystemSupport"],
+            swiftSettings: strict),
         .testTarget(
             name: "AmpConfigTests",
             dependencies: ["AmpConfig", "SystemSupport"],
@@ -153,11 +161,11 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "AmpSystemdTests",
-            dependencies: ["AmpSystemd", "AmpProtocol"],
+            dependencies: ["AmpSystemd", "AmpProtocol", "AmpRegistry"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpdIntegrationTests",
-            dependencies: ["ampd", "amp-generator", "ampctl", "ChildProcess", "ThreadSupport", "AmpPostgres", "AmpRegistry", "Varlink", "CSocket"],
+            dependencies: ["ampd", "amp-generator", "ampctl", "ChildProcess", "ThreadSupport", "AmpPostgres", "AmpRegistry", "AmpSystemd", "Varlink", "CSocket"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -19,7 +19,7 @@ public struct AmpctlCommand: AsyncParsableCommand {
             nearest .amp above the current directory.
 
             EXIT STATUS
-            \(AmpctlExitCode.allCases.map { "  \($0.rawValue)  \($0.meaning)" }.joined(separator: "\n"))
+            \(ExitStatus.ampctlCodes.map { "  \($0.rawValue)  \($0.ampctlMeaning)" }.joined(separator: "\n"))
             """,
         version: ampVersion,
         subcommands: [
@@ -41,8 +41,8 @@ public enum AmpctlMain {
 }
 
 /// Runs a command body, turning an ``AmpctlError`` into its line on stderr and its exit code.
-func guarded(_ body: () async throws(AmpctlError) -> AmpctlExitCode) async throws {
-    let code: AmpctlExitCode
+func guarded(_ body: () async throws(AmpctlError) -> ExitStatus) async throws {
+    let code: ExitStatus
     do {
         code = try await body()
     } catch {
@@ -64,7 +64,7 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let env = processEnvironment()
             let project = try resolveProject(name, address: options.address, environment: env)
             let o = Output(environment: env)
@@ -168,7 +168,7 @@ struct ListCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let env = processEnvironment()
             guard let dir = Registry.defaultDirectory(environment: env) else { throw AmpctlError(.failure, "no home directory: no registry") }
             let (entries, problems) = Registry(directory: dir).load()
@@ -210,7 +210,7 @@ struct URLCommand: AsyncParsableCommand {
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let c = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.connectionInfo() }
             if options.json { outJSON(c) } else { out(c.url) }
             return .success
@@ -225,7 +225,7 @@ struct EnvCommand: AsyncParsableCommand {
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let c = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.connectionInfo() }
             if options.json {
                 outJSON(c.environment)
@@ -245,7 +245,7 @@ struct PsqlCommand: AsyncParsableCommand {
     @Argument(parsing: .postTerminator, help: "Arguments for psql.") var arguments: [String] = []
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             var url = try await withProject(name, address: address) { client throws(MetadbClientError) in try await client.connectionInfo() }.url
             if let database {
                 guard Metadb.databaseNameProblem(database) == nil || database == "postgres" else {
@@ -266,7 +266,7 @@ struct DatabasesCommand: AsyncParsableCommand {
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let dbs = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.databases() }
             if options.json {
                 outJSON(dbs)
@@ -287,7 +287,7 @@ struct CreatedbCommand: AsyncParsableCommand {
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             if let reason = Metadb.databaseNameProblem(database) { throw AmpctlError(.dataError, "database name \(database): \(reason)") }
             let db = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.createDatabase(database) }
             if options.json { outJSON(db) } else { err("created database \(database); connect: ampctl psql -d \(database)") }
@@ -304,7 +304,7 @@ struct DropdbCommand: AsyncParsableCommand {
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.dropDatabase(database, force: force) }
             err("dropped database \(database)")
             return .success

@@ -5,6 +5,7 @@ import AmpConfig
 import AmpPostgres
 import AmpProtocol
 import AmpRegistry
+import AmpSystemd
 import ArgumentParser
 import Varlink
 import SystemSupport
@@ -32,7 +33,7 @@ struct DoctorCommand: AsyncParsableCommand {
     @Flag(name: .customLong("json"), help: "Print the checks as JSON.") var json = false
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let env = processEnvironment()
             let checks = await diagnose(env)
             if json {

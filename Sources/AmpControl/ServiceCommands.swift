@@ -5,6 +5,7 @@ import AmpConfig
 import AmpPostgres
 import AmpProtocol
 import AmpRegistry
+import AmpSystemd
 import ArgumentParser
 import SystemSupport
 
@@ -66,11 +67,11 @@ struct InitCommand: AsyncParsableCommand {
     @Flag(name: .customLong("json"), help: "Print the result as JSON.") var json = false
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let env = processEnvironment()
             let cwd = workingDirectory()
             let base = normalizePath((directory ?? cwd).hasPrefix("/") ? (directory ?? cwd) : cwd + "/" + (directory ?? ""))
-            guard isDirectory(base) else { throw AmpctlError(.noProject, "\(base) is not a directory; create it first") }
+            guard isDirectory(base) else { throw AmpctlError(.noInput, "\(base) is not a directory; create it first") }
             let projectName = name ?? suggestedInstanceName(forBase: base)
             guard isValidInstanceName(projectName) else {
                 throw AmpctlError(.usage, "--name \(projectName): use 1–64 of letters, digits, '-', '_', '.', starting with a letter or digit")
@@ -114,7 +115,7 @@ struct ForgetCommand: AsyncParsableCommand {
     @Argument(help: "Project name.", completion: projectCompletion) var name: String
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let env = processEnvironment()
             let project = try resolveProject(name, address: nil, environment: env)
             guard let dir = Registry.defaultDirectory(environment: env) else { throw AmpctlError(.failure, "no registry") }
@@ -136,13 +137,13 @@ struct ForgetCommand: AsyncParsableCommand {
 func registeredProject(_ name: String?) throws(AmpctlError) -> Project {
     let project = try resolveProject(name, address: nil, environment: processEnvironment())
     guard project.registered else {
-        throw AmpctlError(.noProject, "\(project.base) is not registered, so there is no amp@ unit for it; run `ampctl init` there (or `ampd run` in the foreground)")
+        throw AmpctlError(.noInput, "\(project.base) is not registered, so there is no amp@ unit for it; run `ampctl init` there (or `ampd run` in the foreground)")
     }
     return project
 }
 
 func systemctl(_ verb: String, _ name: String?) async throws {
-    try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+    try await guarded { () async throws(AmpctlError) -> ExitStatus in
         let project = try registeredProject(name)
         guard findExecutable("systemctl") != nil else { throw AmpctlError(.unavailable, "systemctl is not installed; use `ampd run --amp-dir '\(project.base)'`") }
         if verb == "start" || verb == "restart" {
@@ -192,7 +193,7 @@ struct LogsCommand: AsyncParsableCommand {
     @Option(name: [.customShort("n"), .customLong("lines")], help: "How many recent entries.") var lines = 50
 
     func run() async throws {
-        try await guarded { () async throws(AmpctlError) -> AmpctlExitCode in
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let project = try registeredProject(name)
             var args = ["--user-unit=\(project.unit)", "-n", "\(lines)", "--no-pager"]
             if follow { args.append("-f") }

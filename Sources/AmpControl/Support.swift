@@ -10,53 +10,37 @@ import Varlink
 import Synchronization
 import SystemSupport
 
-/// `ampctl`'s exit codes (sysexits where one fits), listed in `ampctl --help` and the README.
-public enum AmpctlExitCode: Int32, CaseIterable, Sendable {
-    case success = 0
-    case failure = 1
-    /// `status`: the service is not running (as `systemctl status`).
-    case notRunning = 3
-    case usage = 64
-    /// A database exists already, does not exist, or has a bad name.
-    case dataError = 65
-    /// No such project: not in the registry, no `.amp` above the working directory.
-    case noProject = 66
-    /// The service does not answer (not started), or a tool it needs is missing.
-    case unavailable = 69
-    /// The registry or unit files cannot be written.
-    case cannotCreate = 73
-    /// PostgreSQL is starting or stopping; try again.
-    case notReady = 75
-    /// The service broke the protocol.
-    case protocolError = 76
-    /// The socket belongs to someone else.
-    case noPermission = 77
-    /// A registry entry or configuration is broken.
-    case config = 78
+extension ExitStatus {
+    /// The codes `ampctl` exits with.
+    public static let ampctlCodes: [ExitStatus] = [
+        .success, .failure, .notRunning, .usage, .dataError, .noInput, .unavailable, .cannotCreate, .tempFail, .protocolError, .noPermission, .config,
+    ]
 
-    public var meaning: String {
+    /// What the code means for `ampctl`, for documentation.
+    public var ampctlMeaning: String {
         switch self {
         case .success: return "success"
         case .failure: return "failure (for doctor: a check failed)"
         case .notRunning: return "status: the service is not running"
         case .usage: return "bad command-line usage"
         case .dataError: return "database exists, does not exist, or has a bad name"
-        case .noProject: return "no such project (not registered, no .amp above the current directory)"
+        case .noInput: return "no such project (not registered, no .amp above the current directory)"
         case .unavailable: return "the service does not answer, or a needed tool is missing"
         case .cannotCreate: return "the amp dir, registry or unit files cannot be written"
-        case .notReady: return "PostgreSQL is starting or stopping; try again"
+        case .tempFail: return "PostgreSQL is starting or stopping; try again"
         case .protocolError: return "the service broke the varlink protocol"
         case .noPermission: return "permission denied"
         case .config: return "a registry entry is broken"
+        case .software: return "not used by ampctl"
         }
     }
 }
 
 /// A failure `ampctl` reports: one line naming what and the fix, and an exit code.
 public struct AmpctlError: Error, CustomStringConvertible {
-    public var code: AmpctlExitCode
+    public var code: ExitStatus
     public var message: String
-    public init(_ code: AmpctlExitCode, _ message: String) {
+    public init(_ code: ExitStatus, _ message: String) {
         self.code = code
         self.message = message
     }
@@ -150,7 +134,7 @@ func resolveProject(_ name: String?, address: String?, environment: [String: Str
         guard isValidInstanceName(name) else {
             throw AmpctlError(.usage, "\(name): not a valid project name (letters, digits, '-', '_', '.')")
         }
-        guard let registry else { throw AmpctlError(.noProject, "no home directory, so no registry to find \(name) in") }
+        guard let registry else { throw AmpctlError(.noInput, "no home directory, so no registry to find \(name) in") }
         let loaded = registry.load()
         if let e = loaded.entries.first(where: { $0.name == name }) {
             return Project(name: e.name, base: e.base, registered: true, autostart: e.autostart,
@@ -159,7 +143,7 @@ func resolveProject(_ name: String?, address: String?, environment: [String: Str
         if let p = loaded.problems.first(where: { $0.file == registry.file(for: name) }) {
             throw AmpctlError(.config, "\(p)")
         }
-        throw AmpctlError(.noProject, "no project named \(name) in \(registry.directory); see `ampctl list`, or register one with `ampctl init --name \(name)` in its directory")
+        throw AmpctlError(.noInput, "no project named \(name) in \(registry.directory); see `ampctl list`, or register one with `ampctl init --name \(name)` in its directory")
     }
     let cwd = workingDirectory()
     var dir = cwd
@@ -172,7 +156,7 @@ func resolveProject(_ name: String?, address: String?, environment: [String: Str
                 let name = parent.split(separator: "/").last.map(String.init) ?? "ampd"
                 return Project(name: name, base: "", registered: false, autostart: false, socket: socketOverride)
             }
-            throw AmpctlError(.noProject, "no .amp above \(cwd); run `ampctl init` in the project directory, or name a project (`ampctl list`)")
+            throw AmpctlError(.noInput, "no .amp above \(cwd); run `ampctl init` in the project directory, or name a project (`ampctl list`)")
         }
         dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])
         if dir.isEmpty { dir = "/" }
@@ -219,7 +203,7 @@ extension AmpctlError {
         case .service(let e):
             switch e {
             case .notReady(let state, let phase):
-                self.init(.notReady, "\(project.name) is not ready (\(state): \(phase)); wait, or see `ampctl status \(project.name)`")
+                self.init(.tempFail, "\(project.name) is not ready (\(state): \(phase)); wait, or see `ampctl status \(project.name)`")
             case .databaseExists(let name): self.init(.dataError, "database \(name) exists already; pick another name or drop it first")
             case .noSuchDatabase(let name): self.init(.dataError, "database \(name) does not exist; see `ampctl databases`")
             case .invalidDatabaseName(let name, let reason): self.init(.dataError, "database name \(name): \(reason)")
@@ -236,43 +220,23 @@ extension AmpctlError {
     }
 }
 
-/// Runs a program to its end with the terminal inherited; returns its exit status.
+/// Runs a program to its end with the terminal inherited; returns its exit status (127 when
+/// it could not be started).
 func runInherited(_ executable: String, _ arguments: [String]) async -> Int32 {
     guard let path = findExecutable(executable) else { return 127 }
-    do {
-        let child = try await ChildProcess.spawn(SpawnConfiguration(
-            executable: path, arguments: arguments, environment: processEnvironment(), output: .inherit))
-        switch await child.wait() {
-        case .exited(let c): return c
-        case .signaled(let s): return 128 + s
-        }
-    } catch {
-        return 127
-    }
+    return (try? await runInteractive(path, arguments, environment: processEnvironment())) ?? 127
 }
 
-/// Runs a program and returns its output (stdout and stderr) and status.
+/// Runs a program and returns its output (stdout and stderr together) and status (1 when it
+/// was stopped after 30 s, 127 when it could not be started).
 func runCaptured(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async -> (Int32, String) {
     guard let path = findExecutable(executable) else { return (127, "\(executable): not found") }
-    let lines = LineBox()
     do {
-        let child = try await ChildProcess.spawn(SpawnConfiguration(
-            executable: path, arguments: arguments, environment: environment ?? processEnvironment(), output: .lines { lines.append($0) }))
-        let status = await child.wait(timeout: .seconds(30))
-        await child.waitForOutput(timeout: .seconds(2))
-        if case .exited(let c)? = status { return (c, lines.text) }
-        if status == nil { child.signal(SIGKILL) }
-        return (1, lines.text)
+        let output = try await runCommand(path, arguments, environment: environment ?? processEnvironment())
+        return (output.status ?? 1, output.text)
     } catch {
         return (127, "\(error)")
     }
-}
-
-/// Output lines collected from a child's output thread.
-final class LineBox: Sendable {
-    private let lines = Mutex<[String]>([])
-    func append(_ l: [String]) { lines.withLock { $0 += l } }
-    var text: String { lines.withLock { $0.joined(separator: "\n") } }
 }
 
 /// The full path of `name` on `PATH` (or `name` itself when it contains a slash).

@@ -16,9 +16,9 @@ import SystemSupport
 import ThreadSupport
 
 /// What `ampd run` does, step by step; every failure ends in one clear line and an
-/// ``AmpdExitCode``.
+/// ``ExitStatus``.
 enum Daemon {
-    static func run(_ command: RunCommand) async -> AmpdExitCode {
+    static func run(_ command: RunCommand) async -> ExitStatus {
         // A thread per varlink connection: without a bound, glibc gives threads arenas of
         // their own and keeps their high-water marks; two arenas keep bursts from ratcheting
         // the resident size up (measured in the varlink abuse test).
@@ -54,7 +54,7 @@ enum Daemon {
             logger.error("--log-target \(command.logTarget): unknown target; use auto, journal or stderr")
             return .usage
         }
-        func fail(_ code: AmpdExitCode, _ message: String, details: [String] = []) -> AmpdExitCode {
+        func fail(_ code: ExitStatus, _ message: String, details: [String] = []) -> ExitStatus {
             logger.error("\(message)")
             for d in details { logger.error("  \(d)") }
             notifier.failed(status: "failed: \(message)", errno: code.errnoValue)
@@ -80,7 +80,7 @@ enum Daemon {
                 ampDir: ampDir, environment: environment, workingDirectory: cwd,
                 commandLine: try command.server.settingsLayer(workingDirectory: cwd)) { logger.warning("\($0)") }
         } catch {
-            return fail(AmpdExitCode(error), error.message)
+            return fail(ExitStatus(error), error.message)
         }
         let settings = layers.settings
         let cacheDirectory = settings.templateCache ? Self.templateCacheDirectory(environment) : nil
@@ -90,7 +90,7 @@ enum Daemon {
                 layers, environment: environment, cacheDirectory: cacheDirectory.map { $0 + "/versions" })
         } catch {
             switch error {
-            case .postgres(let e): return fail(AmpdExitCode(e), e.message, details: e.details)
+            case .postgres(let e): return fail(ExitStatus(e), e.message, details: e.details)
             case .unknownParameter(let message): return fail(.config, message)
             }
         }
@@ -99,7 +99,7 @@ enum Daemon {
         do {
             try ampDir.ensureLayout()
         } catch {
-            return fail(AmpdExitCode(error), error.message)
+            return fail(ExitStatus(error), error.message)
         }
         let lock: AmpDirLock
         do {
@@ -107,7 +107,7 @@ enum Daemon {
         } catch .held(let pid) {
             let who = pid.map { "ampd (PID \($0))" } ?? "another ampd"
             return fail(
-                .busy,
+                .tempFail,
                 "amp dir \(ampDir.path) is in use by \(who); stop it first (`kill \(pid.map(String.init) ?? "<pid>")`, or `systemctl --user stop amp@\(projectName)`) or use another amp dir")
         } catch {
             guard case .io(let message) = error else { return .failure }
@@ -167,7 +167,7 @@ enum Daemon {
         do {
             try await group.run()
         } catch let error as PostgresError {
-            return fail(AmpdExitCode(error), error.message, details: error.details)
+            return fail(ExitStatus(error), error.message, details: error.details)
         } catch {
             return fail(.failure, "\(error)")
         }
@@ -200,7 +200,7 @@ enum Daemon {
         } catch {
             if error.message.contains("another process") {
                 throw DaemonError(
-                    .busy,
+                    .tempFail,
                     "\(path) is served by another ampd: a project named \(name) already runs; give this one another name (`ampctl init --name OTHER`)")
             }
             throw DaemonError(.cannotCreate, "\(error); check \(runtime)")

@@ -5,43 +5,24 @@ import AmpConfig
 import AmpPostgres
 import SystemSupport
 
-/// `ampd`'s exit codes, from `sysexits.h` where one fits. Documented in the README and
-/// `ampd(8)`; the unit's `RestartPreventExitStatus=` lists the ones a restart cannot fix.
-public enum AmpdExitCode: Int32, CaseIterable, Sendable {
-    /// Clean stop.
-    case success = 0
-    /// An unexpected internal error.
-    case failure = 1
-    /// Bad command-line usage (EX_USAGE).
-    case usage = 64
-    /// The data directory is unusable as it is: another major version, or not a cluster (EX_DATAERR).
-    case dataError = 65
-    /// PostgreSQL binaries are missing (EX_UNAVAILABLE).
-    case unavailable = 69
-    /// PostgreSQL failed to start, or exited while running (EX_SOFTWARE).
-    case postgresFailed = 70
-    /// The amp dir or socket directory cannot be created, or the disk is full (EX_CANTCREAT).
-    case cannotCreate = 73
-    /// Another ampd holds this amp dir (EX_TEMPFAIL).
-    case busy = 75
-    /// Running as root without an unprivileged account for PostgreSQL (EX_NOPERM).
-    case noPermission = 77
-    /// Bad configuration: config.toml or AMP_* variables (EX_CONFIG).
-    case config = 78
+extension ExitStatus {
+    /// The codes `ampd` exits with.
+    public static let ampdCodes: [ExitStatus] = [.success, .failure, .usage, .dataError, .unavailable, .software, .cannotCreate, .tempFail, .noPermission, .config]
 
-    /// What the code means, for documentation.
-    public var meaning: String {
+    /// What the code means for `ampd`, for documentation.
+    public var ampdMeaning: String {
         switch self {
         case .success: return "stopped cleanly"
         case .failure: return "unexpected internal error"
         case .usage: return "bad command-line usage"
         case .dataError: return "data directory unusable (other PostgreSQL major version, or not a cluster)"
         case .unavailable: return "PostgreSQL binaries not found"
-        case .postgresFailed: return "PostgreSQL failed to start or exited unexpectedly"
+        case .software: return "PostgreSQL failed to start or exited unexpectedly"
         case .cannotCreate: return "amp dir or socket directory cannot be created, or the disk is full"
-        case .busy: return "another ampd is running for this amp dir"
+        case .tempFail: return "another ampd is running for this amp dir"
         case .noPermission: return "running as root without an unprivileged account for PostgreSQL"
         case .config: return "configuration error (config.toml or environment)"
+        case .notRunning, .noInput, .protocolError: return "not used by ampd"
         }
     }
 
@@ -49,11 +30,11 @@ public enum AmpdExitCode: Int32, CaseIterable, Sendable {
     public var errnoValue: Int32? {
         switch self {
         case .success: return nil
-        case .failure, .postgresFailed: return EIO
+        case .failure, .software, .protocolError: return EIO
         case .usage, .config, .dataError: return EINVAL
-        case .unavailable: return ENOENT
+        case .unavailable, .noInput, .notRunning: return ENOENT
         case .cannotCreate: return EACCES
-        case .busy: return EBUSY
+        case .tempFail: return EBUSY
         case .noPermission: return EPERM
         }
     }
@@ -65,7 +46,7 @@ public enum AmpdExitCode: Int32, CaseIterable, Sendable {
         case .versionMismatch, .notACluster: self = .dataError
         case .dataDirectoryUnusable, .diskFull: self = .cannotCreate
         case .permissionDenied: self = .noPermission
-        case .initdbFailed, .startFailed, .startTimedOut, .exitedUnexpectedly, .orphanNotStopped: self = .postgresFailed
+        case .initdbFailed, .startFailed, .startTimedOut, .exitedUnexpectedly, .orphanNotStopped: self = .software
         }
     }
 
@@ -81,9 +62,9 @@ public enum AmpdExitCode: Int32, CaseIterable, Sendable {
 
 /// A failure of the daemon's own setup, with its exit code.
 struct DaemonError: Error {
-    var code: AmpdExitCode
+    var code: ExitStatus
     var message: String
-    init(_ code: AmpdExitCode, _ message: String) {
+    init(_ code: ExitStatus, _ message: String) {
         self.code = code
         self.message = message
     }

@@ -6,6 +6,7 @@ import AmpProtocol
 import ChildProcess
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Varlink
 import SystemSupport
 import ThreadSupport
@@ -17,6 +18,11 @@ import ThreadSupport
 struct MetadbHandler: VarlinkHandler {
     let board: StatusBoard
     let logger: Logger
+    /// One idle connection kept for the read-only queries (status statistics, the database
+    /// list), so that `ampctl status` does not wait for a backend to start each time. Commands
+    /// that change something (CREATE/DROP DATABASE) always use a connection of their own.
+    let readOnlySession = LibPQSessionSlot()
+    let sizeCache = DatabaseSizeCache()
 
     func handle(_ call: VarlinkCall, stream: VarlinkReplyStream) async throws(VarlinkError) -> JSONObject {
         switch try MetadbCall(call) {
@@ -62,7 +68,7 @@ struct MetadbHandler: VarlinkHandler {
     private static let databaseColumns = "datname, pg_database_size(oid), pg_get_userbyid(datdba)"
 
     private func databases() async throws(MetadbError) -> [MetadbDatabase] {
-        let rows = try await sql(try readyHandle(), "SELECT \(Self.databaseColumns) FROM pg_database WHERE datallowconn ORDER BY datname")
+        let rows = try await sql(try readyHandle(), "SELECT \(Self.databaseColumns) FROM pg_database WHERE datallowconn ORDER BY datname", readOnly: true)
         return rows.map(database)
     }
 
@@ -70,6 +76,7 @@ struct MetadbHandler: VarlinkHandler {
         if let reason = Metadb.databaseNameProblem(name) { throw .invalidDatabaseName(name: name, reason: reason) }
         let handle = try readyHandle()
         _ = try await sql(handle, "CREATE DATABASE \(LibPQ.quoteIdentifier(name))", name: name)
+        sizeCache.invalidate()
         logger.info("created database \(name)")
         let rows = try await sql(handle, "SELECT \(Self.databaseColumns) FROM pg_database WHERE datname = '\(name)'")  // name checked above: a-z, 0-9, _ and -
         guard let row = rows.first else { throw .noSuchDatabase(name: name) }
@@ -81,6 +88,7 @@ struct MetadbHandler: VarlinkHandler {
         if Metadb.protectedDatabases.contains(name) { throw .protectedDatabase(name: name) }
         let handle = try readyHandle()
         _ = try await sql(handle, "DROP DATABASE \(LibPQ.quoteIdentifier(name))\(force ? " WITH (FORCE)" : "")", name: name)
+        sizeCache.invalidate()
         logger.info("dropped database \(name)")
     }
 
@@ -96,10 +104,13 @@ struct MetadbHandler: VarlinkHandler {
         MetadbDatabase(name: row[0] ?? "", sizeBytes: Int64(row[1] ?? "") ?? 0, owner: row.count > 2 ? row[2] ?? "" : "")
     }
 
-    /// Runs `text` on its own thread; maps PostgreSQL's errors to the interface's.
-    private func sql(_ handle: PostgresHandle, _ text: String, name: String = "") async throws(MetadbError) -> [[String?]] {
-        let conninfo = handle.conninfo
-        let result = await runOnThread(name: "amp-sql") { Result { () throws(LibPQError) in try LibPQ.rows(conninfo, text) } }
+    /// Runs `text` on its own thread (a read-only query on the kept session); maps
+    /// PostgreSQL's errors to the interface's.
+    private func sql(_ handle: PostgresHandle, _ text: String, name: String = "", readOnly: Bool = false) async throws(MetadbError) -> [[String?]] {
+        let conninfo = handle.conninfo, session = readOnlySession
+        let result = await runOnThread(name: "amp-sql") {
+            Result { () throws(LibPQError) in readOnly ? try session.rows(conninfo, text) : try LibPQ.rows(conninfo, text) }
+        }
         switch result {
         case .success(let rows): return rows
         case .failure(let e):
@@ -119,16 +130,20 @@ struct MetadbHandler: VarlinkHandler {
 
     /// The board's status plus size and connection count, when the server answers within
     /// ``statisticsTimeout`` (the query's thread ends by libpq's connect_timeout after that).
+    /// The connection count is read on every call; the size (`pg_database_size`, a walk over
+    /// every file of every database: 2–5 ms) at most every ``DatabaseSizeCache/maxAge``.
     private func statusWithStatistics() async -> MetadbStatus {
         var status = board.status
         guard let handle = board.handle else { return status }
         let race = Race<[[String?]]?>()
         race.resolve(nil, after: Self.statisticsTimeout)
-        let conninfo = handle.conninfo
+        let conninfo = handle.conninfo, session = readOnlySession
+        let cachedSize = sizeCache.fresh(pid: Int(handle.pid))
+        let sizeColumn = cachedSize.map { "\($0)::bigint" } ?? "(SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint"
         do {
             try startDetachedThread(name: "amp-statistics") {
-                race.resolve(try? LibPQ.rows(conninfo, """
-                    SELECT (SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint,
+                race.resolve(try? session.rows(conninfo, """
+                    SELECT \(sizeColumn),
                            (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())
                     """))
             }
@@ -139,9 +154,30 @@ struct MetadbHandler: VarlinkHandler {
         if let rows = statistics, let row = rows.first {
             status.databaseSizeBytes = row[0].flatMap { Int64($0) }
             status.connections = row.count > 1 ? row[1].flatMap { Int($0) } : nil
+            if cachedSize == nil, let size = status.databaseSizeBytes { sizeCache.store(size, pid: Int(handle.pid)) }
         }
         return status
     }
+}
+
+/// The cluster's size as last measured, for ``DatabaseSizeCache/maxAge``: a status polled
+/// by an editor or a `watch` loop does not walk the data directory each time. Kept per
+/// postmaster PID, so a restarted server is measured afresh.
+final class DatabaseSizeCache: Sendable {
+    static let maxAge: Duration = .seconds(2)
+    private let value = Mutex<(at: ContinuousClock.Instant, pid: Int, bytes: Int64)?>(nil)
+
+    func fresh(pid: Int) -> Int64? {
+        value.withLock { v in
+            guard let v, v.pid == pid, ContinuousClock.now - v.at < Self.maxAge else { return nil }
+            return v.bytes
+        }
+    }
+
+    func store(_ bytes: Int64, pid: Int) { value.withLock { $0 = (ContinuousClock.now, pid, bytes) } }
+
+    /// Forgets the size (a database was created or dropped).
+    func invalidate() { value.withLock { $0 = nil } }
 }
 
 /// The varlink server as a service of the `ServiceGroup`: started first, stopped last (after

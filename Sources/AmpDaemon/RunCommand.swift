@@ -21,7 +21,7 @@ public struct AmpdCommand: AsyncParsableCommand {
         abstract: "Runs a project's own PostgreSQL (the amp dir's metadb).",
         discussion: """
             EXIT STATUS
-            \(AmpdExitCode.allCases.map { "  \($0.rawValue)  \($0.meaning)" }.joined(separator: "\n"))
+            \(ExitStatus.ampdCodes.map { "  \($0.rawValue)  \($0.ampdMeaning)" }.joined(separator: "\n"))
             """,
         version: ampVersion,
         subcommands: [RunCommand.self, SettingsCommand.self])

@@ -4,7 +4,7 @@ import Glibc
 import AmpConfig
 import AmpPostgres
 import AmpTuning
-import CSpawn
+import ThreadSupport
 import SystemSupport
 
 /// The configuration layers as read, kept apart so every setting can name its source.
@@ -184,8 +184,3 @@ enum ServerSettingsError: Error {
     case unknownParameter(String)
 }
 
-/// The number of CPUs in this thread's affinity mask (sched_getaffinity(2)).
-func affinityCPUCount() -> Int? {
-    let n = Int(amp_affinity_cpu_count())
-    return n > 0 ? n : nil
-}

@@ -46,10 +46,10 @@ public struct SettingsCommand: AsyncParsableCommand {
                 switch error {
                 case .postgres(let e):
                     printError("ampd: \(e.message)")
-                    throw ExitCode(AmpdExitCode(e).rawValue)
+                    throw ExitCode(ExitStatus(e).rawValue)
                 case .unknownParameter(let m):
                     printError("ampd: \(m)")
-                    throw ExitCode(AmpdExitCode.config.rawValue)
+                    throw ExitCode(ExitStatus.config.rawValue)
                 }
             }
             for note in server.notes { printError("ampd: \(note)") }
@@ -69,7 +69,7 @@ public struct SettingsCommand: AsyncParsableCommand {
             }
         } catch let error as ConfigError {
             printError("ampd: \(error.message)")
-            throw ExitCode(AmpdExitCode(error).rawValue)
+            throw ExitCode(ExitStatus(error).rawValue)
         }
     }
 }

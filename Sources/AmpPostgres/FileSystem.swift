@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import FoundationEssentials
 import SystemSupport
 
 /// Small, error-reporting file-system helpers. Every error names the path (IC-8).
@@ -54,9 +53,9 @@ enum FileSystem {
 
     static func removeTree(_ path: String) throws(PostgresError) {
         do {
-            try FileManager.default.removeItem(atPath: path)
+            try SystemSupport.removeTree(path)
         } catch {
-            throw PostgresError(.dataDirectoryUnusable, "cannot remove \(path): \(error); remove it by hand")
+            throw PostgresError(.dataDirectoryUnusable, "\(error); remove it by hand")
         }
     }
 

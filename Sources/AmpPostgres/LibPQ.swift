@@ -1,8 +1,9 @@
 #if canImport(Glibc)
-import SystemSupport
 import Glibc
 #endif
 import CLibPQ
+import Synchronization
+import SystemSupport
 
 /// libpq's functions, resolved from `libpq.so.5` on first use (dlopen): ampd's start and
 /// health checks do not need libpq (``WireProbe``), and linking it would load its TLS, GSSAPI
@@ -77,26 +78,7 @@ public enum LibPQ {
     ///
     /// - Throws: ``LibPQError`` with libpq's message (and the SQLSTATE when the server sent one).
     public static func rows(_ conninfo: String, _ sql: String) throws(LibPQError) -> [[String?]] {
-        let pq = try LibPQFunctions.shared.get()
-        guard let conn = pq.connectdb(conninfo) else { throw LibPQError(message: "out of memory") }
-        defer { pq.finish(conn) }
-        guard pq.status(conn) == CONNECTION_OK else { throw LibPQError(message: trimmed(pq.errorMessage(conn))) }
-        guard let result = pq.exec(conn, sql) else { throw LibPQError(message: trimmed(pq.errorMessage(conn))) }
-        defer { pq.clear(result) }
-        let status = pq.resultStatus(result)
-        guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
-            let code = pq.resultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-            throw LibPQError(message: trimmed(pq.resultErrorMessage(result)), sqlState: code)
-        }
-        var rows: [[String?]] = []
-        for row in 0..<pq.ntuples(result) {
-            var columns: [String?] = []
-            for column in 0..<pq.nfields(result) {
-                columns.append(pq.getisnull(result, row, column) == 1 ? nil : pq.getvalue(result, row, column).map { String(cString: $0) })
-            }
-            rows.append(columns)
-        }
-        return rows
+        try LibPQConnection(conninfo).rows(sql)
     }
 
     /// Quotes an SQL identifier ("name", with inner quotes doubled).
@@ -111,9 +93,95 @@ public enum LibPQ {
         try rows(conninfo, sql).map { $0.first ?? nil }
     }
 
-    private static func trimmed(_ message: UnsafeMutablePointer<CChar>?) -> String {
+    static func trimmed(_ message: UnsafeMutablePointer<CChar>?) -> String {
         guard let message else { return "unknown libpq error" }
         return String(cString: message).trimmingWhitespace
+    }
+}
+
+/// One open libpq connection (`PGconn`), closed when the value goes away. Not for concurrent
+/// use: whoever holds it runs one query at a time (``LibPQSessionSlot`` hands it out).
+public final class LibPQConnection: @unchecked Sendable {
+    private let pq: LibPQFunctions
+    private let conn: OpaquePointer
+
+    /// Connects with `conninfo` (blocking; bounded by its `connect_timeout`).
+    public init(_ conninfo: String) throws(LibPQError) {
+        pq = try LibPQFunctions.shared.get()
+        guard let conn = pq.connectdb(conninfo) else { throw LibPQError(message: "out of memory") }
+        guard pq.status(conn) == CONNECTION_OK else {
+            let message = LibPQ.trimmed(pq.errorMessage(conn))
+            pq.finish(conn)
+            throw LibPQError(message: message)
+        }
+        self.conn = conn
+    }
+
+    deinit { pq.finish(conn) }
+
+    /// Whether the connection is still usable (libpq's `PQstatus`).
+    public var isOpen: Bool { pq.status(conn) == CONNECTION_OK }
+
+    /// Runs `sql` and returns every row's columns as text (NULL as `nil`).
+    ///
+    /// - Throws: ``LibPQError`` with libpq's message (and the SQLSTATE when the server sent one).
+    public func rows(_ sql: String) throws(LibPQError) -> [[String?]] {
+        guard let result = pq.exec(conn, sql) else { throw LibPQError(message: LibPQ.trimmed(pq.errorMessage(conn))) }
+        defer { pq.clear(result) }
+        let status = pq.resultStatus(result)
+        guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else {
+            let code = pq.resultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            throw LibPQError(message: LibPQ.trimmed(pq.resultErrorMessage(result)), sqlState: code)
+        }
+        var rows: [[String?]] = []
+        for row in 0..<pq.ntuples(result) {
+            var columns: [String?] = []
+            for column in 0..<pq.nfields(result) {
+                columns.append(pq.getisnull(result, row, column) == 1 ? nil : pq.getvalue(result, row, column).map { String(cString: $0) })
+            }
+            rows.append(columns)
+        }
+        return rows
+    }
+}
+
+/// Keeps one idle connection for reuse, so that frequent small queries (ampd's status
+/// statistics) skip PostgreSQL's backend start-up: a query takes the idle connection or opens
+/// a new one, and gives it back when the slot is empty and the connection still works. A
+/// pooled connection that broke (the server restarted) is dropped and the query retried once
+/// on a new one. Blocking: call from a thread of its own.
+public final class LibPQSessionSlot: Sendable {
+    private let idle = Mutex<LibPQConnection?>(nil)
+
+    public init() {}
+
+    /// Runs `sql` over `conninfo` on the idle connection or a new one.
+    public func rows(_ conninfo: String, _ sql: String) throws(LibPQError) -> [[String?]] {
+        if let pooled = idle.withLock({ let c = $0; $0 = nil; return c }) {
+            do {
+                let rows = try pooled.rows(sql)
+                giveBack(pooled)
+                return rows
+            } catch {
+                if error.sqlState != nil && pooled.isOpen {
+                    giveBack(pooled)
+                    throw error
+                }
+                // The connection broke: fall through to a new one.
+            }
+        }
+        let connection = try LibPQConnection(conninfo)
+        let rows = try connection.rows(sql)
+        giveBack(connection)
+        return rows
+    }
+
+    /// Closes the idle connection (before the server stops, or when it is replaced).
+    public func close() { idle.withLock { $0 = nil } }
+
+    private func giveBack(_ connection: LibPQConnection) {
+        guard connection.isOpen else { return }
+        idle.withLock { if $0 == nil { $0 = connection } }
     }
 }
 

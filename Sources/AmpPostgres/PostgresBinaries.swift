@@ -182,14 +182,10 @@ public struct PostgresBinaries: Sendable, Equatable {
     public func parameterNames(cacheDirectory: String?) async -> Set<String>? {
         let binary = path("postgres")
         let text = await cachedFact("parameters", cacheDirectory: cacheDirectory) {
-            let output = Mutex<[String]>([])
-            guard let child = try? await ChildProcess.spawn(SpawnConfiguration(
-                executable: binary, arguments: ["--describe-config"], environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"],
-                output: .lines { lines in output.withLock { $0 += lines } }))
+            guard let output = try? await runCommand(binary, ["--describe-config"], environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"]),
+                  output.succeeded
             else { return nil }
-            guard await child.wait().isSuccess else { return nil }
-            await child.waitForOutput(timeout: .seconds(2))
-            let names = output.withLock { $0.compactMap { $0.split(separator: "\t").first.map { $0.lowercased() } } }
+            let names = output.text.split(separator: "\n").compactMap { $0.split(separator: "\t").first.map { $0.lowercased() } }
             return names.isEmpty ? nil : names.joined(separator: "\n")
         }
         return text.map { Set($0.split(separator: "\n").map(String.init)) }
@@ -212,22 +208,17 @@ public struct PostgresBinaries: Sendable, Equatable {
     /// directory; it also works as root. See
     /// <https://www.postgresql.org/docs/15/app-postgres.html>.
     public func version() async throws(PostgresError) -> PostgresVersion {
-        let output = Mutex<[String]>([])
-        let child: ChildProcess
+        let output: CommandOutput
         do {
-            child = try await ChildProcess.spawn(SpawnConfiguration(
-                executable: path("postgres"), arguments: ["--version"],
-                environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"],
-                output: .lines { lines in output.withLock { $0 += lines } }))
+            output = try await runCommand(path("postgres"), ["--version"], environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"])
         } catch {
             throw PostgresError(
                 .binariesNotFound, "cannot run \(path("postgres")) --version: \(error); check the binary directory",
                 underlying: error)
         }
-        let status = await child.wait()
-        await child.waitForOutput(timeout: .seconds(2))
-        let text = output.withLock { $0.joined(separator: "\n") }
-        guard status.isSuccess, let version = PostgresVersion.parse(versionOutput: text) else {
+        let text = output.text
+        guard output.succeeded, let version = PostgresVersion.parse(versionOutput: text) else {
+            let status = output.status.map { "exit status \($0)" } ?? "no answer"
             throw PostgresError(
                 .binariesNotFound,
                 "\(path("postgres")) --version failed (\(status)): \(text.isEmpty ? "no output" : text); "

@@ -26,7 +26,7 @@ public struct PostgresHandle: Sendable, Equatable {
 
     /// A libpq key/value connection string for this server.
     public var conninfo: String {
-        LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("user", user), ("connect_timeout", "5")])
+        LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("user", user), ("connect_timeout", "5"), ("application_name", "ampd")])
     }
 
     /// The URL for a server at `socketDirectory`.

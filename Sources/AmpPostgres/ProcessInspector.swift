@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSpawn
 import ChildProcess
 import Logging
 import SystemSupport

@@ -35,9 +35,9 @@ public enum Metadb {
           url: ?string,
           # Seconds since PostgreSQL became ready.
           uptime_seconds: ?float,
-          # Sum of pg_database_size over all databases.
+          # Sum of pg_database_size over all databases (measured at most every 2 s).
           database_size_bytes: ?int,
-          # Client backends (pg_stat_activity).
+          # Client backends (pg_stat_activity), ampd's own kept session not counted.
           connections: ?int,
           # Restarts by the service manager since the unit was started.
           restarts: int,

@@ -28,6 +28,11 @@ public struct RegistryProblem: Error, Sendable, Equatable, CustomStringConvertib
     public var file: String
     public var message: String
     public var description: String { "\(file): \(message)" }
+
+    public init(file: String, message: String) {
+        self.file = file
+        self.message = message
+    }
 }
 
 /// Whether `name` can be a unit instance name for amp: 1–64 characters from `[A-Za-z0-9_.-]`,
@@ -158,7 +163,7 @@ public struct Registry: Sendable {
             throw RegistryProblem(file: path, message: "'\(entry.name)' is not a valid amp name; use letters, digits, '-', '_' and '.'")
         }
         if let reason = Self.renderablePathProblem(entry.base) { throw RegistryProblem(file: path, message: "path \(entry.base): \(reason)") }
-        try makeDirectories(directory, file: path)
+        do { try makeDirectories(directory) } catch { throw RegistryProblem(file: path, message: error.description) }
         let text = """
             # amp registry entry: amp@\(entry.name).service runs the amp dir of this project.
             # Written by amp; see amp.registry(5).
@@ -166,7 +171,7 @@ public struct Registry: Sendable {
             autostart = \(entry.autostart)
 
             """
-        try writeFileAtomically(path, text, mode: 0o600)
+        do { try writeFileAtomically(path, Array(text.utf8), mode: 0o600) } catch { throw RegistryProblem(file: path, message: "cannot write: \(error.reason)") }
     }
 
     /// Removes entry `name`; `false` when there was none.

@@ -144,38 +144,3 @@ int amp_pidfd_send_signal(int pidfd, int sig) {
 }
 
 int amp_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
-
-
-int amp_enable_passcred(int fd) {
-    int on = 1;
-    return setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
-}
-
-long amp_recv_with_pid(int fd, void *buffer, size_t length, pid_t *sender) {
-    struct iovec iov = { buffer, length };
-    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(struct ucred))]; } control;
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof control.buf;
-    *sender = -1;
-    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0) return -1;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
-            struct ucred cred;
-            memcpy(&cred, CMSG_DATA(c), sizeof cred);
-            *sender = cred.pid;
-        }
-    }
-    return (long)n;
-}
-
-int amp_affinity_cpu_count(void) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
-    return CPU_COUNT(&set);
-}

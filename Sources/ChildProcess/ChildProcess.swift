@@ -142,6 +142,12 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
     public var step: String
     public var errno: Int32
 
+    public init(executable: String, step: String, errno: Int32) {
+        self.executable = executable
+        self.step = step
+        self.errno = errno
+    }
+
     public var description: String {
         "cannot start \(executable): \(step) failed: \(String(cString: strerror(errno)))"
     }

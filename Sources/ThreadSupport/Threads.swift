@@ -165,3 +165,9 @@ public func uncancellableSleep(for delay: Duration) async {
     race.resolve((), after: delay)
     await race.wait()
 }
+
+/// The number of CPUs in this thread's affinity mask (sched_getaffinity(2)), nil when unknown.
+public func affinityCPUCount() -> Int? {
+    let n = Int(amp_affinity_cpu_count())
+    return n > 0 ? n : nil
+}

@@ -1,9 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AmpConfig
-import AmpRegistry
+import AmpSystemd
 import SystemSupport
 
-// The systemd user generator: thin; everything is in AmpRegistry.Generator.
+// The systemd user generator: thin; everything is in AmpSystemd.Generator.
 exit(Generator.main(arguments: Array(CommandLine.arguments.dropFirst()), environment: processEnvironment()))

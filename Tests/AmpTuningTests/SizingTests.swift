@@ -144,4 +144,22 @@ struct PlanTests {
         #expect(Profile.durable.initdbArguments == ["--data-checksums"])
         #expect(plan(15)["shared_buffers"] == "256MB", "1 GB budget")
     }
+
+    @Test("a guessed budget caps shared_buffers at 128MB in the dev profile only; a given one does not")
+    func guessedBudgetCap() {
+        func sharedBuffers(_ profile: Profile, _ source: BudgetSource) -> EffectiveSetting? {
+            let input = TuningInput(profile: profile, memoryBytes: 4 << 30, memorySource: source, cpus: 2, cpuSource: .online,
+                                    serverMajor: 15, hasLZ4: true, availableLibraries: [])
+            return tuningPlan(input).last { $0.name == "shared_buffers" }
+        }
+        #expect(sharedBuffers(.dev, .physical(share: "1/16"))?.value == "128MB")
+        #expect(sharedBuffers(.dev, .physical(share: "1/16"))?.source.kind == "profile")
+        #expect(sharedBuffers(.durable, .physical(share: "1/8"))?.value == "1024MB")
+        #expect(sharedBuffers(.dev, .explicit("--memory"))?.value == "1024MB")
+        #expect(sharedBuffers(.dev, .cgroup("memory.max"))?.value == "1024MB")
+        // Below the cap nothing changes.
+        let small = TuningInput(profile: .dev, memoryBytes: 256 << 20, memorySource: .physical(share: "1/16"), cpus: 2, cpuSource: .online,
+                                serverMajor: 15, hasLZ4: true, availableLibraries: [])
+        #expect(tuningPlan(small).last { $0.name == "shared_buffers" }?.value == "64MB")
+    }
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AmpRegistry
+import AmpSystemd
 import ChildProcess
 import FoundationEssentials
 import Synchronization

@@ -43,4 +43,10 @@ void amp_release_free_memory(void);
 /// fixed M_MMAP_THRESHOLD of 128 KiB, so large buffers are always mapped and returned on free.
 void amp_limit_malloc_arenas(int n);
 
+/// Enables SO_PASSCRED on a socket.
+int amp_enable_passcred(int fd);
+
+/// recvmsg(2) without blocking; stores the sender's PID from SCM_CREDENTIALS (or -1).
+long amp_recv_with_pid(int fd, void *buffer, size_t length, pid_t *sender);
+
 #endif

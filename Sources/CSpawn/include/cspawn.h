@@ -44,14 +44,4 @@ int amp_pidfd_send_signal(int pidfd, int sig);
 /// pipe2(fds, O_CLOEXEC).
 int amp_pipe_cloexec(int fds[2]);
 
-
-/// Enables SO_PASSCRED on a socket.
-int amp_enable_passcred(int fd);
-
-/// recvmsg(2) without blocking; stores the sender's PID from SCM_CREDENTIALS (or -1).
-long amp_recv_with_pid(int fd, void *buffer, size_t length, pid_t *sender);
-
-/// The number of CPUs in the calling thread's affinity mask (sched_getaffinity(2)), or 0.
-int amp_affinity_cpu_count(void);
-
 #endif

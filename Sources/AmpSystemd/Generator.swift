@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AmpConfig
+import AmpRegistry
 import SystemSupport
 
 /// Makes a unit directory hold exactly the rendering of the registry: writes the files of

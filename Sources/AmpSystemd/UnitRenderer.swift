@@ -1,7 +1,8 @@
 #if canImport(Glibc)
 import Glibc
-import SystemSupport
 #endif
+import AmpRegistry
+import SystemSupport
 
 /// One file the rendering produces, relative to a unit directory.
 public struct RenderedFile: Sendable, Equatable {
@@ -93,10 +94,10 @@ public enum UnitWriter {
         for file in files {
             let path = directory + "/" + file.path
             let parent = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
-            try makeDirectories(parent, file: path)
+            do { try makeDirectories(parent) } catch { throw RegistryProblem(file: path, message: error.description) }
             switch file.content {
             case .text(let text):
-                try writeFileAtomically(path, text, mode: 0o644)
+                do { try writeFileAtomically(path, Array(text.utf8), mode: 0o644) } catch { throw RegistryProblem(file: path, message: "cannot write: \(error.reason)") }
             case .symlink(let target):
                 unlink(path)
                 if symlink(target, path) != 0 {

@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed file-system call: the path, what was being done, and `errno`'s text.
+public struct FileError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var path: String
+    public var action: String
+    public var errno: Int32
+
+    public init(path: String, action: String, errno: Int32) {
+        self.path = path
+        self.action = action
+        self.errno = errno
+    }
+
+    /// `cannot ACTION PATH: REASON`.
+    public var description: String { "cannot \(action) \(path): \(String(cString: strerror(errno)))" }
+    /// `errno`'s text alone.
+    public var reason: String { String(cString: strerror(errno)) }
+}
+
+/// Creates `path` and its missing parents (`mode` for new ones).
+public func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(FileError) {
+    var current = ""
+    for part in path.split(separator: "/") {
+        current += "/" + part
+        if mkdir(current, mode) != 0 && errno != EEXIST {
+            throw FileError(path: current, action: "create", errno: errno)
+        }
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, `fsync(2)` and
+/// `rename(2)`, so readers see the old or the new content, never a part.
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(FileError) {
+    let temporary = path + ".tmp-\(getpid())"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw FileError(path: path, action: "write", errno: errno) }
+    var failure: Int32 = writeAll(fd, bytes) ? 0 : errno
+    if failure == 0 && fsync(fd) != 0 { failure = errno }
+    close(fd)
+    if failure == 0 && rename(temporary, path) != 0 { failure = errno }
+    if failure != 0 {
+        unlink(temporary)
+        throw FileError(path: path, action: "write", errno: failure)
+    }
+}
+
+/// Removes `path` and everything below it without following symbolic links (a link is
+/// removed, never its target). A missing `path` is not an error. Descends through directory
+/// descriptors (`openat`/`unlinkat`), at most `depthLimit` levels.
+public func removeTree(_ path: String, depthLimit: Int = 256) throws(FileError) {
+    var st = stat()
+    if lstat(path, &st) != 0 {
+        if errno == ENOENT { return }
+        throw FileError(path: path, action: "remove", errno: errno)
+    }
+    if (st.st_mode & S_IFMT) != S_IFDIR {
+        if unlink(path) != 0 && errno != ENOENT { throw FileError(path: path, action: "remove", errno: errno) }
+        return
+    }
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    guard fd >= 0 else { throw FileError(path: path, action: "open", errno: errno) }
+    try removeContents(fd, path: path, depth: depthLimit)
+    if rmdir(path) != 0 && errno != ENOENT { throw FileError(path: path, action: "remove", errno: errno) }
+}
+
+/// Empties the directory open as `fd` (and closes it).
+private func removeContents(_ fd: Int32, path: String, depth: Int) throws(FileError) {
+    guard let dir = fdopendir(fd) else {
+        let e = errno
+        close(fd)
+        throw FileError(path: path, action: "read", errno: e)
+    }
+    defer { closedir(dir) }
+    guard depth > 0 else { throw FileError(path: path, action: "remove (too deeply nested)", errno: ELOOP) }
+    while true {
+        errno = 0
+        guard let entry = readdir(dir) else {
+            if errno != 0 { throw FileError(path: path, action: "read", errno: errno) }
+            return
+        }
+        let name = withUnsafePointer(to: entry.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+        }
+        if name == "." || name == ".." { continue }
+        if unlinkat(fd, name, 0) == 0 || errno == ENOENT { continue }
+        guard errno == EISDIR else { throw FileError(path: path + "/" + name, action: "remove", errno: errno) }
+        let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard child >= 0 else { throw FileError(path: path + "/" + name, action: "open", errno: errno) }
+        try removeContents(child, path: path + "/" + name, depth: depth - 1)
+        if unlinkat(fd, name, AT_REMOVEDIR) != 0 && errno != ENOENT {
+            throw FileError(path: path + "/" + name, action: "remove", errno: errno)
+        }
+    }
+}
