@@ -73,6 +73,14 @@ enum Daemon {
         }
         logger.debug("amp dir \(ampDir.path) (from \(ampDir.source.rawValue))")
 
+        // An amp dir written by a newer amp is refused before anything reads it.
+        if isDirectory(ampDir.path) {
+            do {
+                try ampDir.checkLayout()
+            } catch {
+                return fail(ExitStatus(error), error.message)
+            }
+        }
         // Configuration first: a bad file, variable or flag must leave the amp dir untouched.
         let layers: ConfigurationLayers
         do {

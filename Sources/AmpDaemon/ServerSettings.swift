@@ -7,39 +7,6 @@ import AmpTuning
 import ThreadSupport
 import SystemSupport
 
-/// The configuration layers as read, kept apart so every setting can name its source.
-struct ConfigurationLayers {
-    var file: SettingsLayer?
-    var filePath: String
-    var environment: SettingsLayer
-    var commandLine: SettingsLayer
-    var settings: AmpSettings
-
-    /// Reads config.toml (if any), the environment and the command line; nothing is touched.
-    static func load(ampDir: AmpDirectory, environment: [String: String], workingDirectory: String,
-                     commandLine: SettingsLayer, warn: (String) -> Void) throws(ConfigError) -> ConfigurationLayers {
-        var settings = AmpSettings()
-        var file: SettingsLayer?
-        if let (layer, warnings) = try ConfigLoader.readFile(path: ampDir.configFile, baseDirectory: ampDir.base) {
-            for w in warnings { warn(w) }
-            settings.apply(layer)
-            file = layer
-        }
-        let env = try ConfigLoader.environmentLayer(environment, workingDirectory: workingDirectory)
-        settings.apply(env)
-        settings.apply(commandLine)
-        return ConfigurationLayers(file: file, filePath: ampDir.configFile, environment: env, commandLine: commandLine, settings: settings)
-    }
-
-    /// Which layer set a value last (command line > environment > file), for messages.
-    func source<T>(_ key: KeyPath<SettingsLayer, T?>, flag: String, variable: String, fileKey: String) -> String? {
-        if commandLine[keyPath: key] != nil { return flag }
-        if environment[keyPath: key] != nil { return variable }
-        if file?[keyPath: key] != nil { return "\(filePath) \(fileKey)" }
-        return nil
-    }
-}
-
 /// The effective server settings and what goes with them.
 struct ServerSettings {
     /// One entry per parameter, the winner, with its source.

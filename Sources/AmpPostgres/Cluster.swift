@@ -54,11 +54,13 @@ struct Cluster: Sendable {
         if let text = FileSystem.readText(dataDirectory + "/PG_VERSION") {
             let clusterMajor = text.trimmingWhitespace
             guard clusterMajor == version.major else {
+                let fix = (Int(clusterMajor) ?? 0) < version.majorNumber
+                    ? "upgrade the cluster: `ampctl upgrade` (it keeps the old one for `ampctl upgrade --rollback`), or point the binary directory at PostgreSQL \(clusterMajor) (e.g. /usr/lib/postgresql/\(clusterMajor)/bin)"
+                    : "point the binary directory at PostgreSQL \(clusterMajor) (e.g. /usr/lib/postgresql/\(clusterMajor)/bin); a cluster cannot be downgraded"
                 throw PostgresError(
                     .versionMismatch,
                     "data directory \(dataDirectory) was created by PostgreSQL \(clusterMajor), but the binaries in "
-                        + "\(binaries.directory) are PostgreSQL \(version); point the binary directory at PostgreSQL \(clusterMajor) "
-                        + "(e.g. /usr/lib/postgresql/\(clusterMajor)/bin) or upgrade the cluster with pg_upgrade. Nothing was changed.")
+                        + "\(binaries.directory) are PostgreSQL \(version); \(fix). Nothing was changed.")
             }
             return
         }

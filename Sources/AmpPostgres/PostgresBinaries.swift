@@ -154,22 +154,25 @@ public struct PostgresBinaries: Sendable, Equatable {
     public func hasLZ4(cacheDirectory: String?) async -> Bool {
         let binary = path("postgres")
         let fact = await cachedFact("lz4", cacheDirectory: cacheDirectory) {
-            guard let f = fopen(binary, "r") else { return nil }
-            defer { fclose(f) }
+            // The dynamic section names liblz4.so.N: search the file's bytes (one read).
+            guard case .bytes(let bytes) = FileContents.read(binary, limit: 256 << 20) else { return nil }
             let needle = Array("liblz4.so".utf8)
-            var carry: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 1 << 20)
-            while true {
-                let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, $0.count, f) }
-                if n <= 0 { return "no" }
-                let window = carry + chunk[0..<n]
-                if window.count >= needle.count {
-                    for i in 0...(window.count - needle.count) where window[i] == needle[0] && Array(window[i..<(i + needle.count)]) == needle {
-                        return "yes"
+            let found = bytes.withUnsafeBufferPointer { hay in
+                needle.withUnsafeBufferPointer { n in
+                    guard let h = hay.baseAddress, let np = n.baseAddress, let first = n.first, hay.count >= n.count else { return false }
+                    var i = 0
+                    let last = hay.count - n.count
+                    while i <= last {
+                        // memchr to the next candidate, then compare the rest.
+                        guard let hit = memchr(h + i, Int32(first), last - i + 1) else { return false }
+                        i = h.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                        if memcmp(h + i, np, n.count) == 0 { return true }
+                        i += 1
                     }
+                    return false
                 }
-                carry = Array(window.suffix(needle.count - 1))
             }
+            return found ? "yes" : "no"
         }
         return fact == "yes"
     }

@@ -56,6 +56,10 @@ public struct PostgresBuilder: Sendable {
     ]
 
     /// Creates a builder for the cluster in `dataDirectory` (made absolute).
+    /// A logger that drops everything: for a short-lived server whose log lines would only
+    /// clutter a command's own output (the server's errors still reach the thrown error).
+    public static let silentLogger = Logger(label: "amp.postgres.silent") { _ in SwiftLogNoOpLogHandler() }
+
     public init(dataDirectory: String) {
         self.dataDirectory = absolutePath(dataDirectory)
         self.searchPath = getenv("PATH").map { String(cString: $0) }

@@ -8,6 +8,7 @@
 #include <linux/fs.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,4 +66,8 @@ int amp_flock_exclusive(int fd) {
     int r;
     do { r = flock(fd, LOCK_EX); } while (r != 0 && errno == EINTR);
     return r == 0 ? 0 : errno;
+}
+
+int amp_exchange(const char *a, const char *b) {
+    return renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) == 0 ? 0 : errno;
 }

@@ -19,13 +19,17 @@ public struct CommandOutput: Sendable, Equatable {
 /// Runs a short-lived program to its end through swift-subprocess and collects its output:
 /// for `postgres --version`, `--describe-config`, `systemctl`, `journalctl` and the like, which
 /// need none of what ``ChildProcess`` does for the postmaster (a death signal, a process group,
-/// a user switch). Stopped (SIGKILL) after `timeout`.
+/// a user switch). Stopped (SIGKILL) after `timeout`, when one is given; run in
+/// `workingDirectory` when one is given.
 ///
 /// - Throws: ``SpawnError`` when the program cannot be started.
 public func runCommand(
-    _ path: String, _ arguments: [String], environment: [String: String], timeout: Duration = .seconds(30), limit: Int = 1 << 20
+    _ path: String, _ arguments: [String], environment: [String: String], workingDirectory: String? = nil,
+    timeout: Duration? = .seconds(30), limit: Int = 1 << 20
 ) async throws(SpawnError) -> CommandOutput {
-    let configuration = Configuration(executable: .path(FilePath(path)), arguments: Arguments(arguments), environment: .custom(subprocessEnvironment(environment)))
+    let configuration = Configuration(
+        executable: .path(FilePath(path)), arguments: Arguments(arguments), environment: .custom(subprocessEnvironment(environment)),
+        workingDirectory: workingDirectory.map { FilePath($0) })
     do {
         return try await withThrowingTaskGroup(of: CommandOutput?.self) { group in
             group.addTask {
@@ -35,13 +39,15 @@ public func runCommand(
                 case .signaled(let signal): return CommandOutput(status: 128 + signal, text: result.standardOutput.trimmingWhitespace)
                 }
             }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
+            if let timeout {
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
             }
             let first = try await group.next() ?? nil
             group.cancelAll()
-            return first ?? CommandOutput(status: nil, text: "no answer within \(timeout)")
+            return first ?? CommandOutput(status: nil, text: "no answer within \(timeout.map { "\($0)" } ?? "its time")")
         }
     } catch let error as SubprocessError {
         let step = error.code == .outputLimitExceeded ? "reading more than \(limit) bytes of output" : "spawn"

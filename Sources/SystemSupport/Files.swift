@@ -95,3 +95,17 @@ private func removeContents(_ fd: Int32, path: String, depth: Int) throws(FileEr
         }
     }
 }
+
+/// The space `path` and everything below it take on disk (allocated blocks, as `du` counts
+/// them; links are not followed, hard links counted each time), at most `depthLimit` levels
+/// deep; 0 when `path` does not exist.
+public func diskUsage(_ path: String, depthLimit: Int = 256) -> UInt64 {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return 0 }
+    var total = UInt64(max(0, st.st_blocks)) &* 512
+    guard (st.st_mode & S_IFMT) == S_IFDIR, depthLimit > 0 else { return total }
+    for name in listDirectory(path) {
+        total = total &+ diskUsage(path + "/" + name, depthLimit: depthLimit - 1)
+    }
+    return total
+}

@@ -11,4 +11,8 @@ int amp_copy_file(const char *src, const char *dst, mode_t mode, int *reflinked)
 /// flock(2) LOCK_EX on `fd`, blocking. Returns 0 or an errno value.
 int amp_flock_exclusive(int fd);
 
+/// Swaps the names `a` and `b` atomically (renameat2(2) RENAME_EXCHANGE): both must exist on
+/// the same file system. Returns 0 or an errno value.
+int amp_exchange(const char *a, const char *b);
+
 #endif

@@ -1,0 +1,404 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpConfig
+import AmpPostgres
+import AmpProtocol
+import ArgumentParser
+import ChildProcess
+import Synchronization
+import SystemSupport
+import Varlink
+
+/// `ampctl upgrade`: moves a project's cluster to a newer PostgreSQL major version with
+/// `pg_upgrade`, keeping the old cluster for `--rollback` until `--finish`.
+struct UpgradeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upgrade",
+        abstract: "Upgrade a project's cluster to a newer PostgreSQL major version (pg_upgrade; the old cluster is kept).",
+        discussion: """
+            Stops the service (amp@NAME) if it runs, checks with pg_upgrade --check, makes a new cluster \
+            beside the old one with the same locale, encoding and checksum setting, upgrades into it \
+            with --clone where the file system can (else --copy; never --link), swaps it in atomically, \
+            starts the service again, rebuilds statistics and updates extensions. The old cluster stays \
+            in .amp/rollback until `ampctl upgrade --finish`; `ampctl upgrade --rollback` puts it back.
+            """)
+
+    @Argument(help: "Project name (default: the project of the current directory).", completion: projectCompletion) var name: String?
+    @Option(name: .customLong("bin-dir"), help: ArgumentHelp("The new PostgreSQL's binary directory.", valueName: "DIR")) var binDir: String?
+    @Option(name: .customLong("to"), help: ArgumentHelp("The new major version, from /usr/lib/postgresql/MAJOR/bin (default: the newest installed).", valueName: "MAJOR")) var to: Int?
+    @Option(name: .customLong("old-bin-dir"), help: ArgumentHelp("The cluster's own PostgreSQL binaries (default: /usr/lib/postgresql/OLD/bin).", valueName: "DIR")) var oldBinDir: String?
+    @Flag(help: "Only check (pg_upgrade --check) and say what would happen.") var check = false
+    @Flag(help: "Put the old cluster back (changes made since the upgrade are lost).") var rollback = false
+    @Flag(help: "Drop the old cluster kept by the last upgrade.") var finish = false
+    @Flag(help: "Do not ask before --rollback or --finish.") var yes = false
+    @Flag(name: .customLong("json"), help: "Print the outcome as JSON.") var json = false
+
+    func validate() throws {
+        if binDir != nil && to != nil { throw ValidationError("--bin-dir and --to both name the new version; give one") }
+        if [check, rollback, finish].filter({ $0 }).count > 1 { throw ValidationError("--check, --rollback and --finish are separate steps; give one") }
+        if let to, !(9...99).contains(to) { throw ValidationError("--to \(to): not a PostgreSQL major version (e.g. --to 17)") }
+    }
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
+            let environment = processEnvironment()
+            let project = try resolveProject(name, address: nil, environment: environment)
+            guard !project.base.isEmpty else { throw AmpctlError(.noInput, "no project directory; run ampctl upgrade in the project or name it") }
+            let ampDir = AmpDirectory(base: project.base, source: .flag)
+            do throws(ConfigError) { try ampDir.checkLayout() } catch { throw AmpctlError(.config, error.message) }
+            if rollback { return try await rollBack(project, ampDir) }
+            if finish { return try finishUpgrade(ampDir) }
+            return try await upgrade(project, ampDir, environment: environment)
+        }
+    }
+
+    // MARK: - upgrade
+
+    private func upgrade(_ project: Project, _ ampDir: AmpDirectory, environment: [String: String]) async throws(AmpctlError) -> ExitStatus {
+        let started = ContinuousClock.now
+        let layers: ConfigurationLayers
+        do {
+            layers = try ConfigurationLayers.load(ampDir: ampDir, environment: environment, workingDirectory: workingDirectory()) { err("ampctl: \($0)") }
+        } catch {
+            throw AmpctlError(.config, error.message)
+        }
+        guard let clusterText = FileContents.text(ampDir.metadb + "/PG_VERSION"), let clusterMajor = Int(clusterText.trimmingWhitespace) else {
+            throw AmpctlError(.noInput, "\(ampDir.metadb) holds no cluster yet; nothing to upgrade (start the project once: \(startHint(project)))")
+        }
+        let newBinaries = try locateNew()
+        let newVersion: PostgresVersion
+        do { newVersion = try await newBinaries.version() } catch { throw AmpctlError(.unavailable, error.message) }
+        let oldBinaries = await locateOld(clusterMajor, configured: layers.settings.binDir)
+        var checksums = false
+        if let oldBinaries {
+            do {
+                checksums = try await ClusterUpgrader.hasChecksums(dataDirectory: ampDir.metadb, binaries: oldBinaries)
+            } catch {
+                throw AmpctlError(.unavailable, error.description)
+            }
+        }
+        let facts = UpgradePlan.Facts(
+            clusterMajor: clusterMajor, oldBinaries: oldBinaries, newBinaries: newBinaries, newMajor: newVersion.majorNumber,
+            checksums: checksums, clusterBytes: diskUsage(ampDir.metadb), freeBytes: DiskSpace.available(at: ampDir.path),
+            locale: layers.settings.locale, encoding: layers.settings.encoding)
+        let plan: UpgradePlan
+        switch UpgradePlan.decide(facts) {
+        case .success(let p): plan = p
+        case .failure(let e): throw AmpctlError(e)
+        }
+        err("ampctl: \(project.name): PostgreSQL \(plan.oldMajor) (\(plan.oldBinaries.directory)) → \(newVersion) (\(plan.newBinaries.directory)); "
+            + "cluster \(DiskSpace.megabytes(facts.clusterBytes)), needs \(DiskSpace.megabytes(plan.neededBytes)) free, has \(plan.freeBytes.map(DiskSpace.megabytes) ?? "an unknown amount")")
+
+        let socketDirectory = Metadb.runtimeDirectory(environment: environment) + "/amp/upgrade-\(getpid())"
+        let upgrader = ClusterUpgrader(dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory, socketDirectory: socketDirectory, plan: plan)
+        if check {
+            if await serviceRunning(project) || lockHolder(ampDir) != nil {
+                err("ampctl: \(project.name) is running; pg_upgrade --check runs once it is stopped (`ampctl upgrade` stops it first). The plan above holds.")
+                return .success
+            }
+            let transfer = try await withLock(ampDir) { () async throws(AmpctlError) -> UpgradeTransfer in
+                try await inSocketDirectory(socketDirectory) { () async throws(UpgradeError) in
+                    progress(.checking)
+                    return try await upgrader.check()
+                }
+            }
+            err("ampctl: pg_upgrade --check passed; `ampctl upgrade\(project.registered ? " \(project.name)" : "")` would upgrade with --\(transfer.rawValue)")
+            return .success
+        }
+
+        let wasRunning = await serviceRunning(project)
+        if wasRunning {
+            progress(.stopping)
+            let (code, text) = await runCaptured("systemctl", ["--user", "stop", project.unit])
+            if code != 0 { throw AmpctlError(.failure, "systemctl --user stop \(project.unit) failed: \(text); nothing was changed") }
+        }
+        let transfer: UpgradeTransfer
+        do {
+            transfer = try await withLock(ampDir) { () async throws(AmpctlError) -> UpgradeTransfer in
+                try await inSocketDirectory(socketDirectory) { () async throws(UpgradeError) in
+                    try await upgrader.run(progress: progress)
+                }
+            }
+        } catch {
+            if wasRunning { _ = await runCaptured("systemctl", ["--user", "start", project.unit]) }
+            throw error
+        }
+
+        // The new cluster is in place: start it, rebuild statistics, update extensions.
+        progress(.starting)
+        var notes: [String] = upgrader.notes.withLock { $0 }
+        do throws(AmpctlError) {
+            if wasRunning {
+                let (code, text) = await runCaptured("systemctl", ["--user", "start", project.unit])
+                if code != 0 { throw AmpctlError(.failure, "systemctl --user start \(project.unit) failed: \(text)") }
+                let connection = try await withProject(project.name, address: nil) { client async throws(MetadbClientError) in try await client.connectionInfo() }
+                notes += await afterUpgrade(socketDirectory: connection.socketDirectory, port: connection.port, binaries: plan.newBinaries)
+            } else {
+                notes += try await withLock(ampDir) { () async throws(AmpctlError) -> [String] in
+                    try await withTemporaryServer(ampDir.metadb, binaries: plan.newBinaries, version: newVersion, socketDirectory: socketDirectory) { handle in
+                        await afterUpgrade(socketDirectory: handle.socketDirectory, port: handle.port, binaries: plan.newBinaries)
+                    }
+                }
+            }
+        } catch {
+            notes.append("the upgrade is done, but the follow-up failed: \(error.message); run `vacuumdb --all --analyze-in-stages` yourself")
+        }
+        for note in notes { err("ampctl: \(note)") }
+        if let pinned = layers.settings.binDir, pinned != plan.newBinaries.directory {
+            err("ampctl: bin_dir is set to \(pinned) (config.toml or AMP_PG_BIN_DIR): set it to \(plan.newBinaries.directory), or ampd refuses the upgraded cluster")
+        }
+        let seconds = Double((ContinuousClock.now - started).components.seconds) + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
+        let copy = upgrader.rollbackCopy
+        if json {
+            var o: JSONObject = [:]
+            o["project"] = .string(project.name)
+            o["from"] = .int(Int64(plan.oldMajor))
+            o["to"] = .int(Int64(plan.newMajor))
+            o["transfer"] = .string(transfer.rawValue)
+            o["seconds"] = .float((seconds * 1000).rounded() / 1000)
+            o["rollback_copy"] = .string(copy)
+            outJSON(.object(o))
+        }
+        let suffix = nameSuffix(project)
+        let done = "ampctl: upgraded \(project.name) from PostgreSQL \(plan.oldMajor) to \(newVersion) in \(format2(seconds)) s (--\(transfer.rawValue))"
+        err("\(done); the old cluster is kept in \(copy): roll back with `ampctl upgrade --rollback\(suffix)`, drop it with `ampctl upgrade --finish\(suffix)`")
+        return .success
+    }
+
+    private func progress(_ phase: UpgradePhase) { err("ampctl: \(phase.numbered)") }
+
+    private func nameSuffix(_ project: Project) -> String { name == nil ? "" : " \(project.name)" }
+
+    /// The new binaries: `--bin-dir`, `--to MAJOR`, else the newest installed.
+    private func locateNew() throws(AmpctlError) -> PostgresBinaries {
+        do {
+            if let binDir { return try PostgresBinaries.locate(explicit: absolutePath(binDir), searchPath: nil) }
+            let directories = PostgresBinaries.distributionDirectories()
+            if let to {
+                guard let dir = directories.first(where: { $0.hasSuffix("/\(to)/bin") || $0.hasSuffix("pgsql-\(to)/bin") }),
+                      PostgresBinaries.required.allSatisfy({ access(dir + "/" + $0, X_OK) == 0 })
+                else {
+                    throw AmpctlError(.unavailable, "PostgreSQL \(to) is not installed; install it (Debian: sudo apt install postgresql-\(to)) or pass --bin-dir DIR")
+                }
+                return PostgresBinaries(directory: dir)
+            }
+            return try PostgresBinaries.locate(explicit: nil, searchPath: nil, distributionDirectories: directories)
+        } catch let error as PostgresError {
+            throw AmpctlError(.unavailable, error.message)
+        } catch let error as AmpctlError {
+            throw error
+        } catch {
+            throw AmpctlError(.failure, "\(error)")
+        }
+    }
+
+    /// The cluster's own binaries: `--old-bin-dir`, the configured `bin_dir` when it is of
+    /// that version, else the distribution's directory for it.
+    private func locateOld(_ major: Int, configured: String?) async -> PostgresBinaries? {
+        var candidates: [String] = []
+        if let oldBinDir { candidates.append(absolutePath(oldBinDir)) }
+        if let configured { candidates.append(configured) }
+        candidates += PostgresBinaries.distributionDirectories().filter { $0.hasSuffix("/\(major)/bin") || $0.hasSuffix("pgsql-\(major)/bin") }
+        for dir in candidates where PostgresBinaries.required.allSatisfy({ access(dir + "/" + $0, X_OK) == 0 }) {
+            let binaries = PostgresBinaries(directory: dir)
+            if let version = try? await binaries.version(), version.majorNumber == major { return binaries }
+        }
+        return nil
+    }
+
+    /// `vacuumdb --all --analyze-in-stages`, then `ALTER EXTENSION … UPDATE` for every
+    /// extension whose installed version is older than the new server's default; returns
+    /// what to tell the user.
+    ///
+    /// Command: `vacuumdb --all --analyze-in-stages -h SOCKETDIR -p PORT`; see
+    /// <https://www.postgresql.org/docs/18/app-vacuumdb.html>.
+    private func afterUpgrade(socketDirectory: String, port: Int, binaries: PostgresBinaries) async -> [String] {
+        var notes: [String] = []
+        progress(.analysing)
+        let vacuum = try? await runCommand(
+            binaries.path("vacuumdb"), ["--all", "--analyze-in-stages", "-h", socketDirectory, "-p", "\(port)"],
+            environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"], timeout: nil)
+        if vacuum?.succeeded != true {
+            notes.append("vacuumdb --analyze-in-stages failed (\(vacuum?.text.split(separator: "\n").last.map(String.init) ?? "not run")); run it yourself")
+        }
+        progress(.extensions)
+        let base = LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("connect_timeout", "10")])
+        let databases = (try? LibPQ.query(base + " dbname=postgres", "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1")) ?? []
+        for case let database? in databases {
+            let conninfo = LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("connect_timeout", "10")])
+            let stale = (try? LibPQ.query(conninfo, """
+                SELECT e.extname FROM pg_extension e JOIN pg_available_extensions a ON a.name = e.extname
+                WHERE a.default_version IS DISTINCT FROM e.extversion
+                """)) ?? []
+            for case let ext? in stale {
+                do {
+                    _ = try LibPQ.rows(conninfo, "ALTER EXTENSION \(LibPQ.quoteIdentifier(ext)) UPDATE")
+                    notes.append("updated extension \(ext) in \(database)")
+                } catch {
+                    notes.append("could not update extension \(ext) in \(database): \(error.message)")
+                }
+            }
+        }
+        return notes
+    }
+
+    // MARK: - rollback / finish
+
+    /// The newest rollback copy (`metadb-MAJOR`, highest major first).
+    static func rollbackCopies(_ ampDir: AmpDirectory) -> [(major: Int, path: String)] {
+        listDirectory(ampDir.rollbackDirectory)
+            .compactMap { name -> (Int, String)? in
+                guard name.hasPrefix("metadb-"), let major = Int(name.dropFirst("metadb-".count)) else { return nil }
+                return (major, ampDir.rollbackDirectory + "/" + name)
+            }
+            .sorted { $0.0 > $1.0 }
+    }
+
+    private func rollBack(_ project: Project, _ ampDir: AmpDirectory) async throws(AmpctlError) -> ExitStatus {
+        guard let copy = Self.rollbackCopies(ampDir).first else {
+            throw AmpctlError(.noInput, "\(project.name) has no rollback copy in \(ampDir.rollbackDirectory); nothing to roll back")
+        }
+        let current = FileContents.text(ampDir.metadb + "/PG_VERSION")?.trimmingWhitespace ?? "?"
+        try confirm("Put PostgreSQL \(copy.major) back in place of the \(current) cluster of \(project.name)? Changes made since the upgrade are lost.", yes: yes)
+        let wasRunning = await serviceRunning(project)
+        if wasRunning {
+            progress(.stopping)
+            let (code, text) = await runCaptured("systemctl", ["--user", "stop", project.unit])
+            if code != 0 { throw AmpctlError(.failure, "systemctl --user stop \(project.unit) failed: \(text); nothing was changed") }
+        }
+        try await withLock(ampDir) { () async throws(AmpctlError) in
+            do throws(UpgradeError) {
+                try ClusterUpgrader.rollback(dataDirectory: ampDir.metadb, rollbackCopy: copy.path)
+            } catch {
+                throw AmpctlError(error)
+            }
+        }
+        if wasRunning { _ = await runCaptured("systemctl", ["--user", "start", project.unit]) }
+        err("ampctl: \(project.name) is back on PostgreSQL \(copy.major)\(wasRunning ? " and started again" : ""); point bin_dir at PostgreSQL \(copy.major) if you had changed it")
+        return .success
+    }
+
+    private func finishUpgrade(_ ampDir: AmpDirectory) throws(AmpctlError) -> ExitStatus {
+        let copies = Self.rollbackCopies(ampDir)
+        guard !copies.isEmpty else { throw AmpctlError(.noInput, "no rollback copy in \(ampDir.rollbackDirectory); nothing to drop") }
+        let bytes = copies.reduce(UInt64(0)) { $0 &+ diskUsage($1.path) }
+        let names = copies.map { "PostgreSQL \($0.major)" }.joined(separator: ", ")
+        try confirm("Drop the old cluster (\(names), \(DiskSpace.megabytes(bytes))) kept by the upgrade? It cannot be rolled back to afterwards.", yes: yes)
+        for copy in copies {
+            do { try removeTree(copy.path) } catch { throw AmpctlError(.cannotCreate, "\(error); remove it by hand") }
+        }
+        try? removeTree(ampDir.rollbackDirectory + "/upgrade-logs-\(FileContents.text(ampDir.metadb + "/PG_VERSION")?.trimmingWhitespace ?? "")")
+        err("ampctl: dropped \(names) (\(DiskSpace.megabytes(bytes)) freed)")
+        return .success
+    }
+}
+
+// MARK: - helpers shared by commands that take the cluster over
+
+/// Whether the project's unit is active (or starting) under the user manager.
+func serviceRunning(_ project: Project) async -> Bool {
+    guard project.registered, findExecutable("systemctl") != nil else { return false }
+    let (_, state) = await runCaptured("systemctl", ["--user", "is-active", project.unit])
+    return ["active", "activating", "reloading"].contains(state.trimmingWhitespace)
+}
+
+/// The PID of the process holding the amp dir's lock (a foreground `ampd run`), if any.
+func lockHolder(_ ampDir: AmpDirectory) -> Int32?? {
+    do {
+        let lock = try AmpDirLock.acquire(ampDir.lockFile)
+        withExtendedLifetime(lock) {}
+        return nil
+    } catch .held(let pid) {
+        return .some(pid)
+    } catch {
+        return nil
+    }
+}
+
+/// Runs `body` holding the amp dir's lock, so no ampd starts meanwhile; refuses when a
+/// foreground `ampd run` holds it.
+func withLock<T>(_ ampDir: AmpDirectory, _ body: () async throws(AmpctlError) -> T) async throws(AmpctlError) -> T {
+    let lock: AmpDirLock
+    do {
+        lock = try AmpDirLock.acquire(ampDir.lockFile)
+    } catch .held(let pid) {
+        let who = pid.map { "ampd (PID \($0))" } ?? "another process"
+        throw AmpctlError(.tempFail, "\(ampDir.path) is in use by \(who); stop it first (Ctrl-C in its terminal, or `kill \(pid.map(String.init) ?? "PID")`), then run this again")
+    } catch {
+        guard case .io(let message) = error else { throw AmpctlError(.failure, "cannot lock \(ampDir.lockFile)") }
+        throw AmpctlError(.cannotCreate, message)
+    }
+    let result = try await body()
+    withExtendedLifetime(lock) {}
+    return result
+}
+
+/// Runs `body` with a private 0700 socket directory that is removed afterwards.
+func inSocketDirectory<T>(_ directory: String, _ body: () async throws(UpgradeError) -> T) async throws(AmpctlError) -> T {
+    do {
+        try makeDirectories(directory)
+    } catch {
+        throw AmpctlError(.cannotCreate, "\(error); set XDG_RUNTIME_DIR to a directory of yours")
+    }
+    defer { try? removeTree(directory) }
+    do throws(UpgradeError) {
+        return try await body()
+    } catch {
+        throw AmpctlError(error)
+    }
+}
+
+/// Starts the cluster with `binaries` on a private socket for `body` (no varlink, no unit),
+/// then stops it.
+func withTemporaryServer<T>(
+    _ dataDirectory: String, binaries: PostgresBinaries, version: PostgresVersion, socketDirectory: String,
+    _ body: (PostgresHandle) async -> T
+) async throws(AmpctlError) -> T {
+    do {
+        try makeDirectories(socketDirectory)
+    } catch {
+        throw AmpctlError(.cannotCreate, "\(error)")
+    }
+    defer { try? removeTree(socketDirectory) }
+    let server: PostgresServer
+    do {
+        server = try await PostgresBuilder(dataDirectory: dataDirectory).binaries(binaries, version: version).socketDirectory(socketDirectory)
+            .developmentDefaults(false).logger(PostgresBuilder.silentLogger).start()
+    } catch {
+        throw AmpctlError(.failure, "the upgraded cluster did not start: \(error.message)")
+    }
+    let result = await body(server.handle)
+    _ = await server.stop()
+    return result
+}
+
+extension AmpctlError {
+    /// The exit code and message of an upgrade error.
+    init(_ error: UpgradeError) {
+        switch error.code {
+        case .notNewer: self.init(.dataError, error.description)
+        case .binariesMissing: self.init(.unavailable, error.description)
+        case .noSpace: self.init(.cannotCreate, error.description)
+        case .unusable: self.init(.dataError, error.description)
+        case .stepFailed: self.init(.failure, error.description)
+        case .noRollback: self.init(.noInput, error.description)
+        }
+    }
+}
+
+/// Asks `question` on the terminal (y/N); with `yes`, or refuses when there is no terminal
+/// to ask on.
+func confirm(_ question: String, yes: Bool) throws(AmpctlError) {
+    if yes { return }
+    guard isatty(0) == 1 else { throw AmpctlError(.usage, "\(question) — not asked without a terminal; add --yes to confirm") }
+    writeAll(2, Array("\(question) [y/N] ".utf8))
+    var answer: [UInt8] = []
+    var byte: UInt8 = 0
+    while read(0, &byte, 1) == 1, byte != 10 { answer.append(byte) }
+    let text = String(decoding: answer, as: UTF8.self).trimmingWhitespace.lowercased()
+    guard text == "y" || text == "yes" else { throw AmpctlError(.failure, "not confirmed; nothing was changed") }
+}
+
+/// `1.234`.
+func format2(_ seconds: Double) -> String { "\((seconds * 1000).rounded() / 1000)" }
