@@ -20,8 +20,9 @@ struct UpgradeCommand: AsyncParsableCommand {
             Stops the service (amp@NAME) if it runs, checks with pg_upgrade --check, makes a new cluster \
             beside the old one with the same locale, encoding and checksum setting, upgrades into it \
             with --clone where the file system can (else --copy; never --link), swaps it in atomically, \
-            starts the service again, rebuilds statistics and updates extensions. The old cluster stays \
-            in .amp/rollback until `ampctl upgrade --finish`; `ampctl upgrade --rollback` puts it back.
+            starts the service again, rebuilds statistics and updates extensions.
+            The old cluster stays in .amp/rollback until `ampctl upgrade --finish`; `ampctl upgrade --rollback` puts it back.
+
             """)
 
     @Argument(help: "Project name (default: the project of the current directory).", completion: projectCompletion) var name: String?
