@@ -127,6 +127,10 @@ let package = Package(
             swiftSettings: strict),
 
         .testTarget(
+            name: "AmpControlTests",
+            dependencies: ["AmpControl"],
+            swiftSettings: strict),
+        .testTarget(
             name: "SystemSupportTests",
             dependencies: ["SystemSupport"],
             swiftSettings: strict),

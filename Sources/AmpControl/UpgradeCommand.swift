@@ -149,7 +149,7 @@ struct UpgradeCommand: AsyncParsableCommand {
         if let pinned = layers.settings.binDir, pinned != plan.newBinaries.directory {
             err("ampctl: bin_dir is set to \(pinned) (config.toml or AMP_PG_BIN_DIR): set it to \(plan.newBinaries.directory), or ampd refuses the upgraded cluster")
         }
-        let seconds = Double((ContinuousClock.now - started).components.seconds) + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
+        let seconds = seconds(since: started)
         let copy = upgrader.rollbackCopy
         if json {
             var o: JSONObject = [:]

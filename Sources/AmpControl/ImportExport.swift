@@ -1,0 +1,414 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpConfig
+import AmpPostgres
+import AmpProtocol
+import ArgumentParser
+import ChildProcess
+import SystemSupport
+
+/// Where a database to import comes from.
+enum ImportSource: Equatable {
+    /// A running server, by libpq URL (`postgresql://user:pw@host:5432/app`).
+    case server(url: String)
+    /// A `pg_dump -Fd` directory.
+    case directoryDump(path: String)
+    /// A `pg_dump -Fc` file.
+    case customDump(path: String)
+    /// A plain SQL script.
+    case sqlScript(path: String)
+
+    /// Decides from the argument and, for a file, its first bytes (`PGDMP` is the custom
+    /// format's magic; a directory holding `toc.dat` is the directory format).
+    static func classify(_ argument: String, isDirectory: Bool, hasTOC: Bool, head: [UInt8]) -> ImportSource {
+        if argument.hasPrefix("postgresql://") || argument.hasPrefix("postgres://") { return .server(url: argument) }
+        if isDirectory && hasTOC { return .directoryDump(path: argument) }
+        if head.starts(with: Array("PGDMP".utf8)) { return .customDump(path: argument) }
+        return .sqlScript(path: argument)
+    }
+}
+
+/// A libpq URL taken apart as far as amp needs: the password (kept out of argv, logs and
+/// messages: it goes to the tools in `PGPASSWORD`), a display form and the database name.
+struct SourceURL: Equatable {
+    /// The URL without its password.
+    var withoutPassword: String
+    var password: String?
+    /// `host:port/db` for messages.
+    var display: String
+    var database: String?
+
+    init(_ url: String) {
+        guard let schemeEnd = url.firstRange(of: "://") else {
+            self.init(withoutPassword: url, password: nil, display: url, database: nil)
+            return
+        }
+        let scheme = url[..<schemeEnd.upperBound]
+        let rest = url[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        let tail = rest[authorityEnd...]
+        var userinfo: Substring?, hostport = authority
+        if let at = authority.lastIndex(of: "@") {
+            userinfo = authority[..<at]
+            hostport = authority[authority.index(after: at)...]
+        }
+        var user = userinfo, password: String?
+        if let info = userinfo, let colon = info.firstIndex(of: ":") {
+            user = info[..<colon]
+            password = SourceURL.percentDecoded(String(info[info.index(after: colon)...]))
+        }
+        let path = tail.hasPrefix("/") ? tail.dropFirst().prefix { $0 != "?" } : ""
+        let db = path.isEmpty ? nil : SourceURL.percentDecoded(String(path))
+        self.init(
+            withoutPassword: String(scheme) + (user.map { $0 + "@" } ?? "") + hostport + tail, password: password,
+            display: (hostport.isEmpty ? "local socket" : String(hostport)) + "/" + (db ?? "(default database)"), database: db)
+    }
+
+    init(withoutPassword: String, password: String?, display: String, database: String?) {
+        self.withoutPassword = withoutPassword
+        self.password = password
+        self.display = display
+        self.database = database
+    }
+
+    /// `%xx` decoded (an invalid escape is kept as it is).
+    static func percentDecoded(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        var i = text.utf8.startIndex
+        let u = text.utf8
+        while i < u.endIndex {
+            if u[i] == UInt8(ascii: "%"), let a = u.index(i, offsetBy: 1, limitedBy: u.endIndex), a < u.endIndex,
+               let b = u.index(a, offsetBy: 1, limitedBy: u.endIndex), b < u.endIndex,
+               let v = UInt8(String(decoding: [u[a], u[b]], as: UTF8.self), radix: 16) {
+                bytes.append(v)
+                i = u.index(after: b)
+            } else {
+                bytes.append(u[i])
+                i = u.index(after: i)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `text` with the password replaced, for anything shown or logged.
+    func redacted(_ text: String) -> String {
+        guard let password, !password.isEmpty else { return text }
+        return text.replacing(password, with: "****")
+    }
+}
+
+/// PostgreSQL client tools (`pg_dump`, `pg_restore`, `psql`) of a version at least some
+/// major: `--bin-dir`, then the newest of the distribution's directories, then `PATH`.
+struct ClientTools {
+    var directory: String
+    var major: Int
+
+    static func find(_ tool: String, atLeast major: Int, explicit: String?) async throws(AmpctlError) -> ClientTools {
+        var candidates: [String] = []
+        if let explicit { candidates.append(absolutePath(explicit)) }
+        candidates += PostgresBinaries.distributionDirectories()
+        candidates += (processEnvironment()["PATH"] ?? "").split(separator: ":").map(String.init)
+        var best: ClientTools?
+        for dir in candidates where access(dir + "/" + tool, X_OK) == 0 {
+            guard let output = try? await runCommand(dir + "/" + tool, ["--version"], environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"]),
+                  let version = PostgresVersion.parse(versionOutput: output.text)
+            else { continue }
+            if explicit != nil && dir == absolutePath(explicit ?? "") {
+                guard version.majorNumber >= major else {
+                    throw AmpctlError(.unavailable, "\(dir)/\(tool) is PostgreSQL \(version.majorNumber); the source needs \(tool) \(major) or newer")
+                }
+                return ClientTools(directory: dir, major: version.majorNumber)
+            }
+            if version.majorNumber >= major, version.majorNumber > (best?.major ?? 0) {
+                best = ClientTools(directory: dir, major: version.majorNumber)
+            }
+        }
+        guard let best else {
+            throw AmpctlError(
+                .unavailable,
+                "\(tool) of PostgreSQL \(major) or newer is needed and not installed; install it (Debian: sudo apt install postgresql-client-\(major)) or pass --bin-dir DIR")
+        }
+        return best
+    }
+
+    func path(_ tool: String) -> String { directory + "/" + tool }
+}
+
+// MARK: - export
+
+struct ExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Dump a project database to a file (pg_dump custom format; restore with ampctl import or pg_restore).")
+
+    @Argument(help: "The file to write (replaced only when the dump succeeded).") var file: String
+    @Option(name: .customLong("db"), help: "Database (default: the project's default database).") var database: String?
+    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Where pg_dump is (default: the newest installed).", valueName: "DIR")) var binDir: String?
+    @OptionGroup var options: ProjectOptions
+
+    /// Command: `pg_dump -Fc -f FILE.tmp -h SOCKETDIR -p PORT DB`; see
+    /// <https://www.postgresql.org/docs/15/app-pgdump.html>.
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
+            let (connection, status) = try await withProject(name, address: options.address) { client async throws(MetadbClientError) in
+                (try await client.connectionInfo(), try await client.status())
+            }
+            let db = database ?? connection.database
+            let major = Int((status.version ?? "").prefix { $0.isNumber }) ?? 0
+            let tools = try await ClientTools.find("pg_dump", atLeast: major, explicit: binDir)
+            let target = absolutePath(file)
+            let temporary = target + ".tmp-\(getpid())"
+            let started = ContinuousClock.now
+            err("ampctl: dumping \(db) with pg_dump \(tools.major) to \(target)")
+            let output = try? await runCommand(
+                tools.path("pg_dump"), ["-Fc", "-f", temporary, "-h", connection.socketDirectory, "-p", "\(connection.port)", "-d", db],
+                environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"], timeout: nil)
+            guard let output, output.succeeded else {
+                unlink(temporary)
+                throw AmpctlError(.failure, "pg_dump of \(db) failed: \(output?.text.split(separator: "\n").last.map(String.init) ?? "could not run"); \(target) was not written")
+            }
+            guard rename(temporary, target) == 0 else {
+                let reason = String(cString: strerror(errno))
+                unlink(temporary)
+                throw AmpctlError(.cannotCreate, "cannot write \(target): \(reason)")
+            }
+            var st = stat()
+            let size = stat(target, &st) == 0 ? UInt64(st.st_size) : 0
+            err("ampctl: exported \(db) to \(target) (\(humanBytes(Int64(size))), \(format2(seconds(since: started))) s); restore it with `ampctl import \(file) --db NAME`")
+            return .success
+        }
+    }
+}
+
+// MARK: - import
+
+struct ImportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Bring a database in from a running PostgreSQL (URL) or a dump file (custom, directory or SQL).",
+        discussion: """
+            The data goes into a temporary database that is renamed at the end, so a failure leaves nothing behind.
+            An existing database is replaced only with --replace.
+            A password in the URL goes to pg_dump in PGPASSWORD and never into a message.
+
+            """)
+
+    @Argument(help: "postgresql://USER:PASSWORD@HOST:PORT/DB, or a dump file or directory.") var source: String
+    @Option(name: .customLong("db"), help: "The database to create (default: the source's database name).") var database: String?
+    @Option(name: .customLong("jobs"), help: "Parallel pg_dump/pg_restore jobs (directory and custom formats).") var jobs: Int = 2
+    @Flag(name: .customLong("replace"), help: "Replace the database if it exists.") var replace = false
+    @Flag(name: .customLong("roles"), help: "Also bring the source server's roles (pg_dumpall --roles-only; passwords dropped).") var roles = false
+    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Where pg_dump, pg_restore and psql are (default: the newest installed).", valueName: "DIR")) var binDir: String?
+    @OptionGroup var options: ProjectOptions
+
+    func validate() throws {
+        guard (1...64).contains(jobs) else { throw ValidationError("--jobs \(jobs): use 1 to 64") }
+        if let database, let reason = Metadb.databaseNameProblem(database) { throw ValidationError("--db \(database): \(reason)") }
+    }
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
+            let started = ContinuousClock.now
+            let kind = try classify()
+            let url = (kind.serverURL).map(SourceURL.init)
+            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
+            let client = try connect(project)
+            let connection: Metadb.GetConnection.Reply, databases: [MetadbDatabase]
+            do throws(MetadbClientError) {
+                connection = try await client.connectionInfo()
+                databases = try await client.databases()
+            } catch {
+                throw AmpctlError(error, project: project)
+            }
+            guard let target = database ?? url?.database ?? defaultName(kind) else {
+                throw AmpctlError(.usage, "name the database to create with --db NAME")
+            }
+            if let reason = Metadb.databaseNameProblem(target) { throw AmpctlError(.usage, "database name \(target): \(reason); choose one with --db NAME") }
+            if Metadb.protectedDatabases.contains(target) { throw AmpctlError(.dataError, "database \(target) cannot be replaced; choose another with --db NAME") }
+            let exists = databases.contains { $0.name == target }
+            if exists && !replace { throw AmpctlError(.dataError, "database \(target) exists already; add --replace to replace it, or choose another name with --db") }
+
+            let local = LibPQ.conninfo([("host", connection.socketDirectory), ("port", "\(connection.port)"), ("dbname", connection.database), ("connect_timeout", "10")])
+            let temporary = "\(target.prefix(40))__import_\(getpid())"
+            let environment = toolEnvironment(url)
+            if roles && url == nil { throw AmpctlError(.usage, "--roles takes the roles from a running server: give a postgresql:// URL, or leave --roles out") }
+            var steps = 3
+            if roles { steps += 1 }
+            var step = 0
+            func phase(_ text: String) { step += 1; err("ampctl: [\(step)/\(steps)] \(text)") }
+
+            // 1. The source's version decides the tools.
+            var sourceMajor = 0
+            if let url {
+                do throws(LibPQError) {
+                    let rows = try LibPQ.rows(url.withoutPassword + (url.withoutPassword.contains("?") ? "&" : "?") + "connect_timeout=10" + passwordParameter(url), "SHOW server_version_num")
+                    sourceMajor = (Int(rows.first?.first.flatMap { $0 } ?? "") ?? 0) / 10000
+                } catch {
+                    let reason = url.redacted(error.message.split(separator: "\n").first.map(String.init) ?? error.message)
+                    if reason.contains("authentication failed") || reason.contains("no password supplied") {
+                        throw AmpctlError(.noPermission, "cannot connect to \(url.display): \(reason); check the user and password in the URL")
+                    }
+                    throw AmpctlError(.unavailable, "cannot connect to \(url.display): \(reason); check the host and port, and that the server runs")
+                }
+            }
+            let localMajor = Int((try? LibPQ.query(local, "SHOW server_version_num").first ?? nil).flatMap { Int($0) } ?? 0) / 10000
+            let dumpTools = try await ClientTools.find(url == nil ? "pg_restore" : "pg_dump", atLeast: max(sourceMajor, localMajor), explicit: binDir)
+
+            // 2. Roles, when asked.
+            if roles, let url {
+                phase("roles from \(url.display) (pg_dumpall --roles-only, passwords dropped)")
+                try await importRoles(url, tools: dumpTools, local: connection, environment: environment)
+            }
+
+            // 3. Into a temporary database.
+            phase("creating \(temporary)")
+            do throws(LibPQError) { _ = try LibPQ.rows(local, "CREATE DATABASE \(LibPQ.quoteIdentifier(temporary))") } catch {
+                throw AmpctlError(.failure, "cannot create \(temporary): \(error.message)")
+            }
+            let scratch = project.ampDir + "/.import-\(getpid())"
+            func cleanUp() {
+                _ = try? LibPQ.rows(local, "DROP DATABASE IF EXISTS \(LibPQ.quoteIdentifier(temporary)) WITH (FORCE)")
+                try? removeTree(scratch)
+            }
+            do {
+                let restoreTarget = ["-h", connection.socketDirectory, "-p", "\(connection.port)", "-d", temporary]
+                switch kind {
+                case .server:
+                    guard let url else { break }
+                    phase("copying \(url.display) with pg_dump \(dumpTools.major) (\(jobs) jobs)")
+                    try await tool(dumpTools.path("pg_dump"), ["-Fd", "-j", "\(jobs)", "-f", scratch, "-d", url.withoutPassword], environment, url)
+                    try await tool(dumpTools.path("pg_restore"), ["-j", "\(jobs)", "--exit-on-error"] + (roles ? [] : ["--no-owner", "--no-acl"]) + restoreTarget + [scratch], environment, url)
+                case .directoryDump(let path), .customDump(let path):
+                    phase("restoring \(path) with pg_restore \(dumpTools.major) (\(jobs) jobs)")
+                    try await tool(dumpTools.path("pg_restore"), ["-j", "\(jobs)", "--exit-on-error"] + (roles ? [] : ["--no-owner", "--no-acl"]) + restoreTarget + [path], environment, nil)
+                case .sqlScript(let path):
+                    let psql = try await ClientTools.find("psql", atLeast: 0, explicit: binDir)
+                    phase("running \(path) with psql (stops at the first error)")
+                    try await tool(psql.path("psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", path] + restoreTarget, environment, nil)
+                }
+                phase("renaming \(temporary) to \(target)")
+                if exists { _ = try LibPQ.rows(local, "DROP DATABASE \(LibPQ.quoteIdentifier(target)) WITH (FORCE)") }
+                _ = try LibPQ.rows(local, "ALTER DATABASE \(LibPQ.quoteIdentifier(temporary)) RENAME TO \(LibPQ.quoteIdentifier(target))")
+            } catch let error as AmpctlError {
+                cleanUp()
+                throw error
+            } catch let error as LibPQError {
+                cleanUp()
+                throw AmpctlError(.failure, "import into \(target) failed: \(error.message); nothing was left behind")
+            } catch {
+                cleanUp()
+                throw AmpctlError(.failure, "import into \(target) failed: \(error); nothing was left behind")
+            }
+            try? removeTree(scratch)
+            let size = (try? LibPQ.query(local, "SELECT pg_database_size('\(target)')").first ?? nil).flatMap { Int64($0) } ?? 0
+            err("ampctl: imported \(target) (\(humanBytes(size)), \(format2(seconds(since: started))) s); connect: ampctl psql -d \(target)")
+            return .success
+        }
+    }
+
+    private func classify() throws(AmpctlError) -> ImportSource {
+        if source.hasPrefix("postgresql://") || source.hasPrefix("postgres://") { return .server(url: source) }
+        let path = absolutePath(source)
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw AmpctlError(.noInput, "\(source): no such file or directory; give a dump file, a dump directory or a postgresql:// URL") }
+        let dir = (st.st_mode & S_IFMT) == S_IFDIR
+        var head: [UInt8] = []
+        if !dir, let f = fopen(path, "r") {
+            head = [UInt8](repeating: 0, count: 5)
+            let n = fread(&head, 1, 5, f)
+            fclose(f)
+            head = Array(head.prefix(n))
+        }
+        let kind = ImportSource.classify(path, isDirectory: dir, hasTOC: access(path + "/toc.dat", R_OK) == 0, head: head)
+        if dir, case .sqlScript = kind { throw AmpctlError(.dataError, "\(source) is a directory without toc.dat, so not a pg_dump directory") }
+        return kind
+    }
+
+    /// For a file: its base name up to the first dot, when that is a valid database name.
+    private func defaultName(_ kind: ImportSource) -> String? {
+        guard case .server = kind else {
+            let base = absolutePath(source).split(separator: "/").last.map { String($0.prefix { $0 != "." }) }?.lowercased() ?? ""
+            return Metadb.databaseNameProblem(base) == nil ? base : nil
+        }
+        return nil
+    }
+
+    private func passwordParameter(_ url: SourceURL) -> String {
+        guard let p = url.password else { return "" }
+        return "&password=" + p.utf8.map { b in
+            let c = Character(UnicodeScalar(b))
+            return c.isLetter || c.isNumber ? String(c) : "%" + String(b, radix: 16, uppercase: true).leftPadded2
+        }.joined()
+    }
+
+    private func toolEnvironment(_ url: SourceURL?) -> [String: String] {
+        var env = ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"]
+        if let p = url?.password { env["PGPASSWORD"] = p }
+        return env
+    }
+
+    /// Runs a PostgreSQL tool; its last error line (password redacted) on failure.
+    private func tool(_ path: String, _ arguments: [String], _ environment: [String: String], _ url: SourceURL?) async throws(AmpctlError) {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        let output: CommandOutput
+        do {
+            output = try await runCommand(path, arguments, environment: environment, timeout: nil)
+        } catch {
+            throw AmpctlError(.unavailable, "cannot run \(name): \(error)")
+        }
+        guard output.succeeded else {
+            let lines = output.text.split(separator: "\n").map(String.init)
+            let reason = lines.last { $0.contains("error") || $0.contains("ERROR") || $0.contains("FATAL") } ?? lines.last ?? "no output"
+            let shown = url?.redacted(reason) ?? reason
+            throw AmpctlError(.failure, "\(name) failed: \(shown.trimmingWhitespace); nothing was left behind")
+        }
+    }
+
+    /// `pg_dumpall --roles-only`, without passwords (the local cluster trusts its socket);
+    /// roles that exist already are left as they are.
+    ///
+    /// Command: `pg_dumpall --roles-only --no-role-passwords -d URL`; see
+    /// <https://www.postgresql.org/docs/15/app-pg-dumpall.html>.
+    private func importRoles(_ url: SourceURL, tools: ClientTools, local: Metadb.GetConnection.Reply, environment: [String: String]) async throws(AmpctlError) {
+        let output: CommandOutput
+        do {
+            output = try await runCommand(tools.path("pg_dumpall"), ["--roles-only", "--no-role-passwords", "-d", url.withoutPassword], environment: environment, timeout: .seconds(120))
+        } catch {
+            throw AmpctlError(.unavailable, "cannot run pg_dumpall: \(error)")
+        }
+        guard output.succeeded else {
+            throw AmpctlError(.failure, "pg_dumpall --roles-only failed: \(url.redacted(output.text.split(separator: "\n").last.map(String.init) ?? "")); nothing was imported")
+        }
+        let conninfo = LibPQ.conninfo([("host", local.socketDirectory), ("port", "\(local.port)"), ("dbname", local.database), ("connect_timeout", "10")])
+        let existing = Set(((try? LibPQ.query(conninfo, "SELECT rolname FROM pg_roles")) ?? []).compactMap { $0 })
+        var created = 0
+        for line in output.text.split(separator: "\n") where line.hasPrefix("CREATE ROLE ") {
+            let role = line.dropFirst("CREATE ROLE ".count).prefix { $0 != ";" }.trimmingWhitespace
+            let bare = role.hasPrefix("\"") ? String(role.dropFirst().dropLast()) : role
+            if existing.contains(bare) { continue }
+            if (try? LibPQ.rows(conninfo, String(line))) != nil { created += 1 }
+            for alter in output.text.split(separator: "\n") where alter.hasPrefix("ALTER ROLE \(role) ") {
+                _ = try? LibPQ.rows(conninfo, String(alter))
+            }
+        }
+        err("ampctl: created \(created) role(s); existing ones were left as they are")
+    }
+}
+
+extension ImportSource {
+    var serverURL: String? { if case .server(let url) = self { return url }; return nil }
+}
+
+extension String {
+    fileprivate var leftPadded2: String { count >= 2 ? self : "0" + self }
+}
+
+/// Seconds since `start`.
+func seconds(since start: ContinuousClock.Instant) -> Double {
+    let d = ContinuousClock.now - start
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}

@@ -1,0 +1,31 @@
+@testable import AmpControl
+import Testing
+
+@Suite("import sources and URLs (pure)")
+struct ImportSourceTests {
+    @Test func passwordIsTakenOut() {
+        let u = SourceURL("postgresql://app:p%40ss%3Aw0rd@db.example:5433/shop?sslmode=require")
+        #expect(u.password == "p@ss:w0rd")
+        #expect(u.withoutPassword == "postgresql://app@db.example:5433/shop?sslmode=require")
+        #expect(u.database == "shop")
+        #expect(u.display == "db.example:5433/shop")
+        #expect(u.redacted("failed for p@ss:w0rd") == "failed for ****")
+    }
+
+    @Test func withoutPasswordOrDatabase() {
+        let u = SourceURL("postgres://localhost")
+        #expect(u.password == nil && u.database == nil)
+        #expect(u.withoutPassword == "postgres://localhost")
+        #expect(u.redacted("x") == "x")
+        let user = SourceURL("postgresql://app@h/db")
+        #expect(user.password == nil && user.withoutPassword == "postgresql://app@h/db")
+        #expect(SourceURL.percentDecoded("a%2") == "a%2", "a broken escape stays as it is")
+    }
+
+    @Test func classify() {
+        #expect(ImportSource.classify("postgresql://x/y", isDirectory: false, hasTOC: false, head: []) == .server(url: "postgresql://x/y"))
+        #expect(ImportSource.classify("/d", isDirectory: true, hasTOC: true, head: []) == .directoryDump(path: "/d"))
+        #expect(ImportSource.classify("/f", isDirectory: false, hasTOC: false, head: Array("PGDMP".utf8)) == .customDump(path: "/f"))
+        #expect(ImportSource.classify("/f.sql", isDirectory: false, hasTOC: false, head: Array("--\nCR".utf8)) == .sqlScript(path: "/f.sql"))
+    }
+}
