@@ -26,7 +26,7 @@ public struct AmpctlCommand: AsyncParsableCommand {
             InitCommand.self, ListCommand.self, StatusCommand.self, URLCommand.self, EnvCommand.self, PsqlCommand.self,
             DatabasesCommand.self, CreatedbCommand.self, DropdbCommand.self,
             StartCommand.self, StopCommand.self, RestartCommand.self, LogsCommand.self,
-            UpgradeCommand.self, ImportCommand.self, ExportCommand.self,
+            UpgradeCommand.self, ImportCommand.self, ExportCommand.self, DuCommand.self, GcCommand.self,
             DoctorCommand.self, ForgetCommand.self,
         ])
 
@@ -71,7 +71,13 @@ struct StatusCommand: AsyncParsableCommand {
             let o = Output(environment: env)
             let status = await fetchStatus(project)
             if options.json {
-                outJSON(.object(status.json))
+                var o = status.json
+                if !project.base.isEmpty {
+                    let disk = DiskFacts(project)
+                    o["wal_bytes"] = .int(Int64(clamping: disk.walBytes))
+                    o["rollback_bytes"] = .int(Int64(clamping: disk.rollbackBytes))
+                }
+                outJSON(.object(o))
             } else {
                 for line in await humanStatus(status, project: project, output: o) { out(line) }
             }
@@ -110,6 +116,18 @@ func fetchStatus(_ project: Project) async -> ProjectStatus {
 }
 
 
+/// What `status` reads off the disk: the WAL directory and the rollback copies (cheap: the
+/// databases' own size comes from ampd).
+struct DiskFacts {
+    var walBytes: UInt64
+    var rollbackBytes: UInt64
+
+    init(_ project: Project) {
+        walBytes = diskUsage(project.ampDir + "/metadb/pg_wal")
+        rollbackBytes = UpgradeCommand.rollbackCopies(AmpDirectory(base: project.base, source: .flag)).reduce(0) { $0 &+ diskUsage($1.path) }
+    }
+}
+
 func readLinkPath(_ path: String) -> String? {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     let n = readlink(path, &buffer, buffer.count - 1)
@@ -139,7 +157,16 @@ func humanStatus(_ ps: ProjectStatus, project: Project, output o: Output) async 
         if let pm = s.postmasterPID { pids += ", postmaster \(pm)" }
         row("PIDs", pids)
         var data = s.dataDir
-        if let size = s.databaseSizeBytes { data += " (\(humanBytes(size)))" }
+        if let size = s.databaseSizeBytes { data += " (\(humanBytes(size))" }
+        if !project.base.isEmpty {
+            let disk = DiskFacts(project)
+            data += (s.databaseSizeBytes == nil ? " (" : ", ") + "WAL \(humanBytes(Int64(clamping: disk.walBytes))))"
+            if disk.rollbackBytes > 0 {
+                data += "; \(humanBytes(Int64(clamping: disk.rollbackBytes))) kept by `ampctl upgrade` (drop: ampctl upgrade --finish)"
+            }
+        } else if s.databaseSizeBytes != nil {
+            data += ")"
+        }
         row("Data", data)
         if let c = s.connections { row("Connections", "\(c)") }
         if s.restarts > 0 { row("Restarts", "\(s.restarts)") }

@@ -91,7 +91,7 @@ enum Daemon {
             return fail(ExitStatus(error), error.message)
         }
         let settings = layers.settings
-        let cacheDirectory = settings.templateCache ? Self.templateCacheDirectory(environment) : nil
+        let cacheDirectory = settings.templateCache ? Registry.templateCacheDirectory(environment: environment) : nil
         let server: ServerSettings
         do throws(ServerSettingsError) {
             server = try await ServerSettings.resolve(
@@ -235,11 +235,6 @@ enum Daemon {
         }
     }
 
-    /// `$XDG_CACHE_HOME/amp/templates`, else `HOME/.cache/amp/templates`.
-    static func templateCacheDirectory(_ environment: [String: String]) -> String? {
-        if let x = environment["XDG_CACHE_HOME"], x.hasPrefix("/") { return x + "/amp/templates" }
-        return Registry.homeDirectory(environment: environment).map { $0 + "/.cache/amp/templates" }
-    }
 
     /// Counts this start in `$RUNTIME_DIRECTORY/starts` (systemd keeps that directory across
     /// restarts of the unit and removes it on stop); returns the restarts before this one.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AmpConfig
+import AmpRegistry
 import AmpPostgres
 import AmpTuning
 import ArgumentParser
@@ -38,7 +39,7 @@ public struct SettingsCommand: AsyncParsableCommand {
             let layers = try ConfigurationLayers.load(
                 ampDir: dir, environment: environment, workingDirectory: cwd,
                 commandLine: try server.settingsLayer(workingDirectory: cwd)) { printError("ampd: \($0)") }
-            let cache = layers.settings.templateCache ? Daemon.templateCacheDirectory(environment).map { $0 + "/versions" } : nil
+            let cache = layers.settings.templateCache ? Registry.templateCacheDirectory(environment: environment).map { $0 + "/versions" } : nil
             let server: ServerSettings
             do throws(ServerSettingsError) {
                 server = try await ServerSettings.resolve(layers, environment: environment, cacheDirectory: cache)

@@ -74,6 +74,7 @@ public struct ClusterTemplateCache: Sendable {
             do throws(PostgresError) {
                 try await cluster.initdb(in: staging + "/data", locale: locale, encoding: encoding, arguments: initdbArguments, timeout: timeout)
                 try Self.writeManifest(staging)
+                try Self.writeOrigin(staging, binaries: cluster.binaries)
                 if rename(staging, template) != 0 { throw FileSystem.ioError("cannot move the template into \(template)", errno: errno) }
             } catch {
                 try? FileSystem.removeTree(staging)
@@ -129,6 +130,54 @@ public struct ClusterTemplateCache: Sendable {
         guard let f = fopen(path, "w") else { throw FileSystem.ioError("cannot write \(path)", errno: errno) }
         fputs(text, f)
         guard fclose(f) == 0 else { throw FileSystem.ioError("cannot write \(path)", errno: errno) }
+    }
+
+    /// `DIR/KEY/origin`: the `postgres` binary the template was made with (`PATH SIZE MTIME`),
+    /// so ``entries()`` can tell a template whose binaries are gone or were replaced.
+    static func writeOrigin(_ template: String, binaries: PostgresBinaries) throws(PostgresError) {
+        let postgres = binaries.path("postgres")
+        var st = stat()
+        guard stat(postgres, &st) == 0 else { throw FileSystem.ioError("cannot read \(postgres)", errno: errno) }
+        do {
+            try writeFileAtomically(template + "/origin", Array("\(postgres) \(st.st_size) \(st.st_mtim.tv_sec)\n".utf8), mode: 0o600)
+        } catch {
+            throw PostgresError(.dataDirectoryUnusable, "\(error); check the permissions of \(template)")
+        }
+    }
+
+    /// One template of the cache, for `ampctl du` and `ampctl gc`.
+    public struct Entry: Sendable, Equatable {
+        public var key: String
+        public var path: String
+        public var bytes: UInt64
+        /// The `postgres` binary it was made with; nil for a template of an amp that did not
+        /// record it.
+        public var binary: String?
+        /// Whether that binary is still there, unchanged (same size and modification time).
+        public var current: Bool
+    }
+
+    /// Every template in the cache.
+    public func entries() -> [Entry] {
+        listDirectory(directory).filter { $0.hasPrefix("pg") && !$0.hasSuffix(".lock") }.sorted().map { key in
+            let path = directory + "/" + key
+            let fields = (FileContents.text(path + "/origin", limit: 8192) ?? "").trimmingWhitespace.split(separator: " ").map(String.init)
+            var current = false
+            var binary: String?
+            if fields.count == 3 {
+                binary = fields[0]
+                var st = stat()
+                current = stat(fields[0], &st) == 0 && "\(st.st_size)" == fields[1] && "\(st.st_mtim.tv_sec)" == fields[2]
+            }
+            return Entry(key: key, path: path, bytes: diskUsage(path), binary: binary, current: current)
+        }
+    }
+
+    /// Removes a template and its lock file, holding the lock (a start copying it waits).
+    public func remove(_ entry: Entry) async throws(PostgresError) {
+        let lock = try await Self.lock(directory + "/" + entry.key + ".lock")
+        defer { close(lock) }
+        try FileSystem.removeTree(entry.path)
     }
 
     /// Why the template does not match its manifest, or nil.

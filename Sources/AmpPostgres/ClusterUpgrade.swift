@@ -353,6 +353,8 @@ public final class ClusterUpgrader: Sendable {
                 .stepFailed,
                 "the upgrade is done, but the old cluster could not be moved from \(workDirectory) to \(rollbackCopy): \(String(cString: strerror(errno))); move it there by hand")
         }
+        // Its modification time now says when it was kept (`ampctl gc --older-than`).
+        utimensat(AT_FDCWD, rollbackCopy, nil, 0)
         removeScripts()
         return transfer
     }

@@ -96,6 +96,13 @@ public struct Registry: Sendable {
         return String(cString: dir)
     }
 
+    /// The cluster template cache: `$XDG_CACHE_HOME/amp/templates`, else
+    /// `HOME/.cache/amp/templates`.
+    public static func templateCacheDirectory(environment: [String: String]) -> String? {
+        if let x = environment["XDG_CACHE_HOME"], x.hasPrefix("/") { return x + "/amp/templates" }
+        return homeDirectory(environment: environment).map { $0 + "/.cache/amp/templates" }
+    }
+
     /// The file of entry `name`.
     public func file(for name: String) -> String { directory + "/" + name + ".toml" }
 
