@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSpawn", "CSocket", "SystemSupport", "ThreadSupport",
+                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSocket", "SystemSupport", "ThreadSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
