@@ -309,16 +309,21 @@ struct DatabasesCommand: AsyncParsableCommand {
 }
 
 struct CreatedbCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "createdb", abstract: "Create a database.")
+    static let configuration = CommandConfiguration(commandName: "createdb", abstract: "Create a database, empty or as a copy of another (--from).")
     @Argument(help: "Database name (a-z, 0-9, _ and -).") var database: String
+    @Option(name: .customLong("from"), help: ArgumentHelp("Clone this database (CREATE DATABASE … TEMPLATE; WAL_LOG below 256 MB, FILE_COPY above).", valueName: "SRC")) var template: String?
+    @Flag(name: .customLong("force"), help: "With --from: end the other sessions of SRC first.") var force = false
     @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
             if let reason = Metadb.databaseNameProblem(database) { throw AmpctlError(.dataError, "database name \(database): \(reason)") }
-            let db = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.createDatabase(database) }
-            if options.json { outJSON(db) } else { err("created database \(database); connect: ampctl psql -d \(database)") }
+            let db = try await withProject(name, address: options.address) { client throws(MetadbClientError) in
+                try await client.createDatabase(database, from: template, force: force)
+            }
+            let origin = template.map { " as a copy of \($0)" } ?? ""
+            if options.json { outJSON(db) } else { err("created database \(database)\(origin); connect: ampctl psql -d \(database)") }
             return .success
         }
     }

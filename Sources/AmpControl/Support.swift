@@ -208,7 +208,9 @@ extension AmpctlError {
             case .noSuchDatabase(let name): self.init(.dataError, "database \(name) does not exist; see `ampctl databases`")
             case .invalidDatabaseName(let name, let reason): self.init(.dataError, "database name \(name): \(reason)")
             case .protectedDatabase(let name): self.init(.dataError, "database \(name) cannot be dropped")
-            case .databaseInUse(let name, _): self.init(.dataError, "database \(name) has open connections; close them or add --force")
+            case .databaseInUse(let name, let n, let sessions):
+                let who = sessions.isEmpty ? "\(n) other session(s)" : sessions.joined(separator: ", ")
+                self.init(.dataError, "database \(name) is in use by \(who); close them or add --force (ends them)")
             case .queryFailed(let message, _): self.init(.failure, "PostgreSQL: \(message)")
             }
         case .varlink(let e) where e == .permissionDenied:

@@ -39,7 +39,9 @@ struct MetadbHandler: VarlinkHandler {
         case .listDatabases:
             return try Metadb.ListDatabases.encode(.init(databases: try await mapped { () async throws(MetadbError) in try await databases() }))
         case .createDatabase(let p):
-            return try Metadb.CreateDatabase.encode(.init(database: try await mapped { () async throws(MetadbError) in try await createDatabase(p.name) }))
+            return try Metadb.CreateDatabase.encode(.init(database: try await mapped { () async throws(MetadbError) in
+                try await createDatabase(p.name, template: p.template, force: p.force ?? false)
+            }))
         case .dropDatabase(let p):
             try await mapped { () async throws(MetadbError) in try await dropDatabase(p.name, force: p.force ?? false) }
             return try Metadb.DropDatabase.encode(NoParameters())
@@ -72,15 +74,45 @@ struct MetadbHandler: VarlinkHandler {
         return rows.map(database)
     }
 
-    private func createDatabase(_ name: String) async throws(MetadbError) -> MetadbDatabase {
+    private func createDatabase(_ name: String, template: String?, force: Bool) async throws(MetadbError) -> MetadbDatabase {
         if let reason = Metadb.databaseNameProblem(name) { throw .invalidDatabaseName(name: name, reason: reason) }
         let handle = try readyHandle()
-        _ = try await sql(handle, "CREATE DATABASE \(LibPQ.quoteIdentifier(name))", name: name)
+        var clause = ""
+        if let template {
+            if let reason = Metadb.databaseNameProblem(template), template != "template0" { throw .invalidDatabaseName(name: template, reason: reason) }
+            let quoted = "'\(template)'"  // checked above: a-z, 0-9, _ and -
+            let sizeRows = try await sql(handle, "SELECT pg_database_size(\(quoted))::bigint", name: template, readOnly: true)
+            guard let sizeText = sizeRows.first?.first ?? nil, let size = Int64(sizeText) else { throw .noSuchDatabase(name: template) }
+            // ampd's own kept session must not be the one that blocks the copy.
+            if template == handle.database { readOnlySession.close() }
+            if force {
+                _ = try await sql(handle, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = \(quoted) AND pid <> pg_backend_pid()", name: template)
+            }
+            let major = Int(handle.serverVersion.prefix { $0.isNumber }) ?? 0
+            clause = " TEMPLATE \(LibPQ.quoteIdentifier(template))"
+            if let strategy = CloneStrategy.choose(sizeBytes: size, serverMajor: major) { clause += " STRATEGY \(strategy.rawValue)" }
+        }
+        do {
+            _ = try await sql(handle, "CREATE DATABASE \(LibPQ.quoteIdentifier(name))\(clause)", name: name)
+        } catch {
+            if case .databaseInUse = error, let template { throw try await inUse(template, handle: handle) }
+            throw error
+        }
         sizeCache.invalidate()
-        logger.info("created database \(name)")
+        logger.info("created database \(name)\(template.map { " from \($0)" } ?? "")")
         let rows = try await sql(handle, "SELECT \(Self.databaseColumns) FROM pg_database WHERE datname = '\(name)'")  // name checked above: a-z, 0-9, _ and -
         guard let row = rows.first else { throw .noSuchDatabase(name: name) }
         return database(row)
+    }
+
+    /// The `DatabaseInUse` error for `name`, naming its other sessions.
+    private func inUse(_ name: String, handle: PostgresHandle) async throws(MetadbError) -> MetadbError {
+        let rows = try await sql(handle, """
+            SELECT pid, usename, coalesce(nullif(application_name, ''), 'no application name'), to_char(backend_start, 'YYYY-MM-DD HH24:MI:SS')
+            FROM pg_stat_activity WHERE datname = '\(name)' AND pid <> pg_backend_pid() ORDER BY backend_start
+            """)
+        let sessions = rows.map { "PID \($0[0] ?? "?") (user \($0[1] ?? "?"), \($0[2] ?? "?"), since \($0[3] ?? "?"))" }
+        return .databaseInUse(name: name, connections: max(1, sessions.count), sessions: sessions)
     }
 
     private func dropDatabase(_ name: String, force: Bool) async throws(MetadbError) {
@@ -119,7 +151,7 @@ struct MetadbHandler: VarlinkHandler {
             case "3D000"?: throw .noSuchDatabase(name: name)
             case "55006"?:
                 let n = e.message.split(separator: " ").compactMap { Int($0) }.first ?? 1
-                throw .databaseInUse(name: name, connections: n)
+                throw .databaseInUse(name: name, connections: n, sessions: [])
             default:
                 throw .queryFailed(message: e.message, sqlstate: e.sqlState)
             }

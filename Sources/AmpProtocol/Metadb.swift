@@ -66,8 +66,9 @@ public enum Metadb {
 
         method ListDatabases() -> (databases: []Database)
 
-        # Creates a database owned by the connecting role.
-        method CreateDatabase(name: string) -> (database: Database)
+        # Creates a database owned by the connecting role; with template, a clone of that
+        # database (CREATE DATABASE … TEMPLATE); force ends the template's other sessions first.
+        method CreateDatabase(name: string, template: ?string, force: ?bool) -> (database: Database)
 
         # Drops a database; force terminates its connections first.
         method DropDatabase(name: string, force: ?bool) -> ()
@@ -85,7 +86,8 @@ public enum Metadb {
         # postgres, template0 and template1 cannot be dropped.
         error ProtectedDatabase (name: string)
 
-        error DatabaseInUse (name: string, connections: int)
+        # sessions: one line per other session (PID, user, application, since when).
+        error DatabaseInUse (name: string, connections: int, sessions: ?[]string)
 
         error QueryFailed (message: string, sqlstate: ?string)
 

@@ -69,8 +69,9 @@ public struct MetadbClient: Sendable {
         try await call(Metadb.ListDatabases.self, NoParameters()).databases
     }
 
-    public func createDatabase(_ name: String) async throws(MetadbClientError) -> MetadbDatabase {
-        try await call(Metadb.CreateDatabase.self, .init(name: name)).database
+    /// Creates `name`, empty or (with `template`) as a clone of that database.
+    public func createDatabase(_ name: String, from template: String? = nil, force: Bool = false) async throws(MetadbClientError) -> MetadbDatabase {
+        try await call(Metadb.CreateDatabase.self, .init(name: name, template: template, force: force ? true : nil)).database
     }
 
     public func dropDatabase(_ name: String, force: Bool) async throws(MetadbClientError) {

@@ -63,11 +63,19 @@ extension Metadb {
         public static let name = "ListDatabases"
     }
 
-    /// `CreateDatabase(name) -> (database: Database)`.
+    /// `CreateDatabase(name, template: ?string, force: ?bool) -> (database: Database)`.
     public enum CreateDatabase: MetadbMethod {
         public struct Parameters: Codable, Sendable, Equatable {
             public var name: String
-            public init(name: String) { self.name = name }
+            /// Clone this database instead of template1.
+            public var template: String?
+            /// End the template's other sessions first.
+            public var force: Bool?
+            public init(name: String, template: String? = nil, force: Bool? = nil) {
+                self.name = name
+                self.template = template
+                self.force = force
+            }
         }
         public struct Reply: Codable, Sendable, Equatable {
             public var database: MetadbDatabase
@@ -129,7 +137,8 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidDatabaseName(name: String, reason: String)
     /// postgres, template0 and template1 cannot be dropped.
     case protectedDatabase(name: String)
-    case databaseInUse(name: String, connections: Int)
+    /// `sessions`: one line per other session (PID, user, application, since when).
+    case databaseInUse(name: String, connections: Int, sessions: [String])
     case queryFailed(message: String, sqlstate: String?)
 
     /// The unqualified error names, as in the IDL.
@@ -155,7 +164,8 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
         case .notReady(let state, let phase): parameters = ["state": .string(state), "phase": .string(phase)]
         case .databaseExists(let name), .noSuchDatabase(let name), .protectedDatabase(let name): parameters = ["name": .string(name)]
         case .invalidDatabaseName(let name, let reason): parameters = ["name": .string(name), "reason": .string(reason)]
-        case .databaseInUse(let name, let connections): parameters = ["name": .string(name), "connections": .int(Int64(connections))]
+        case .databaseInUse(let name, let connections, let sessions):
+            parameters = ["name": .string(name), "connections": .int(Int64(connections)), "sessions": .array(sessions.map { .string($0) })]
         case .queryFailed(let message, let sqlstate):
             var p: JSONObject = ["message": .string(message)]
             if let sqlstate { p["sqlstate"] = .string(sqlstate) }
@@ -182,7 +192,7 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
             self = .invalidDatabaseName(name: n, reason: r)
         case "DatabaseInUse":
             guard let n = s("name"), let c = p["connections"]?.intValue, let count = Int(exactly: c) else { return nil }
-            self = .databaseInUse(name: n, connections: count)
+            self = .databaseInUse(name: n, connections: count, sessions: p["sessions"]?.arrayValue?.compactMap(\.stringValue) ?? [])
         case "QueryFailed":
             guard let m = s("message") else { return nil }
             self = .queryFailed(message: m, sqlstate: s("sqlstate"))

@@ -177,3 +177,12 @@ struct TemplateKeyTests {
         #expect(k != ClusterTemplateCache.key(binaries: binaries, version: version, locale: "C", encoding: "UTF8", arguments: []))
     }
 }
+
+@Suite("clone strategy (pure)")
+struct CloneStrategyTests {
+    @Test func bySizeFrom15() {
+        #expect(CloneStrategy.choose(sizeBytes: 8 << 20, serverMajor: 15) == .walLog)
+        #expect(CloneStrategy.choose(sizeBytes: CloneStrategy.fileCopyFromBytes, serverMajor: 16) == .fileCopy)
+        #expect(CloneStrategy.choose(sizeBytes: 1 << 40, serverMajor: 14) == nil, "no STRATEGY before 15")
+    }
+}

@@ -39,7 +39,7 @@ struct MetadbProtocolTests {
         case is Metadb.ListDatabases.Type:
             return encode(NoParameters()).flatMap { p in encode(Metadb.ListDatabases.Reply(databases: [database])).map { (p, $0) } }
         case is Metadb.CreateDatabase.Type:
-            return encode(Metadb.CreateDatabase.Parameters(name: "app")).flatMap { p in encode(Metadb.CreateDatabase.Reply(database: database)).map { (p, $0) } }
+            return encode(Metadb.CreateDatabase.Parameters(name: "app", template: "src", force: true)).flatMap { p in encode(Metadb.CreateDatabase.Reply(database: database)).map { (p, $0) } }
         case is Metadb.DropDatabase.Type:
             return encode(Metadb.DropDatabase.Parameters(name: "app", force: true)).flatMap { p in encode(NoParameters()).map { (p, $0) } }
         default:
@@ -101,7 +101,7 @@ struct MetadbProtocolTests {
         let all: [MetadbError] = [
             .notReady(state: "starting", phase: "x"), .databaseExists(name: "a"), .noSuchDatabase(name: "a"),
             .invalidDatabaseName(name: "A", reason: "r"), .protectedDatabase(name: "postgres"),
-            .databaseInUse(name: "a", connections: 2), .queryFailed(message: "m", sqlstate: "42P01"), .queryFailed(message: "m", sqlstate: nil),
+            .databaseInUse(name: "a", connections: 2, sessions: ["PID 1 (user u, psql, since t)"]), .databaseInUse(name: "a", connections: 1, sessions: []), .queryFailed(message: "m", sqlstate: "42P01"), .queryFailed(message: "m", sqlstate: nil),
         ]
         #expect(Set(all.map(\.name)) == Set(interface.errors.keys))
         #expect(Set(MetadbError.names) == Set(interface.errors.keys))
