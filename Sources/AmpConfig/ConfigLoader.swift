@@ -18,7 +18,11 @@ public enum ConfigLoader {
         "memory": "memory budget for sizing, e.g. \"2GB\" (default: cgroup limit, else a share of RAM)",
         "cpus": "CPU count for sizing (default: cgroup quota, affinity, online CPUs)",
         "parameters": "server parameters (table of name = value)",
+        "seed": "SQL scripts run once, in order, when the cluster is created (array of paths relative to the project)",
     ]
+
+    /// At most this many seed scripts.
+    public static let maximumSeedScripts = 100
 
     /// Reads and parses `config.toml` at `path`: nil when there is none; an error when it
     /// cannot be read, is larger than 1 MiB or is not UTF-8 (naming the line of the first bad
@@ -131,6 +135,19 @@ public enum ConfigLoader {
                         args.append(s)
                     }
                     layer.initdbArgs = args
+                case "seed":
+                    guard case .array(let items) = e.value else {
+                        throw invalid(path, e.line, name, "must be an array of paths such as [\"db/schema.sql\", \"db/seed.sql\"], not \(describe(e.value))")
+                    }
+                    guard items.count <= maximumSeedScripts else { throw invalid(path, e.line, name, "has \(items.count) scripts; at most \(maximumSeedScripts)") }
+                    var files: [String] = []
+                    for item in items {
+                        guard case .string(let s) = item, !s.isEmpty, !s.utf8.contains(0) else {
+                            throw invalid(path, e.line, name, "must contain only non-empty paths, found \(describe(item))")
+                        }
+                        files.append(normalizePath(s.hasPrefix("/") ? s : baseDirectory + "/" + s))
+                    }
+                    layer.seed = files
                 case "parameters":
                     guard case .table(let params) = e.value else {
                         throw invalid(path, e.line, name, "must be a table ([postgres.parameters]), not \(describe(e.value))")

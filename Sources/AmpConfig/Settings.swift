@@ -14,6 +14,8 @@ public struct AmpSettings: Sendable, Equatable {
     public var encoding = "UTF8"
     /// Extra `initdb` arguments.
     public var initdbArgs: [String] = []
+    /// SQL scripts run once, in order, when a cluster is created (absolute paths).
+    public var seed: [String] = []
     /// Server parameters (`postgres -c name=value`), in order.
     public var parameters: [Parameter] = []
     /// The account PostgreSQL runs as when ampd runs as root.
@@ -50,6 +52,7 @@ public struct AmpSettings: Sendable, Equatable {
         if let v = layer.locale { locale = v }
         if let v = layer.encoding { encoding = v }
         if let v = layer.initdbArgs { initdbArgs = v }
+        if let v = layer.seed { seed = v }
         if let v = layer.postgresUser { postgresUser = v }
         if let v = layer.socketDir { socketDir = v }
         if let v = layer.startTimeout { startTimeout = v }
@@ -74,6 +77,8 @@ public struct SettingsLayer: Sendable, Equatable {
     public var locale: String?
     public var encoding: String?
     public var initdbArgs: [String]?
+    /// `[postgres] seed` (config.toml only).
+    public var seed: [String]?
     public var postgresUser: String?
     public var socketDir: String?
     public var startTimeout: Duration?

@@ -26,7 +26,7 @@ public struct AmpctlCommand: AsyncParsableCommand {
             InitCommand.self, ListCommand.self, StatusCommand.self, URLCommand.self, EnvCommand.self, PsqlCommand.self,
             DatabasesCommand.self, CreatedbCommand.self, DropdbCommand.self,
             StartCommand.self, StopCommand.self, RestartCommand.self, LogsCommand.self,
-            UpgradeCommand.self, ImportCommand.self, ExportCommand.self, DuCommand.self, GcCommand.self,
+            BranchCommand.self, UpgradeCommand.self, ImportCommand.self, ExportCommand.self, DuCommand.self, GcCommand.self,
             DoctorCommand.self, ForgetCommand.self,
         ])
 
@@ -232,14 +232,25 @@ extension String {
 
 // MARK: - connection
 
+/// The connection `url`, `env` and `psql` print or use: the default database, or with
+/// `--branch` the database of the current git branch.
+func connection(_ name: String?, address: String?, branch: Bool) async throws(AmpctlError) -> Metadb.GetConnection.Reply {
+    guard branch else {
+        return try await withProject(name, address: address) { client throws(MetadbClientError) in try await client.connectionInfo() }
+    }
+    let project = try resolveProject(name, address: address, environment: processEnvironment())
+    return try await branchConnection(project, try connect(project))
+}
+
 struct URLCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "url", abstract: "Print the connection URL.")
     @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let c = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.connectionInfo() }
+            let c = try await connection(name, address: options.address, branch: branch)
             if options.json { outJSON(c) } else { out(c.url) }
             return .success
         }
@@ -250,11 +261,12 @@ struct EnvCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "env", abstract: "Print libpq variables for eval or direnv: eval \"$(ampctl env)\".")
     @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let c = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.connectionInfo() }
+            let c = try await connection(name, address: options.address, branch: branch)
             if options.json {
                 outJSON(c.environment)
             } else {
@@ -270,11 +282,16 @@ struct PsqlCommand: AsyncParsableCommand {
     @Argument(help: "Project name.", completion: projectCompletion) var name: String?
     @Option(name: .customLong("address"), help: ArgumentHelp("Varlink address of ampd.", valueName: "unix:PATH")) var address: String?
     @Option(name: [.customShort("d"), .customLong("dbname")], help: "Database (default postgres).") var database: String?
+    @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
     @Argument(parsing: .postTerminator, help: "Arguments for psql.") var arguments: [String] = []
+
+    func validate() throws {
+        if branch && database != nil { throw ValidationError("--branch and -d both name the database; give one") }
+    }
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            var url = try await withProject(name, address: address) { client throws(MetadbClientError) in try await client.connectionInfo() }.url
+            var url = try await connection(name, address: address, branch: branch).url
             if let database {
                 guard Metadb.databaseNameProblem(database) == nil || database == "postgres" else {
                     throw AmpctlError(.dataError, "-d \(database): \(Metadb.databaseNameProblem(database) ?? "")")

@@ -28,6 +28,8 @@ struct AmpdService: Service {
     /// Called once PostgreSQL is ready, with its handle, the start-up time and whether this
     /// start created the cluster.
     let onReady: @Sendable (PostgresHandle, Duration, Bool) -> Void
+    /// The seed scripts a new cluster runs before it is called ready.
+    var seeding: Seeding? = nil
 
     func run() async throws {
         let supervisor = Supervisor(notifier: notifier, board: board, logger: logger)
@@ -43,6 +45,9 @@ struct AmpdService: Service {
         // Fulfilled when this start ran initdb (a new cluster).
         let created = OneShot<Void>()
         guard var server = try await start(supervisor, created: created) else { return }
+        if created.value != nil, let seeding, !seeding.files.isEmpty {
+            try await seed(server, seeding, supervisor)
+        }
         onReady(server.handle, ContinuousClock.now - started, created.value != nil)
         let unitRestarts = board.status.restarts
         var policy = RestartPolicy()
@@ -95,6 +100,52 @@ struct AmpdService: Service {
         }
     }
 
+    /// Runs the seed scripts in order with `psql` (`ON_ERROR_STOP`, one transaction each). On a
+    /// failure the new cluster is stopped and removed — it was made by this very start and
+    /// holds nothing but a part of the seeds — so that the next start seeds again, and the
+    /// error names the script and line.
+    ///
+    /// Command: `psql -X -q -v ON_ERROR_STOP=1 --single-transaction -f FILE -h SOCKETDIR -p PORT -U USER -d DB`;
+    /// see <https://www.postgresql.org/docs/15/app-psql.html>.
+    private func seed(_ server: PostgresServer, _ seeding: Seeding, _ supervisor: Supervisor) async throws {
+        let h = server.handle
+        for file in seeding.files {
+            supervisor.handle(.phase(.seeding(file: file)))
+            logger.info("running seed script \(file)")
+            var problem: String?
+            if access(file, R_OK) != 0 {
+                problem = "\(seeding.configFile): seed script \(file) cannot be read (\(String(cString: strerror(errno)))); fix the path in [postgres] seed"
+            } else {
+                let directory = String(file[..<(file.lastIndex(of: "/") ?? file.endIndex)])
+                do {
+                    let output = try await runCommand(
+                        seeding.psql, ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", file,
+                                       "-h", h.socketDirectory, "-p", "\(h.port)", "-U", h.user, "-d", h.database],
+                        environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGAPPNAME": "amp-seed"], workingDirectory: directory, timeout: nil)
+                    if !output.succeeded {
+                        let lines = output.text.split(separator: "\n").map(String.init)
+                        let status = output.status.map { "exit status \($0)" } ?? "no status"
+                        let line: String = lines.first { $0.contains("ERROR") || $0.contains("FATAL") } ?? lines.last ?? "psql ended with \(status)"
+                        problem = "seed script failed: \(line.trimmingWhitespace); fix it, then start again (the new cluster was removed, so every seed runs again)"
+                    }
+                } catch {
+                    problem = "cannot run \(seeding.psql) for the seed scripts: \(error); install the PostgreSQL client (psql) next to postgres"
+                }
+            }
+            if let problem {
+                supervisor.handle(.phase(.failed(problem)))
+                _ = await server.stop()
+                do {
+                    try removeTree(seeding.dataDirectory)
+                } catch {
+                    throw DaemonError(.dataError, problem + "; the half-seeded cluster could not be removed (\(error)): remove \(seeding.dataDirectory) by hand")
+                }
+                throw DaemonError(.dataError, problem)
+            }
+        }
+        logger.info("seeded the new cluster with \(seeding.files.count) script(s)")
+    }
+
     /// Starts PostgreSQL, reporting the phases; nil when a graceful shutdown came first.
     private func start(_ supervisor: Supervisor, created: OneShot<Void>) async throws -> PostgresServer? {
         do {
@@ -113,6 +164,17 @@ struct AmpdService: Service {
             return nil
         }
     }
+}
+
+/// The seed scripts of a new cluster (`[postgres] seed`) and what runs them.
+struct Seeding: Sendable {
+    var files: [String]
+    /// `psql` next to the server's `postgres`.
+    var psql: String
+    /// The config file that names the scripts, for messages.
+    var configFile: String
+    /// The cluster, removed when a script fails.
+    var dataDirectory: String
 }
 
 /// Performs what the ``NotifyStateMachine`` decides: sends notifications, logs, and runs
@@ -178,7 +240,7 @@ final class Supervisor: Sendable {
         status.state = phase.state
         status.phase = phase.statusText
         switch phase {
-        case .checking, .initialisingCluster, .starting, .recovering, .ready: break
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .ready: break
         case .restarting(_, let reason):
             status.postmasterPID = nil
             status.healthy = false

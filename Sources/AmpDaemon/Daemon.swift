@@ -156,12 +156,15 @@ enum Daemon {
         logger.info("varlink API at unix:\(varlink.path)")
 
         let extensions = server.createExtensions
-        let service = AmpdService(builder: builder, notifier: notifier, board: board, logger: logger) { handle, elapsed, created in
+        var service = AmpdService(builder: builder, notifier: notifier, board: board, logger: logger) { handle, elapsed, created in
             if created, !extensions.isEmpty { Self.createExtensions(extensions, handle: handle, logger: logger) }
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let rounded = (seconds * 1000).rounded() / 1000
             if !journal { printLine("ready in \(rounded)s: \(handle.url) — connect with: psql '\(handle.url)'") }
             logger.info("PostgreSQL \(handle.serverVersion) ready in \(rounded)s: \(handle.url)", metadata: ["pid": "\(handle.pid)"])
+        }
+        if !settings.seed.isEmpty {
+            service.seeding = Seeding(files: settings.seed, psql: server.binaries.path("psql"), configFile: ampDir.configFile, dataDirectory: ampDir.metadb)
         }
         let group = ServiceGroup(configuration: .init(
             services: [
@@ -176,6 +179,8 @@ enum Daemon {
             try await group.run()
         } catch let error as PostgresError {
             return fail(ExitStatus(error), error.message, details: error.details)
+        } catch let error as DaemonError {
+            return fail(error.code, error.message)
         } catch {
             return fail(.failure, "\(error)")
         }

@@ -10,6 +10,8 @@ public enum ServicePhase: Sendable, Equatable {
     case starting
     /// PostgreSQL replays WAL after an unclean shutdown.
     case recovering
+    /// A new cluster runs its seed scripts (`[postgres] seed`) before it is called ready.
+    case seeding(file: String)
     /// PostgreSQL answers queries at `url`.
     case ready(url: String)
     /// PostgreSQL exited unexpectedly and ampd starts it again (`restart` counts them).
@@ -26,6 +28,7 @@ public enum ServicePhase: Sendable, Equatable {
         case .initialisingCluster: return "initialising cluster (initdb)"
         case .starting: return "starting PostgreSQL"
         case .recovering: return "recovering after an unclean shutdown"
+        case .seeding(let file): return "seeding the new cluster: \(file)"
         case .ready(let url): return "ready: \(url)"
         case .restarting(let restart, let reason): return "restarting PostgreSQL (restart \(restart)): \(reason)"
         case .stopping: return "stopping"
@@ -39,7 +42,7 @@ public enum ServicePhase: Sendable, Equatable {
     /// The state `io.amp.Metadb` reports for it.
     public var state: MetadbStatus.State {
         switch self {
-        case .checking, .initialisingCluster, .starting, .recovering, .restarting: return .starting
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .restarting: return .starting
         case .ready: return .ready
         case .stopping: return .stopping
         case .failed: return .failed

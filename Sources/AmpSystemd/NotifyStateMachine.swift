@@ -71,7 +71,7 @@ public struct NotifyStateMachine: Sendable {
         case .ready: return watchdogInterval != nil || degradedReason != nil
         case .restarting: return watchdogInterval != nil
         case .failed: return false
-        case .checking, .initialisingCluster, .starting, .recovering: return !sentReady || watchdogInterval != nil
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding: return !sentReady || watchdogInterval != nil
         case .stopping: return true
         }
     }
@@ -111,7 +111,7 @@ public struct NotifyStateMachine: Sendable {
         }
         phase = next
         switch next {
-        case .checking, .initialisingCluster, .starting, .recovering, .restarting, .failed:
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .restarting, .failed:
             return [.notify([.status(next.statusText)])]
         case .ready:
             failedChecks = 0
@@ -130,7 +130,7 @@ public struct NotifyStateMachine: Sendable {
 
     private func tick() -> [Action] {
         switch phase {
-        case .checking, .initialisingCluster, .starting, .recovering, .restarting:
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .restarting:
             // Before READY=1 the start timeout applies: ask for more time. After it (ampd
             // restarting PostgreSQL), ampd itself is alive and bounds the restart with its own
             // start timeout and backoff, so it keeps the watchdog fed meanwhile.

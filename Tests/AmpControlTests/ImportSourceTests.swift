@@ -29,3 +29,25 @@ struct ImportSourceTests {
         #expect(ImportSource.classify("/f.sql", isDirectory: false, hasTOC: false, head: Array("--\nCR".utf8)) == .sqlScript(path: "/f.sql"))
     }
 }
+
+@Suite("branch database names (pure)")
+struct BranchDatabaseTests {
+    @Test func sanitised() {
+        #expect(BranchDatabase.name(forBranch: "feature/Login-2") == "br_feature_login_2")
+        #expect(BranchDatabase.name(forBranch: "ünïcode") == "br__n_code")
+    }
+
+    @Test("long names are cut and hashed: at most 63 bytes, and two long names that share a prefix differ")
+    func long() {
+        let a = BranchDatabase.name(forBranch: String(repeating: "x", count: 100) + "-a")
+        let b = BranchDatabase.name(forBranch: String(repeating: "x", count: 100) + "-b")
+        #expect(a.utf8.count <= 63 && b.utf8.count <= 63)
+        #expect(a != b)
+    }
+
+    @Test func comment() {
+        #expect(BranchDatabase.branch(fromComment: "amp branch: feat/x") == "feat/x")
+        #expect(BranchDatabase.branch(fromComment: "something else") == nil)
+        #expect(BranchDatabase.branch(fromComment: nil) == nil)
+    }
+}

@@ -1,0 +1,114 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpPostgres
+import SystemSupport
+import Testing
+
+@Suite("seed scripts and branch databases (built binaries, real PostgreSQL, real git)", .serialized, unprivileged)
+struct SeedAndBranchTests {
+    func ready(_ f: AmpdFixture) async throws -> AmpdRun {
+        let run = try await f.start(["run", "--amp-dir", f.base])
+        try #require(await run.waitForLine("ready in ", timeout: .seconds(90)), "\(run.text)")
+        return run
+    }
+
+    func stop(_ run: AmpdRun) async {
+        run.process?.signal(SIGTERM)
+        _ = await run.process?.wait(timeout: .seconds(30))
+    }
+
+    @Test("seeds run once, in order, when the cluster is created; not again on the next start")
+    func seedsRunOnce() async throws {
+        let f = AmpdFixture()
+        try makeDirectories(f.base + "/db")
+        try makeDirectories(f.ampDir)
+        writeFile(f.ampDir + "/config.toml", "[postgres]\nseed = [\"db/schema.sql\", \"db/seed.sql\"]\n")
+        writeFile(f.base + "/db/schema.sql", "CREATE TABLE fruit (name text NOT NULL);\n")
+        writeFile(f.base + "/db/seed.sql", "INSERT INTO fruit VALUES ('apple'), ('pear');\n")
+        let first = try await ready(f)
+        let url = try #require(first.url)
+        #expect(try LibPQ.query(url, "SELECT count(*) FROM fruit").first == "2")
+        #expect(first.text.contains("seeded the new cluster with 2 script(s)"), "\(first.text)")
+        await stop(first)
+        let second = try await ready(f)
+        #expect(try LibPQ.query(try #require(second.url), "SELECT count(*) FROM fruit").first == "2", "not seeded twice")
+        await stop(second)
+    }
+
+    @Test("a failing seed names the file and line, is never reported ready, and leaves no half-seeded cluster")
+    func failingSeed() async throws {
+        let f = AmpdFixture()
+        try makeDirectories(f.base + "/db")
+        try makeDirectories(f.ampDir)
+        writeFile(f.ampDir + "/config.toml", "[postgres]\nseed = [\"db/seed.sql\"]\n")
+        writeFile(f.base + "/db/seed.sql", "CREATE TABLE a (x int);\nINSERT INTO a VALUES (1);\nSELECT no_such_column FROM a;\n")
+        let (status, lines) = try await f.runToEnd(["run", "--amp-dir", f.base], timeout: .seconds(90))
+        let text = lines.joined(separator: "\n")
+        #expect(status == .exited(65), "\(text)")
+        #expect(text.contains("seed.sql:3"), "names the file and line: \(text)")
+        #expect(!text.contains("ready in "), "never ready: \(text)")
+        #expect(access(f.metadb + "/PG_VERSION", F_OK) != 0, "no half-seeded cluster left")
+
+        // Fixed, the next start seeds from scratch.
+        writeFile(f.base + "/db/seed.sql", "CREATE TABLE a (x int);\nINSERT INTO a VALUES (1);\n")
+        let run = try await ready(f)
+        #expect(try LibPQ.query(try #require(run.url), "SELECT count(*) FROM a").first == "1")
+        await stop(run)
+    }
+
+    @Test("a missing seed script or a seed that is not a list: a one-line error naming the config file")
+    func badSeedSettings() async throws {
+        let f = AmpdFixture()
+        try makeDirectories(f.ampDir)
+        writeFile(f.ampDir + "/config.toml", "[postgres]\nseed = \"db/seed.sql\"\n")
+        let (notList, lines) = try await f.runToEnd(["run", "--amp-dir", f.base])
+        #expect(notList == .exited(78), "\(lines)")
+        #expect(lines.joined().contains("config.toml:2") && lines.joined().contains("seed"), "\(lines)")
+        writeFile(f.ampDir + "/config.toml", "[postgres]\nseed = [\"db/missing.sql\"]\n")
+        let (missing, more) = try await f.runToEnd(["run", "--amp-dir", f.base], timeout: .seconds(90))
+        #expect(missing == .exited(65), "\(more)")
+        #expect(more.joined().contains("db/missing.sql") && more.joined().contains("config.toml"), "\(more)")
+    }
+
+    @Test("--branch: the default branch uses the default database; another branch gets its own copy; list and prune")
+    func branchDatabases() async throws {
+        let f = AmpdFixture()
+        let env = toolEnvironment(["XDG_RUNTIME_DIR": f.runtimeDirectory, "NO_COLOR": "1", "GIT_CONFIG_NOSYSTEM": "1", "HOME": f.base])
+        func git(_ args: [String]) async -> ToolResult {
+            await run("/usr/bin/git", ["-C", f.base, "-c", "user.email=t@example.org", "-c", "user.name=t", "-c", "init.defaultBranch=main"] + args, environment: env)
+        }
+        func ampctl(_ args: [String]) async -> ToolResult { await runIn(f.base, ampctlPath, args, environment: env) }
+        #expect(await git(["init", "-q"]).ok)
+        writeFile(f.base + "/README", "x\n")
+        #expect(await git(["add", "README"]).ok)
+        #expect(await git(["commit", "-qm", "first"]).ok)
+        let ampd = try await ready(f)
+        let local = try #require(ampd.url)
+        _ = try LibPQ.rows(local, "CREATE TABLE shared (n int); INSERT INTO shared VALUES (42)")
+
+        let onMain = await ampctl(["url", "--branch"])
+        #expect(onMain.ok && onMain.output.trimmingWhitespace == local, "\(onMain.output)")
+
+        #expect(await git(["checkout", "-qb", "feature/Login-2"]).ok)
+        let onFeature = await ampctl(["url", "--branch"])
+        #expect(onFeature.ok, "\(onFeature.output)")
+        let featureURL = onFeature.output.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(featureURL.contains("/br_feature_login_2?"), "\(onFeature.output)")
+        #expect(onFeature.output.contains("created database br_feature_login_2 for branch feature/Login-2"))
+        #expect(try LibPQ.query(featureURL, "SELECT n FROM shared").first == "42", "a copy of the default database")
+        let envOut = await ampctl(["env", "--branch"])
+        #expect(envOut.output.contains("export PGDATABASE=br_feature_login_2") || envOut.output.contains("export PGDATABASE='br_feature_login_2'"), "\(envOut.output)")
+
+        let list = await ampctl(["branch", "list"])
+        #expect(list.ok && list.output.contains("br_feature_login_2") && list.output.contains("feature/Login-2"), "\(list.output)")
+        #expect(await git(["checkout", "-q", "main"]).ok)
+        #expect(await git(["branch", "-qD", "feature/Login-2"]).ok)
+        let gone = await ampctl(["branch", "list"])
+        #expect(gone.output.contains("gone from git"), "\(gone.output)")
+        let prune = await ampctl(["branch", "prune", "--yes"])
+        #expect(prune.ok, "\(prune.output)")
+        #expect(try LibPQ.query(local, "SELECT count(*) FROM pg_database WHERE datname = 'br_feature_login_2'").first == "0")
+        await stop(ampd)
+    }
+}
