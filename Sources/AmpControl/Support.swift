@@ -212,6 +212,11 @@ extension AmpctlError {
                 let who = sessions.isEmpty ? "\(n) other session(s)" : sessions.joined(separator: ", ")
                 self.init(.dataError, "database \(name) is in use by \(who); close them or add --force (ends them)")
             case .queryFailed(let message, _): self.init(.failure, "PostgreSQL: \(message)")
+            case .noSuchSnapshot(let name): self.init(.dataError, "snapshot \(name) does not exist; see `ampctl snapshot list`")
+            case .snapshotExists(let name): self.init(.dataError, "snapshot \(name) exists already; pick another name or delete it first (`ampctl snapshot delete \(name)`)")
+            case .snapshotIncompatible(let name, let snapshot, let cluster):
+                self.init(.dataError, "snapshot \(name) is of PostgreSQL \(snapshot), the cluster of \(cluster); it cannot be restored here (keep it, or delete it)")
+            case .snapshotFailed(let message): self.init(.failure, "snapshot: \(message)")
             }
         case .varlink(let e) where e == .permissionDenied:
             self.init(.noPermission, "\(project.socket): permission denied; run ampctl as the project's owner")

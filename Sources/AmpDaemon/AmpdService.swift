@@ -30,6 +30,8 @@ struct AmpdService: Service {
     let onReady: @Sendable (PostgresHandle, Duration, Bool) -> Void
     /// The seed scripts a new cluster runs before it is called ready.
     var seeding: Seeding? = nil
+    /// Work that needs PostgreSQL stopped (snapshots), from the varlink handler.
+    var maintenance: MaintenanceQueue? = nil
 
     func run() async throws {
         let supervisor = Supervisor(notifier: notifier, board: board, logger: logger)
@@ -57,12 +59,9 @@ struct AmpdService: Service {
             supervisor.handle(.phase(.ready(url: server.handle.url)))
             let readyAt = ContinuousClock.now
             do {
-                try await withGracefulShutdownHandler {
-                    try await server.run()
-                } onGracefulShutdown: {
-                    supervisor.handle(.phase(.stopping))
-                }
-                return
+                guard let job = try await runUntilMaintenance(server, supervisor) else { return }
+                guard let next = try await performMaintenance(job, stopping: server, supervisor, created: created) else { return }
+                server = next
             } catch let error as PostgresError where error.code == .exitedUnexpectedly {
                 supervisor.detach()
                 logger.error("\(error.message)")
@@ -97,6 +96,69 @@ struct AmpdService: Service {
                     }
                 }
             }
+        }
+    }
+
+    /// Runs the server until a graceful shutdown (nil) or a maintenance job (the job, with the
+    /// server stopped). An unexpected exit of PostgreSQL is thrown as before.
+    private func runUntilMaintenance(_ server: PostgresServer, _ supervisor: Supervisor) async throws -> MaintenanceJob? {
+        enum Outcome: Sendable { case ended, job(MaintenanceJob) }
+        let queue = maintenance
+        return try await withThrowingTaskGroup(of: Outcome.self) { group in
+            group.addTask {
+                try await withGracefulShutdownHandler {
+                    try await server.run()
+                } onGracefulShutdown: {
+                    supervisor.handle(.phase(.stopping))
+                }
+                return .ended
+            }
+            group.addTask {
+                if let queue, let job = await queue.next() { return .job(job) }
+                try await Task.sleep(for: .seconds(365 * 86_400))  // until cancelled
+                return .ended
+            }
+            guard let first = try await group.next() else { return nil }
+            switch first {
+            case .ended:
+                group.cancelAll()
+                return nil
+            case .job(let job):
+                supervisor.detach()
+                supervisor.handle(.phase(.maintenance(job.description)))
+                logger.notice("\(job.description): stopping PostgreSQL")
+                await server.stop()
+                _ = try? await group.next()
+                return job
+            }
+        }
+    }
+
+    /// Runs a job with PostgreSQL stopped and starts it again; nil when a shutdown came first.
+    /// When the server does not start after the job, the job may undo its work
+    /// (``MaintenanceStep/afterStart``) and the server is started once more.
+    private func performMaintenance(
+        _ job: MaintenanceJob, stopping server: PostgresServer, _ supervisor: Supervisor, created: OneShot<Void>
+    ) async throws -> PostgresServer? {
+        let step = await job.work()
+        do {
+            guard let next = try await start(supervisor, created: created) else {
+                _ = job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
+                return nil
+            }
+            let after = await step.afterStart(true)
+            _ = job.result.fulfil(step.failure.map { .failure($0) } ?? after.map { .failure($0) } ?? .success(()))
+            return next
+        } catch let failure as PostgresError {
+            logger.error("PostgreSQL did not start after \(job.description): \(failure.message)")
+            let undone = await step.afterStart(false)
+            guard let next = try await start(supervisor, created: created) else {
+                _ = job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
+                return nil
+            }
+            let message = "PostgreSQL did not start after \(job.description) (\(failure.message))"
+            _ = job.result.fulfil(.failure(undone ?? .snapshotFailed(message: message + "; the previous cluster is back")))
+            return next
         }
     }
 
@@ -246,6 +308,9 @@ final class Supervisor: Sendable {
             status.healthy = false
             status.lastError = reason
         case .stopping: status.healthy = nil
+        case .maintenance:
+            status.postmasterPID = nil
+            status.healthy = nil
         case .failed(let message): status.lastError = message
         }
     }

@@ -144,12 +144,16 @@ enum Daemon {
 
         // The varlink socket listens before PostgreSQL starts, so `ampctl status` sees the start.
         let restarts = countStart(environment: environment)
+        let maintenance = MaintenanceQueue()
         let board = StatusBoard(MetadbStatus(
             state: ServicePhase.checking.state, phase: ServicePhase.checking.statusText, project: projectName, ampdPID: Int(getpid()),
             ampDir: ampDir.path, dataDir: ampDir.metadb, restarts: restarts))
         let varlink: VarlinkServer
         do {
-            varlink = try makeVarlinkServer(name: projectName, environment: environment, board: board, logger: logger)
+            varlink = try makeVarlinkServer(
+                name: projectName, environment: environment, board: board, logger: logger,
+                snapshots: SnapshotContext(store: ClusterSnapshots(directory: ampDir.path + "/snapshots"), dataDirectory: ampDir.metadb,
+                                           projectBase: ampDir.base, queue: maintenance))
         } catch {
             return fail(error.code, error.message)
         }
@@ -163,6 +167,7 @@ enum Daemon {
             if !journal { printLine("ready in \(rounded)s: \(handle.url) — connect with: psql '\(handle.url)'") }
             logger.info("PostgreSQL \(handle.serverVersion) ready in \(rounded)s: \(handle.url)", metadata: ["pid": "\(handle.pid)"])
         }
+        service.maintenance = maintenance
         if !settings.seed.isEmpty {
             service.seeding = Seeding(files: settings.seed, psql: server.binaries.path("psql"), configFile: ampDir.configFile, dataDirectory: ampDir.metadb)
         }
@@ -192,7 +197,9 @@ enum Daemon {
     }
 
     /// Binds the `io.amp.Metadb` socket at `RUNTIME/amp/NAME/io.amp.Metadb` (directories 0700).
-    static func makeVarlinkServer(name: String, environment: [String: String], board: StatusBoard, logger: Logger) throws(DaemonError) -> VarlinkServer {
+    static func makeVarlinkServer(
+        name: String, environment: [String: String], board: StatusBoard, logger: Logger, snapshots: SnapshotContext? = nil
+    ) throws(DaemonError) -> VarlinkServer {
         let runtime = Metadb.runtimeDirectory(environment: environment)
         let path = Metadb.socketPath(runtimeDirectory: runtime, name: name)
         for dir in [runtime, runtime + "/amp", runtime + "/amp/" + name] where access(dir, F_OK) != 0 {
@@ -206,7 +213,8 @@ enum Daemon {
         } catch {
             throw DaemonError(.failure, "io.amp.Metadb interface description: \(error)")
         }
-        let handler = MetadbHandler(board: board, logger: logger)
+        var handler = MetadbHandler(board: board, logger: logger)
+        handler.snapshots = snapshots
         do {
             return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") },
                                     warn: { message in logger.warning("\(message)") })

@@ -23,6 +23,9 @@ struct MetadbHandler: VarlinkHandler {
     /// that change something (CREATE/DROP DATABASE) always use a connection of their own.
     let readOnlySession = LibPQSessionSlot()
     let sizeCache = DatabaseSizeCache()
+    /// Snapshots: the store, the data directory, the project (for its git commit) and the
+    /// queue to the service that stops and starts PostgreSQL around them.
+    var snapshots: SnapshotContext? = nil
 
     func handle(_ call: VarlinkCall, stream: VarlinkReplyStream) async throws(VarlinkError) -> JSONObject {
         switch try MetadbCall(call) {
@@ -45,6 +48,16 @@ struct MetadbHandler: VarlinkHandler {
         case .dropDatabase(let p):
             try await mapped { () async throws(MetadbError) in try await dropDatabase(p.name, force: p.force ?? false) }
             return try Metadb.DropDatabase.encode(NoParameters())
+        case .createSnapshot(let p):
+            return try Metadb.CreateSnapshot.encode(.init(snapshot: try await mapped { () async throws(MetadbError) in try await createSnapshot(p.name) }))
+        case .listSnapshots:
+            return try Metadb.ListSnapshots.encode(.init(snapshots: try await mapped { () async throws(MetadbError) in try context().store.list().map(Self.wire) }))
+        case .restoreSnapshot(let p):
+            try await mapped { () async throws(MetadbError) in try await restoreSnapshot(p.name) }
+            return try Metadb.RestoreSnapshot.encode(NoParameters())
+        case .deleteSnapshot(let p):
+            try await mapped { () async throws(MetadbError) in try deleteSnapshot(p.name) }
+            return try Metadb.DeleteSnapshot.encode(NoParameters())
         }
     }
 
@@ -124,6 +137,89 @@ struct MetadbHandler: VarlinkHandler {
         logger.info("dropped database \(name)")
     }
 
+    // MARK: - snapshots
+
+    private func context() throws(MetadbError) -> SnapshotContext {
+        guard let snapshots else { throw .snapshotFailed(message: "snapshots are not available in this ampd") }
+        return snapshots
+    }
+
+    static func wire(_ s: ClusterSnapshots.Snapshot) -> MetadbSnapshot {
+        MetadbSnapshot(name: s.name, created: s.created, postgresVersion: s.postgresVersion, sizeBytes: Int64(clamping: s.sizeBytes), gitCommit: s.gitCommit)
+    }
+
+    static func mapped(_ failure: ClusterSnapshots.Failure) -> MetadbError {
+        switch failure {
+        case .exists(let name): return .snapshotExists(name: name)
+        case .missing(let name): return .noSuchSnapshot(name: name)
+        case .incompatible(let name, let snapshot, let cluster): return .snapshotIncompatible(name: name, snapshotVersion: snapshot, clusterVersion: cluster)
+        case .io(let message): return .snapshotFailed(message: message)
+        }
+    }
+
+    private func createSnapshot(_ requested: String?) async throws(MetadbError) -> MetadbSnapshot {
+        let c = try context()
+        let name = requested ?? ClusterSnapshots.defaultName()
+        if let reason = Metadb.snapshotNameProblem(name) { throw .invalidDatabaseName(name: name, reason: reason) }
+        if c.store.list().contains(where: { $0.name == name }) { throw .snapshotExists(name: name) }
+        _ = try readyHandle()
+        let commit = await c.gitCommit()
+        let made = Mutex<ClusterSnapshots.Snapshot?>(nil)
+        let job = MaintenanceJob(description: "taking snapshot \(name)") {
+            do throws(ClusterSnapshots.Failure) {
+                let snapshot = try c.store.create(name, from: c.dataDirectory, gitCommit: commit)
+                made.withLock { $0 = snapshot }
+                return MaintenanceStep(failure: nil)
+            } catch {
+                return MaintenanceStep(failure: Self.mapped(error))
+            }
+        }
+        if case .failure(let e) = await c.queue.perform(job) { throw e }
+        guard let snapshot = made.withLock({ $0 }) else { throw .snapshotFailed(message: "the snapshot was not recorded") }
+        logger.info("took snapshot \(name) (\(snapshot.sizeBytes >> 20) MB)")
+        return Self.wire(snapshot)
+    }
+
+    private func restoreSnapshot(_ name: String) async throws(MetadbError) {
+        let c = try context()
+        guard let snapshot = c.store.list().first(where: { $0.name == name }) else { throw .noSuchSnapshot(name: name) }
+        let current = FileContents.text(c.dataDirectory + "/PG_VERSION")?.trimmingWhitespace ?? ""
+        guard current == snapshot.postgresVersion else {
+            throw .snapshotIncompatible(name: name, snapshotVersion: snapshot.postgresVersion, clusterVersion: current)
+        }
+        _ = try readyHandle()
+        readOnlySession.close()
+        sizeCache.invalidate()
+        let job = MaintenanceJob(description: "restoring snapshot \(name)") {
+            do throws(ClusterSnapshots.Failure) {
+                let kept = try c.store.restore(name, into: c.dataDirectory)
+                return MaintenanceStep(failure: nil) { started in
+                    if started {
+                        c.store.finishRestore(kept)
+                        return nil
+                    }
+                    do throws(ClusterSnapshots.Failure) {
+                        try c.store.undoRestore(kept, into: c.dataDirectory)
+                        return .snapshotFailed(message: "the restored cluster did not start; the previous one is back")
+                    } catch {
+                        return Self.mapped(error)
+                    }
+                }
+            } catch {
+                return MaintenanceStep(failure: Self.mapped(error))
+            }
+        }
+        if case .failure(let e) = await c.queue.perform(job) { throw e }
+        logger.info("restored snapshot \(name)")
+    }
+
+    private func deleteSnapshot(_ name: String) throws(MetadbError) {
+        let c = try context()
+        if let reason = Metadb.snapshotNameProblem(name) { throw .invalidDatabaseName(name: name, reason: reason) }
+        do throws(ClusterSnapshots.Failure) { try c.store.delete(name) } catch { throw Self.mapped(error) }
+        logger.info("deleted snapshot \(name)")
+    }
+
     private func readyHandle() throws(MetadbError) -> PostgresHandle {
         guard let handle = board.handle else {
             let s = board.status
@@ -189,6 +285,25 @@ struct MetadbHandler: VarlinkHandler {
             if cachedSize == nil, let size = status.databaseSizeBytes { sizeCache.store(size, pid: Int(handle.pid)) }
         }
         return status
+    }
+}
+
+/// What snapshots need: the store (`.amp/snapshots`), the data directory, the project's base
+/// (for its git commit) and the queue to the service.
+struct SnapshotContext: Sendable {
+    var store: ClusterSnapshots
+    var dataDirectory: String
+    var projectBase: String
+    var queue: MaintenanceQueue
+
+    /// HEAD of the project when it is a git work tree.
+    func gitCommit() async -> String? {
+        guard access("/usr/bin/git", X_OK) == 0,
+              let output = try? await runCommand("/usr/bin/git", ["-C", projectBase, "rev-parse", "HEAD"], environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"], timeout: .seconds(10)),
+              output.succeeded
+        else { return nil }
+        let commit = output.text.trimmingWhitespace
+        return commit.count == 40 || commit.count == 64 ? commit : nil
     }
 }
 

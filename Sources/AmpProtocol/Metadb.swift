@@ -48,6 +48,18 @@ public enum Metadb {
 
         type Database (name: string, size_bytes: int, owner: string)
 
+        # A copy of the whole cluster in .amp/snapshots/NAME, taken from a cleanly stopped server.
+        type Snapshot (
+          name: string,
+          # When it was taken, UTC (2026-11-26T04:30:00Z).
+          created: string,
+          # The PostgreSQL major version of the cluster (PG_VERSION).
+          postgres_version: string,
+          size_bytes: int,
+          # HEAD of the project, when the project is a git work tree.
+          git_commit: ?string
+        )
+
         # The current status.
         method GetStatus() -> (status: Status)
 
@@ -73,6 +85,18 @@ public enum Metadb {
         # Drops a database; force terminates its connections first.
         method DropDatabase(name: string, force: ?bool) -> ()
 
+        # Takes a snapshot (default name: the time); PostgreSQL stops for the copy (a reflink
+        # where the file system has them) and starts again; connections are ended.
+        method CreateSnapshot(name: ?string) -> (snapshot: Snapshot)
+
+        method ListSnapshots() -> (snapshots: []Snapshot)
+
+        # Replaces the cluster with a snapshot; the current cluster is kept until the restored
+        # one is up. Connections are ended.
+        method RestoreSnapshot(name: string) -> ()
+
+        method DeleteSnapshot(name: string) -> ()
+
         # PostgreSQL is not ready (starting, stopping or failed).
         error NotReady (state: string, phase: string)
 
@@ -90,6 +114,16 @@ public enum Metadb {
         error DatabaseInUse (name: string, connections: int, sessions: ?[]string)
 
         error QueryFailed (message: string, sqlstate: ?string)
+
+        error NoSuchSnapshot (name: string)
+
+        error SnapshotExists (name: string)
+
+        # A snapshot of another PostgreSQL major version than the cluster's.
+        error SnapshotIncompatible (name: string, snapshot_version: string, cluster_version: string)
+
+        # Copying, starting or removing failed; the cluster is as it was.
+        error SnapshotFailed (message: string)
 
         """
 
@@ -173,6 +207,27 @@ public struct MetadbStatus: Codable, Sendable, Equatable {
 }
 
 /// `io.amp.Metadb.Database`.
+/// A snapshot of a project's cluster (`type Snapshot`).
+public struct MetadbSnapshot: Codable, Sendable, Equatable {
+    public var name: String
+    public var created: String
+    public var postgresVersion: String
+    public var sizeBytes: Int64
+    public var gitCommit: String?
+
+    public init(name: String, created: String, postgresVersion: String, sizeBytes: Int64, gitCommit: String?) {
+        self.name = name
+        self.created = created
+        self.postgresVersion = postgresVersion
+        self.sizeBytes = sizeBytes
+        self.gitCommit = gitCommit
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, created, postgresVersion = "postgres_version", sizeBytes = "size_bytes", gitCommit = "git_commit"
+    }
+}
+
 public struct MetadbDatabase: Codable, Sendable, Equatable {
     public var name: String
     public var sizeBytes: Int64

@@ -74,6 +74,24 @@ public struct MetadbClient: Sendable {
         try await call(Metadb.CreateDatabase.self, .init(name: name, template: template, force: force ? true : nil)).database
     }
 
+    /// Takes a snapshot of the cluster (PostgreSQL stops for the copy and starts again).
+    public func createSnapshot(_ name: String?) async throws(MetadbClientError) -> MetadbSnapshot {
+        try await call(Metadb.CreateSnapshot.self, .init(name: name), timeout: .seconds(3600)).snapshot
+    }
+
+    public func snapshots() async throws(MetadbClientError) -> [MetadbSnapshot] {
+        try await call(Metadb.ListSnapshots.self, NoParameters()).snapshots
+    }
+
+    /// Replaces the cluster with snapshot `name`.
+    public func restoreSnapshot(_ name: String) async throws(MetadbClientError) {
+        _ = try await call(Metadb.RestoreSnapshot.self, .init(name: name), timeout: .seconds(3600))
+    }
+
+    public func deleteSnapshot(_ name: String) async throws(MetadbClientError) {
+        _ = try await call(Metadb.DeleteSnapshot.self, .init(name: name), timeout: .seconds(600))
+    }
+
     public func dropDatabase(_ name: String, force: Bool) async throws(MetadbClientError) {
         _ = try await call(Metadb.DropDatabase.self, .init(name: name, force: force))
     }

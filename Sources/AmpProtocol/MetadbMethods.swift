@@ -98,10 +98,57 @@ extension Metadb {
         public static let name = "DropDatabase"
     }
 
+    /// `CreateSnapshot(name: ?string) -> (snapshot: Snapshot)`.
+    public enum CreateSnapshot: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var name: String?
+            public init(name: String? = nil) { self.name = name }
+        }
+        public struct Reply: Codable, Sendable, Equatable {
+            public var snapshot: MetadbSnapshot
+            public init(snapshot: MetadbSnapshot) { self.snapshot = snapshot }
+        }
+        public static let name = "CreateSnapshot"
+    }
+
+    /// `ListSnapshots() -> (snapshots: []Snapshot)`.
+    public enum ListSnapshots: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public struct Reply: Codable, Sendable, Equatable {
+            public var snapshots: [MetadbSnapshot]
+            public init(snapshots: [MetadbSnapshot]) { self.snapshots = snapshots }
+        }
+        public static let name = "ListSnapshots"
+    }
+
+    /// `RestoreSnapshot(name: string) -> ()`.
+    public enum RestoreSnapshot: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var name: String
+            public init(name: String) { self.name = name }
+        }
+        public typealias Reply = NoParameters
+        public static let name = "RestoreSnapshot"
+    }
+
+    /// `DeleteSnapshot(name: string) -> ()`.
+    public enum DeleteSnapshot: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var name: String
+            public init(name: String) { self.name = name }
+        }
+        public typealias Reply = NoParameters
+        public static let name = "DeleteSnapshot"
+    }
+
     /// Every method, for the check of the types against the IDL.
     public static let methods: [any MetadbMethod.Type] = [
         GetStatus.self, GetConnection.self, WatchStatus.self, ListDatabases.self, CreateDatabase.self, DropDatabase.self,
+        CreateSnapshot.self, ListSnapshots.self, RestoreSnapshot.self, DeleteSnapshot.self,
     ]
+
+    /// Snapshot names: the same rule as database names (1 to 63 of a-z, 0-9, _ and -).
+    public static func snapshotNameProblem(_ name: String) -> String? { databaseNameProblem(name) }
 }
 
 /// A call of `io.amp.Metadb`, decoded: what ampd dispatches on.
@@ -112,6 +159,10 @@ public enum MetadbCall: Sendable, Equatable {
     case listDatabases
     case createDatabase(Metadb.CreateDatabase.Parameters)
     case dropDatabase(Metadb.DropDatabase.Parameters)
+    case createSnapshot(Metadb.CreateSnapshot.Parameters)
+    case listSnapshots
+    case restoreSnapshot(Metadb.RestoreSnapshot.Parameters)
+    case deleteSnapshot(Metadb.DeleteSnapshot.Parameters)
 
     /// Decodes `call` (already checked against the IDL by the connection).
     public init(_ call: VarlinkCall) throws(VarlinkError) {
@@ -122,6 +173,10 @@ public enum MetadbCall: Sendable, Equatable {
         case Metadb.ListDatabases.qualifiedName: self = .listDatabases
         case Metadb.CreateDatabase.qualifiedName: self = .createDatabase(try Metadb.CreateDatabase.parameters(of: call))
         case Metadb.DropDatabase.qualifiedName: self = .dropDatabase(try Metadb.DropDatabase.parameters(of: call))
+        case Metadb.CreateSnapshot.qualifiedName: self = .createSnapshot(try Metadb.CreateSnapshot.parameters(of: call))
+        case Metadb.ListSnapshots.qualifiedName: self = .listSnapshots
+        case Metadb.RestoreSnapshot.qualifiedName: self = .restoreSnapshot(try Metadb.RestoreSnapshot.parameters(of: call))
+        case Metadb.DeleteSnapshot.qualifiedName: self = .deleteSnapshot(try Metadb.DeleteSnapshot.parameters(of: call))
         default: throw .methodNotImplemented(call.method)
         }
     }
@@ -140,9 +195,16 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `sessions`: one line per other session (PID, user, application, since when).
     case databaseInUse(name: String, connections: Int, sessions: [String])
     case queryFailed(message: String, sqlstate: String?)
+    case noSuchSnapshot(name: String)
+    case snapshotExists(name: String)
+    case snapshotIncompatible(name: String, snapshotVersion: String, clusterVersion: String)
+    case snapshotFailed(message: String)
 
     /// The unqualified error names, as in the IDL.
-    public static let names = ["NotReady", "DatabaseExists", "NoSuchDatabase", "InvalidDatabaseName", "ProtectedDatabase", "DatabaseInUse", "QueryFailed"]
+    public static let names = [
+        "NotReady", "DatabaseExists", "NoSuchDatabase", "InvalidDatabaseName", "ProtectedDatabase", "DatabaseInUse", "QueryFailed",
+        "NoSuchSnapshot", "SnapshotExists", "SnapshotIncompatible", "SnapshotFailed",
+    ]
 
     /// The error's name within the interface.
     public var name: String {
@@ -154,6 +216,10 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
         case .protectedDatabase: return "ProtectedDatabase"
         case .databaseInUse: return "DatabaseInUse"
         case .queryFailed: return "QueryFailed"
+        case .noSuchSnapshot: return "NoSuchSnapshot"
+        case .snapshotExists: return "SnapshotExists"
+        case .snapshotIncompatible: return "SnapshotIncompatible"
+        case .snapshotFailed: return "SnapshotFailed"
         }
     }
 
@@ -170,6 +236,10 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
             var p: JSONObject = ["message": .string(message)]
             if let sqlstate { p["sqlstate"] = .string(sqlstate) }
             parameters = p
+        case .noSuchSnapshot(let name), .snapshotExists(let name): parameters = ["name": .string(name)]
+        case .snapshotIncompatible(let name, let snapshot, let cluster):
+            parameters = ["name": .string(name), "snapshot_version": .string(snapshot), "cluster_version": .string(cluster)]
+        case .snapshotFailed(let message): parameters = ["message": .string(message)]
         }
         return VarlinkError(Metadb.interfaceName + "." + name, parameters)
     }
@@ -196,6 +266,12 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
         case "QueryFailed":
             guard let m = s("message") else { return nil }
             self = .queryFailed(message: m, sqlstate: s("sqlstate"))
+        case "NoSuchSnapshot": guard let n = s("name") else { return nil }; self = .noSuchSnapshot(name: n)
+        case "SnapshotExists": guard let n = s("name") else { return nil }; self = .snapshotExists(name: n)
+        case "SnapshotIncompatible":
+            guard let n = s("name"), let a = s("snapshot_version"), let b = s("cluster_version") else { return nil }
+            self = .snapshotIncompatible(name: n, snapshotVersion: a, clusterVersion: b)
+        case "SnapshotFailed": guard let m = s("message") else { return nil }; self = .snapshotFailed(message: m)
         default: return nil
         }
     }

@@ -12,6 +12,8 @@ public enum ServicePhase: Sendable, Equatable {
     case recovering
     /// A new cluster runs its seed scripts (`[postgres] seed`) before it is called ready.
     case seeding(file: String)
+    /// PostgreSQL is stopped for work on the cluster (a snapshot, a restore), in words.
+    case maintenance(String)
     /// PostgreSQL answers queries at `url`.
     case ready(url: String)
     /// PostgreSQL exited unexpectedly and ampd starts it again (`restart` counts them).
@@ -29,6 +31,7 @@ public enum ServicePhase: Sendable, Equatable {
         case .starting: return "starting PostgreSQL"
         case .recovering: return "recovering after an unclean shutdown"
         case .seeding(let file): return "seeding the new cluster: \(file)"
+        case .maintenance(let what): return what
         case .ready(let url): return "ready: \(url)"
         case .restarting(let restart, let reason): return "restarting PostgreSQL (restart \(restart)): \(reason)"
         case .stopping: return "stopping"
@@ -42,7 +45,7 @@ public enum ServicePhase: Sendable, Equatable {
     /// The state `io.amp.Metadb` reports for it.
     public var state: MetadbStatus.State {
         switch self {
-        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .restarting: return .starting
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .maintenance, .restarting: return .starting
         case .ready: return .ready
         case .stopping: return .stopping
         case .failed: return .failed

@@ -69,7 +69,7 @@ public struct NotifyStateMachine: Sendable {
     public var needsTicks: Bool {
         switch phase {
         case .ready: return watchdogInterval != nil || degradedReason != nil
-        case .restarting: return watchdogInterval != nil
+        case .restarting, .maintenance: return watchdogInterval != nil
         case .failed: return false
         case .checking, .initialisingCluster, .starting, .recovering, .seeding: return !sentReady || watchdogInterval != nil
         case .stopping: return true
@@ -111,7 +111,7 @@ public struct NotifyStateMachine: Sendable {
         }
         phase = next
         switch next {
-        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .restarting, .failed:
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .maintenance, .restarting, .failed:
             return [.notify([.status(next.statusText)])]
         case .ready:
             failedChecks = 0
@@ -130,7 +130,7 @@ public struct NotifyStateMachine: Sendable {
 
     private func tick() -> [Action] {
         switch phase {
-        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .restarting:
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .maintenance, .restarting:
             // Before READY=1 the start timeout applies: ask for more time. After it (ampd
             // restarting PostgreSQL), ampd itself is alive and bounds the restart with its own
             // start timeout and backoff, so it keeps the watchdog fed meanwhile.

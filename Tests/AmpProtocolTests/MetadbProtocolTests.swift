@@ -25,6 +25,7 @@ struct MetadbProtocolTests {
     }()
     static let bareStatus = MetadbStatus(state: .starting, phase: "checking the cluster", project: "p", ampdPID: 1, ampDir: "/a", dataDir: "/d")
     static let database = MetadbDatabase(name: "app", sizeBytes: 8_000_000, owner: "me")
+    static let snapshot = MetadbSnapshot(name: "before", created: "2026-11-26T04:30:00Z", postgresVersion: "15", sizeBytes: 40_000_000, gitCommit: String(repeating: "a", count: 40))
 
     /// Sample parameters and replies of every method, with every optional set.
     static func samples(_ method: any MetadbMethod.Type) -> (parameters: JSONObject, reply: JSONObject)? {
@@ -42,6 +43,14 @@ struct MetadbProtocolTests {
             return encode(Metadb.CreateDatabase.Parameters(name: "app", template: "src", force: true)).flatMap { p in encode(Metadb.CreateDatabase.Reply(database: database)).map { (p, $0) } }
         case is Metadb.DropDatabase.Type:
             return encode(Metadb.DropDatabase.Parameters(name: "app", force: true)).flatMap { p in encode(NoParameters()).map { (p, $0) } }
+        case is Metadb.CreateSnapshot.Type:
+            return encode(Metadb.CreateSnapshot.Parameters(name: "before")).flatMap { p in encode(Metadb.CreateSnapshot.Reply(snapshot: snapshot)).map { (p, $0) } }
+        case is Metadb.ListSnapshots.Type:
+            return encode(NoParameters()).flatMap { p in encode(Metadb.ListSnapshots.Reply(snapshots: [snapshot])).map { (p, $0) } }
+        case is Metadb.RestoreSnapshot.Type:
+            return encode(Metadb.RestoreSnapshot.Parameters(name: "before")).flatMap { p in encode(NoParameters()).map { (p, $0) } }
+        case is Metadb.DeleteSnapshot.Type:
+            return encode(Metadb.DeleteSnapshot.Parameters(name: "before")).flatMap { p in encode(NoParameters()).map { (p, $0) } }
         default:
             return nil
         }
@@ -101,7 +110,8 @@ struct MetadbProtocolTests {
         let all: [MetadbError] = [
             .notReady(state: "starting", phase: "x"), .databaseExists(name: "a"), .noSuchDatabase(name: "a"),
             .invalidDatabaseName(name: "A", reason: "r"), .protectedDatabase(name: "postgres"),
-            .databaseInUse(name: "a", connections: 2, sessions: ["PID 1 (user u, psql, since t)"]), .databaseInUse(name: "a", connections: 1, sessions: []), .queryFailed(message: "m", sqlstate: "42P01"), .queryFailed(message: "m", sqlstate: nil),
+            .databaseInUse(name: "a", connections: 2, sessions: ["PID 1 (user u, psql, since t)"]), .databaseInUse(name: "a", connections: 1, sessions: []),
+            .noSuchSnapshot(name: "s"), .snapshotExists(name: "s"), .snapshotIncompatible(name: "s", snapshotVersion: "15", clusterVersion: "18"), .snapshotFailed(message: "m"), .queryFailed(message: "m", sqlstate: "42P01"), .queryFailed(message: "m", sqlstate: nil),
         ]
         #expect(Set(all.map(\.name)) == Set(interface.errors.keys))
         #expect(Set(MetadbError.names) == Set(interface.errors.keys))
