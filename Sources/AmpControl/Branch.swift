@@ -95,18 +95,6 @@ func branchConnection(_ project: Project, _ client: MetadbClient) async throws(A
     return connection.forDatabase(database)
 }
 
-extension Metadb.GetConnection.Reply {
-    /// The same server, another database.
-    func forDatabase(_ name: String) -> Metadb.GetConnection.Reply {
-        var copy = self
-        copy.url = url.replacing("postgresql:///\(database)?", with: "postgresql:///\(name)?")
-        copy.database = name
-        copy.environment["PGDATABASE"] = name
-        copy.environment["DATABASE_URL"] = copy.url
-        return copy
-    }
-}
-
 struct BranchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "branch", abstract: "The databases of git branches (made by url/env/psql --branch).",

@@ -89,3 +89,30 @@ struct SnapshotDeleteCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct ResetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reset",
+        abstract: "Recreate the project's cluster: empty, with the seed scripts (--seed), or from a snapshot (--snapshot NAME); asks first.")
+    @Flag(name: .customLong("seed"), help: "Run the seed scripts ([postgres] seed) in the new cluster.") var seed = false
+    @Option(name: .customLong("snapshot"), help: ArgumentHelp("Restore this snapshot instead.", valueName: "NAME")) var snapshot: String?
+    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    @Flag(help: "Do not ask first.") var yes = false
+    @OptionGroup var options: ProjectOptions
+
+    func validate() throws {
+        if seed && snapshot != nil { throw ValidationError("--seed and --snapshot are two ways to reset; give one") }
+    }
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
+            let what = snapshot.map { "snapshot \($0)" } ?? (seed ? "a new cluster with the seed scripts" : "a new, empty cluster")
+            try confirm("Replace every database of the project with \(what)? The current data is lost (take a snapshot first: ampctl snapshot create), and connections are ended.", yes: yes)
+            try await withProject(name, address: options.address) { client throws(MetadbClientError) in
+                if let snapshot { try await client.restoreSnapshot(snapshot) } else { try await client.resetCluster(seed: seed) }
+            }
+            err("ampctl: the cluster is now \(what)")
+            return .success
+        }
+    }
+}

@@ -140,13 +140,26 @@ struct AmpdService: Service {
     private func performMaintenance(
         _ job: MaintenanceJob, stopping server: PostgresServer, _ supervisor: Supervisor, created: OneShot<Void>
     ) async throws -> PostgresServer? {
+        let began = ContinuousClock.now
         let step = await job.work()
         do {
             guard let next = try await start(supervisor, created: created) else {
                 _ = job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
                 return nil
             }
+            if step.failure == nil, step.reseed, let seeding, !seeding.files.isEmpty, let problem = await runSeeds(next, seeding, supervisor) {
+                // The new cluster did not seed: the previous one comes back.
+                await next.stop()
+                let undone = await step.afterStart(false)
+                guard let previous = try await start(supervisor, created: created) else {
+                    _ = job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
+                    return nil
+                }
+                _ = job.result.fulfil(.failure(undone ?? .snapshotFailed(message: problem + "; the previous cluster is back")))
+                return previous
+            }
             let after = await step.afterStart(true)
+            if step.failure == nil, after == nil, step.recreated { onReady(next.handle, ContinuousClock.now - began, true) }
             _ = job.result.fulfil(step.failure.map { .failure($0) } ?? after.map { .failure($0) } ?? .success(()))
             return next
         } catch let failure as PostgresError {
@@ -170,42 +183,45 @@ struct AmpdService: Service {
     /// Command: `psql -X -q -v ON_ERROR_STOP=1 --single-transaction -f FILE -h SOCKETDIR -p PORT -U USER -d DB`;
     /// see <https://www.postgresql.org/docs/15/app-psql.html>.
     private func seed(_ server: PostgresServer, _ seeding: Seeding, _ supervisor: Supervisor) async throws {
+        guard var problem = await runSeeds(server, seeding, supervisor) else { return }
+        problem += "; fix it, then start again (the new cluster was removed, so every seed runs again)"
+        supervisor.handle(.phase(.failed(problem)))
+        _ = await server.stop()
+        do {
+            try removeTree(seeding.dataDirectory)
+        } catch {
+            throw DaemonError(.dataError, problem + "; the half-seeded cluster could not be removed (\(error)): remove \(seeding.dataDirectory) by hand")
+        }
+        throw DaemonError(.dataError, problem)
+    }
+
+    /// Runs each seed script; the first problem, in words, or nil when all ran.
+    private func runSeeds(_ server: PostgresServer, _ seeding: Seeding, _ supervisor: Supervisor) async -> String? {
         let h = server.handle
         for file in seeding.files {
             supervisor.handle(.phase(.seeding(file: file)))
             logger.info("running seed script \(file)")
-            var problem: String?
             if access(file, R_OK) != 0 {
-                problem = "\(seeding.configFile): seed script \(file) cannot be read (\(String(cString: strerror(errno)))); fix the path in [postgres] seed"
-            } else {
-                let directory = String(file[..<(file.lastIndex(of: "/") ?? file.endIndex)])
-                do {
-                    let output = try await runCommand(
-                        seeding.psql, ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", file,
-                                       "-h", h.socketDirectory, "-p", "\(h.port)", "-U", h.user, "-d", h.database],
-                        environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGAPPNAME": "amp-seed"], workingDirectory: directory, timeout: nil)
-                    if !output.succeeded {
-                        let lines = output.text.split(separator: "\n").map(String.init)
-                        let status = output.status.map { "exit status \($0)" } ?? "no status"
-                        let line: String = lines.first { $0.contains("ERROR") || $0.contains("FATAL") } ?? lines.last ?? "psql ended with \(status)"
-                        problem = "seed script failed: \(line.trimmingWhitespace); fix it, then start again (the new cluster was removed, so every seed runs again)"
-                    }
-                } catch {
-                    problem = "cannot run \(seeding.psql) for the seed scripts: \(error); install the PostgreSQL client (psql) next to postgres"
-                }
+                return "\(seeding.configFile): seed script \(file) cannot be read (\(String(cString: strerror(errno)))); fix the path in [postgres] seed"
             }
-            if let problem {
-                supervisor.handle(.phase(.failed(problem)))
-                _ = await server.stop()
-                do {
-                    try removeTree(seeding.dataDirectory)
-                } catch {
-                    throw DaemonError(.dataError, problem + "; the half-seeded cluster could not be removed (\(error)): remove \(seeding.dataDirectory) by hand")
+            let directory = String(file[..<(file.lastIndex(of: "/") ?? file.endIndex)])
+            do {
+                let output = try await runCommand(
+                    seeding.psql, ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", file,
+                                   "-h", h.socketDirectory, "-p", "\(h.port)", "-U", h.user, "-d", h.database],
+                    environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGAPPNAME": "amp-seed"], workingDirectory: directory, timeout: nil)
+                if !output.succeeded {
+                    let lines = output.text.split(separator: "\n").map(String.init)
+                    let status = output.status.map { "exit status \($0)" } ?? "no status"
+                    let line: String = lines.first { $0.contains("ERROR") || $0.contains("FATAL") } ?? lines.last ?? "psql ended with \(status)"
+                    return "seed script failed: \(line.trimmingWhitespace)"
                 }
-                throw DaemonError(.dataError, problem)
+            } catch {
+                return "cannot run \(seeding.psql) for the seed scripts: \(error); install the PostgreSQL client (psql) next to postgres"
             }
         }
         logger.info("seeded the new cluster with \(seeding.files.count) script(s)")
+        return nil
     }
 
     /// Starts PostgreSQL, reporting the phases; nil when a graceful shutdown came first.

@@ -145,15 +145,18 @@ enum Daemon {
         // The varlink socket listens before PostgreSQL starts, so `ampctl status` sees the start.
         let restarts = countStart(environment: environment)
         let maintenance = MaintenanceQueue()
+        let session = LibPQSessionSlot()
         let board = StatusBoard(MetadbStatus(
             state: ServicePhase.checking.state, phase: ServicePhase.checking.statusText, project: projectName, ampdPID: Int(getpid()),
             ampDir: ampDir.path, dataDir: ampDir.metadb, restarts: restarts))
+        let testDatabases = TestDatabasePool(board: board, logger: logger)
         let varlink: VarlinkServer
         do {
             varlink = try makeVarlinkServer(
                 name: projectName, environment: environment, board: board, logger: logger,
                 snapshots: SnapshotContext(store: ClusterSnapshots(directory: ampDir.path + "/snapshots"), dataDirectory: ampDir.metadb,
-                                           projectBase: ampDir.base, queue: maintenance))
+                                           projectBase: ampDir.base, queue: maintenance),
+                testDatabases: testDatabases, session: session)
         } catch {
             return fail(error.code, error.message)
         }
@@ -175,6 +178,7 @@ enum Daemon {
             services: [
                 // Dependency order: started first, stopped last.
                 .init(service: VarlinkService(server: varlink, board: board), serviceName: "varlink"),
+                .init(service: TestDatabasePoolService(pool: testDatabases, session: session), serviceName: "testdb-pool"),
                 .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                       failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "postgres"),
             ],
@@ -198,7 +202,8 @@ enum Daemon {
 
     /// Binds the `io.amp.Metadb` socket at `RUNTIME/amp/NAME/io.amp.Metadb` (directories 0700).
     static func makeVarlinkServer(
-        name: String, environment: [String: String], board: StatusBoard, logger: Logger, snapshots: SnapshotContext? = nil
+        name: String, environment: [String: String], board: StatusBoard, logger: Logger, snapshots: SnapshotContext? = nil,
+        testDatabases: TestDatabasePool? = nil, session: LibPQSessionSlot = LibPQSessionSlot()
     ) throws(DaemonError) -> VarlinkServer {
         let runtime = Metadb.runtimeDirectory(environment: environment)
         let path = Metadb.socketPath(runtimeDirectory: runtime, name: name)
@@ -215,6 +220,8 @@ enum Daemon {
         }
         var handler = MetadbHandler(board: board, logger: logger)
         handler.snapshots = snapshots
+        handler.testDatabases = testDatabases
+        handler.readOnlySession = session
         do {
             return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") },
                                     warn: { message in logger.warning("\(message)") })

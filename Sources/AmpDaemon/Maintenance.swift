@@ -17,7 +17,14 @@ struct MaintenanceJob: Sendable {
 struct MaintenanceStep: Sendable {
     /// The job's own outcome so far (nil: succeeded).
     var failure: MetadbError?
-    /// Called with whether PostgreSQL came up again: a restore keeps the old cluster until then.
+    /// Whether the seed scripts run once PostgreSQL is up (a reset with seeds); when one fails,
+    /// ``afterStart`` is called with false.
+    var reseed = false
+    /// Whether the job made a new cluster (a reset): the baseline extensions are created and
+    /// the ready line printed again.
+    var recreated = false
+    /// Called with whether PostgreSQL came up again (and seeded, when asked): a restore or a
+    /// reset keeps the old cluster until then.
     var afterStart: @Sendable (Bool) async -> MetadbError? = { _ in nil }
 }
 

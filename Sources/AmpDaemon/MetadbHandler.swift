@@ -21,11 +21,13 @@ struct MetadbHandler: VarlinkHandler {
     /// One idle connection kept for the read-only queries (status statistics, the database
     /// list), so that `ampctl status` does not wait for a backend to start each time. Commands
     /// that change something (CREATE/DROP DATABASE) always use a connection of their own.
-    let readOnlySession = LibPQSessionSlot()
+    var readOnlySession = LibPQSessionSlot()
     let sizeCache = DatabaseSizeCache()
     /// Snapshots: the store, the data directory, the project (for its git commit) and the
     /// queue to the service that stops and starts PostgreSQL around them.
     var snapshots: SnapshotContext? = nil
+    /// Throwaway test databases and their pool.
+    var testDatabases: TestDatabasePool? = nil
 
     func handle(_ call: VarlinkCall, stream: VarlinkReplyStream) async throws(VarlinkError) -> JSONObject {
         switch try MetadbCall(call) {
@@ -55,6 +57,22 @@ struct MetadbHandler: VarlinkHandler {
         case .restoreSnapshot(let p):
             try await mapped { () async throws(MetadbError) in try await restoreSnapshot(p.name) }
             return try Metadb.RestoreSnapshot.encode(NoParameters())
+        case .resetCluster(let p):
+            try await mapped { () async throws(MetadbError) in try await resetCluster(seed: p.seed ?? false) }
+            return try Metadb.ResetCluster.encode(NoParameters())
+        case .acquireTestDatabase(let p):
+            let reply = try await mapped { () async throws(MetadbError) in try await acquireTestDatabase(p.template) }
+            stream.send(try Metadb.AcquireTestDatabase.encode(reply))
+            // The database lives as long as this call: until the caller's connection closes.
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            if let pool = testDatabases, let handle = board.handle { _ = await pool.release(reply.database, handle: handle) }
+            return try Metadb.AcquireTestDatabase.encode(reply)
+        case .releaseTestDatabase(let p):
+            try await mapped { () async throws(MetadbError) in
+                let handle = try readyHandle()
+                guard let pool = testDatabases, await pool.release(p.name, handle: handle) else { throw .noSuchDatabase(name: p.name) }
+            }
+            return try Metadb.ReleaseTestDatabase.encode(NoParameters())
         case .deleteSnapshot(let p):
             try await mapped { () async throws(MetadbError) in try deleteSnapshot(p.name) }
             return try Metadb.DeleteSnapshot.encode(NoParameters())
@@ -137,6 +155,19 @@ struct MetadbHandler: VarlinkHandler {
         logger.info("dropped database \(name)")
     }
 
+    // MARK: - test databases
+
+    private func acquireTestDatabase(_ template: String?) async throws(MetadbError) -> Metadb.AcquireTestDatabase.Reply {
+        guard let pool = testDatabases else { throw .queryFailed(message: "test databases are not available in this ampd", sqlstate: nil) }
+        let handle = try readyHandle()
+        let source = template ?? handle.database
+        if let reason = Metadb.databaseNameProblem(source) { throw .invalidDatabaseName(name: source, reason: reason) }
+        let (name, pooled) = try await pool.acquire(template: source, handle: handle, session: readOnlySession)
+        let c = try connection().forDatabase(name)
+        logger.debug("handed out test database \(name) (template \(source), \(pooled ? "pooled" : "made now"))")
+        return .init(database: name, url: c.url, environment: c.environment, pooled: pooled)
+    }
+
     // MARK: - snapshots
 
     private func context() throws(MetadbError) -> SnapshotContext {
@@ -211,6 +242,36 @@ struct MetadbHandler: VarlinkHandler {
         }
         if case .failure(let e) = await c.queue.perform(job) { throw e }
         logger.info("restored snapshot \(name)")
+    }
+
+    private func resetCluster(seed: Bool) async throws(MetadbError) {
+        let c = try context()
+        _ = try readyHandle()
+        readOnlySession.close()
+        sizeCache.invalidate()
+        let job = MaintenanceJob(description: seed ? "resetting the cluster (with the seed scripts)" : "resetting the cluster") {
+            let kept = parentDirectory(c.dataDirectory) + "/.before-reset-\(getpid())"
+            try? removeTree(kept)
+            guard rename(c.dataDirectory, kept) == 0 else {
+                return MaintenanceStep(failure: .snapshotFailed(message: "cannot move the cluster aside: \(String(cString: strerror(errno))); the cluster is as it was"))
+            }
+            var step = MaintenanceStep(failure: nil) { ok in
+                if ok {
+                    try? removeTree(kept)
+                    return nil
+                }
+                try? removeTree(c.dataDirectory)
+                guard rename(kept, c.dataDirectory) == 0 else {
+                    return .snapshotFailed(message: "the new cluster failed, and the previous one could not be moved back from \(kept): move it to \(c.dataDirectory) by hand")
+                }
+                return nil
+            }
+            step.reseed = seed
+            step.recreated = true
+            return step
+        }
+        if case .failure(let e) = await c.queue.perform(job) { throw e }
+        logger.info("reset the cluster\(seed ? " with the seed scripts" : "")")
     }
 
     private func deleteSnapshot(_ name: String) throws(MetadbError) {
@@ -341,8 +402,7 @@ struct VarlinkService: Service {
         // RUNTIME/amp/NAME and RUNTIME/amp when empty (systemd removes its RuntimeDirectory
         // itself), and RUNTIME itself when it is ampd's /tmp/amp-UID fallback: rmdir fails
         // harmlessly while anything is left in them.
-        func parent(_ path: String) -> String { String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)]) }
-        let socketDirectory = parent(server.path), ampDirectory = parent(socketDirectory), runtime = parent(ampDirectory)
+        let socketDirectory = parentDirectory(server.path), ampDirectory = parentDirectory(socketDirectory), runtime = parentDirectory(ampDirectory)
         rmdir(socketDirectory)
         if ampDirectory.hasSuffix("/amp") { rmdir(ampDirectory) }
         if runtime == "/tmp/amp-\(geteuid())" { rmdir(runtime) }

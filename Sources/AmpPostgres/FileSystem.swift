@@ -69,11 +69,7 @@ enum FileSystem {
         }
     }
 
-    static func parentDirectory(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        if slash == path.startIndex { return "/" }
-        return String(path[..<slash])
-    }
+    static func parentDirectory(_ path: String) -> String { SystemSupport.parentDirectory(path) }
 
     static func baseName(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return path }

@@ -97,6 +97,23 @@ public enum Metadb {
 
         method DeleteSnapshot(name: string) -> ()
 
+        # Replaces the cluster with a new one (initdb or the cached template), with the seed
+        # scripts when seed is true; the current one is kept until the new one is up (and seeded).
+        method ResetCluster(seed: ?bool) -> ()
+
+        # A fresh database cloned from template (default: the default database) for as long as
+        # this call lasts: call with more; the first reply names it, and it is dropped when the
+        # connection closes (or on ReleaseTestDatabase). pooled: it was made ahead of time.
+        method AcquireTestDatabase(template: ?string) -> (
+          database: string,
+          url: string,
+          environment: [string]string,
+          pooled: bool
+        )
+
+        # Drops a test database handed out by AcquireTestDatabase now.
+        method ReleaseTestDatabase(name: string) -> ()
+
         # PostgreSQL is not ready (starting, stopping or failed).
         error NotReady (state: string, phase: string)
 
@@ -134,7 +151,7 @@ public enum Metadb {
     public static func service(version: String) throws(VarlinkIDLError) -> VarlinkServiceDescription {
         VarlinkServiceDescription(
             vendor: "amp", product: "ampd", version: version, url: "https://github.com/amp-dev/amp",
-            interfaces: [try interface()], moreRequired: ["io.amp.Metadb.WatchStatus"])
+            interfaces: [try interface()], moreRequired: ["io.amp.Metadb.WatchStatus", "io.amp.Metadb.AcquireTestDatabase"])
     }
 
     /// Why `name` cannot be a database name, or nil.

@@ -88,6 +88,16 @@ public struct MetadbClient: Sendable {
         _ = try await call(Metadb.RestoreSnapshot.self, .init(name: name), timeout: .seconds(3600))
     }
 
+    /// Replaces the cluster with a new one (with the seed scripts when `seed`).
+    public func resetCluster(seed: Bool) async throws(MetadbClientError) {
+        _ = try await call(Metadb.ResetCluster.self, .init(seed: seed ? true : nil), timeout: .seconds(3600))
+    }
+
+    /// Drops a test database now (ampd answers once it is gone).
+    public func releaseTestDatabase(_ name: String) async throws(MetadbClientError) {
+        _ = try await call(Metadb.ReleaseTestDatabase.self, .init(name: name), timeout: .seconds(120))
+    }
+
     public func deleteSnapshot(_ name: String) async throws(MetadbClientError) {
         _ = try await call(Metadb.DeleteSnapshot.self, .init(name: name), timeout: .seconds(600))
     }
@@ -99,6 +109,21 @@ public struct MetadbClient: Sendable {
     /// The status, then every change, until the service stops or the consumer stops reading.
     public func watchStatus() -> AsyncThrowingMapSequence<AsyncThrowingMapSequence<AsyncThrowingStream<JSONObject, any Error>, Metadb.GetStatus.Reply>, MetadbStatus> {
         connection.stream(Metadb.WatchStatus.self, NoParameters()).map(\.status)
+    }
+
+    /// Acquires a throwaway test database (`AcquireTestDatabase` with `more`). It lives until
+    /// ``TestDatabaseLease/end()``, until the lease is dropped, or until this process exits —
+    /// whichever closes the call first; ampd then drops it.
+    public func acquireTestDatabase(template: String?) async throws(MetadbClientError) -> TestDatabaseLease {
+        var iterator = connection.stream(Metadb.AcquireTestDatabase.self, .init(template: template)).makeAsyncIterator()
+        do {
+            guard let reply = try await iterator.next() else { throw MetadbClientError.protocolViolation("AcquireTestDatabase ended without a reply") }
+            return TestDatabaseLease(reply: reply, iterator: iterator)
+        } catch let error as MetadbClientError {
+            throw error
+        } catch {
+            throw Self.map(error, path: path)
+        }
     }
 
     /// One mapping from what the transport throws to ``MetadbClientError``.
@@ -116,4 +141,20 @@ public struct MetadbClient: Sendable {
         default: return .transport("\(error)")
         }
     }
+}
+
+/// A test database held open by its `AcquireTestDatabase` call.
+public final class TestDatabaseLease: @unchecked Sendable {
+    public let reply: Metadb.AcquireTestDatabase.Reply
+    /// Keeps the call (and so the database) alive; dropping it closes the connection.
+    private var iterator: AsyncThrowingMapSequence<AsyncThrowingStream<JSONObject, any Error>, Metadb.AcquireTestDatabase.Reply>.Iterator?
+
+    init(reply: Metadb.AcquireTestDatabase.Reply,
+         iterator: AsyncThrowingMapSequence<AsyncThrowingStream<JSONObject, any Error>, Metadb.AcquireTestDatabase.Reply>.Iterator) {
+        self.reply = reply
+        self.iterator = iterator
+    }
+
+    /// Ends the call; ampd drops the database.
+    public func end() { iterator = nil }
 }

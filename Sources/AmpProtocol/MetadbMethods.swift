@@ -141,14 +141,70 @@ extension Metadb {
         public static let name = "DeleteSnapshot"
     }
 
+    /// `ResetCluster(seed: ?bool) -> ()`.
+    public enum ResetCluster: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var seed: Bool?
+            public init(seed: Bool? = nil) { self.seed = seed }
+        }
+        public typealias Reply = NoParameters
+        public static let name = "ResetCluster"
+    }
+
+    /// `AcquireTestDatabase(template: ?string) -> (database, url, environment, pooled)`, with more.
+    public enum AcquireTestDatabase: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var template: String?
+            public init(template: String? = nil) { self.template = template }
+        }
+        public struct Reply: Codable, Sendable, Equatable {
+            public var database: String
+            public var url: String
+            /// libpq variables and DATABASE_URL for the test database.
+            public var environment: [String: String]
+            /// Whether it was made ahead of time (no CREATE DATABASE while the caller waited).
+            public var pooled: Bool
+            public init(database: String, url: String, environment: [String: String], pooled: Bool) {
+                self.database = database
+                self.url = url
+                self.environment = environment
+                self.pooled = pooled
+            }
+        }
+        public static let name = "AcquireTestDatabase"
+    }
+
+    /// `ReleaseTestDatabase(name: string) -> ()`.
+    public enum ReleaseTestDatabase: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var name: String
+            public init(name: String) { self.name = name }
+        }
+        public typealias Reply = NoParameters
+        public static let name = "ReleaseTestDatabase"
+    }
+
     /// Every method, for the check of the types against the IDL.
     public static let methods: [any MetadbMethod.Type] = [
         GetStatus.self, GetConnection.self, WatchStatus.self, ListDatabases.self, CreateDatabase.self, DropDatabase.self,
         CreateSnapshot.self, ListSnapshots.self, RestoreSnapshot.self, DeleteSnapshot.self,
+        AcquireTestDatabase.self, ReleaseTestDatabase.self, ResetCluster.self,
     ]
 
     /// Snapshot names: the same rule as database names (1 to 63 of a-z, 0-9, _ and -).
     public static func snapshotNameProblem(_ name: String) -> String? { databaseNameProblem(name) }
+}
+
+extension Metadb.GetConnection.Reply {
+    /// The same server, another database: URL, `PGDATABASE` and `DATABASE_URL` follow.
+    public func forDatabase(_ name: String) -> Metadb.GetConnection.Reply {
+        var copy = self
+        copy.url = url.replacing("postgresql:///\(database)?", with: "postgresql:///\(name)?")
+        copy.database = name
+        copy.environment["PGDATABASE"] = name
+        copy.environment["DATABASE_URL"] = copy.url
+        return copy
+    }
 }
 
 /// A call of `io.amp.Metadb`, decoded: what ampd dispatches on.
@@ -163,6 +219,9 @@ public enum MetadbCall: Sendable, Equatable {
     case listSnapshots
     case restoreSnapshot(Metadb.RestoreSnapshot.Parameters)
     case deleteSnapshot(Metadb.DeleteSnapshot.Parameters)
+    case acquireTestDatabase(Metadb.AcquireTestDatabase.Parameters)
+    case releaseTestDatabase(Metadb.ReleaseTestDatabase.Parameters)
+    case resetCluster(Metadb.ResetCluster.Parameters)
 
     /// Decodes `call` (already checked against the IDL by the connection).
     public init(_ call: VarlinkCall) throws(VarlinkError) {
@@ -177,6 +236,9 @@ public enum MetadbCall: Sendable, Equatable {
         case Metadb.ListSnapshots.qualifiedName: self = .listSnapshots
         case Metadb.RestoreSnapshot.qualifiedName: self = .restoreSnapshot(try Metadb.RestoreSnapshot.parameters(of: call))
         case Metadb.DeleteSnapshot.qualifiedName: self = .deleteSnapshot(try Metadb.DeleteSnapshot.parameters(of: call))
+        case Metadb.AcquireTestDatabase.qualifiedName: self = .acquireTestDatabase(try Metadb.AcquireTestDatabase.parameters(of: call))
+        case Metadb.ReleaseTestDatabase.qualifiedName: self = .releaseTestDatabase(try Metadb.ReleaseTestDatabase.parameters(of: call))
+        case Metadb.ResetCluster.qualifiedName: self = .resetCluster(try Metadb.ResetCluster.parameters(of: call))
         default: throw .methodNotImplemented(call.method)
         }
     }

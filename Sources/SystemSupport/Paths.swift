@@ -14,6 +14,13 @@ public func normalizePath(_ path: String) -> String {
     return "/" + parts.joined(separator: "/")
 }
 
+/// The directory part of `path` (`/a/b` → `/a`, `/a` → `/`, `a` → `.`), lexically.
+public func parentDirectory(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    if slash == path.startIndex { return "/" }
+    return String(path[..<slash])
+}
+
 /// The current working directory (`/` if it cannot be read).
 public func workingDirectory() -> String {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

@@ -49,6 +49,13 @@ struct MetadbProtocolTests {
             return encode(NoParameters()).flatMap { p in encode(Metadb.ListSnapshots.Reply(snapshots: [snapshot])).map { (p, $0) } }
         case is Metadb.RestoreSnapshot.Type:
             return encode(Metadb.RestoreSnapshot.Parameters(name: "before")).flatMap { p in encode(NoParameters()).map { (p, $0) } }
+        case is Metadb.ResetCluster.Type:
+            return encode(Metadb.ResetCluster.Parameters(seed: true)).flatMap { p in encode(NoParameters()).map { (p, $0) } }
+        case is Metadb.AcquireTestDatabase.Type:
+            let r = Metadb.AcquireTestDatabase.Reply(database: "amp_testdb_1", url: "u", environment: ["PGDATABASE": "amp_testdb_1"], pooled: true)
+            return encode(Metadb.AcquireTestDatabase.Parameters(template: "app")).flatMap { p in encode(r).map { (p, $0) } }
+        case is Metadb.ReleaseTestDatabase.Type:
+            return encode(Metadb.ReleaseTestDatabase.Parameters(name: "amp_testdb_1")).flatMap { p in encode(NoParameters()).map { (p, $0) } }
         case is Metadb.DeleteSnapshot.Type:
             return encode(Metadb.DeleteSnapshot.Parameters(name: "before")).flatMap { p in encode(NoParameters()).map { (p, $0) } }
         default:

@@ -112,3 +112,41 @@ struct SeedAndBranchTests {
         await stop(ampd)
     }
 }
+
+extension SeedAndBranchTests {
+    @Test("ampctl reset: asks first; --seed makes a new seeded cluster; plain reset an empty one; a failing seed brings the old cluster back")
+    func reset() async throws {
+        let f = AmpdFixture()
+        try makeDirectories(f.base + "/db")
+        try makeDirectories(f.ampDir)
+        writeFile(f.ampDir + "/config.toml", "[postgres]\nseed = [\"db/seed.sql\"]\n")
+        writeFile(f.base + "/db/seed.sql", "CREATE TABLE fruit (name text); INSERT INTO fruit VALUES ('apple');\n")
+        let ampd = try await ready(f)
+        let url = try #require(ampd.url)
+        let env = toolEnvironment(["XDG_RUNTIME_DIR": f.runtimeDirectory, "NO_COLOR": "1"])
+        func ampctl(_ args: [String]) async -> ToolResult { await runIn(f.base, ampctlPath, args, environment: env) }
+        _ = try LibPQ.rows(url, "INSERT INTO fruit VALUES ('pear'); CREATE TABLE scratch (x int)")
+
+        let unconfirmed = await ampctl(["reset", "--seed"])
+        #expect(unconfirmed.status == .exited(64), "\(unconfirmed.output)")
+        let seeded = await ampctl(["reset", "--seed", "--yes"])
+        #expect(seeded.ok, "\(seeded.output)")
+        #expect(try LibPQ.query(url, "SELECT count(*) FROM fruit").first == "1", "seeded afresh")
+        #expect(try LibPQ.query(url, "SELECT count(*) FROM pg_class WHERE relname = 'scratch'").first == "0")
+        #expect(await eventually(timeout: .seconds(10)) {
+            (try? LibPQ.query(url, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'").first) == "1"
+        }, "the baseline extension is created in the new cluster too")
+
+        // A seed that fails: the previous cluster comes back and answers.
+        writeFile(f.base + "/db/seed.sql", "SELECT no_such_column;\n")
+        let failing = await ampctl(["reset", "--seed", "--yes"])
+        #expect(!failing.ok && failing.output.contains("seed.sql:1"), "\(failing.output)")
+        #expect(try LibPQ.query(url, "SELECT count(*) FROM fruit").first == "1", "the previous cluster is back")
+
+        let empty = await ampctl(["reset", "--yes"])
+        #expect(empty.ok, "\(empty.output)")
+        #expect(try LibPQ.query(url, "SELECT count(*) FROM pg_class WHERE relname = 'fruit'").first == "0", "empty")
+        #expect(!listDirectory(f.ampDir).contains { $0.hasPrefix(".before-reset") })
+        await stop(ampd)
+    }
+}

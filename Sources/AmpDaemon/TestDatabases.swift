@@ -1,0 +1,196 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpPostgres
+import AmpProtocol
+import Logging
+import ServiceLifecycle
+import Synchronization
+import SystemSupport
+import ThreadSupport
+
+/// Throwaway test databases: clones of a template handed out by `AcquireTestDatabase` for as
+/// long as the caller's varlink call lasts, with a pool per template made ahead of time, so
+/// handing one out costs no `CREATE DATABASE`.
+///
+/// Names start with ``prefix`` and carry the comment ``comment``: at start-up ampd drops every
+/// such database (leftovers of a client or an ampd that crashed), and no other.
+///
+/// A pooled clone is handed out only while its template is unchanged since the clone was made:
+/// the template's activity counters in `pg_stat_database` (sessions, commits, rollbacks, tuples
+/// written; a session's counters are flushed when it ends) must be the ones recorded then, and
+/// no session may be connected to it (a migration still running). Otherwise the pool of that
+/// template is dropped and a fresh clone made for the caller; the pool is refilled in the
+/// background either way.
+final class TestDatabasePool: Sendable {
+    static let prefix = "amp_testdb_"
+    static let comment = "amp test database"
+    /// Clones kept ready per template.
+    let size: Int
+    private let logger: Logger
+    private let board: StatusBoard
+    private let state = Mutex<State>(State())
+    private let requests: AsyncStream<String>
+    private let requestSink: AsyncStream<String>.Continuation
+
+    private struct State {
+        var ready: [String: [(name: String, fingerprint: String)]] = [:]
+        var counter = 0
+        var handedOut: Set<String> = []
+    }
+
+    init(board: StatusBoard, logger: Logger, size: Int = 4) {
+        self.board = board
+        self.logger = logger
+        self.size = size
+        (requests, requestSink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(64))
+    }
+
+    /// A new unique name.
+    private func nextName() -> String {
+        let n = state.withLock { s -> Int in s.counter += 1; return s.counter }
+        return Self.prefix + "\(getpid())_\(n)"
+    }
+
+    /// The template's change fingerprint and its open sessions, read on `conninfo` (the
+    /// default database, never the template itself).
+    static func fingerprint(_ conninfo: String, template: String) -> (fingerprint: String, sessions: Int)? {
+        let sql = """
+            SELECT numbackends, sessions, xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted
+            FROM pg_stat_database WHERE datname = '\(template)'
+            """  // template checked by the caller: a-z, 0-9, _ and -
+        guard let row = (try? LibPQ.rows(conninfo, sql))?.first else { return nil }
+        let values = row.map { $0 ?? "0" }
+        return (values.dropFirst().joined(separator: ":"), Int(values.first ?? "0") ?? 0)
+    }
+
+    /// Makes a clone of `template` named `name` (with the marker comment). Retries while only
+    /// ampd's own idle session blocks a clone of the default database.
+    static func clone(_ template: String, as name: String, handle: PostgresHandle, session: LibPQSessionSlot) throws(LibPQError) {
+        let create = "CREATE DATABASE \(LibPQ.quoteIdentifier(name)) TEMPLATE \(LibPQ.quoteIdentifier(template)) STRATEGY WAL_LOG"
+        var attempt = 0
+        while true {
+            if template == handle.database { session.close() }
+            do {
+                let major = Int(handle.serverVersion.prefix { $0.isNumber }) ?? 0
+                _ = try LibPQ.rows(handle.conninfo, major >= 15 ? create : create.replacing(" STRATEGY WAL_LOG", with: ""))
+                break
+            } catch {
+                attempt += 1
+                guard error.sqlState == "55006", attempt < 3, template == handle.database else { throw error }
+            }
+        }
+        _ = try? LibPQ.rows(handle.conninfo, "COMMENT ON DATABASE \(LibPQ.quoteIdentifier(name)) IS '\(comment)'")
+    }
+
+    static func drop(_ name: String, handle: PostgresHandle) {
+        _ = try? LibPQ.rows(handle.conninfo, "DROP DATABASE IF EXISTS \(LibPQ.quoteIdentifier(name)) WITH (FORCE)")
+    }
+
+    /// A database for a caller: a pooled clone when the template is unchanged, else a fresh one.
+    func acquire(template: String, handle: PostgresHandle, session: LibPQSessionSlot) async throws(MetadbError) -> (name: String, pooled: Bool) {
+        defer { requestSink.yield(template) }
+        let conninfo = handle.conninfo
+        let now = await runOnThread(name: "amp-testdb") { Self.fingerprint(conninfo, template: template) }
+        guard let now else { throw .noSuchDatabase(name: template) }
+        if now.sessions == 0 {
+            let pooled: String? = state.withLock { s in
+                var list = s.ready[template] ?? []
+                guard let i = list.firstIndex(where: { $0.fingerprint == now.fingerprint }) else { return nil }
+                let name = list.remove(at: i).name
+                s.ready[template] = list
+                s.handedOut.insert(name)
+                return name
+            }
+            if let pooled { return (pooled, true) }
+        }
+        // Changed (or busy): the pool of this template is stale.
+        let stale: [String] = state.withLock { s in
+            let names = (s.ready[template] ?? []).filter { $0.fingerprint != now.fingerprint }.map(\.name)
+            s.ready[template] = (s.ready[template] ?? []).filter { $0.fingerprint == now.fingerprint }
+            return names
+        }
+        let name = nextName()
+        let result = await runOnThread(name: "amp-testdb") { () -> Result<Void, LibPQError> in
+            for n in stale { Self.drop(n, handle: handle) }
+            return Result { () throws(LibPQError) in try Self.clone(template, as: name, handle: handle, session: session) }
+        }
+        switch result {
+        case .success:
+            state.withLock { _ = $0.handedOut.insert(name) }
+            return (name, false)
+        case .failure(let e):
+            if e.sqlState == "55006" {
+                throw .databaseInUse(name: template, connections: max(1, now.sessions), sessions: [])
+            }
+            throw .queryFailed(message: e.message, sqlstate: e.sqlState)
+        }
+    }
+
+    /// Drops a database handed out before; false when it was not one.
+    func release(_ name: String, handle: PostgresHandle) async -> Bool {
+        let known = state.withLock { $0.handedOut.remove(name) != nil }
+        guard known else { return false }
+        await runOnThread(name: "amp-testdb") { Self.drop(name, handle: handle) }
+        logger.debug("dropped test database \(name)")
+        return true
+    }
+
+    /// Runs until the task is cancelled: drops the leftovers of earlier runs once PostgreSQL is
+    /// ready, then refills a template's pool whenever one was used.
+    func run(session: LibPQSessionSlot) async {
+        for await status in board.watch() where status.state == .ready {
+            if let handle = board.handle {
+                await runOnThread(name: "amp-testdb") { Self.dropLeftovers(handle: handle, except: []) }
+                break
+            }
+        }
+        for await template in requests {
+            guard let handle = board.handle else { continue }
+            await refill(template, handle: handle, session: session)
+        }
+    }
+
+    /// Drops every database with the marker (or the reserved prefix) not in `except`.
+    static func dropLeftovers(handle: PostgresHandle, except: Set<String>) {
+        let rows = (try? LibPQ.query(handle.conninfo, """
+            SELECT datname FROM pg_database
+            WHERE shobj_description(oid, 'pg_database') = '\(comment)' OR datname LIKE 'amp\\_testdb\\_%'
+            """)) ?? []
+        for case let name? in rows where !except.contains(name) { drop(name, handle: handle) }
+    }
+
+    private func refill(_ template: String, handle: PostgresHandle, session: LibPQSessionSlot) async {
+        let conninfo = handle.conninfo
+        while state.withLock({ ($0.ready[template]?.count ?? 0) < size }) {
+            guard let before = await runOnThread(name: "amp-testdb", { Self.fingerprint(conninfo, template: template) }), before.sessions == 0 else { return }
+            let name = nextName()
+            let made = await runOnThread(name: "amp-testdb") { (try? Self.clone(template, as: name, handle: handle, session: session)) != nil }
+            guard made else { return }
+            // Recorded only when the template did not change while it was copied.
+            guard let after = await runOnThread(name: "amp-testdb", { Self.fingerprint(conninfo, template: template) }), after.fingerprint == before.fingerprint else {
+                await runOnThread(name: "amp-testdb") { Self.drop(name, handle: handle) }
+                return
+            }
+            state.withLock { $0.ready[template, default: []].append((name, before.fingerprint)) }
+        }
+    }
+
+    /// Asks for a template's pool to be filled (e.g. right after the first use).
+    func prefill(_ template: String) { requestSink.yield(template) }
+
+    func finish() { requestSink.finish() }
+}
+
+/// The pool as a service of the group: started after the varlink server, refilling in the
+/// background until shutdown.
+struct TestDatabasePoolService: Service {
+    let pool: TestDatabasePool
+    let session: LibPQSessionSlot
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await pool.run(session: session)
+        }
+    }
+}
