@@ -100,6 +100,10 @@ struct SeedAndBranchTests {
         let envOut = await ampctl(["env", "--branch"])
         #expect(envOut.output.contains("export PGDATABASE=br_feature_login_2") || envOut.output.contains("export PGDATABASE='br_feature_login_2'"), "\(envOut.output)")
 
+        // A second branch that stays: prune must keep its database.
+        #expect(await git(["checkout", "-qb", "keep-me"]).ok)
+        #expect(await ampctl(["url", "--branch"]).ok)
+        #expect(await git(["checkout", "-q", "feature/Login-2"]).ok)
         let list = await ampctl(["branch", "list"])
         #expect(list.ok && list.output.contains("br_feature_login_2") && list.output.contains("feature/Login-2"), "\(list.output)")
         #expect(await git(["checkout", "-q", "main"]).ok)
@@ -109,6 +113,7 @@ struct SeedAndBranchTests {
         let prune = await ampctl(["branch", "prune", "--yes"])
         #expect(prune.ok, "\(prune.output)")
         #expect(try LibPQ.query(local, "SELECT count(*) FROM pg_database WHERE datname = 'br_feature_login_2'").first == "0")
+        #expect(try LibPQ.query(local, "SELECT count(*) FROM pg_database WHERE datname = 'br_keep_me'").first == "1", "only branches gone from git")
         await stop(ampd)
     }
 }

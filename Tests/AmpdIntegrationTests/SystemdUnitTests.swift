@@ -509,3 +509,39 @@ extension GeneratorEndToEndTests {
         #expect(await ampctl(["forget", name]).ok)
     }
 }
+
+extension GeneratorEndToEndTests {
+    @Test("a snapshot restored on a running amp@NAME: the unit stays active (no restart by systemd), the data is the snapshot's")
+    func snapshotUnderTheUserManager() async throws {
+        let base = try temporaryDirectory()
+        let name = "snap-\(getpid())"
+        let unitDir = UserManager.runtimeDirectory + "/systemd/user"
+        let template = unitDir + "/amp@.service"
+        let env = toolEnvironment(["NO_COLOR": "1", "PATH": productsDirectory + ":/usr/local/bin:/usr/bin:/bin"])
+        func ampctl(_ args: [String]) async -> ToolResult { await runIn(base, ampctlPath, args, environment: env) }
+        try FileManager.default.createDirectory(atPath: unitDir, withIntermediateDirectories: true)
+        writeFile(template, renderedTemplate())
+        defer {
+            try? FileManager.default.removeItem(atPath: template)
+            try? FileManager.default.removeItem(atPath: base)
+        }
+        #expect(await ampctl(["init", "--name", name]).ok)
+        #expect(await ampctl(["start"]).ok)
+        let url = try #require(try JSONParser.parse(await ampctl(["status", "--json"]).output).objectValue?["url"]?.stringValue)
+        let pid = await run("/usr/bin/systemctl", ["--user", "show", "-p", "MainPID", "--value", "amp@\(name).service"], environment: env).output.trimmedSpace
+        _ = try LibPQ.rows(url, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)")
+        #expect(await ampctl(["snapshot", "create", "one"]).ok)
+        _ = try LibPQ.rows(url, "INSERT INTO kept VALUES (2)")
+        let restore = await ampctl(["snapshot", "restore", "one", "--yes"])
+        #expect(restore.ok, "\(restore.output)")
+        #expect(try LibPQ.query(url, "SELECT count(*) FROM kept").first == "1")
+        let after = await run("/usr/bin/systemctl", ["--user", "show", "-p", "MainPID", "--value", "amp@\(name).service"], environment: env).output.trimmedSpace
+        #expect(after == pid, "the same ampd: \(pid) → \(after)")
+        let state = await run("/usr/bin/systemctl", ["--user", "is-active", "amp@\(name).service"], environment: env)
+        #expect(state.output.trimmedSpace == "active")
+        let journal = await run("/usr/bin/journalctl", ["--user-unit=amp@\(name).service", "--no-pager", "-o", "cat", "-q"], environment: env)
+        #expect(journal.output.contains("restored snapshot one"), "\(journal.output.suffix(2000))")
+        #expect(await ampctl(["stop"]).ok)
+        #expect(await ampctl(["forget", name]).ok)
+    }
+}

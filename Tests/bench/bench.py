@@ -8,7 +8,7 @@ made by the same client (libpq through ctypes) for every tool.
 
 Writes BENCH_OUT (JSON, default bench-results.json) and prints a Markdown table.
 """
-import argparse, ctypes, json, os, platform, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, ctypes, json, os, platform, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
 # ---------------------------------------------------------------- libpq client
 
@@ -282,6 +282,175 @@ def status_latency(env, runs):
         stop_process(p)
     return ampctl, isready
 
+# ---------------------------------------------------------------- data operations (issue 13)
+
+def sql(conninfo, statement):
+    """Runs one statement (or several) on a new connection; raises on failure."""
+    conn = libpq.PQconnectdb(conninfo.encode())
+    try:
+        if libpq.PQstatus(conn) != 0:
+            raise RuntimeError(libpq.PQerrorMessage(conn).decode())
+        res = libpq.PQexec(conn, statement.encode())
+        st = libpq.PQresultStatus(res)
+        libpq.PQclear(res)
+        if st not in (1, 2):  # COMMAND_OK, TUPLES_OK
+            raise RuntimeError(libpq.PQerrorMessage(conn).decode())
+    finally:
+        libpq.PQfinish(conn)
+
+def with_db(url, db):
+    return url.replace("postgresql:///postgres?", f"postgresql:///{db}?")
+
+class Varlink:
+    """A minimal varlink client over the Unix socket (JSON messages ended by NUL)."""
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(path)
+        self.buf = b""
+    def send(self, method, parameters, more=False):
+        m = {"method": method, "parameters": parameters}
+        if more:
+            m["more"] = True
+        self.s.sendall(json.dumps(m).encode() + b"\0")
+    def receive(self):
+        while b"\0" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise RuntimeError("connection closed")
+            self.buf += chunk
+        msg, self.buf = self.buf.split(b"\0", 1)
+        return json.loads(msg)
+    def close(self):
+        self.s.close()
+
+def percentile(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+def testdb_latency(env, runs):
+    """AcquireTestDatabase with the pool warm (one client, then 8 at once) against CREATE
+    DATABASE … TEMPLATE run directly, on a template of 50 tables and 10 000 rows."""
+    base = env.fresh_dir("testdb")
+    p, url = start_ampd(env, base)
+    name = os.path.basename(base)
+    socket_path = f"{env.runtime}/amp/{name}/io.amp.Metadb"
+    try:
+        sql(url, "CREATE DATABASE tmpl")
+        t = with_db(url, "tmpl")
+        sql(t, "".join(f"CREATE TABLE t{i} (id int PRIMARY KEY, v text); INSERT INTO t{i} SELECT g, md5(g::text) FROM generate_series(1, 200) g;" for i in range(50)))
+        direct = []
+        for i in range(runs):
+            settle()
+            t0 = now()
+            sql(url, f"CREATE DATABASE direct_{i} TEMPLATE tmpl")
+            direct.append(now() - t0)
+            sql(url, f"DROP DATABASE direct_{i}")
+        def acquire():
+            c = Varlink(socket_path)
+            t0 = now()
+            c.send("io.amp.Metadb.AcquireTestDatabase", {"template": "tmpl"}, more=True)
+            reply = c.receive()
+            elapsed = now() - t0
+            if "error" in reply:
+                raise RuntimeError(str(reply))
+            return c, elapsed, reply["parameters"]["pooled"]
+        # Warm the pool: one acquisition, then wait for the refill.
+        c, _, _ = acquire()
+        c.close()
+        time.sleep(2)
+        single, pooled = [], 0
+        for _ in range(max(runs, 20)):
+            c, elapsed, was_pooled = acquire()
+            single.append(elapsed)
+            pooled += 1 if was_pooled else 0
+            c.close()
+            time.sleep(0.5)  # the refill runs in the background
+        concurrent = []
+        for _ in range(max(3, runs // 3)):
+            time.sleep(2)
+            results = []
+            lock = threading.Lock()
+            def worker():
+                c, elapsed, _ = acquire()
+                with lock:
+                    results.append((c, elapsed))
+            threads = [threading.Thread(target=worker) for _ in range(8)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            for c, elapsed in results:
+                concurrent.append(elapsed)
+                c.close()
+        return {"direct": summary(direct), "single": summary(single) | {"p99": percentile(single, 99), "pooled": pooled},
+                "concurrent": summary(concurrent) | {"p99": percentile(concurrent, 99)}}
+    finally:
+        stop_process(p)
+
+def snapshot_vs_dump(env, megabytes, runs):
+    """ampctl snapshot create/restore against pg_dump -Fc / pg_restore of the same data."""
+    base = env.fresh_dir(f"snap{megabytes}")
+    p, url = start_ampd(env, base)
+    name = os.path.basename(base)
+    address = ["--address", f"unix:{env.runtime}/amp/{name}/io.amp.Metadb"]
+    out = {"create": [], "restore": [], "dump": [], "pg_restore": []}
+    try:
+        rows = megabytes * 4200
+        sql(url, f"CREATE TABLE big AS SELECT g AS id, md5(g::text) || repeat('x', 180) AS v FROM generate_series(1, {rows}) g; CHECKPOINT")
+        dump = os.path.join(env.work, f"snap{megabytes}.dump")
+        sockdir = os.path.join(base, ".amp", "metadb")
+        for i in range(runs):
+            settle()
+            t0 = now()
+            subprocess.run([env.args.ampctl, "snapshot", "create", f"s{i}"] + address, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env.env)
+            out["create"].append(now() - t0)
+            settle()
+            t0 = now()
+            subprocess.run([env.args.ampctl, "snapshot", "restore", f"s{i}", "--yes"] + address, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env.env)
+            out["restore"].append(now() - t0)
+            subprocess.run([env.args.ampctl, "snapshot", "delete", f"s{i}", "--yes"] + address, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env.env)
+            settle()
+            t0 = now()
+            subprocess.run([env.bin("pg_dump"), "-Fc", "-f", dump, "-h", sockdir, "-d", "postgres"], check=True, env=env.env)
+            out["dump"].append(now() - t0)
+            sql(url, "CREATE DATABASE restored")
+            settle()
+            t0 = now()
+            subprocess.run([env.bin("pg_restore"), "-d", "restored", "-h", sockdir, dump], check=True, env=env.env)
+            out["pg_restore"].append(now() - t0)
+            sql(url, "DROP DATABASE restored")
+            os.unlink(dump)
+        return {k: summary(v) for k, v in out.items()}
+    finally:
+        stop_process(p)
+
+def branch_latency(env, runs):
+    """ampctl url --branch: the first use of a branch (a clone) and a later use."""
+    base = env.fresh_dir("branch")
+    genv = dict(env.env, GIT_CONFIG_NOSYSTEM="1", HOME=base)
+    def git(*a):
+        subprocess.run(["git", "-C", base, "-c", "user.email=b@example.org", "-c", "user.name=b", "-c", "init.defaultBranch=main", *a],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=genv)
+    git("init", "-q")
+    with open(os.path.join(base, "README"), "w") as f:
+        f.write("x\n")
+    git("add", "README")
+    git("commit", "-qm", "first")
+    p, url = start_ampd(env, base)
+    first, later = [], []
+    try:
+        sql(url, "".join(f"CREATE TABLE t{i} (id int); INSERT INTO t{i} SELECT generate_series(1, 200);" for i in range(50)))
+        for i in range(runs):
+            git("checkout", "-qb", f"feature/b{i}")
+            for bucket in (first, later):
+                settle()
+                t0 = now()
+                subprocess.run([env.args.ampctl, "url", "--branch"], cwd=base, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=genv)
+                bucket.append(now() - t0)
+        return {"first": summary(first), "later": summary(later)}
+    finally:
+        stop_process(p)
+
 def task_switches(pid):
     """Context switches per thread: {tid: (name, count)}."""
     out = {}
@@ -414,6 +583,10 @@ def main():
         a, i = status_latency(env, args.runs)
         r["ampctl_status_json"] = summary(a)
         r["pg_isready"] = summary(i)
+        r["testdb"] = testdb_latency(env, args.runs)
+        r["snapshot_100mb"] = snapshot_vs_dump(env, 100, 3)
+        r["snapshot_1gb"] = snapshot_vs_dump(env, 1000, 1)
+        r["branch"] = branch_latency(env, args.runs)
         r["idle"] = idle(env, args.idle_seconds, watchdog=False)
         r["idle_watchdog_30s"] = idle(env, args.idle_seconds, watchdog=True)
     finally:
@@ -429,6 +602,10 @@ def main():
         ("cold start (template) ≤ 0.3 × initdb + pg_ctl start -w", ratio("cold_ampd_template", "cold_initdb_pg_ctl"), 0.3),
         ("stop ≤ 1.2 × pg_ctl stop -m fast", ratio("stop_ampd", "stop_pg_ctl"), 1.2),
         ("idle resident memory ≤ 15 MiB", r["idle"]["rss_bytes"] / (15 * 1024 * 1024), 1.0),
+        ("testdb (pool warm) median ≤ 5 ms", r["testdb"]["single"]["median"] * 1000 / 5, 1.0),
+        ("testdb (pool warm) p99 ≤ 20 ms", r["testdb"]["single"]["p99"] * 1000 / 20, 1.0),
+        ("testdb ≥ 20 × faster than CREATE DATABASE … TEMPLATE", 20 * r["testdb"]["single"]["median"] / r["testdb"]["direct"]["median"], 1.0),
+        ("testdb, 8 clients at once: median ≤ 5 ms", r["testdb"]["concurrent"]["median"] * 1000 / 5, 1.0),
     ]
     r["targets"] = [{"target": t, "value": v, "limit": l, "met": v <= l} for t, v, l in targets]
     r["machine"] = machine(args)
@@ -474,6 +651,18 @@ def main():
         lines.append(f"| ampd {label}: resident memory (private anonymous) | {i['rss_bytes'] / 2**20:.1f} MiB ({i['private_anon_bytes'] / 2**20:.1f} MiB) | | | {i['threads']} threads |")
         lines.append(f"| ampd {label}: wake-ups per minute, ampd's threads | {i['own_wakeups_per_minute']:.1f} | | | over {args.idle_seconds} s{extra} |")
         lines.append(f"| ampd {label}: wake-ups per minute, libdispatch manager | {i['dispatch_wakeups_per_minute']:.1f} | | | its 1 s timer tick |")
+    t = r["testdb"]
+    lines.append(f"| testdb: `CREATE DATABASE … TEMPLATE` (50 tables, 10 000 rows), run directly | {ms(t['direct']['median'])} | {ms(t['direct']['min'])} | {ms(t['direct']['max'])} |  |")
+    lines.append(f"| testdb: AcquireTestDatabase → usable URL, pool warm | {ms(t['single']['median'])} | {ms(t['single']['min'])} | {ms(t['single']['max'])} | p99 {ms(t['single']['p99'])} ms; {t['direct']['median'] / t['single']['median']:.0f} × faster than CREATE DATABASE; {t['single']['pooled']} of {t['single']['runs']} pooled |")
+    lines.append(f"| testdb: 8 clients at once | {ms(t['concurrent']['median'])} | {ms(t['concurrent']['min'])} | {ms(t['concurrent']['max'])} | p99 {ms(t['concurrent']['p99'])} ms |")
+    for key, label in [("snapshot_100mb", "100 MB"), ("snapshot_1gb", "1 GB")]:
+        sn = r[key]
+        lines.append(f"| snapshot {label}: `ampctl snapshot create` | {ms(sn['create']['median'])} | {ms(sn['create']['min'])} | {ms(sn['create']['max'])} | {sn['create']['median'] / sn['dump']['median']:.2f} × pg_dump -Fc |")
+        lines.append(f"| snapshot {label}: `ampctl snapshot restore` | {ms(sn['restore']['median'])} | {ms(sn['restore']['min'])} | {ms(sn['restore']['max'])} | {sn['restore']['median'] / sn['pg_restore']['median']:.2f} × pg_restore |")
+        lines.append(f"| snapshot {label}: `pg_dump -Fc` / `pg_restore` | {ms(sn['dump']['median'])} / {ms(sn['pg_restore']['median'])} | | | {sn['create']['runs']} run(s) |")
+    b = r["branch"]
+    lines.append(f"| branch: `ampctl url --branch`, first use (clone of 50 tables) | {ms(b['first']['median'])} | {ms(b['first']['min'])} | {ms(b['first']['max'])} |  |")
+    lines.append(f"| branch: `ampctl url --branch`, later use | {ms(b['later']['median'])} | {ms(b['later']['min'])} | {ms(b['later']['max'])} |  |")
     lines.append("")
     lines.append("| target | value | met |")
     lines.append("| --- | ---: | --- |")
