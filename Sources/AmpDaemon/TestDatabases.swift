@@ -39,7 +39,10 @@ final class TestDatabasePool: Sendable {
         var handedOut: Set<String> = []
     }
 
-    init(board: StatusBoard, logger: Logger, size: Int = 4) {
+    /// Connections for the checks of the templates, kept (one per concurrent caller, up to 8).
+    let checks = LibPQSessionSlot(capacity: 8)
+
+    init(board: StatusBoard, logger: Logger, size: Int = 8) {
         self.board = board
         self.logger = logger
         self.size = size
@@ -54,23 +57,23 @@ final class TestDatabasePool: Sendable {
 
     /// The template's change fingerprint and its open sessions, read on `conninfo` (the
     /// default database, never the template itself).
-    static func fingerprint(_ conninfo: String, template: String) -> (fingerprint: String, sessions: Int)? {
+    static func fingerprint(_ conninfo: String, template: String, on slot: LibPQSessionSlot) -> (fingerprint: String, sessions: Int)? {
         let sql = """
             SELECT numbackends, sessions, xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted
             FROM pg_stat_database WHERE datname = '\(template)'
             """  // template checked by the caller: a-z, 0-9, _ and -
-        guard let row = (try? LibPQ.rows(conninfo, sql))?.first else { return nil }
+        guard let row = (try? slot.rows(conninfo, sql))?.first else { return nil }
         let values = row.map { $0 ?? "0" }
         return (values.dropFirst().joined(separator: ":"), Int(values.first ?? "0") ?? 0)
     }
 
     /// Makes a clone of `template` named `name` (with the marker comment). Retries while only
     /// ampd's own idle session blocks a clone of the default database.
-    static func clone(_ template: String, as name: String, handle: PostgresHandle, session: LibPQSessionSlot) throws(LibPQError) {
+    static func clone(_ template: String, as name: String, handle: PostgresHandle, sessions: [LibPQSessionSlot]) throws(LibPQError) {
         let create = "CREATE DATABASE \(LibPQ.quoteIdentifier(name)) TEMPLATE \(LibPQ.quoteIdentifier(template)) STRATEGY WAL_LOG"
         var attempt = 0
         while true {
-            if template == handle.database { session.close() }
+            if template == handle.database { for s in sessions { s.close() } }
             do {
                 let major = Int(handle.serverVersion.prefix { $0.isNumber }) ?? 0
                 _ = try LibPQ.rows(handle.conninfo, major >= 15 ? create : create.replacing(" STRATEGY WAL_LOG", with: ""))
@@ -91,7 +94,8 @@ final class TestDatabasePool: Sendable {
     func acquire(template: String, handle: PostgresHandle, session: LibPQSessionSlot) async throws(MetadbError) -> (name: String, pooled: Bool) {
         defer { requestSink.yield(template) }
         let conninfo = handle.conninfo
-        let now = await runOnThread(name: "amp-testdb") { Self.fingerprint(conninfo, template: template) }
+        let checks = self.checks
+        let now = await runOnThread(name: "amp-testdb") { Self.fingerprint(conninfo, template: template, on: checks) }
         guard let now else { throw .noSuchDatabase(name: template) }
         if now.sessions == 0 {
             let pooled: String? = state.withLock { s in
@@ -113,7 +117,7 @@ final class TestDatabasePool: Sendable {
         let name = nextName()
         let result = await runOnThread(name: "amp-testdb") { () -> Result<Void, LibPQError> in
             for n in stale { Self.drop(n, handle: handle) }
-            return Result { () throws(LibPQError) in try Self.clone(template, as: name, handle: handle, session: session) }
+            return Result { () throws(LibPQError) in try Self.clone(template, as: name, handle: handle, sessions: [session, checks]) }
         }
         switch result {
         case .success:
@@ -161,14 +165,14 @@ final class TestDatabasePool: Sendable {
     }
 
     private func refill(_ template: String, handle: PostgresHandle, session: LibPQSessionSlot) async {
-        let conninfo = handle.conninfo
+        let conninfo = handle.conninfo, checks = self.checks
         while state.withLock({ ($0.ready[template]?.count ?? 0) < size }) {
-            guard let before = await runOnThread(name: "amp-testdb", { Self.fingerprint(conninfo, template: template) }), before.sessions == 0 else { return }
+            guard let before = await runOnThread(name: "amp-testdb", { Self.fingerprint(conninfo, template: template, on: checks) }), before.sessions == 0 else { return }
             let name = nextName()
-            let made = await runOnThread(name: "amp-testdb") { (try? Self.clone(template, as: name, handle: handle, session: session)) != nil }
+            let made = await runOnThread(name: "amp-testdb") { (try? Self.clone(template, as: name, handle: handle, sessions: [session, checks])) != nil }
             guard made else { return }
             // Recorded only when the template did not change while it was copied.
-            guard let after = await runOnThread(name: "amp-testdb", { Self.fingerprint(conninfo, template: template) }), after.fingerprint == before.fingerprint else {
+            guard let after = await runOnThread(name: "amp-testdb", { Self.fingerprint(conninfo, template: template, on: checks) }), after.fingerprint == before.fingerprint else {
                 await runOnThread(name: "amp-testdb") { Self.drop(name, handle: handle) }
                 return
             }

@@ -145,19 +145,22 @@ public final class LibPQConnection: @unchecked Sendable {
     }
 }
 
-/// Keeps one idle connection for reuse, so that frequent small queries (ampd's status
-/// statistics) skip PostgreSQL's backend start-up: a query takes the idle connection or opens
-/// a new one, and gives it back when the slot is empty and the connection still works. A
-/// pooled connection that broke (the server restarted) is dropped and the query retried once
-/// on a new one. Blocking: call from a thread of its own.
+/// Keeps idle connections for reuse (one by default), so that frequent small queries (ampd's
+/// status statistics, the test-database pool's checks) skip PostgreSQL's backend start-up: a
+/// query takes an idle connection or opens a new one, and gives it back while fewer than
+/// `capacity` are kept and it still works. A pooled connection that broke (the server
+/// restarted) is dropped and the query retried once on a new one. Blocking: call from a thread
+/// of its own.
 public final class LibPQSessionSlot: Sendable {
-    private let idle = Mutex<LibPQConnection?>(nil)
+    private let idle = Mutex<[LibPQConnection]>([])
+    /// How many idle connections are kept.
+    public let capacity: Int
 
-    public init() {}
+    public init(capacity: Int = 1) { self.capacity = max(1, capacity) }
 
-    /// Runs `sql` over `conninfo` on the idle connection or a new one.
+    /// Runs `sql` over `conninfo` on an idle connection or a new one.
     public func rows(_ conninfo: String, _ sql: String) throws(LibPQError) -> [[String?]] {
-        if let pooled = idle.withLock({ let c = $0; $0 = nil; return c }) {
+        if let pooled = idle.withLock({ $0.popLast() }) {
             do {
                 let rows = try pooled.rows(sql)
                 giveBack(pooled)
@@ -176,12 +179,12 @@ public final class LibPQSessionSlot: Sendable {
         return rows
     }
 
-    /// Closes the idle connection (before the server stops, or when it is replaced).
-    public func close() { idle.withLock { $0 = nil } }
+    /// Closes the idle connections (before the server stops, or when their database is copied).
+    public func close() { idle.withLock { $0 = [] } }
 
     private func giveBack(_ connection: LibPQConnection) {
         guard connection.isOpen else { return }
-        idle.withLock { if $0 == nil { $0 = connection } }
+        idle.withLock { if $0.count < capacity { $0.append(connection) } }
     }
 }
 
