@@ -97,7 +97,8 @@ public struct AmpDirectory: Sendable, Equatable {
         }
         if (try recordedLayoutVersion()) == nil {
             do {
-                try writeFileAtomically(layoutFile, Array("\(Self.layoutVersion)\n".utf8), mode: 0o600)
+                // No fsync: a layout file lost in a crash is written again (absence means 1).
+                try writeFileAtomically(layoutFile, Array("\(Self.layoutVersion)\n".utf8), mode: 0o600, durable: false)
             } catch {
                 throw ConfigError(.ampDirUnusable, "\(error); check the permissions of \(path)")
             }

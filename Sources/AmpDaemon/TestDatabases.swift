@@ -145,7 +145,7 @@ final class TestDatabasePool: Sendable {
     func run(session: LibPQSessionSlot) async {
         for await status in board.watch() where status.state == .ready {
             if let handle = board.handle {
-                await runOnThread(name: "amp-testdb") { Self.dropLeftovers(handle: handle, except: []) }
+                await runOnThread(name: "amp-testdb") { Self.dropLeftovers(handle: handle) }
                 break
             }
         }
@@ -155,13 +155,20 @@ final class TestDatabasePool: Sendable {
         }
     }
 
-    /// Drops every database with the marker (or the reserved prefix) not in `except`.
-    static func dropLeftovers(handle: PostgresHandle, except: Set<String>) {
-        let rows = (try? LibPQ.query(handle.conninfo, """
-            SELECT datname FROM pg_database
+    /// Drops every database with the marker (or the reserved prefix). Through ``WireProbe``,
+    /// not libpq: this runs at every start, and loading libpq would cost ampd's idle memory.
+    static func dropLeftovers(handle: PostgresHandle) {
+        let socket = SocketDirectory.socketPath(directory: handle.socketDirectory, port: handle.port)
+        let list = """
+            SELECT string_agg(datname, ' ') FROM pg_database
             WHERE shobj_description(oid, 'pg_database') = '\(comment)' OR datname LIKE 'amp\\_testdb\\_%'
-            """)) ?? []
-        for case let name? in rows where !except.contains(name) { drop(name, handle: handle) }
+            """
+        guard case .ok(let names?) = WireProbe.probe(socketPath: socket, user: handle.user, database: handle.database, query: list, timeout: .seconds(30))
+        else { return }
+        for name in names.split(separator: " ") where name.hasPrefix(prefix) || Metadb.databaseNameProblem(String(name)) == nil {
+            _ = WireProbe.probe(socketPath: socket, user: handle.user, database: handle.database,
+                                query: "DROP DATABASE IF EXISTS \(LibPQ.quoteIdentifier(String(name))) WITH (FORCE)", timeout: .seconds(60))
+        }
     }
 
     private func refill(_ template: String, handle: PostgresHandle, session: LibPQSessionSlot) async {

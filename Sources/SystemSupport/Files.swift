@@ -31,14 +31,15 @@ public func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(FileErr
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory, `fsync(2)` and
-/// `rename(2)`, so readers see the old or the new content, never a part.
-public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(FileError) {
+/// Writes `bytes` to `path` through a temporary file in the same directory, `fsync(2)` (unless
+/// `durable` is false: a marker that is simply written again when lost) and `rename(2)`, so
+/// readers see the old or the new content, never a part.
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, durable: Bool = true) throws(FileError) {
     let temporary = path + ".tmp-\(getpid())"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
     guard fd >= 0 else { throw FileError(path: path, action: "write", errno: errno) }
     var failure: Int32 = writeAll(fd, bytes) ? 0 : errno
-    if failure == 0 && fsync(fd) != 0 { failure = errno }
+    if failure == 0 && durable && fsync(fd) != 0 { failure = errno }
     close(fd)
     if failure == 0 && rename(temporary, path) != 0 { failure = errno }
     if failure != 0 {

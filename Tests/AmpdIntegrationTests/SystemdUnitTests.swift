@@ -476,18 +476,10 @@ extension GeneratorEndToEndTests {
             }
             return nil
         }(), "needs the PostgreSQL 18 wheel (AMP_TEST_PG_WHEEL_BINDIRS)")
-        let base = try temporaryDirectory()
-        let name = "up-\(getpid())"
-        let unitDir = UserManager.runtimeDirectory + "/systemd/user"
-        let template = unitDir + "/amp@.service"
-        let env = toolEnvironment(["NO_COLOR": "1", "PATH": productsDirectory + ":/usr/local/bin:/usr/bin:/bin"])
-        func ampctl(_ args: [String]) async -> ToolResult { await runIn(base, ampctlPath, args, environment: env) }
-        try FileManager.default.createDirectory(atPath: unitDir, withIntermediateDirectories: true)
-        writeFile(template, renderedTemplate())
-        defer {
-            try? FileManager.default.removeItem(atPath: template)
-            try? FileManager.default.removeItem(atPath: base)
-        }
+        let p = try UnitProject(prefix: "up")
+        defer { p.remove() }
+        let (base, name, env) = (p.base, p.name, p.environment)
+        func ampctl(_ args: [String]) async -> ToolResult { await p.ampctl(args) }
         #expect(await ampctl(["init", "--name", name]).ok)
         writeFile(base + "/.amp/config.toml", "[postgres]\nbin_dir = \"/usr/lib/postgresql/15/bin\"\n")
         #expect(await ampctl(["start"]).ok)
@@ -513,18 +505,10 @@ extension GeneratorEndToEndTests {
 extension GeneratorEndToEndTests {
     @Test("a snapshot restored on a running amp@NAME: the unit stays active (no restart by systemd), the data is the snapshot's")
     func snapshotUnderTheUserManager() async throws {
-        let base = try temporaryDirectory()
-        let name = "snap-\(getpid())"
-        let unitDir = UserManager.runtimeDirectory + "/systemd/user"
-        let template = unitDir + "/amp@.service"
-        let env = toolEnvironment(["NO_COLOR": "1", "PATH": productsDirectory + ":/usr/local/bin:/usr/bin:/bin"])
-        func ampctl(_ args: [String]) async -> ToolResult { await runIn(base, ampctlPath, args, environment: env) }
-        try FileManager.default.createDirectory(atPath: unitDir, withIntermediateDirectories: true)
-        writeFile(template, renderedTemplate())
-        defer {
-            try? FileManager.default.removeItem(atPath: template)
-            try? FileManager.default.removeItem(atPath: base)
-        }
+        let p = try UnitProject(prefix: "snap")
+        defer { p.remove() }
+        let (name, env) = (p.name, p.environment)
+        func ampctl(_ args: [String]) async -> ToolResult { await p.ampctl(args) }
         #expect(await ampctl(["init", "--name", name]).ok)
         #expect(await ampctl(["start"]).ok)
         let url = try #require(try JSONParser.parse(await ampctl(["status", "--json"]).output).objectValue?["url"]?.stringValue)
@@ -543,5 +527,31 @@ extension GeneratorEndToEndTests {
         #expect(journal.output.contains("restored snapshot one"), "\(journal.output.suffix(2000))")
         #expect(await ampctl(["stop"]).ok)
         #expect(await ampctl(["forget", name]).ok)
+    }
+}
+
+/// A project registered for a test under the user manager: a directory, the unit template in
+/// the runtime unit directory, and ampctl with the test environment; `remove()` undoes both.
+struct UnitProject {
+    let base: String
+    let name: String
+    let template: String
+    let environment: [String: String]
+
+    init(prefix: String) throws {
+        base = try temporaryDirectory()
+        name = "\(prefix)-\(getpid())"
+        let unitDir = UserManager.runtimeDirectory + "/systemd/user"
+        template = unitDir + "/amp@.service"
+        environment = toolEnvironment(["NO_COLOR": "1", "PATH": productsDirectory + ":/usr/local/bin:/usr/bin:/bin"])
+        try FileManager.default.createDirectory(atPath: unitDir, withIntermediateDirectories: true)
+        writeFile(template, renderedTemplate())
+    }
+
+    func ampctl(_ args: [String]) async -> ToolResult { await runIn(base, ampctlPath, args, environment: environment) }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: template)
+        try? FileManager.default.removeItem(atPath: base)
     }
 }
