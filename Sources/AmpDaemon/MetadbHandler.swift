@@ -57,6 +57,13 @@ struct MetadbHandler: VarlinkHandler {
         case .restoreSnapshot(let p):
             try await mapped { () async throws(MetadbError) in try await restoreSnapshot(p.name) }
             return try Metadb.RestoreSnapshot.encode(NoParameters())
+        case .getTopStatements(let p):
+            return try Metadb.GetTopStatements.encode(.init(statements: try await mapped { () async throws(MetadbError) in
+                try await topStatements(database: p.database, limit: p.limit ?? 20)
+            }))
+        case .resetStatementStatistics:
+            try await mapped { () async throws(MetadbError) in _ = try await sql(try readyHandle(), "SELECT pg_stat_statements_reset()") }
+            return try Metadb.ResetStatementStatistics.encode(NoParameters())
         case .resetCluster(let p):
             try await mapped { () async throws(MetadbError) in try await resetCluster(seed: p.seed ?? false) }
             return try Metadb.ResetCluster.encode(NoParameters())
@@ -153,6 +160,28 @@ struct MetadbHandler: VarlinkHandler {
         _ = try await sql(handle, "DROP DATABASE \(LibPQ.quoteIdentifier(name))\(force ? " WITH (FORCE)" : "")", name: name)
         sizeCache.invalidate()
         logger.info("dropped database \(name)")
+    }
+
+    // MARK: - query insights
+
+    /// The statements with the most total execution time, from pg_stat_statements (preloaded
+    /// and created in the default database of every cluster amp makes).
+    ///
+    /// See <https://www.postgresql.org/docs/15/pgstatstatements.html>.
+    private func topStatements(database: String?, limit: Int) async throws(MetadbError) -> [MetadbStatement] {
+        let handle = try readyHandle()
+        if let database, let reason = Metadb.databaseNameProblem(database), database != "postgres" { throw .invalidDatabaseName(name: database, reason: reason) }
+        let n = min(max(limit, 1), 1000)
+        let filter = database.map { "WHERE d.datname = '\($0)'" } ?? ""  // checked above: a-z, 0-9, _ and -
+        let rows = try await sql(handle, """
+            SELECT d.datname, s.query, s.calls, s.total_exec_time, s.mean_exec_time, s.rows
+            FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \(filter)
+            ORDER BY s.total_exec_time DESC LIMIT \(n)
+            """, readOnly: true)
+        return rows.map { r in
+            MetadbStatement(database: r[0] ?? "", query: r[1] ?? "", calls: Int64(r[2] ?? "") ?? 0, totalMs: Double(r[3] ?? "") ?? 0,
+                            meanMs: Double(r[4] ?? "") ?? 0, rows: Int64(r[5] ?? "") ?? 0)
+        }
     }
 
     // MARK: - test databases

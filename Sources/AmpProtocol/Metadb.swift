@@ -48,6 +48,16 @@ public enum Metadb {
 
         type Database (name: string, size_bytes: int, owner: string)
 
+        # One normalised statement from pg_stat_statements (times in milliseconds).
+        type Statement (
+          database: string,
+          query: string,
+          calls: int,
+          total_ms: float,
+          mean_ms: float,
+          rows: int
+        )
+
         # A copy of the whole cluster in .amp/snapshots/NAME, taken from a cleanly stopped server.
         type Snapshot (
           name: string,
@@ -96,6 +106,13 @@ public enum Metadb {
         method RestoreSnapshot(name: string) -> ()
 
         method DeleteSnapshot(name: string) -> ()
+
+        # The statements taking the most total time (pg_stat_statements), optionally of one
+        # database; limit defaults to 20 (at most 1000).
+        method GetTopStatements(database: ?string, limit: ?int) -> (statements: []Statement)
+
+        # pg_stat_statements_reset(): the statistics start again.
+        method ResetStatementStatistics() -> ()
 
         # Replaces the cluster with a new one (initdb or the cached template), with the seed
         # scripts when seed is true; the current one is kept until the new one is up (and seeded).
@@ -224,6 +241,27 @@ public struct MetadbStatus: Codable, Sendable, Equatable {
 }
 
 /// `io.amp.Metadb.Database`.
+/// One statement's statistics (`type Statement`).
+public struct MetadbStatement: Codable, Sendable, Equatable {
+    public var database: String
+    public var query: String
+    public var calls: Int64
+    public var totalMs: Double
+    public var meanMs: Double
+    public var rows: Int64
+
+    public init(database: String, query: String, calls: Int64, totalMs: Double, meanMs: Double, rows: Int64) {
+        self.database = database
+        self.query = query
+        self.calls = calls
+        self.totalMs = totalMs
+        self.meanMs = meanMs
+        self.rows = rows
+    }
+
+    enum CodingKeys: String, CodingKey { case database, query, calls, totalMs = "total_ms", meanMs = "mean_ms", rows }
+}
+
 /// A snapshot of a project's cluster (`type Snapshot`).
 public struct MetadbSnapshot: Codable, Sendable, Equatable {
     public var name: String

@@ -88,6 +88,15 @@ public struct MetadbClient: Sendable {
         _ = try await call(Metadb.RestoreSnapshot.self, .init(name: name), timeout: .seconds(3600))
     }
 
+    /// The statements taking the most total time (pg_stat_statements).
+    public func topStatements(database: String?, limit: Int) async throws(MetadbClientError) -> [MetadbStatement] {
+        try await call(Metadb.GetTopStatements.self, .init(database: database, limit: limit)).statements
+    }
+
+    public func resetStatementStatistics() async throws(MetadbClientError) {
+        _ = try await call(Metadb.ResetStatementStatistics.self, NoParameters())
+    }
+
     /// Replaces the cluster with a new one (with the seed scripts when `seed`).
     public func resetCluster(seed: Bool) async throws(MetadbClientError) {
         _ = try await call(Metadb.ResetCluster.self, .init(seed: seed ? true : nil), timeout: .seconds(3600))

@@ -141,6 +141,30 @@ extension Metadb {
         public static let name = "DeleteSnapshot"
     }
 
+    /// `GetTopStatements(database: ?string, limit: ?int) -> (statements: []Statement)`.
+    public enum GetTopStatements: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var database: String?
+            public var limit: Int?
+            public init(database: String? = nil, limit: Int? = nil) {
+                self.database = database
+                self.limit = limit
+            }
+        }
+        public struct Reply: Codable, Sendable, Equatable {
+            public var statements: [MetadbStatement]
+            public init(statements: [MetadbStatement]) { self.statements = statements }
+        }
+        public static let name = "GetTopStatements"
+    }
+
+    /// `ResetStatementStatistics() -> ()`.
+    public enum ResetStatementStatistics: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public typealias Reply = NoParameters
+        public static let name = "ResetStatementStatistics"
+    }
+
     /// `ResetCluster(seed: ?bool) -> ()`.
     public enum ResetCluster: MetadbMethod {
         public struct Parameters: Codable, Sendable, Equatable {
@@ -188,7 +212,7 @@ extension Metadb {
     public static let methods: [any MetadbMethod.Type] = [
         GetStatus.self, GetConnection.self, WatchStatus.self, ListDatabases.self, CreateDatabase.self, DropDatabase.self,
         CreateSnapshot.self, ListSnapshots.self, RestoreSnapshot.self, DeleteSnapshot.self,
-        AcquireTestDatabase.self, ReleaseTestDatabase.self, ResetCluster.self,
+        AcquireTestDatabase.self, ReleaseTestDatabase.self, ResetCluster.self, GetTopStatements.self, ResetStatementStatistics.self,
     ]
 
     /// Snapshot names: the same rule as database names (1 to 63 of a-z, 0-9, _ and -).
@@ -222,6 +246,8 @@ public enum MetadbCall: Sendable, Equatable {
     case acquireTestDatabase(Metadb.AcquireTestDatabase.Parameters)
     case releaseTestDatabase(Metadb.ReleaseTestDatabase.Parameters)
     case resetCluster(Metadb.ResetCluster.Parameters)
+    case getTopStatements(Metadb.GetTopStatements.Parameters)
+    case resetStatementStatistics
 
     /// Decodes `call` (already checked against the IDL by the connection).
     public init(_ call: VarlinkCall) throws(VarlinkError) {
@@ -239,6 +265,8 @@ public enum MetadbCall: Sendable, Equatable {
         case Metadb.AcquireTestDatabase.qualifiedName: self = .acquireTestDatabase(try Metadb.AcquireTestDatabase.parameters(of: call))
         case Metadb.ReleaseTestDatabase.qualifiedName: self = .releaseTestDatabase(try Metadb.ReleaseTestDatabase.parameters(of: call))
         case Metadb.ResetCluster.qualifiedName: self = .resetCluster(try Metadb.ResetCluster.parameters(of: call))
+        case Metadb.GetTopStatements.qualifiedName: self = .getTopStatements(try Metadb.GetTopStatements.parameters(of: call))
+        case Metadb.ResetStatementStatistics.qualifiedName: self = .resetStatementStatistics
         default: throw .methodNotImplemented(call.method)
         }
     }

@@ -49,6 +49,11 @@ struct MetadbProtocolTests {
             return encode(NoParameters()).flatMap { p in encode(Metadb.ListSnapshots.Reply(snapshots: [snapshot])).map { (p, $0) } }
         case is Metadb.RestoreSnapshot.Type:
             return encode(Metadb.RestoreSnapshot.Parameters(name: "before")).flatMap { p in encode(NoParameters()).map { (p, $0) } }
+        case is Metadb.GetTopStatements.Type:
+            let st = MetadbStatement(database: "app", query: "SELECT $1", calls: 3, totalMs: 1.5, meanMs: 0.5, rows: 3)
+            return encode(Metadb.GetTopStatements.Parameters(database: "app", limit: 5)).flatMap { p in encode(Metadb.GetTopStatements.Reply(statements: [st])).map { (p, $0) } }
+        case is Metadb.ResetStatementStatistics.Type:
+            return encode(NoParameters()).flatMap { p in encode(NoParameters()).map { (p, $0) } }
         case is Metadb.ResetCluster.Type:
             return encode(Metadb.ResetCluster.Parameters(seed: true)).flatMap { p in encode(NoParameters()).map { (p, $0) } }
         case is Metadb.AcquireTestDatabase.Type:
