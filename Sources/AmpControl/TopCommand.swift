@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import AmpProtocol
 import ArgumentParser
 import SystemSupport
@@ -43,4 +46,54 @@ struct TopCommand: AsyncParsableCommand {
     }
 
     private func format1(_ v: Double) -> String { "\((v * 10).rounded() / 10)" }
+}
+
+/// `ampctl slow`: the latest auto_explain plans (statements over
+/// `auto_explain.log_min_duration`, 250 ms by default), read from the unit's journal.
+struct SlowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slow", abstract: "The latest plans of slow statements (auto_explain, from the journal of amp@NAME).")
+    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Option(name: [.customShort("n"), .customLong("limit")], help: "How many plans (1–100).") var limit = 5
+    @Flag(name: .customLong("json"), help: "Print data as JSON.") var json = false
+
+    func validate() throws {
+        guard (1...100).contains(limit) else { throw ValidationError("--limit \(limit): use 1 to 100") }
+    }
+
+    /// Command: `journalctl --user-unit=amp@NAME.service -o json --no-pager -n 2000 PG_SEVERITY=LOG`.
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in
+            let project = try registeredProject(name)
+            guard findExecutable("journalctl") != nil else { throw AmpctlError(.unavailable, "journalctl is not installed (Debian: sudo apt install systemd)") }
+            let (code, text) = await runCaptured("journalctl", ["--user-unit=\(project.unit)", "-o", "json", "--no-pager", "-n", "2000", "PG_SEVERITY=LOG"])
+            guard code == 0 else { throw AmpctlError(.failure, "journalctl failed: \(text.split(separator: "\n").last.map(String.init) ?? "")") }
+            var plans: [(time: String, message: String)] = []
+            for line in text.split(separator: "\n") {
+                guard let entry = try? JSONParser.parse(String(line)).objectValue,
+                      let message = entry["MESSAGE"]?.stringValue, message.hasPrefix("duration: "), message.contains("plan:") else { continue }
+                let micros = Int64(entry["__REALTIME_TIMESTAMP"]?.stringValue ?? "") ?? 0
+                plans.append((utcTimestamp(micros / 1_000_000), message))
+            }
+            let latest = plans.suffix(limit)
+            if json {
+                outJSON(.array(latest.map { p in
+                    var o: JSONObject = [:]
+                    o["time"] = .string(p.time)
+                    o["duration_ms"] = Double(p.message.dropFirst("duration: ".count).prefix { $0 != " " }).map { .float($0) } ?? .null
+                    o["plan"] = .string(p.message)
+                    return .object(o)
+                }))
+                return .success
+            }
+            if latest.isEmpty {
+                err("ampctl: no slow statements in the journal of \(project.unit) (auto_explain logs those over auto_explain.log_min_duration, 250ms by default)")
+            }
+            for p in latest {
+                out("── \(p.time)")
+                out(p.message)
+            }
+            return .success
+        }
+    }
 }

@@ -145,13 +145,7 @@ public struct ClusterSnapshots: Sendable {
     }
 
     /// `2026-11-26T04:30:00Z`.
-    static func now() -> String {
-        var t = time(nil)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
-    }
+    static func now() -> String { utcTimestamp() }
 
     /// A default name from the time: `snap-20261126-043000`.
     public static func defaultName() -> String {

@@ -24,3 +24,12 @@ public enum FNV1a {
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }
+
+/// `2026-11-26T04:30:00Z`: seconds since the epoch as an ISO 8601 UTC time (now by default).
+public func utcTimestamp(_ seconds: Int64 = Int64(time(nil))) -> String {
+    var t = time_t(seconds)
+    var parts = tm()
+    gmtime_r(&t, &parts)
+    func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+    return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+}

@@ -555,3 +555,28 @@ struct UnitProject {
         try? FileManager.default.removeItem(atPath: base)
     }
 }
+
+extension GeneratorEndToEndTests {
+    @Test("ampctl slow shows the auto_explain plans of slow statements from the unit's journal")
+    func slowPlans() async throws {
+        let p = try UnitProject(prefix: "slow")
+        defer { p.remove() }
+        #expect(await p.ampctl(["init", "--name", p.name]).ok)
+        writeFile(p.base + "/.amp/config.toml", "[postgres.parameters]\nauto_explain.log_min_duration = \"0\"\n")
+        #expect(await p.ampctl(["start"]).ok)
+        let url = try #require(try JSONParser.parse(await p.ampctl(["status", "--json"]).output).objectValue?["url"]?.stringValue)
+        _ = try LibPQ.rows(url, "SELECT pg_sleep(0.02), 4242 AS marker")
+        var found = false
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline && !found {
+            let slow = await p.ampctl(["slow", "-n", "50", "--json"])
+            found = slow.ok && slow.output.contains("4242")
+            if !found { try await Task.sleep(for: .milliseconds(300)) }
+        }
+        #expect(found, "the plan of the statement is listed")
+        let human = await p.ampctl(["slow", "-n", "50"])
+        #expect(human.output.contains("plan:"), "\(human.output.suffix(1500))")
+        #expect(await p.ampctl(["stop"]).ok)
+        #expect(await p.ampctl(["forget", p.name]).ok)
+    }
+}
