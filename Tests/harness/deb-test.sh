@@ -31,6 +31,11 @@ for d in usr etc var; do
 done
 uid=$(id -u "$user")
 rt=/run/user/$uid
+# The tools' temporary files (lintian's MLDBM stores among them) go below the scratch
+# directory, which is removed at the end, instead of into the machine's /tmp.
+usertmp="$AMP_DEB_ROOT/tmp"
+chmod 711 "$AMP_DEB_ROOT"
+mkdir -p "$usertmp" && chown "$user" "$usertmp" && chmod 700 "$usertmp"
 project=""
 unit=""
 installed_here=0
@@ -38,7 +43,7 @@ installed_here=0
 say() { echo "deb-test: $*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 as_user() { runuser -u "$user" -- env -i HOME="$(getent passwd "$user" | cut -d: -f6)" USER="$user" \
-  PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 XDG_RUNTIME_DIR="$rt" NO_COLOR=1 "$@"; }
+  PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 XDG_RUNTIME_DIR="$rt" NO_COLOR=1 TMPDIR="$usertmp" "$@"; }
 
 cleanup() {
   rc=$?
