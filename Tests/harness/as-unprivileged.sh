@@ -72,6 +72,10 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+# A signal ends the script through exit, so the EXIT trap cleans up then too.
+trap "exit 130" INT
+trap "exit 143" TERM
+trap "exit 129" HUP
 
 require_systemd=0
 if "$harness/user-manager.sh" start "$user"; then

@@ -60,6 +60,10 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+# A signal ends the script through exit, so the EXIT trap cleans up then too.
+trap "exit 130" INT
+trap "exit 143" TERM
+trap "exit 129" HUP
 
 if dpkg-query -W -f='${Status}' amp 2>/dev/null | grep -q "install ok installed"; then
   fail "an amp package is installed already; remove it first (this test installs and removes its own)"
