@@ -62,6 +62,7 @@ private_generators=""
 created_generator_dir=0
 cleanup() {
   rc=$?
+  trap '' INT TERM HUP  # finish cleaning up whatever arrives now
   [ -n "${memcg:-}" ] && rmdir "$memcg" 2>/dev/null || true
   "$harness/user-manager.sh" stop || true
   if [ -n "$private_generators" ]; then

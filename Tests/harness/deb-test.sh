@@ -47,6 +47,7 @@ as_user() { runuser -u "$user" -- env -i HOME="$(getent passwd "$user" | cut -d:
 
 cleanup() {
   rc=$?
+  trap '' INT TERM HUP  # finish cleaning up whatever arrives now
   if [ -n "$unit" ]; then as_user systemctl --user stop "$unit" >/dev/null 2>&1 || true; fi
   if [ $installed_here = 1 ] && dpkg-query -W -f='${Status}' amp 2>/dev/null | grep -q "install ok installed"; then
     apt-get remove -y -qq amp >/dev/null 2>&1 || true
