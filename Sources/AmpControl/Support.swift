@@ -216,7 +216,7 @@ extension AmpctlError {
             case .snapshotExists(let name): self.init(.dataError, "snapshot \(name) exists already; pick another name or delete it first (`ampctl snapshot delete \(name)`)")
             case .snapshotIncompatible(let name, let snapshot, let cluster):
                 self.init(.dataError, "snapshot \(name) is of PostgreSQL \(snapshot), the cluster of \(cluster); it cannot be restored here (keep it, or delete it)")
-            case .snapshotFailed(let message): self.init(.failure, "snapshot: \(message)")
+            case .snapshotFailed(let message): self.init(.failure, "\(project.name): \(message)")
             }
         case .varlink(let e) where e == .permissionDenied:
             self.init(.noPermission, "\(project.socket): permission denied; run ampctl as the project's owner")

@@ -94,7 +94,7 @@ struct UpgradeCommand: AsyncParsableCommand {
         let socketDirectory = Metadb.runtimeDirectory(environment: environment) + "/amp/upgrade-\(getpid())"
         let upgrader = ClusterUpgrader(dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory, socketDirectory: socketDirectory, plan: plan)
         if check {
-            if await serviceRunning(project) || lockHolder(ampDir) != nil {
+            if await serviceRunning(project) || lockIsHeld(ampDir) {
                 err("ampctl: \(project.name) is running; pg_upgrade --check runs once it is stopped (`ampctl upgrade` stops it first). The plan above holds.")
                 return .success
             }
@@ -304,16 +304,14 @@ func serviceRunning(_ project: Project) async -> Bool {
     return ["active", "activating", "reloading"].contains(state.trimmingWhitespace)
 }
 
-/// The PID of the process holding the amp dir's lock (a foreground `ampd run`), if any.
-func lockHolder(_ ampDir: AmpDirectory) -> Int32?? {
+/// Whether another process (a foreground `ampd run`) holds the amp dir's lock.
+func lockIsHeld(_ ampDir: AmpDirectory) -> Bool {
     do {
-        let lock = try AmpDirLock.acquire(ampDir.lockFile)
-        withExtendedLifetime(lock) {}
-        return nil
-    } catch .held(let pid) {
-        return .some(pid)
+        withExtendedLifetime(try AmpDirLock.acquire(ampDir.lockFile)) {}
+        return false
     } catch {
-        return nil
+        if case .held = error { return true }
+        return false
     }
 }
 

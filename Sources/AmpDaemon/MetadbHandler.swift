@@ -235,7 +235,7 @@ struct MetadbHandler: VarlinkHandler {
             }
         }
         if case .failure(let e) = await c.queue.perform(job) { throw e }
-        guard let snapshot = made.withLock({ $0 }) else { throw .snapshotFailed(message: "the snapshot was not recorded") }
+        guard let snapshot = made.withLock({ $0 }) else { throw .snapshotFailed(message: "the snapshot was not recorded; see `ampctl snapshot list` and the ampd log") }
         logger.info("took snapshot \(name) (\(snapshot.sizeBytes >> 20) MB)")
         return Self.wire(snapshot)
     }
@@ -260,7 +260,7 @@ struct MetadbHandler: VarlinkHandler {
                     }
                     do throws(ClusterSnapshots.Failure) {
                         try c.store.undoRestore(kept, into: c.dataDirectory)
-                        return .snapshotFailed(message: "the restored cluster did not start; the previous one is back")
+                        return .snapshotFailed(message: "the restored cluster did not start; the previous one is back and running (why: the ampd log, `ampctl logs`)")
                     } catch {
                         return Self.mapped(error)
                     }
