@@ -18,6 +18,11 @@ public enum ConfigLoader {
         "memory": "memory budget for sizing, e.g. \"2GB\" (default: cgroup limit, else a share of RAM)",
         "cpus": "CPU count for sizing (default: cgroup quota, affinity, online CPUs)",
         "parameters": "server parameters (table of name = value)",
+        "listen": "also listen on TCP: \"auto\" or \"127.0.0.1:5433\" (SCRAM password; off by default)",
+        "tls": "TLS on the TCP listener (true/false; required for a non-loopback listen address)",
+        "tls_cert": "TLS certificate (PEM) for the TCP listener (default: generated, self-signed)",
+        "tls_key": "TLS private key (PEM) for tls_cert",
+        "url": "an external PostgreSQL server this project uses instead of a local cluster (postgresql:// URL, no password)",
         "seed": "SQL scripts run once, in order, when the cluster is created (array of paths relative to the project)",
     ]
 
@@ -135,6 +140,26 @@ public enum ConfigLoader {
                         args.append(s)
                     }
                     layer.initdbArgs = args
+                case "listen":
+                    let v = try string()
+                    guard let address = ListenAddress(parsing: v) else {
+                        throw invalid(path, e.line, name, "must be \(ListenAddress.helpText), not \"\(v)\"")
+                    }
+                    layer.listen = address
+                case "tls":
+                    guard case .boolean(let b) = e.value else {
+                        throw invalid(path, e.line, name, "must be true or false, not \(describe(e.value))")
+                    }
+                    layer.tls = b
+                case "tls_cert": layer.tlsCertificate = try pathValue()
+                case "tls_key": layer.tlsKey = try pathValue()
+                case "url":
+                    let v = try string()
+                    if let problem = ExternalURL.problem(v) {
+                        // Never echo a URL that may hold a password.
+                        throw invalid(path, e.line, name, problem)
+                    }
+                    layer.externalURL = v
                 case "seed":
                     guard case .array(let items) = e.value else {
                         throw invalid(path, e.line, name, "must be an array of paths such as [\"db/schema.sql\", \"db/seed.sql\"], not \(describe(e.value))")
@@ -237,6 +262,12 @@ public enum ConfigLoader {
                 throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_CPUS=\(v) is not \(SettingBounds.cpusText)", key: "AMP_PG_CPUS")
             }
             layer.cpus = n
+        }
+        if let v = try value("AMP_PG_LISTEN") {
+            guard let address = ListenAddress(parsing: v) else {
+                throw ConfigError(.invalidEnvironment, "environment variable AMP_PG_LISTEN=\(v) is not \(ListenAddress.helpText)", key: "AMP_PG_LISTEN")
+            }
+            layer.listen = address
         }
         if let v = try value("AMP_PG_TEMPLATE_CACHE") {
             switch v.lowercased() {

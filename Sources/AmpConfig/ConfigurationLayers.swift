@@ -32,7 +32,30 @@ public struct ConfigurationLayers: Sendable {
         let env = try ConfigLoader.environmentLayer(environment, workingDirectory: workingDirectory)
         settings.apply(env)
         settings.apply(commandLine)
-        return ConfigurationLayers(file: file, filePath: ampDir.configFile, environment: env, commandLine: commandLine, settings: settings)
+        let layers = ConfigurationLayers(file: file, filePath: ampDir.configFile, environment: env, commandLine: commandLine, settings: settings)
+        try layers.checkNetwork()
+        return layers
+    }
+
+    /// The network settings together: a listen address others can reach needs TLS, TLS files
+    /// come in pairs, and an external server has no local listener.
+    public func checkNetwork() throws(ConfigError) {
+        let s = settings
+        if let listen = s.listen {
+            let source = self.source(\.listen, flag: "--listen", variable: "AMP_PG_LISTEN", fileKey: "listen") ?? "listen"
+            if s.externalURL != nil {
+                throw ConfigError(.invalidValue, "\(source) = \(listen): this project uses an external server ([postgres] url in \(filePath)), so there is no local cluster to listen; remove one of the two", key: "listen")
+            }
+            if !listen.isLoopback && !s.tls {
+                throw ConfigError(
+                    .invalidValue,
+                    "\(source) = \(listen) can be reached from other machines, so it needs TLS: add `tls = true` to [postgres] in \(filePath) (a certificate is generated, or give tls_cert and tls_key), or listen on 127.0.0.1",
+                    key: "listen")
+            }
+        }
+        if (s.tlsCertificate == nil) != (s.tlsKey == nil) {
+            throw ConfigError(.invalidValue, "\(filePath): tls_cert and tls_key go together; give both, or neither to have a certificate generated", key: "tls_cert")
+        }
     }
 
     /// Which layer set a value last (command line > environment > file), for messages.

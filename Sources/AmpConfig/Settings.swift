@@ -34,6 +34,15 @@ public struct AmpSettings: Sendable, Equatable {
     public var memory: MemorySize?
     /// An explicit CPU count, else detected.
     public var cpus: Int?
+    /// Whether the local cluster also listens on TCP, and where (off by default).
+    public var listen: ListenAddress?
+    /// TLS on the TCP listener (required for a non-loopback address).
+    public var tls = false
+    /// The TLS certificate and key (PEM); nil: generated, self-signed, in `.amp/network/`.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    /// An external server this project uses instead of a local cluster (no password in it).
+    public var externalURL: String?
 
     public struct Parameter: Sendable, Equatable {
         public var name: String
@@ -61,6 +70,11 @@ public struct AmpSettings: Sendable, Equatable {
         if let v = layer.profile { profile = v }
         if let v = layer.memory { memory = v }
         if let v = layer.cpus { cpus = v }
+        if let v = layer.listen { listen = v }
+        if let v = layer.tls { tls = v }
+        if let v = layer.tlsCertificate { tlsCertificate = v }
+        if let v = layer.tlsKey { tlsKey = v }
+        if let v = layer.externalURL { externalURL = v }
         for p in layer.parameters {
             if let i = parameters.firstIndex(where: { $0.name.lowercased() == p.name.lowercased() }) {
                 parameters[i] = p
@@ -87,14 +101,20 @@ public struct SettingsLayer: Sendable, Equatable {
     public var profile: Profile?
     public var memory: MemorySize?
     public var cpus: Int?
+    public var listen: ListenAddress?
+    public var tls: Bool?
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    public var externalURL: String?
     public var parameters: [AmpSettings.Parameter] = []
 
     public init(
         binDir: String? = nil, locale: String? = nil, encoding: String? = nil, initdbArgs: [String]? = nil,
         postgresUser: String? = nil, socketDir: String? = nil, startTimeout: Duration? = nil,
         stopTimeout: Duration? = nil, templateCache: Bool? = nil, profile: Profile? = nil, memory: MemorySize? = nil,
-        cpus: Int? = nil, parameters: [AmpSettings.Parameter] = []
+        cpus: Int? = nil, listen: ListenAddress? = nil, parameters: [AmpSettings.Parameter] = []
     ) {
+        self.listen = listen
         self.templateCache = templateCache
         self.profile = profile
         self.memory = memory

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AmpConfig
+import AmpPostgres
 import AmpProtocol
 import AmpRegistry
 import ArgumentParser
@@ -81,15 +82,16 @@ struct StatusCommand: AsyncParsableCommand {
             } else {
                 for line in await humanStatus(status, project: project, output: o) { out(line) }
             }
-            return status.state == .ready || status.state == .starting || status.state == .stopping ? .success : .notRunning
+            return [.ready, .starting, .stopping, .external].contains(status.state) ? .success : .notRunning
         }
     }
 }
 
 /// What `status` and `list` show for a project: ampd's own status, or one made up from what
-/// is on disk when no ampd answers ("inactive", or "external" for a server ampd does not run).
+/// is on disk when no ampd answers ("inactive", or "unmanaged" for a PostgreSQL in the data
+/// directory that no ampd runs). "external": ampd serves a server it does not run.
 struct ProjectStatus {
-    enum State: String { case starting, ready, stopping, failed, external, inactive }
+    enum State: String { case starting, ready, stopping, failed, external, unmanaged, inactive }
     var state: State
     var status: MetadbStatus?
     var detail: String
@@ -106,11 +108,11 @@ func fetchStatus(_ project: Project) async -> ProjectStatus {
     if let client = try? MetadbClient(path: project.socket), let s = try? await client.status(timeout: .seconds(10)) {
         return ProjectStatus(state: ProjectStatus.State(rawValue: s.state.rawValue) ?? .failed, status: s, detail: s.phase)
     }
-    // No ampd: a server in the data directory would be external.
+    // No ampd: a server in the data directory runs unmanaged.
     if let text = FileContents.text(project.ampDir + "/metadb/postmaster.pid"),
        let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) }), kill(pid, 0) == 0,
        let exe = readLinkPath("/proc/\(pid)/exe"), exe.hasSuffix("/postgres") {
-        return ProjectStatus(state: .external, status: nil, detail: "PostgreSQL (PID \(pid)) runs in \(project.ampDir)/metadb, but no ampd manages it")
+        return ProjectStatus(state: .unmanaged, status: nil, detail: "PostgreSQL (PID \(pid)) runs in \(project.ampDir)/metadb, but no ampd manages it")
     }
     return ProjectStatus(state: .inactive, status: nil, detail: "not running (no ampd at \(project.socket))")
 }
@@ -139,40 +141,51 @@ func humanStatus(_ ps: ProjectStatus, project: Project, output o: Output) async 
     let dot: String
     switch ps.state {
     case .ready: dot = o.green("●")
+    case .external: dot = ps.status?.healthy == false ? o.red("●") : o.green("●")
     case .starting, .stopping: dot = o.yellow("●")
-    case .failed, .external: dot = o.red("●")
+    case .failed, .unmanaged: dot = o.red("●")
     case .inactive: dot = "○"
     }
     var lines = ["\(dot) \(o.bold(project.unit)) - PostgreSQL of \(project.name)"]
     func row(_ k: String, _ v: String) { lines.append(String(repeating: " ", count: max(0, 12 - k.count)) + k + ": " + v) }
     if let s = ps.status {
         var state = "\(s.state.rawValue)"
-        if let h = s.healthy { state += h ? " (healthy)" : o.red(" (unhealthy)") }
+        if s.state == .external {
+            if let h = s.healthy { state += h ? " (reachable)" : o.red(" (unreachable)") }
+        } else if let h = s.healthy {
+            state += h ? " (healthy)" : o.red(" (unhealthy)")
+        }
         if let up = s.uptimeSeconds, s.state == .ready { state += " since \(humanDuration(up))" }
         row("State", state)
         if s.state != .ready { row("Phase", s.phase) }
+        if let server = s.server { row("Server", server + (s.tls == true ? " (TLS)" : "") + ", not run by amp") }
         if let url = s.url { row("URL", url) }
+        if let listen = s.listen { row("TCP", "\(listen)\(s.tls == true ? " with TLS" : ""), SCRAM password (show: ampctl url --tcp)") }
         if let v = s.version { row("Version", "PostgreSQL \(v)") }
         var pids = "ampd \(s.ampdPID)"
         if let pm = s.postmasterPID { pids += ", postmaster \(pm)" }
         row("PIDs", pids)
-        var data = s.dataDir
-        if let size = s.databaseSizeBytes { data += " (\(humanBytes(size))" }
-        if !project.base.isEmpty {
-            let disk = DiskFacts(project)
-            data += (s.databaseSizeBytes == nil ? " (" : ", ") + "WAL \(humanBytes(Int64(clamping: disk.walBytes))))"
-            if disk.rollbackBytes > 0 {
-                data += "; \(humanBytes(Int64(clamping: disk.rollbackBytes))) kept by `ampctl upgrade` (drop: ampctl upgrade --finish)"
+        if s.state == .external || s.server != nil {
+            if let size = s.databaseSizeBytes { row("Size", humanBytes(size) + " (the databases this role may connect to)") }
+        } else {
+            var data = s.dataDir
+            if let size = s.databaseSizeBytes { data += " (\(humanBytes(size))" }
+            if !project.base.isEmpty {
+                let disk = DiskFacts(project)
+                data += (s.databaseSizeBytes == nil ? " (" : ", ") + "WAL \(humanBytes(Int64(clamping: disk.walBytes))))"
+                if disk.rollbackBytes > 0 {
+                    data += "; \(humanBytes(Int64(clamping: disk.rollbackBytes))) kept by `ampctl upgrade` (drop: ampctl upgrade --finish)"
+                }
+            } else if s.databaseSizeBytes != nil {
+                data += ")"
             }
-        } else if s.databaseSizeBytes != nil {
-            data += ")"
+            row("Data", data)
         }
-        row("Data", data)
         if let c = s.connections { row("Connections", "\(c)") }
         if s.restarts > 0 { row("Restarts", "\(s.restarts)") }
         if let e = s.lastError { row("Last error", e) }
     } else {
-        row("State", ps.state == .external ? o.red("external") : "inactive")
+        row("State", ps.state == .unmanaged ? o.red("unmanaged") : "inactive")
         row("Detail", ps.detail)
         row("Amp dir", project.ampDir)
         if ps.state == .inactive { row("Start", startHint(project)) }
@@ -242,15 +255,51 @@ func connection(_ name: String?, address: String?, branch: Bool) async throws(Am
     return try await branchConnection(project, try connect(project))
 }
 
+/// The connection over TCP (`url --tcp`, `env --tcp`): `postgresql://USER:PASSWORD@HOST:PORT/DB`
+/// and libpq's variables with `PGPASSWORD`, from the listener ampd reports and the password
+/// in `$XDG_CONFIG_HOME/amp/tcp/NAME.password`.
+func tcpConnection(_ c: Metadb.GetConnection.Reply, project: String) throws(AmpctlError) -> Metadb.GetConnection.Reply {
+    guard let listen = c.listen else {
+        throw AmpctlError(.unavailable, "\(project) does not listen on TCP; add `listen = \"auto\"` (or \"127.0.0.1:5433\") to [postgres] in .amp/config.toml, then restart it (`ampctl restart \(project)`)")
+    }
+    let env = processEnvironment()
+    guard let file = AmpSecrets.tcpPasswordFile(project: project, environment: env) else {
+        throw AmpctlError(.config, "neither XDG_CONFIG_HOME nor HOME is set, so the TCP password cannot be found; set HOME")
+    }
+    let password: String
+    switch AmpSecrets.read(file) {
+    case .failure(let problem): throw AmpctlError(.noPermission, "the TCP password file \(problem.message)")
+    case .success(nil): throw AmpctlError(.unavailable, "\(file) is missing; ampd writes it when it starts with [postgres] listen: restart it (`ampctl restart \(project)`)")
+    case .success(let text?): password = text.trimmingWhitespace
+    }
+    guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+        throw AmpctlError(.protocolError, "ampd reported a listen address without a port (\(listen)); restart it")
+    }
+    var host = String(listen[..<colon])
+    if host == "0.0.0.0" { host = "127.0.0.1" }
+    if host == "[::]" { host = "[::1]" }
+    let bareHost = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+    var url = "postgresql://\(PostgresHandle.percentEncode(c.user)):\(PostgresHandle.percentEncode(password))@\(host):\(port)/\(c.database)"
+    var environment = ["PGHOST": bareHost, "PGPORT": "\(port)", "PGUSER": c.user, "PGPASSWORD": password, "PGDATABASE": c.database]
+    if c.tls == true {
+        url += "?sslmode=require"
+        environment["PGSSLMODE"] = "require"
+    }
+    environment["DATABASE_URL"] = url
+    return .init(url: url, socketDirectory: "", port: port, database: c.database, user: c.user, environment: environment, listen: listen, tls: c.tls)
+}
+
 struct URLCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "url", abstract: "Print the connection URL.")
     @Argument(help: "Project name.", completion: projectCompletion) var name: String?
     @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
+    @Flag(name: .customLong("tcp"), help: "The URL over TCP, with the password ([postgres] listen must be set).") var tcp = false
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let c = try await connection(name, address: options.address, branch: branch)
+            var c = try await connection(name, address: options.address, branch: branch)
+            if tcp { c = try tcpConnection(c, project: try resolveProject(name, address: options.address, environment: processEnvironment()).name) }
             if options.json { outJSON(c) } else { out(c.url) }
             return .success
         }
@@ -262,11 +311,13 @@ struct EnvCommand: AsyncParsableCommand {
         commandName: "env", abstract: "Print libpq variables for eval or direnv: eval \"$(ampctl env)\".")
     @Argument(help: "Project name.", completion: projectCompletion) var name: String?
     @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
+    @Flag(name: .customLong("tcp"), help: "Variables for TCP, with PGPASSWORD ([postgres] listen must be set).") var tcp = false
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let c = try await connection(name, address: options.address, branch: branch)
+            var c = try await connection(name, address: options.address, branch: branch)
+            if tcp { c = try tcpConnection(c, project: try resolveProject(name, address: options.address, environment: processEnvironment()).name) }
             if options.json {
                 outJSON(c.environment)
             } else {
@@ -296,7 +347,7 @@ struct PsqlCommand: AsyncParsableCommand {
                 guard Metadb.databaseNameProblem(database) == nil || database == "postgres" else {
                     throw AmpctlError(.dataError, "-d \(database): \(Metadb.databaseNameProblem(database) ?? "")")
                 }
-                url = url.replacing("postgresql:///postgres?", with: "postgresql:///\(database)?")
+                url = Metadb.url(url, database: database)
             }
             throw execReplacing("psql", [url] + arguments)
         }

@@ -32,6 +32,8 @@ struct AmpdService: Service {
     var seeding: Seeding? = nil
     /// Work that needs PostgreSQL stopped (snapshots), from the varlink handler.
     var maintenance: MaintenanceQueue? = nil
+    /// Runs after every start, before the server is called ready (the TCP password).
+    var prepare: (@Sendable (PostgresHandle) async -> Void)? = nil
 
     func run() async throws {
         let supervisor = Supervisor(notifier: notifier, board: board, logger: logger)
@@ -233,7 +235,9 @@ struct AmpdService: Service {
                 if phase == .initialisingCluster { created.fulfil(()) }
                 supervisor.handle(.phase(ServicePhase(phase)))
             }
-            return try await cancelWhenGracefulShutdown { try await reporting.start() }
+            let server = try await cancelWhenGracefulShutdown { try await reporting.start() }
+            if let prepare { await prepare(server.handle) }
+            return server
         } catch let error as PostgresError where error.underlying is CancellationError {
             logger.info("shutdown requested during start-up; PostgreSQL was stopped")
             return nil

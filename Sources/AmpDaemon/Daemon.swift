@@ -129,7 +129,14 @@ enum Daemon {
             return fail(.noPermission, error.message)
         }
 
-        let builder = PostgresBuilder(dataDirectory: ampDir.metadb)
+        let tcp: TCPListener?
+        do {
+            tcp = try await TCPListener.prepare(settings, ampDir: ampDir, project: projectName, environment: environment, account: account, logger: logger)
+        } catch {
+            return fail(error.code, error.message)
+        }
+
+        var builder = PostgresBuilder(dataDirectory: ampDir.metadb)
             .locale(settings.locale)
             .encoding(settings.encoding)
             .binaries(server.binaries, version: server.version)
@@ -141,6 +148,7 @@ enum Daemon {
             .logger(logger)
             .templateCache(directory: cacheDirectory)
             .with(initdbArguments: server.initdbArguments, parameters: server.parameters)
+        if let tcp { builder = builder.with(initdbArguments: [], parameters: tcp.parameters) }
 
         // The varlink socket listens before PostgreSQL starts, so `ampctl status` sees the start.
         let restarts = countStart(environment: environment)
@@ -149,6 +157,13 @@ enum Daemon {
         let board = StatusBoard(MetadbStatus(
             state: ServicePhase.checking.state, phase: ServicePhase.checking.statusText, project: projectName, ampdPID: Int(getpid()),
             ampDir: ampDir.path, dataDir: ampDir.metadb, restarts: restarts))
+        if let tcp {
+            board.update {
+                $0.listen = tcp.display
+                $0.tls = tcp.tls
+            }
+            logger.info("PostgreSQL also listens on TCP \(tcp.display)\(tcp.tls ? " (TLS)" : ""), SCRAM password required")
+        }
         let testDatabases = TestDatabasePool(board: board, logger: logger)
         let varlink: VarlinkServer
         do {
@@ -171,6 +186,7 @@ enum Daemon {
             logger.info("PostgreSQL \(handle.serverVersion) ready in \(rounded)s: \(handle.url)", metadata: ["pid": "\(handle.pid)"])
         }
         service.maintenance = maintenance
+        if let tcp { service.prepare = { handle in await tcp.applyPassword(to: handle, logger: logger) } }
         if !settings.seed.isEmpty {
             service.seeding = Seeding(files: settings.seed, psql: server.binaries.path("psql"), configFile: ampDir.configFile, dataDirectory: ampDir.metadb)
         }

@@ -16,7 +16,7 @@ extension ExitStatus {
         case .failure: return "unexpected internal error"
         case .usage: return "bad command-line usage"
         case .dataError: return "data directory unusable (other PostgreSQL major version, or not a cluster)"
-        case .unavailable: return "PostgreSQL binaries not found"
+        case .unavailable: return "PostgreSQL binaries not found, the TCP listen port unusable, or the external server unreachable at start"
         case .software: return "PostgreSQL failed to start or exited unexpectedly"
         case .cannotCreate: return "amp dir or socket directory cannot be created, or the disk is full"
         case .tempFail: return "another ampd is running for this amp dir"

@@ -101,8 +101,9 @@ struct MetadbHandler: VarlinkHandler {
             "PGHOST": handle.socketDirectory, "PGPORT": "\(handle.port)", "PGDATABASE": handle.database, "DATABASE_URL": handle.url,
         ]
         if handle.url.contains("&user=") { environment["PGUSER"] = handle.user }
+        let status = board.status
         return .init(url: handle.url, socketDirectory: handle.socketDirectory, port: handle.port, database: handle.database,
-                     user: handle.user, environment: environment)
+                     user: handle.user, environment: environment, listen: status.listen, tls: status.listen == nil ? nil : status.tls)
     }
 
     private static let databaseColumns = "datname, pg_database_size(oid), pg_get_userbyid(datdba)"

@@ -103,6 +103,9 @@ struct ServerOptions: ParsableArguments {
     @Option(help: ArgumentHelp("CPU count for sizing (default: cgroup quota, affinity mask, online CPUs).", valueName: "N"))
     var cpus: Int?
 
+    @Option(help: ArgumentHelp("Also listen on TCP with a SCRAM password: auto or HOST:PORT (default: off).", valueName: "ADDRESS"))
+    var listen: String?
+
     @Flag(name: .customLong("no-template-cache"), help: "Run initdb for a new cluster instead of copying the cached template.")
     var noTemplateCache = false
 
@@ -140,6 +143,13 @@ struct ServerOptions: ParsableArguments {
             return d
         }
         func path(_ p: String?) -> String? { p.map { normalizePath($0.hasPrefix("/") ? $0 : workingDirectory + "/" + $0) } }
+        var listenAddress: ListenAddress?
+        if let listen {
+            guard let address = ListenAddress(parsing: listen) else {
+                throw ConfigError(.invalidFlag, "--listen \(listen): not \(ListenAddress.helpText)", key: "--listen")
+            }
+            listenAddress = address
+        }
         var params: [AmpSettings.Parameter] = []
         for p in parameters { params.append(try ConfigLoader.parseParameterAssignment(p, flag: "--set")) }
         return SettingsLayer(
@@ -147,7 +157,7 @@ struct ServerOptions: ParsableArguments {
             postgresUser: postgresUser, socketDir: path(socketDir),
             startTimeout: try duration(startTimeout, "--start-timeout"), stopTimeout: try duration(stopTimeout, "--stop-timeout"),
             templateCache: noTemplateCache ? false : nil, profile: try profileValue(), memory: try memoryValue(),
-            cpus: try cpusValue(), parameters: params)
+            cpus: try cpusValue(), listen: listenAddress, parameters: params)
     }
 }
 

@@ -19,6 +19,9 @@ struct LibPQFunctions: @unchecked Sendable {
     typealias ErrorField = @convention(c) (OpaquePointer?, Int32) -> UnsafeMutablePointer<CChar>?
     typealias GetValue = @convention(c) (OpaquePointer?, Int32, Int32) -> UnsafeMutablePointer<CChar>?
     typealias GetIsNull = @convention(c) (OpaquePointer?, Int32, Int32) -> Int32
+    typealias EncryptPassword = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<CChar>?
+    typealias FreeMemory = @convention(c) (UnsafeMutableRawPointer?) -> Void
+    typealias LibVersion = @convention(c) () -> Int32
 
     let connectdb: ConnectDB
     let status: StatusFn
@@ -33,6 +36,11 @@ struct LibPQFunctions: @unchecked Sendable {
     let getisnull: GetIsNull
     let getvalue: GetValue
     let clear: VoidFn
+    /// `PQencryptPasswordConn` and `PQfreemem` (libpq 10+).
+    let encryptPassword: EncryptPassword?
+    let freemem: FreeMemory?
+    /// `PQlibVersion`: e.g. 150020 for 15.20.
+    let libVersion: LibVersion?
 
     /// The loaded library, or why it could not be loaded.
     static let shared: Result<LibPQFunctions, LibPQError> = {
@@ -57,7 +65,9 @@ struct LibPQFunctions: @unchecked Sendable {
         return .success(LibPQFunctions(
             connectdb: connectdb, status: status, errorMessage: errorMessage, finish: finish, exec: exec,
             resultStatus: resultStatus, resultErrorMessage: resultErrorMessage, resultErrorField: resultErrorField,
-            ntuples: ntuples, nfields: nfields, getisnull: getisnull, getvalue: getvalue, clear: clear))
+            ntuples: ntuples, nfields: nfields, getisnull: getisnull, getvalue: getvalue, clear: clear,
+            encryptPassword: sym("PQencryptPasswordConn", EncryptPassword.self), freemem: sym("PQfreemem", FreeMemory.self),
+            libVersion: sym("PQlibVersion", LibVersion.self)))
     }()
 }
 
@@ -93,6 +103,12 @@ public enum LibPQ {
         try rows(conninfo, sql).map { $0.first ?? nil }
     }
 
+    /// The major version of the loaded libpq (e.g. 15), or nil when it cannot be loaded.
+    public static var libraryMajorVersion: Int? {
+        guard case .success(let pq) = LibPQFunctions.shared, let v = pq.libVersion?() else { return nil }
+        return Int(v) / 10000
+    }
+
     static func trimmed(_ message: UnsafeMutablePointer<CChar>?) -> String {
         guard let message else { return "unknown libpq error" }
         return String(cString: message).trimmingWhitespace
@@ -118,6 +134,24 @@ public final class LibPQConnection: @unchecked Sendable {
     }
 
     deinit { pq.finish(conn) }
+
+    /// Sets `role`'s password as a SCRAM-SHA-256 verifier computed here
+    /// (`PQencryptPasswordConn`), so the clear text never reaches the server, its log or
+    /// `pg_stat_statements`.
+    ///
+    /// See <https://www.postgresql.org/docs/15/libpq-misc.html#LIBPQ-PQENCRYPTPASSWORDCONN>.
+    public func setPassword(role: String, password: String) throws(LibPQError) {
+        guard let encrypt = pq.encryptPassword, let free = pq.freemem else {
+            throw LibPQError(message: "libpq.so.5 has no PQencryptPasswordConn; install a current libpq5")
+        }
+        guard let verifier = encrypt(conn, password, role, "scram-sha-256") else {
+            throw LibPQError(message: "cannot compute the SCRAM verifier: \(LibPQ.trimmed(pq.errorMessage(conn)))")
+        }
+        defer { free(verifier) }
+        let text = String(cString: verifier)
+        guard text.hasPrefix("SCRAM-SHA-256$"), !text.contains("'") else { throw LibPQError(message: "unexpected SCRAM verifier from libpq") }
+        _ = try rows("ALTER ROLE \(LibPQ.quoteIdentifier(role)) PASSWORD '\(text)'")
+    }
 
     /// Whether the connection is still usable (libpq's `PQstatus`).
     public var isOpen: Bool { pq.status(conn) == CONNECTION_OK }

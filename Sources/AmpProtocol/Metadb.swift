@@ -20,7 +20,8 @@ public enum Metadb {
         type State (starting, ready, stopping, failed, external)
 
         type Status (
-          # starting, ready, stopping, failed; external: a server ampd does not manage.
+          # starting, ready, stopping, failed; external: a server ampd does not run
+          # ([postgres] url), reachable when healthy.
           state: State,
           # What is happening, in words (the systemd status text).
           phase: string,
@@ -43,7 +44,13 @@ public enum Metadb {
           restarts: int,
           # Whether the last health check passed.
           healthy: ?bool,
-          last_error: ?string
+          last_error: ?string,
+          # The local cluster's TCP listener, HOST:PORT ([postgres] listen), when enabled.
+          listen: ?string,
+          # Whether TCP connections use TLS (listen), or the external server asks for it.
+          tls: ?bool,
+          # The external server, HOST:PORT (state external).
+          server: ?string
         )
 
         type Database (name: string, size_bytes: int, owner: string)
@@ -80,7 +87,10 @@ public enum Metadb {
           port: int,
           database: string,
           user: string,
-          environment: [string]string
+          environment: [string]string,
+          # The TCP listener, HOST:PORT, when [postgres] listen is set (password: ampctl url --tcp).
+          listen: ?string,
+          tls: ?bool
         )
 
         # The current status, then one reply per change (call with more).
@@ -222,6 +232,9 @@ public struct MetadbStatus: Codable, Sendable, Equatable {
     public var restarts: Int
     public var healthy: Bool?
     public var lastError: String?
+    public var listen: String?
+    public var tls: Bool?
+    public var server: String?
 
     public init(state: State, phase: String, project: String, ampdPID: Int, ampDir: String, dataDir: String, restarts: Int = 0) {
         self.state = state
@@ -237,6 +250,7 @@ public struct MetadbStatus: Codable, Sendable, Equatable {
         case state, phase, project, ampdPID = "ampd_pid", postmasterPID = "postmaster_pid", version, ampDir = "amp_dir"
         case dataDir = "data_dir", socketDir = "socket_dir", url, uptimeSeconds = "uptime_seconds"
         case databaseSizeBytes = "database_size_bytes", connections, restarts, healthy, lastError = "last_error"
+        case listen, tls, server
     }
 }
 

@@ -29,8 +29,14 @@ extension Metadb {
             public var user: String
             /// libpq variables: PGHOST, PGPORT, PGDATABASE, DATABASE_URL (and PGUSER).
             public var environment: [String: String]
+            /// The TCP listener (`HOST:PORT`), when enabled.
+            public var listen: String?
+            public var tls: Bool?
 
-            public init(url: String, socketDirectory: String, port: Int, database: String, user: String, environment: [String: String]) {
+            public init(url: String, socketDirectory: String, port: Int, database: String, user: String, environment: [String: String],
+                        listen: String? = nil, tls: Bool? = nil) {
+                self.listen = listen
+                self.tls = tls
                 self.url = url
                 self.socketDirectory = socketDirectory
                 self.port = port
@@ -40,7 +46,7 @@ extension Metadb {
             }
 
             enum CodingKeys: String, CodingKey {
-                case url, socketDirectory = "socket_dir", port, database, user, environment
+                case url, socketDirectory = "socket_dir", port, database, user, environment, listen, tls
             }
         }
         public static let name = "GetConnection"
@@ -223,11 +229,24 @@ extension Metadb.GetConnection.Reply {
     /// The same server, another database: URL, `PGDATABASE` and `DATABASE_URL` follow.
     public func forDatabase(_ name: String) -> Metadb.GetConnection.Reply {
         var copy = self
-        copy.url = url.replacing("postgresql:///\(database)?", with: "postgresql:///\(name)?")
+        copy.url = Metadb.url(url, database: name)
         copy.database = name
         copy.environment["PGDATABASE"] = name
         copy.environment["DATABASE_URL"] = copy.url
         return copy
+    }
+}
+
+extension Metadb {
+    /// `url` (`postgresql://[AUTHORITY]/DB[?…]`) naming database `name` instead (a name that
+    /// passed ``databaseNameProblem(_:)``, or `postgres`: nothing to encode).
+    public static func url(_ url: String, database name: String) -> String {
+        guard let schemeEnd = url.firstRange(of: "://") else { return url }
+        let rest = url[schemeEnd.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
+        let tail = rest[authorityEnd...]
+        let path = tail.prefix { $0 != "?" }
+        return String(url[..<authorityEnd]) + "/" + name + tail.dropFirst(path.count)
     }
 }
 
