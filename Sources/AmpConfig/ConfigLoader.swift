@@ -313,3 +313,41 @@ public enum ConfigLoader {
         }
     }
 }
+
+/// Changes one key of `[postgres]` in `config.toml` text, keeping everything else (comments,
+/// order) as it was: the key's line is replaced, or a line is added after the `[postgres]`
+/// header, or the table is appended. The result is parsed again before it is returned.
+public enum ConfigFileEdit {
+    /// `text` with `[postgres] key = "value"`; an error naming the file when amp cannot place it.
+    public static func settingPostgresString(_ text: String, key: String, value: String, path: String) throws(ConfigError) -> String {
+        let literal = "\"" + value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
+        let line = "\(key) = \(literal)"
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let document: TOMLTable
+        do { document = try parseTOML(text) } catch {
+            throw ConfigError(.malformedFile, "\(path):\(error.line): invalid TOML: \(error.message); fix the file first", file: path, line: error.line)
+        }
+        func cannot() -> ConfigError {
+            ConfigError(.invalidValue, "\(path): amp cannot place \(key) in this file's [postgres] table; add the line `\(key) = \(literal)` under [postgres] yourself", file: path)
+        }
+        if let entry = document["postgres"] {
+            guard case .table(let table) = entry.value else { throw cannot() }
+            if let existing = table[key] {
+                let i = existing.line - 1
+                guard i >= 0, i < lines.count, lines[i].trimmingWhitespace.hasPrefix(key) else { throw cannot() }
+                lines[i] = line
+            } else if let header = lines.firstIndex(where: { $0.trimmingWhitespace == "[postgres]" }) {
+                lines.insert(line, at: header + 1)
+            } else {
+                throw cannot()
+            }
+        } else {
+            if let last = lines.last, last.isEmpty { lines.removeLast() }
+            if !lines.isEmpty { lines.append("") }
+            lines += ["[postgres]", line, ""]
+        }
+        let result = lines.joined(separator: "\n")
+        _ = try ConfigLoader.parseFile(result, path: path, baseDirectory: "/")
+        return result
+    }
+}

@@ -162,14 +162,18 @@ public enum AmpSecrets {
         configDirectory(environment).map { "\($0)/credentials/\(project).pgpass" }
     }
 
+    /// One line of a libpq password file: `host:port:*:user:password`, with `:` and `\`
+    /// escaped (see <https://www.postgresql.org/docs/15/libpq-pgpass.html>).
+    public static func passFileLine(host: String, port: String, user: String, password: String) -> String {
+        func field(_ s: String) -> String { s.replacing("\\", with: "\\\\").replacing(":", with: "\\:") }
+        return [host.isEmpty ? "*" : field(host), port.isEmpty ? "*" : field(port), "*", user.isEmpty ? "*" : field(user), field(password)]
+            .joined(separator: ":")
+    }
+
     /// The name of the systemd credential (`LoadCredential=amp-pgpass:…`).
     public static let credentialName = "amp-pgpass"
 
-    static func configDirectory(_ environment: [String: String]) -> String? {
-        if let x = environment["XDG_CONFIG_HOME"], x.hasPrefix("/") { return x + "/amp" }
-        if let home = environment["HOME"], home.hasPrefix("/") { return home + "/.config/amp" }
-        return nil
-    }
+    static func configDirectory(_ environment: [String: String]) -> String? { userConfigHome(environment: environment).map { $0 + "/amp" } }
 
     /// Writes a secret file (0600, its directories 0700), atomically.
     public static func write(_ path: String, _ text: String) throws(FileError) {

@@ -157,7 +157,7 @@ func humanStatus(_ ps: ProjectStatus, project: Project, output o: Output) async 
         }
         if let up = s.uptimeSeconds, s.state == .ready { state += " since \(humanDuration(up))" }
         row("State", state)
-        if s.state != .ready { row("Phase", s.phase) }
+        if s.state != .ready && !(s.state == .external && s.healthy == true) { row("Phase", s.phase) }
         if let server = s.server { row("Server", server + (s.tls == true ? " (TLS)" : "") + ", not run by amp") }
         if let url = s.url { row("URL", url) }
         if let listen = s.listen { row("TCP", "\(listen)\(s.tls == true ? " with TLS" : ""), SCRAM password (show: ampctl url --tcp)") }
@@ -342,7 +342,10 @@ struct PsqlCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            var url = try await connection(name, address: address, branch: branch).url
+            let c = try await connection(name, address: address, branch: branch)
+            var url = c.url
+            // An external server's password file (amp's credential) for psql too.
+            if let passFile = c.environment["PGPASSFILE"] { setenv("PGPASSFILE", passFile, 1) }
             if let database {
                 guard Metadb.databaseNameProblem(database) == nil || database == "postgres" else {
                     throw AmpctlError(.dataError, "-d \(database): \(Metadb.databaseNameProblem(database) ?? "")")

@@ -40,7 +40,7 @@ func makeUnitsAvailable(_ env: [String: String]) async throws(AmpctlError) -> St
             throw AmpctlError(.cannotCreate, "no home directory for ~/.config/systemd/user")
         }
         let template = UnitRenderer.findTemplate(environment: env) ?? "/usr/lib/systemd/user/amp@.service"
-        let renderer = UnitRenderer(templatePath: template, writer: "ampctl")
+        let renderer = UnitRenderer(templatePath: template, writer: "ampctl", environment: env)
         let (entries, _) = Registry(directory: registryDir).load()
         let problems = UnitDirectorySync.sync(entries, renderer: renderer, directory: unitDir)
         if let p = problems.first { throw AmpctlError(.cannotCreate, "\(p)") }
@@ -65,6 +65,8 @@ struct InitCommand: AsyncParsableCommand {
     @Option(name: .customLong("name"), help: "Instance name (default: derived from the directory name).") var name: String?
     @Flag(name: .customLong("autostart"), help: "Start with the user's session.") var autostart = false
     @Flag(name: .customLong("json"), help: "Print the result as JSON.") var json = false
+    @Option(name: .customLong("external"), help: ArgumentHelp("Use this PostgreSQL server instead of a local cluster (postgresql:// URL). A password in it is moved to ~/.config/amp/credentials/NAME.pgpass (0600) and never stored in the project.", valueName: "URL"))
+    var external: String?
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
@@ -86,8 +88,13 @@ struct InitCommand: AsyncParsableCommand {
             if let other = entries.first(where: { $0.base == base && $0.name != projectName }) {
                 throw AmpctlError(.dataError, "\(base) is registered as \(other.name) already; use that name, or `ampctl forget \(other.name)` first")
             }
+            let ampDir = AmpDirectory(base: base, source: .flag)
+            var externalAnswer: String?
+            if let external {
+                externalAnswer = try await configureExternal(external, ampDir: ampDir, project: projectName, environment: env)
+            }
             do throws(ConfigError) {
-                try AmpDirectory(base: base, source: .flag).ensureLayout()
+                try ampDir.ensureLayout()
             } catch {
                 throw AmpctlError(.cannotCreate, error.message)
             }
@@ -102,9 +109,65 @@ struct InitCommand: AsyncParsableCommand {
                                  "autostart": .bool(autostart), "registry": .string(registry.file(for: projectName))]))
             } else {
                 err("registered \(base) as amp@\(projectName) (\(registry.file(for: projectName))); \(done)")
+                if let externalAnswer { err(externalAnswer) }
                 err("next: systemctl --user start amp@\(projectName)   (or in the foreground: ampd run --amp-dir '\(base)')")
             }
             return .success
+        }
+    }
+}
+
+extension InitCommand {
+    /// `--external URL`: the password (if the URL has one) into amp's credential file, the URL
+    /// without it into `[postgres] url`; then one connection to say whether it answers (a
+    /// warning, not an error: the server may simply be down right now).
+    func configureExternal(_ given: String, ampDir: AmpDirectory, project: String, environment: [String: String]) async throws(AmpctlError) -> String {
+        let (url, password) = ExternalURL.removingPassword(given)
+        if let problem = ExternalURL.problem(url) { throw AmpctlError(.usage, "--external: the URL \(problem)") }
+        let server: ExternalServer
+        do {
+            server = try ExternalServer(url: url, passFile: nil, libpqMajor: LibPQ.libraryMajorVersion)
+        } catch {
+            throw AmpctlError(.usage, "--external: \(error.message); give a URL such as postgresql://app@db.example.com:5432/app")
+        }
+        if FileContents.text(ampDir.configFile).map({ $0.contains("listen") }) == true,
+           let (layer, _) = try? ConfigLoader.readFile(path: ampDir.configFile, baseDirectory: ampDir.base), layer.listen != nil {
+            throw AmpctlError(.config, "\(ampDir.configFile) sets listen for the local cluster; an external server has no local listener: remove the listen line first")
+        }
+        var passFile: String?
+        if let password, !password.isEmpty {
+            guard let file = AmpSecrets.externalPassFile(project: project, environment: environment) else {
+                throw AmpctlError(.config, "neither XDG_CONFIG_HOME nor HOME is set, so the password has nowhere to go; set HOME, or put it in ~/.pgpass and give the URL without it")
+            }
+            let parts = Dictionary(server.options.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+            let line = AmpSecrets.passFileLine(host: parts["host"] ?? "", port: parts["port"] ?? "5432", user: parts["user"] ?? "", password: password)
+            do { try AmpSecrets.write(file, line + "\n") } catch {
+                throw AmpctlError(.cannotCreate, "cannot store the password in \(file): \(error)")
+            }
+            passFile = file
+        } else if let file = AmpSecrets.externalPassFile(project: project, environment: environment), access(file, F_OK) == 0 {
+            passFile = file
+        }
+        do { try makeDirectories(ampDir.path) } catch { throw AmpctlError(.cannotCreate, "cannot create \(ampDir.path): \(error)") }
+        let text = FileContents.text(ampDir.configFile) ?? ""
+        do {
+            let edited = try ConfigFileEdit.settingPostgresString(text, key: "url", value: url, path: ampDir.configFile)
+            try writeFileAtomically(ampDir.configFile, Array(edited.utf8), mode: 0o644)
+        } catch let error as ConfigError {
+            throw AmpctlError(.config, error.message)
+        } catch {
+            throw AmpctlError(.cannotCreate, "cannot write \(ampDir.configFile): \(error)")
+        }
+        let probing = try? ExternalServer(url: url, passFile: passFile, libpqMajor: LibPQ.libraryMajorVersion)
+        let answer = probing?.probe()  // bounded by connect_timeout
+        let stored = passFile.map { "the password is in \($0) (0600), " } ?? ""
+        switch answer {
+        case .success(let a)?:
+            return "external server \(server.display) answers (PostgreSQL \(a.version), role \(a.user)); \(stored)[postgres] url is set in \(ampDir.configFile)"
+        case .failure(let e)?:
+            return "warning: \(e.message); \(stored)[postgres] url is set in \(ampDir.configFile): fix the server or the password, then start the project"
+        case nil:
+            return "[postgres] url is set in \(ampDir.configFile)"
         }
     }
 }

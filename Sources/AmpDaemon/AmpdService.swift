@@ -304,6 +304,9 @@ final class Supervisor: Sendable {
                 $0.healthy = healthy
                 if !healthy { $0.lastError = reason }
                 if healthy, $0.state == .ready { $0.phase = ServicePhase.ready(url: $0.url ?? "").statusText }
+                if $0.state == .external, let server = $0.server {
+                    $0.phase = healthy ? ServicePhase.external(server: server).statusText : ServicePhase.unreachableText(server, reason)
+                }
             }
         case .degraded(let reason, _):
             board.update {
@@ -322,7 +325,10 @@ final class Supervisor: Sendable {
         status.state = phase.state
         status.phase = phase.statusText
         switch phase {
-        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .ready: break
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .ready, .connecting: break
+        case .external(let server):
+            status.server = server
+            status.healthy = true
         case .restarting(_, let reason):
             status.postmasterPID = nil
             status.healthy = false

@@ -55,6 +55,9 @@ enum Daemon {
             return .usage
         }
         func fail(_ code: ExitStatus, _ message: String, details: [String] = []) -> ExitStatus {
+            failed(code, message, details)
+        }
+        func failed(_ code: ExitStatus, _ message: String, _ details: [String]) -> ExitStatus {
             logger.error("\(message)")
             for d in details { logger.error("  \(d)") }
             notifier.failed(status: "failed: \(message)", errno: code.errnoValue)
@@ -91,6 +94,10 @@ enum Daemon {
             return fail(ExitStatus(error), error.message)
         }
         let settings = layers.settings
+        if let url = settings.externalURL {
+            return await runExternal(url: url, settings: settings, ampDir: ampDir, projectName: projectName, environment: environment, journal: journal,
+                                     notifier: notifier, logger: logger, fail: failed)
+        }
         let cacheDirectory = settings.templateCache ? Registry.templateCacheDirectory(environment: environment) : nil
         let server: ServerSettings
         do throws(ServerSettingsError) {
@@ -200,26 +207,97 @@ enum Daemon {
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
+        let code = await run(group, environment: environment, logger: logger, fail: failed)
+        withExtendedLifetime(lock) {}
+        return code
+    }
+
+    /// Runs the service group to its end: the exit status, and the log line of a failure.
+    static func run(_ group: ServiceGroup, environment: [String: String], logger: Logger,
+                    fail: (ExitStatus, String, [String]) -> ExitStatus) async -> ExitStatus {
         do {
             try await group.run()
         } catch let error as PostgresError {
-            return fail(ExitStatus(error), error.message, details: error.details)
+            return fail(ExitStatus(error), error.message, error.details)
         } catch let error as DaemonError {
-            return fail(error.code, error.message)
+            return fail(error.code, error.message, [])
         } catch {
-            return fail(.failure, "\(error)")
+            return fail(.failure, "\(error)", [])
         }
-        withExtendedLifetime(lock) {}
         // A clean stop is not a restart: the next start counts from zero.
         if let dir = environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first { unlink(String(dir) + "/starts") }
         logger.info("stopped")
         return .success
     }
 
+    /// `ampd run` for a project that uses an external server (`[postgres] url`): the varlink
+    /// API and the ``ExternalService``, no local cluster. The password comes from the unit's
+    /// credential (`$CREDENTIALS_DIRECTORY/amp-pgpass`), else amp's credential file, else
+    /// libpq's own places (`~/.pgpass`, `pg_service.conf`).
+    static func runExternal(
+        url: String, settings: AmpSettings, ampDir: AmpDirectory, projectName: String, environment: [String: String], journal: Bool,
+        notifier: SystemdNotifier, logger: Logger, fail: (ExitStatus, String, [String]) -> ExitStatus
+    ) async -> ExitStatus {
+        var passFile: String?
+        if let credentials = environment["CREDENTIALS_DIRECTORY"], access(credentials + "/" + AmpSecrets.credentialName, R_OK) == 0 {
+            passFile = credentials + "/" + AmpSecrets.credentialName
+        } else if let file = AmpSecrets.externalPassFile(project: projectName, environment: environment) {
+            switch AmpSecrets.read(file) {
+            case .failure(let problem): return fail(.config, "the password file of the external server \(problem.message)", [])
+            case .success(let text): if text != nil { passFile = file }
+            }
+        }
+        let server: ExternalServer
+        do {
+            server = try ExternalServer(url: url, passFile: passFile, libpqMajor: LibPQ.libraryMajorVersion)
+        } catch {
+            return fail(.config, "\(ampDir.configFile): postgres.url: \(error.message); fix the URL", [])
+        }
+        let lock: AmpDirLock
+        do {
+            try makeDirectories(ampDir.path)
+            lock = try AmpDirLock.acquire(ampDir.lockFile)
+        } catch let error as AmpDirLock.Failure {
+            if case .held(let pid) = error {
+                return fail(.tempFail, "amp dir \(ampDir.path) is in use by \(pid.map { "ampd (PID \($0))" } ?? "another ampd"); stop it first or use another amp dir", [])
+            }
+            return fail(.cannotCreate, "cannot lock \(ampDir.lockFile): \(error); check the permissions of \(ampDir.path)", [])
+        } catch {
+            return fail(.cannotCreate, "cannot create \(ampDir.path): \(error); check its permissions", [])
+        }
+        let board = StatusBoard(MetadbStatus(
+            state: .starting, phase: ServicePhase.connecting(server: server.display).statusText, project: projectName, ampdPID: Int(getpid()),
+            ampDir: ampDir.path, dataDir: "", restarts: countStart(environment: environment)))
+        board.update {
+            $0.server = server.display
+            $0.tls = server.usesTLS
+        }
+        let varlink: VarlinkServer
+        do {
+            varlink = try makeVarlinkServer(name: projectName, environment: environment, board: board, logger: logger, external: server)
+        } catch {
+            return fail(error.code, error.message, [])
+        }
+        logger.info("varlink API at unix:\(varlink.path)")
+        var service = ExternalService(server: server, notifier: notifier, board: board, logger: logger, startTimeout: settings.startTimeout)
+        service.printsReadyLine = !journal
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: VarlinkService(server: varlink, board: board), serviceName: "varlink"),
+                .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+                      failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "external"),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        let code = await run(group, environment: environment, logger: logger, fail: fail)
+        withExtendedLifetime(lock) {}
+        return code
+    }
+
     /// Binds the `io.amp.Metadb` socket at `RUNTIME/amp/NAME/io.amp.Metadb` (directories 0700).
     static func makeVarlinkServer(
         name: String, environment: [String: String], board: StatusBoard, logger: Logger, snapshots: SnapshotContext? = nil,
-        testDatabases: TestDatabasePool? = nil, session: LibPQSessionSlot = LibPQSessionSlot()
+        testDatabases: TestDatabasePool? = nil, session: LibPQSessionSlot = LibPQSessionSlot(), external: ExternalServer? = nil
     ) throws(DaemonError) -> VarlinkServer {
         let runtime = Metadb.runtimeDirectory(environment: environment)
         let path = Metadb.socketPath(runtimeDirectory: runtime, name: name)
@@ -238,6 +316,7 @@ enum Daemon {
         handler.snapshots = snapshots
         handler.testDatabases = testDatabases
         handler.readOnlySession = session
+        handler.external = external
         do {
             return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") },
                                     warn: { message in logger.warning("\(message)") })

@@ -28,6 +28,8 @@ struct MetadbHandler: VarlinkHandler {
     var snapshots: SnapshotContext? = nil
     /// Throwaway test databases and their pool.
     var testDatabases: TestDatabasePool? = nil
+    /// The external server this ampd serves instead of a local cluster (`[postgres] url`).
+    var external: ExternalServer? = nil
 
     func handle(_ call: VarlinkCall, stream: VarlinkReplyStream) async throws(VarlinkError) -> JSONObject {
         switch try MetadbCall(call) {
@@ -97,6 +99,10 @@ struct MetadbHandler: VarlinkHandler {
 
     private func connection() throws(MetadbError) -> Metadb.GetConnection.Reply {
         let handle = try readyHandle()
+        if let external {
+            return .init(url: handle.url, socketDirectory: "", port: handle.port, database: handle.database, user: handle.user,
+                         environment: external.environment(user: handle.user, database: handle.database), tls: external.usesTLS)
+        }
         var environment = [
             "PGHOST": handle.socketDirectory, "PGPORT": "\(handle.port)", "PGDATABASE": handle.database, "DATABASE_URL": handle.url,
         ]
@@ -106,7 +112,7 @@ struct MetadbHandler: VarlinkHandler {
                      user: handle.user, environment: environment, listen: status.listen, tls: status.listen == nil ? nil : status.tls)
     }
 
-    private static let databaseColumns = "datname, pg_database_size(oid), pg_get_userbyid(datdba)"
+    private static let databaseColumns = "datname, CASE WHEN has_database_privilege(oid, 'CONNECT') THEN pg_database_size(oid) ELSE 0 END, pg_get_userbyid(datdba)"
 
     private func databases() async throws(MetadbError) -> [MetadbDatabase] {
         let rows = try await sql(try readyHandle(), "SELECT \(Self.databaseColumns) FROM pg_database WHERE datallowconn ORDER BY datname", readOnly: true)
@@ -188,7 +194,7 @@ struct MetadbHandler: VarlinkHandler {
     // MARK: - test databases
 
     private func acquireTestDatabase(_ template: String?) async throws(MetadbError) -> Metadb.AcquireTestDatabase.Reply {
-        guard let pool = testDatabases else { throw .queryFailed(message: "test databases are not available in this ampd", sqlstate: nil) }
+        guard let pool = testDatabases else { throw .queryFailed(message: "test databases are \(unavailableHere)", sqlstate: nil) }
         let handle = try readyHandle()
         let source = template ?? handle.database
         if let reason = Metadb.databaseNameProblem(source) { throw .invalidDatabaseName(name: source, reason: reason) }
@@ -201,8 +207,14 @@ struct MetadbHandler: VarlinkHandler {
     // MARK: - snapshots
 
     private func context() throws(MetadbError) -> SnapshotContext {
-        guard let snapshots else { throw .snapshotFailed(message: "snapshots are not available in this ampd") }
+        guard let snapshots else { throw .snapshotFailed(message: "snapshots and resets are \(unavailableHere)") }
         return snapshots
+    }
+
+    /// Why a local-cluster feature is missing, in words.
+    private var unavailableHere: String {
+        external == nil ? "not available in this ampd"
+            : "not available for an external server: they need the local cluster (remove [postgres] url from .amp/config.toml to use it again)"
     }
 
     static func wire(_ s: ClusterSnapshots.Snapshot) -> MetadbSnapshot {
@@ -340,7 +352,9 @@ struct MetadbHandler: VarlinkHandler {
                 let n = e.message.split(separator: " ").compactMap { Int($0) }.first ?? 1
                 throw .databaseInUse(name: name, connections: n, sessions: [])
             default:
-                throw .queryFailed(message: e.message, sqlstate: e.sqlState)
+                // No SQLSTATE: the connection failed; libpq's hint lines are left out.
+                let message = e.sqlState == nil ? (external?.oneLine(e).message ?? e.message.split(separator: "\n").first.map(String.init) ?? e.message) : e.message
+                throw .queryFailed(message: message, sqlstate: e.sqlState)
             }
         }
     }
@@ -358,7 +372,9 @@ struct MetadbHandler: VarlinkHandler {
         race.resolve(nil, after: Self.statisticsTimeout)
         let conninfo = handle.conninfo, session = readOnlySession
         let cachedSize = sizeCache.fresh(pid: Int(handle.pid))
-        let sizeColumn = cachedSize.map { "\($0)::bigint" } ?? "(SELECT sum(pg_database_size(oid)) FROM pg_database)::bigint"
+        // On an external server, only the databases the role may connect to (the others fail).
+        let filter = external == nil ? "" : " WHERE datallowconn AND has_database_privilege(oid, 'CONNECT')"
+        let sizeColumn = cachedSize.map { "\($0)::bigint" } ?? "(SELECT sum(pg_database_size(oid)) FROM pg_database\(filter))::bigint"
         do {
             try startDetachedThread(name: "amp-statistics") {
                 race.resolve(try? session.rows(conninfo, """

@@ -34,7 +34,27 @@ final class StatusBoard: Sendable {
     }
 
     /// The running server's handle, once ready (nil while starting, stopping or failed).
-    var handle: PostgresHandle? { state.withLock { $0.status.state == .ready ? $0.handle : nil } }
+    var handle: PostgresHandle? { state.withLock { $0.status.state == .ready || $0.status.state == .external ? $0.handle : nil } }
+
+    /// Whether this ampd serves an external server (no local cluster).
+    var isExternal: Bool { state.withLock { $0.status.server != nil } }
+
+    /// Marks an external server as answering.
+    func external(_ handle: PostgresHandle, server: ExternalServer) {
+        state.withLock {
+            $0.handle = handle
+            $0.readySince = ContinuousClock.now
+        }
+        update {
+            $0.state = .external
+            $0.phase = ServicePhase.external(server: server.display).statusText
+            $0.version = handle.serverVersion
+            $0.url = handle.url
+            $0.server = server.display
+            $0.tls = server.usesTLS
+            $0.healthy = true
+        }
+    }
 
     /// Changes the status and tells the watchers when it changed.
     func update(_ change: (inout MetadbStatus) -> Void) {

@@ -22,6 +22,8 @@ struct LibPQFunctions: @unchecked Sendable {
     typealias EncryptPassword = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<CChar>?
     typealias FreeMemory = @convention(c) (UnsafeMutableRawPointer?) -> Void
     typealias LibVersion = @convention(c) () -> Int32
+    typealias ConninfoParse = @convention(c) (UnsafePointer<CChar>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> UnsafeMutablePointer<PQconninfoOption>?
+    typealias ConninfoFree = @convention(c) (UnsafeMutablePointer<PQconninfoOption>?) -> Void
 
     let connectdb: ConnectDB
     let status: StatusFn
@@ -41,6 +43,9 @@ struct LibPQFunctions: @unchecked Sendable {
     let freemem: FreeMemory?
     /// `PQlibVersion`: e.g. 150020 for 15.20.
     let libVersion: LibVersion?
+    /// `PQconninfoParse` and `PQconninfoFree`.
+    let conninfoParse: ConninfoParse?
+    let conninfoFree: ConninfoFree?
 
     /// The loaded library, or why it could not be loaded.
     static let shared: Result<LibPQFunctions, LibPQError> = {
@@ -67,7 +72,8 @@ struct LibPQFunctions: @unchecked Sendable {
             resultStatus: resultStatus, resultErrorMessage: resultErrorMessage, resultErrorField: resultErrorField,
             ntuples: ntuples, nfields: nfields, getisnull: getisnull, getvalue: getvalue, clear: clear,
             encryptPassword: sym("PQencryptPasswordConn", EncryptPassword.self), freemem: sym("PQfreemem", FreeMemory.self),
-            libVersion: sym("PQlibVersion", LibVersion.self)))
+            libVersion: sym("PQlibVersion", LibVersion.self), conninfoParse: sym("PQconninfoParse", ConninfoParse.self),
+            conninfoFree: sym("PQconninfoFree", ConninfoFree.self)))
     }()
 }
 
@@ -107,6 +113,31 @@ public enum LibPQ {
     public static var libraryMajorVersion: Int? {
         guard case .success(let pq) = LibPQFunctions.shared, let v = pq.libVersion?() else { return nil }
         return Int(v) / 10000
+    }
+
+    /// The options a connection string or URL sets, as libpq reads it (`PQconninfoParse`:
+    /// no defaults, no service file). Throws libpq's message for a malformed one.
+    ///
+    /// See <https://www.postgresql.org/docs/15/libpq-connect.html#LIBPQ-CONNSTRING>.
+    public static func parseConninfo(_ text: String) throws(LibPQError) -> [(key: String, value: String)] {
+        let pq = try LibPQFunctions.shared.get()
+        guard let parse = pq.conninfoParse, let free = pq.conninfoFree, let freemem = pq.freemem else {
+            throw LibPQError(message: "libpq.so.5 has no PQconninfoParse; install a current libpq5")
+        }
+        var error: UnsafeMutablePointer<CChar>?
+        guard let options = parse(text, &error) else {
+            let message = error.map { String(cString: $0).trimmingWhitespace } ?? "out of memory"
+            if let error { freemem(error) }
+            throw LibPQError(message: message)
+        }
+        defer { free(options) }
+        var out: [(key: String, value: String)] = []
+        var i = 0
+        while let keyword = options[i].keyword {
+            if let value = options[i].val { out.append((String(cString: keyword), String(cString: value))) }
+            i += 1
+        }
+        return out
     }
 
     static func trimmed(_ message: UnsafeMutablePointer<CChar>?) -> String {
@@ -150,7 +181,8 @@ public final class LibPQConnection: @unchecked Sendable {
         defer { free(verifier) }
         let text = String(cString: verifier)
         guard text.hasPrefix("SCRAM-SHA-256$"), !text.contains("'") else { throw LibPQError(message: "unexpected SCRAM verifier from libpq") }
-        _ = try rows("ALTER ROLE \(LibPQ.quoteIdentifier(role)) PASSWORD '\(text)'")
+        // Not even the verifier goes into pg_stat_statements (a placeholder when it is not loaded).
+        _ = try rows("SET pg_stat_statements.track_utility = off; ALTER ROLE \(LibPQ.quoteIdentifier(role)) PASSWORD '\(text)'")
     }
 
     /// Whether the connection is still usable (libpq's `PQstatus`).

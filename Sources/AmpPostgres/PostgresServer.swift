@@ -23,10 +23,23 @@ public struct PostgresHandle: Sendable, Equatable {
     public var pid: pid_t
     /// `SHOW server_version` of the running server.
     public var serverVersion: String
+    /// For a server amp does not run (``ExternalServer``): its connection string; nil for the
+    /// local cluster.
+    public var externalConninfo: String? = nil
+
+    /// A handle for an external server (no data directory, socket or postmaster here).
+    public static func external(_ server: ExternalServer, answer: ExternalServer.Answer) -> PostgresHandle {
+        var h = PostgresHandle(url: server.url(user: answer.user, database: answer.database), dataDirectory: "", socketDirectory: "",
+                               port: Int(server.value("port") ?? "5432") ?? 5432, user: answer.user, database: answer.database, pid: 0,
+                               serverVersion: answer.version)
+        h.externalConninfo = server.conninfo
+        return h
+    }
 
     /// A libpq key/value connection string for this server.
     public var conninfo: String {
-        LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("user", user), ("connect_timeout", "5"), ("application_name", "ampd")])
+        if let externalConninfo { return externalConninfo }
+        return LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("user", user), ("connect_timeout", "5"), ("application_name", "ampd")])
     }
 
     /// The URL for a server at `socketDirectory`.

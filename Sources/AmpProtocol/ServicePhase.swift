@@ -22,6 +22,10 @@ public enum ServicePhase: Sendable, Equatable {
     case stopping
     /// ampd gave up; the message says why.
     case failed(String)
+    /// Waiting for the first answer of an external server (`[postgres] url`).
+    case connecting(server: String)
+    /// An external server answered: ampd serves it (READY=1 once); health follows its answers.
+    case external(server: String)
 
     /// The words for it: systemd's `STATUS=` and the status's `phase`.
     public var statusText: String {
@@ -36,8 +40,13 @@ public enum ServicePhase: Sendable, Equatable {
         case .restarting(let restart, let reason): return "restarting PostgreSQL (restart \(restart)): \(reason)"
         case .stopping: return "stopping"
         case .failed(let message): return "failed: \(message)"
+        case .connecting(let server): return "connecting to the external server \(server)"
+        case .external(let server): return "external server \(server): reachable"
         }
     }
+
+    /// The words for an external server that stopped answering.
+    public static func unreachableText(_ server: String, _ reason: String) -> String { "external server \(server): unreachable: \(reason)" }
 
     /// The words for a ready server with a problem (a failed health check, a full disk).
     public static func unhealthyText(_ reason: String) -> String { "unhealthy: \(reason)" }
@@ -45,7 +54,8 @@ public enum ServicePhase: Sendable, Equatable {
     /// The state `io.amp.Metadb` reports for it.
     public var state: MetadbStatus.State {
         switch self {
-        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .maintenance, .restarting: return .starting
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .maintenance, .restarting, .connecting: return .starting
+        case .external: return .external
         case .ready: return .ready
         case .stopping: return .stopping
         case .failed: return .failed

@@ -84,17 +84,10 @@ public struct Registry: Sendable {
     }
 
     /// `$XDG_CONFIG_HOME` (when absolute), else `HOME/.config`.
-    public static func configHome(environment: [String: String]) -> String? {
-        if let x = environment["XDG_CONFIG_HOME"], x.hasPrefix("/") { return x }
-        return homeDirectory(environment: environment).map { $0 + "/.config" }
-    }
+    public static func configHome(environment: [String: String]) -> String? { userConfigHome(environment: environment) }
 
     /// `$HOME`, else the passwd entry's home directory.
-    public static func homeDirectory(environment: [String: String]) -> String? {
-        if let h = environment["HOME"], h.hasPrefix("/") { return h }
-        guard let pw = getpwuid(getuid()), let dir = pw.pointee.pw_dir else { return nil }
-        return String(cString: dir)
-    }
+    public static func homeDirectory(environment: [String: String]) -> String? { userHomeDirectory(environment: environment) }
 
     /// The cluster template cache: `$XDG_CACHE_HOME/amp/templates`, else
     /// `HOME/.cache/amp/templates`.

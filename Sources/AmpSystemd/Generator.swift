@@ -93,7 +93,7 @@ public enum Generator {
             output = dir
         }
         let template = UnitRenderer.findTemplate(environment: environment) ?? "/usr/lib/systemd/user/amp@.service"
-        let renderer = UnitRenderer(templatePath: template, writer: sync ? "amp-generator --sync-user-units" : "amp-generator")
+        let renderer = UnitRenderer(templatePath: template, writer: sync ? "amp-generator --sync-user-units" : "amp-generator", environment: environment)
         let (entries, problems) = Registry(directory: registryDirectory).load()
         for p in problems { say("\(p) (skipped)") }
         var seen: [String: String] = [:]

@@ -69,9 +69,9 @@ public struct NotifyStateMachine: Sendable {
     public var needsTicks: Bool {
         switch phase {
         case .ready: return watchdogInterval != nil || degradedReason != nil
-        case .restarting, .maintenance: return watchdogInterval != nil
+        case .restarting, .maintenance, .external: return watchdogInterval != nil
         case .failed: return false
-        case .checking, .initialisingCluster, .starting, .recovering, .seeding: return !sentReady || watchdogInterval != nil
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .connecting: return !sentReady || watchdogInterval != nil
         case .stopping: return true
         }
     }
@@ -111,9 +111,9 @@ public struct NotifyStateMachine: Sendable {
         }
         phase = next
         switch next {
-        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .maintenance, .restarting, .failed:
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .maintenance, .restarting, .failed, .connecting:
             return [.notify([.status(next.statusText)])]
-        case .ready:
+        case .ready, .external:
             failedChecks = 0
             lastFailure = nil
             var messages: [NotifyMessage] = [.status(next.statusText)]
@@ -130,7 +130,11 @@ public struct NotifyStateMachine: Sendable {
 
     private func tick() -> [Action] {
         switch phase {
-        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .maintenance, .restarting:
+        case .external:
+            // ampd itself is what the watchdog guards: a remote server that does not answer
+            // is reported (status, journal), and restarting ampd would not bring it back.
+            return watchdogInterval == nil ? [] : [.notify([.watchdog])]
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .maintenance, .restarting, .connecting:
             // Before READY=1 the start timeout applies: ask for more time. After it (ampd
             // restarting PostgreSQL), ampd itself is alive and bounds the restart with its own
             // start timeout and backoff, so it keeps the watchdog fed meanwhile.
@@ -146,6 +150,7 @@ public struct NotifyStateMachine: Sendable {
     }
 
     private mutating func healthChecked(healthy: Bool, reason: String) -> [Action] {
+        if case .external(let server) = phase { return externalChecked(server: server, reachable: healthy, reason: reason) }
         guard case .ready(let url) = phase else { return [] }
         if healthy {
             var actions: [Action] = []
@@ -166,6 +171,7 @@ public struct NotifyStateMachine: Sendable {
         failedChecks += 1
         var actions: [Action] = []
         if reason != lastFailure {
+            // (ready: a local server)
             let interval = watchdogInterval.map { "\($0)" } ?? "the watchdog interval"
             actions.append(.logWarning(
                 "health check failed: \(reason); the watchdog is not pinged, so systemd restarts the service if no check succeeds within \(interval)"))
@@ -173,5 +179,23 @@ public struct NotifyStateMachine: Sendable {
             lastFailure = reason
         }
         return actions
+    }
+
+    /// An external server's answer: the journal says when it becomes unreachable (once per
+    /// reason) and reachable again; the watchdog is not involved (see ``tick()``).
+    private mutating func externalChecked(server: String, reachable: Bool, reason: String) -> [Action] {
+        if reachable {
+            guard failedChecks > 0 else { return [] }
+            let n = failedChecks
+            failedChecks = 0
+            lastFailure = nil
+            return [.logNotice("the external server \(server) is reachable again (after \(n) failed check\(n == 1 ? "" : "s"))"),
+                    .notify([.status(ServicePhase.external(server: server).statusText)])]
+        }
+        failedChecks += 1
+        guard reason != lastFailure else { return [] }
+        lastFailure = reason
+        return [.logWarning("the external server \(server) is unreachable: \(reason); ampd keeps checking and says when it answers again"),
+                .notify([.status(ServicePhase.unreachableText(server, reason))])]
     }
 }

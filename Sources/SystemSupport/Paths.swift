@@ -64,3 +64,16 @@ public func processEnvironment() -> [String: String] {
     }
     return env
 }
+
+/// `$HOME`, else the passwd entry's home directory; nil when there is neither.
+public func userHomeDirectory(environment: [String: String]) -> String? {
+    if let h = environment["HOME"], h.hasPrefix("/") { return h }
+    guard let pw = getpwuid(getuid()), let dir = pw.pointee.pw_dir else { return nil }
+    return String(cString: dir)
+}
+
+/// `$XDG_CONFIG_HOME` (when absolute), else `HOME/.config`.
+public func userConfigHome(environment: [String: String]) -> String? {
+    if let x = environment["XDG_CONFIG_HOME"], x.hasPrefix("/") { return x }
+    return userHomeDirectory(environment: environment).map { $0 + "/.config" }
+}
