@@ -197,15 +197,7 @@ struct UpgradeCommand: AsyncParsableCommand {
     /// The cluster's own binaries: `--old-bin-dir`, the configured `bin_dir` when it is of
     /// that version, else the distribution's directory for it.
     private func locateOld(_ major: Int, configured: String?) async -> PostgresBinaries? {
-        var candidates: [String] = []
-        if let oldBinDir { candidates.append(absolutePath(oldBinDir)) }
-        if let configured { candidates.append(configured) }
-        candidates += PostgresBinaries.distributionDirectories().filter { $0.hasSuffix("/\(major)/bin") || $0.hasSuffix("pgsql-\(major)/bin") }
-        for dir in candidates where PostgresBinaries.required.allSatisfy({ access(dir + "/" + $0, X_OK) == 0 }) {
-            let binaries = PostgresBinaries(directory: dir)
-            if let version = try? await binaries.version(), version.majorNumber == major { return binaries }
-        }
-        return nil
+        await PostgresBinaries.forMajor(major, preferring: (oldBinDir.map { [absolutePath($0)] } ?? []) + (configured.map { [$0] } ?? []))
     }
 
     /// `vacuumdb --all --analyze-in-stages`, then `ALTER EXTENSION … UPDATE` for every

@@ -253,18 +253,8 @@ enum Daemon {
         } catch {
             return fail(.config, "\(ampDir.configFile): postgres.url: \(error.message); fix the URL", [])
         }
-        let lock: AmpDirLock
-        do {
-            try makeDirectories(ampDir.path)
-            lock = try AmpDirLock.acquire(ampDir.lockFile)
-        } catch let error as AmpDirLock.Failure {
-            if case .held(let pid) = error {
-                return fail(.tempFail, "amp dir \(ampDir.path) is in use by \(pid.map { "ampd (PID \($0))" } ?? "another ampd"); stop it first or use another amp dir", [])
-            }
-            return fail(.cannotCreate, "cannot lock \(ampDir.lockFile): \(error); check the permissions of \(ampDir.path)", [])
-        } catch {
-            return fail(.cannotCreate, "cannot create \(ampDir.path): \(error); check its permissions", [])
-        }
+        // No amp dir lock: there is no local cluster to guard here, and `ampctl push`/`pull`
+        // take the lock to start the local one while this ampd serves the external server.
         let board = StatusBoard(MetadbStatus(
             state: .starting, phase: ServicePhase.connecting(server: server.display).statusText, project: projectName, ampdPID: Int(getpid()),
             ampDir: ampDir.path, dataDir: "", restarts: countStart(environment: environment)))
@@ -289,9 +279,7 @@ enum Daemon {
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        let code = await run(group, environment: environment, logger: logger, fail: fail)
-        withExtendedLifetime(lock) {}
-        return code
+        return await run(group, environment: environment, logger: logger, fail: fail)
     }
 
     /// Binds the `io.amp.Metadb` socket at `RUNTIME/amp/NAME/io.amp.Metadb` (directories 0700).

@@ -75,6 +75,17 @@ public struct ExternalServer: Sendable, Equatable {
         return LibPQ.conninfo(pairs)
     }
 
+    /// ``conninfo`` for another database of the same server (and another application name).
+    public func conninfo(database: String, application: String = "ampd") -> String {
+        var copy = self
+        copy.options.removeAll { $0.key == "dbname" }
+        copy.options.append((key: "dbname", value: database))
+        return copy.conninfo.replacing("application_name='ampd'", with: LibPQ.conninfo([("application_name", application)]))
+    }
+
+    /// The database the URL names, if any.
+    public var database: String? { value("dbname") }
+
     /// The URL shown to users and tools (no password; amp's additions that a client needs too,
     /// such as the CA bundle, included): `postgresql://USER@HOST:PORT/DB?…`.
     public func url(user: String, database: String) -> String {
@@ -125,9 +136,9 @@ public struct ExternalServer: Sendable, Equatable {
 
     /// Connects and asks for the version, role and database: blocking, bounded by
     /// `connect_timeout`. The error is one line: `HOST:PORT: libpq's first line`.
-    public func probe() -> Result<Answer, LibPQError> {
+    public func probe(database: String? = nil) -> Result<Answer, LibPQError> {
         do {
-            let rows = try LibPQ.rows(conninfo, "SELECT current_setting('server_version'), current_user, current_database()")
+            let rows = try LibPQ.rows(database.map { conninfo(database: $0) } ?? conninfo, "SELECT current_setting('server_version'), current_user, current_database()")
             guard let row = rows.first, row.count == 3 else { return .failure(LibPQError(message: "\(display): no answer to a query")) }
             return .success(Answer(version: row[0] ?? "?", user: row[1] ?? "?", database: row[2] ?? "?"))
         } catch {
@@ -140,6 +151,7 @@ public struct ExternalServer: Sendable, Equatable {
     public func oneLine(_ error: LibPQError) -> LibPQError {
         var first = error.message.split(separator: "\n").first.map { String($0).trimmingWhitespace } ?? error.message
         if first.hasPrefix("FATAL:") { first = String(first.dropFirst(6)).trimmingWhitespace }
+        first = first.replacing("failed: FATAL:  ", with: "failed: ")
         let named = first.contains("connection to server at") || first.contains(display) ? first : "\(display): \(first)"
         return LibPQError(message: named, sqlState: error.sqlState)
     }

@@ -55,6 +55,18 @@ public struct PostgresBinaries: Sendable, Equatable {
     }
 
     /// The path of one of the binaries, e.g. `path("initdb")`.
+    /// The binaries of one major version: the first of `preferring` (e.g. `--bin-dir`, the
+    /// configured `bin_dir`) that holds that version, else the distribution's directory for it.
+    public static func forMajor(_ major: Int, preferring: [String]) async -> PostgresBinaries? {
+        var candidates = preferring
+        candidates += distributionDirectories().filter { $0.hasSuffix("/\(major)/bin") || $0.hasSuffix("pgsql-\(major)/bin") }
+        for dir in candidates where required.allSatisfy({ access(dir + "/" + $0, X_OK) == 0 }) {
+            let binaries = PostgresBinaries(directory: dir)
+            if let version = try? await binaries.version(), version.majorNumber == major { return binaries }
+        }
+        return nil
+    }
+
     public func path(_ tool: String) -> String { directory + "/" + tool }
 
     /// The binaries every cluster needs.

@@ -1,0 +1,205 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpConfig
+import AmpPostgres
+import AmpProtocol
+import ArgumentParser
+import ChildProcess
+import SystemSupport
+
+/// Which way `push`/`pull` copy.
+enum TransferDirection: String {
+    /// The local cluster to the external server.
+    case push
+    /// The external server to the local cluster.
+    case pull
+}
+
+/// One side of a copy: how to reach a database on it, and its name in messages.
+struct TransferEndpoint {
+    var display: String
+    var major: Int
+    /// A libpq connection string for `database` on this side.
+    var conninfo: (String) -> String
+}
+
+/// The options `push` and `pull` share.
+struct TransferOptions: ParsableArguments {
+    @Argument(help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    @Option(name: .customLong("db"), help: "Database to copy (default: the one the external URL names).") var database: String?
+    @Flag(name: .customLong("replace"), help: "Replace the database on the receiving side if it exists.") var replace = false
+    @Option(name: .customLong("jobs"), help: "Parallel pg_dump/pg_restore jobs.") var jobs: Int = 2
+    @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Where pg_dump and pg_restore are (default: the newest installed).", valueName: "DIR")) var binDir: String?
+
+    func validate() throws {
+        guard (1...64).contains(jobs) else { throw ValidationError("--jobs \(jobs): use 1 to 64") }
+        if let database, let reason = Metadb.databaseNameProblem(database) { throw ValidationError("--db \(database): \(reason)") }
+    }
+}
+
+struct PushCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "push",
+        abstract: "Copy a database from the project's local cluster to its external server ([postgres] url).",
+        discussion: """
+            The copy goes into a temporary database on the server that is renamed at the end, so a failure leaves nothing behind.
+            An existing database is replaced only with --replace.
+            The local cluster is started on a private socket for the copy when it is not running.
+
+            """)
+    @OptionGroup var options: TransferOptions
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in try await transfer(.push, options) }
+    }
+}
+
+struct PullCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pull",
+        abstract: "Copy a database from the project's external server ([postgres] url) into its local cluster.",
+        discussion: """
+            The copy goes into a temporary local database that is renamed at the end, so a failure leaves nothing behind.
+            An existing database is replaced only with --replace.
+
+            """)
+    @OptionGroup var options: TransferOptions
+
+    func run() async throws {
+        try await guarded { () async throws(AmpctlError) -> ExitStatus in try await transfer(.pull, options) }
+    }
+}
+
+/// `push`/`pull`: dump one side with `pg_dump -Fd -j`, restore the other with `pg_restore -j`
+/// into `NAME__amp_DIRECTION_PID`, then rename (dropping the old one with `--replace`).
+///
+/// Commands: `pg_dump -Fd -j N -f DIR -d CONNINFO` and `pg_restore -j N --exit-on-error
+/// --no-owner --no-acl -d CONNINFO DIR`; see <https://www.postgresql.org/docs/15/app-pgdump.html>
+/// and <https://www.postgresql.org/docs/15/app-pgrestore.html>. The connection strings hold no
+/// password (libpq reads amp's password file, `~/.pgpass` or the service file).
+func transfer(_ direction: TransferDirection, _ options: TransferOptions) async throws(AmpctlError) -> ExitStatus {
+    let started = ContinuousClock.now
+    let env = processEnvironment()
+    let project = try resolveProject(options.name, address: nil, environment: env)
+    let ampDir = AmpDirectory(base: project.base, source: .flag)
+    let layers: ConfigurationLayers
+    do {
+        layers = try ConfigurationLayers.load(ampDir: ampDir, environment: env, workingDirectory: workingDirectory()) { _ in }
+    } catch {
+        throw AmpctlError(.config, error.message)
+    }
+    guard let url = layers.settings.externalURL else {
+        throw AmpctlError(.config, "\(project.name) has no external server; add one with `ampctl init --external postgresql://USER@HOST:PORT/DB` (it sets [postgres] url)")
+    }
+    var passFile: String?
+    if let file = AmpSecrets.externalPassFile(project: project.name, environment: env), access(file, F_OK) == 0 {
+        if case .failure(let problem) = AmpSecrets.read(file) { throw AmpctlError(.noPermission, "the password file \(problem.message)") }
+        passFile = file
+    }
+    let server: ExternalServer
+    do {
+        server = try ExternalServer(url: url, passFile: passFile, libpqMajor: LibPQ.libraryMajorVersion)
+    } catch {
+        throw AmpctlError(.config, "\(ampDir.configFile): postgres.url: \(error.message)")
+    }
+    guard let database = options.database ?? server.database.flatMap({ Metadb.protectedDatabases.contains($0) ? nil : $0 }) else {
+        throw AmpctlError(.usage, "the external URL names no database of its own (it names \(server.database ?? "none")); say which to copy with --db NAME")
+    }
+    if Metadb.protectedDatabases.contains(database) { throw AmpctlError(.usage, "--db \(database): the server's own database cannot be copied over; choose another") }
+
+    // The local cluster: its version picks its binaries.
+    guard let localMajor = FileContents.text(ampDir.metadb + "/PG_VERSION", limit: 64).flatMap({ Int($0.trimmingWhitespace) }) else {
+        throw AmpctlError(.noInput, "\(project.name) has no local cluster in \(ampDir.metadb); \(direction == .pull ? "make one first: remove [postgres] url, start the project once, and set the url again" : "there is nothing to push")")
+    }
+    guard let binaries = await PostgresBinaries.forMajor(localMajor, preferring: layers.settings.binDir.map { [$0] } ?? []) else {
+        throw AmpctlError(.unavailable, "the local cluster is PostgreSQL \(localMajor), whose binaries are not installed; install postgresql-\(localMajor) (or set bin_dir)")
+    }
+    let remoteAnswer: ExternalServer.Answer
+    switch server.probe(database: "postgres") {
+    case .success(let a): remoteAnswer = a
+    case .failure(let e):
+        let code: ExitStatus = ExternalServer.isPermanent(e) ? .noPermission : .unavailable
+        throw AmpctlError(code, "cannot reach the external server: \(e.message); fix the server or the password (`ampctl init --external URL` again)")
+    }
+    let remoteMajor = Int(remoteAnswer.version.prefix { $0.isNumber }) ?? 0
+    let tools = try await ClientTools.find("pg_restore", atLeast: max(localMajor, remoteMajor), explicit: options.binDir)
+    let remote = TransferEndpoint(display: server.display, major: remoteMajor) { server.conninfo(database: $0, application: "amp-\(direction.rawValue)") }
+
+    let steps = 4
+    var step = 0
+    func phase(_ text: String) {
+        step += 1
+        err("ampctl: [\(step)/\(steps)] \(text)")
+    }
+    let runtime = Metadb.runtimeDirectory(environment: env)
+    return try await withLock(ampDir) { () async throws(AmpctlError) -> ExitStatus in
+        phase("starting the local cluster (PostgreSQL \(localMajor)) on a private socket")
+        let version: PostgresVersion
+        do throws(PostgresError) { version = try await binaries.version() } catch { throw AmpctlError(.unavailable, error.message) }
+        let result = try await withTemporaryServer(ampDir.metadb, binaries: binaries, version: version, socketDirectory: runtime + "/amp-\(direction.rawValue)-\(getpid())") { handle -> Result<Int64, AmpctlError> in
+            let local = TransferEndpoint(display: "the local cluster", major: localMajor) {
+                LibPQ.conninfo([("host", handle.socketDirectory), ("port", "\(handle.port)"), ("dbname", $0), ("user", handle.user),
+                                ("application_name", "amp-\(direction.rawValue)")])
+            }
+            let (from, to) = direction == .push ? (local, remote) : (remote, local)
+            do throws(AmpctlError) {
+                return .success(try await copy(database, from: from, to: to, tools: tools, options: options, scratch: ampDir.path + "/.\(direction.rawValue)-\(getpid())", phase: phase))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let size = try result.get()
+        err("ampctl: \(direction == .push ? "pushed" : "pulled") \(database) (\(humanBytes(size))) \(direction == .push ? "to \(server.display)" : "from \(server.display)") in \(format2(seconds(since: started))) s")
+        return .success
+    }
+}
+
+/// Copies `database` between two running servers; returns its size on the receiving side.
+/// Nothing is left on the receiving side when it fails; the sending side is only read.
+private func copy(
+    _ database: String, from: TransferEndpoint, to: TransferEndpoint, tools: ClientTools, options: TransferOptions, scratch: String,
+    phase: (String) -> Void
+) async throws(AmpctlError) -> Int64 {
+    func rows(_ side: TransferEndpoint, _ db: String, _ sql: String) throws(AmpctlError) -> [[String?]] {
+        do { return try LibPQ.rows(side.conninfo(db), sql) } catch {
+            throw AmpctlError(.failure, "\(side.display): \(error.message.split(separator: "\n").first.map(String.init) ?? error.message)")
+        }
+    }
+    let quotedName = "'\(database)'"  // checked by databaseNameProblem: a-z, 0-9, _ and -
+    guard try rows(from, "postgres", "SELECT 1 FROM pg_database WHERE datname = \(quotedName)").count == 1 else {
+        throw AmpctlError(.dataError, "\(from.display) has no database \(database); see the names with `ampctl databases`, or give another with --db")
+    }
+    let exists = try rows(to, "postgres", "SELECT 1 FROM pg_database WHERE datname = \(quotedName)").count == 1
+    if exists && !options.replace {
+        throw AmpctlError(.dataError, "\(to.display) has a database \(database) already; add --replace to replace it, or copy another with --db")
+    }
+    let temporary = "\(database.prefix(40))__amp_copy_\(getpid())"
+    let environment = ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"]
+    func run(_ tool: String, _ arguments: [String]) async throws(AmpctlError) {
+        let output: CommandOutput
+        do { output = try await runCommand(tools.path(tool), arguments, environment: environment, timeout: nil) } catch {
+            throw AmpctlError(.unavailable, "cannot run \(tool): \(error)")
+        }
+        guard output.succeeded else {
+            let lines = output.text.split(separator: "\n").map(String.init)
+            let reason = lines.last { $0.contains("error") || $0.contains("ERROR") || $0.contains("FATAL") } ?? lines.last ?? "no output"
+            throw AmpctlError(.failure, "\(tool) failed: \(reason.trimmingWhitespace)")
+        }
+    }
+    defer { try? removeTree(scratch) }
+    phase("dumping \(database) from \(from.display) with pg_dump \(tools.major) (\(options.jobs) jobs)")
+    try await run("pg_dump", ["-Fd", "-j", "\(options.jobs)", "-f", scratch, "-d", from.conninfo(database)])
+    phase("restoring into \(temporary) on \(to.display)")
+    _ = try rows(to, "postgres", "CREATE DATABASE \(LibPQ.quoteIdentifier(temporary))")
+    do throws(AmpctlError) {
+        try await run("pg_restore", ["-j", "\(options.jobs)", "--exit-on-error", "--no-owner", "--no-acl", "-d", to.conninfo(temporary), scratch])
+        phase(exists ? "replacing \(database) on \(to.display)" : "renaming \(temporary) to \(database) on \(to.display)")
+        if exists { _ = try rows(to, "postgres", "DROP DATABASE \(LibPQ.quoteIdentifier(database)) WITH (FORCE)") }
+        _ = try rows(to, "postgres", "ALTER DATABASE \(LibPQ.quoteIdentifier(temporary)) RENAME TO \(LibPQ.quoteIdentifier(database))")
+    } catch {
+        _ = try? LibPQ.rows(to.conninfo("postgres"), "DROP DATABASE IF EXISTS \(LibPQ.quoteIdentifier(temporary)) WITH (FORCE)")
+        throw AmpctlError(error.code, error.message + "; \(to.display) is as it was (the partial copy was dropped)")
+    }
+    return try rows(to, "postgres", "SELECT pg_database_size(\(quotedName))").first?.first.flatMap { $0.flatMap { Int64($0) } } ?? 0
+}
