@@ -165,7 +165,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "AmpSystemdTests",
-            dependencies: ["AmpSystemd", "AmpProtocol", "AmpRegistry"],
+            dependencies: ["AmpSystemd", "AmpProtocol", "AmpRegistry", "AmpConfig", "SystemSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpdIntegrationTests",

@@ -167,3 +167,13 @@ struct MetadbProtocolTests {
         #expect(try d.decode(Double.self, from: .int(3)) == 3, "a JSON number without a fraction is still a float")
     }
 }
+
+@Suite("connection URLs name another database")
+struct MetadbURLTests {
+    @Test func swapsThePathOnly() {
+        #expect(Metadb.url("postgresql:///postgres?host=%2Ftmp&port=5433", database: "shop") == "postgresql:///shop?host=%2Ftmp&port=5433")
+        #expect(Metadb.url("postgresql://app@db:5432/app?sslmode=require", database: "shop") == "postgresql://app@db:5432/shop?sslmode=require")
+        #expect(Metadb.url("postgresql://app@db:5432", database: "shop") == "postgresql://app@db:5432/shop")
+        #expect(Metadb.url("not a url", database: "shop") == "not a url")
+    }
+}

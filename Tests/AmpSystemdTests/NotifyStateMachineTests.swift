@@ -1,3 +1,4 @@
+import AmpProtocol
 import AmpSystemd
 import Testing
 
@@ -79,6 +80,24 @@ struct NotifyStateMachineTests {
         #expect(NotifyMessage.status("a\nb").assignment == "STATUS=a b")
         #expect(NotifyMessage.extendTimeout(.milliseconds(1500)).assignment == "EXTEND_TIMEOUT_USEC=1500000")
         #expect(NotifyMessage.errno(22).assignment == "ERRNO=22")
+    }
+    @Test("external server: READY on the first answer; unreachable and reachable again are logged once; the watchdog keeps ampd's pings")
+    func externalServer() {
+        var m = NotifyStateMachine(watchdogInterval: .seconds(3))
+        #expect(notified(m.handle(.phase(.connecting(server: "db:5432")))) == ["STATUS=connecting to the external server db:5432"])
+        #expect(notified(m.handle(.phase(.external(server: "db:5432")))) == ["READY=1", "STATUS=external server db:5432: reachable", "WATCHDOG=1"])
+        #expect(m.needsTicks)
+        #expect(notified(m.handle(.tick)) == ["WATCHDOG=1"], "ticks ping without a health gate")
+        let down = m.handle(.healthChecked(healthy: false, reason: "connection refused"))
+        #expect(down.contains { if case .logWarning(let t) = $0 { return t.contains("db:5432 is unreachable: connection refused") }; return false })
+        #expect(notified(down) == ["STATUS=external server db:5432: unreachable: connection refused"])
+        #expect(m.handle(.healthChecked(healthy: false, reason: "connection refused")).isEmpty, "the same reason is said once")
+        #expect(notified(m.handle(.tick)) == ["WATCHDOG=1"], "an unreachable remote does not starve the watchdog")
+        let up = m.handle(.healthChecked(healthy: true, reason: ""))
+        #expect(up.contains { if case .logNotice(let t) = $0 { return t.contains("reachable again (after 2 failed checks)") }; return false })
+        #expect(notified(up) == ["STATUS=external server db:5432: reachable"])
+        #expect(m.handle(.healthChecked(healthy: true, reason: "")).isEmpty)
+        #expect(ServicePhase.external(server: "x").state == .external && ServicePhase.connecting(server: "x").state == .starting)
     }
 }
 
