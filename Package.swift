@@ -169,7 +169,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "AmpdIntegrationTests",
-            dependencies: ["ampd", "amp-generator", "ampctl", "ChildProcess", "ThreadSupport", "AmpPostgres", "AmpRegistry", "AmpSystemd", "SystemSupport", "Varlink", "CSocket"],
+            dependencies: ["ampd", "amp-generator", "ampctl", "ChildProcess", "ThreadSupport", "AmpPostgres", "AmpProtocol", "AmpRegistry", "AmpSystemd", "SystemSupport", "Varlink", "CSocket"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

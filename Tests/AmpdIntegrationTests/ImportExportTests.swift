@@ -6,23 +6,46 @@ import SystemSupport
 import Testing
 
 /// A second PostgreSQL on 127.0.0.1 with a SCRAM password, standing in for the Docker container
-/// a project imports from; stopped and removed at the fixture's clean-up.
+/// a project imports from and for a project's external server (optionally with TLS from a test
+/// CA); stopped and removed at the fixture's clean-up.
 final class SourceServer: @unchecked Sendable {
     let port: Int
     let password = "s3cr3t-Pw-\(getpid())"
+    let directory: String
+    /// The test CA's certificate, when the server has TLS (its certificate names `localhost`).
+    let caCertificate: String?
+    private let fixture: AmpdFixture
+    private var server: AmpdRun?
     var url: String { "postgresql://app:\(password)@127.0.0.1:\(port)/shop" }
 
-    init(_ f: AmpdFixture) async throws {
+    init(_ f: AmpdFixture, tls: Bool = false) async throws {
         port = freePort()
-        let dir = f.base + "/source"
+        fixture = f
+        directory = f.base + "/source"
+        let dir = directory
         mkdir(dir, 0o700)
+        caCertificate = tls ? dir + "/ca.crt" : nil
         writeFile(dir + "/pw", password + "\n")
         let initdb = await run("/usr/lib/postgresql/15/bin/initdb", ["-D", dir + "/data", "-U", "app", "--auth=scram-sha-256", "--pwfile=" + dir + "/pw"],
                                environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"])
         try #require(initdb.ok, "\(initdb.output)")
-        let server = try await f.start(
-            ["-D", dir + "/data", "-k", dir, "-c", "listen_addresses=127.0.0.1", "-p", "\(port)"], executable: "/usr/lib/postgresql/15/bin/postgres")
-        try #require(await server.waitForLine("ready to accept connections", timeout: .seconds(30)), "\(server.text)")
+        if tls {
+            // A CA of the test's own, and a server certificate for "localhost" signed by it.
+            writeFile(dir + "/san.ext", "subjectAltName=DNS:localhost\n")
+            for args in [
+                ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=amp test CA",
+                 "-keyout", dir + "/ca.key", "-out", dir + "/ca.crt"],
+                ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost",
+                 "-keyout", dir + "/server.key", "-out", dir + "/server.csr"],
+                ["x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.crt", "-CAkey", dir + "/ca.key", "-CAcreateserial", "-days", "2",
+                 "-extfile", dir + "/san.ext", "-out", dir + "/server.crt"],
+            ] {
+                let r = await run("/usr/bin/openssl", args, environment: ["PATH": "/usr/bin:/bin", "RANDFILE": dir + "/.rnd"])
+                try #require(r.ok, "openssl \(args[0]): \(r.output)")
+            }
+            chmod(dir + "/server.key", 0o600)
+        }
+        try await start()
         let admin = "postgresql://app@127.0.0.1:\(port)/postgres?password=\(password)"
         _ = try LibPQ.rows(admin, "CREATE DATABASE shop")
         _ = try LibPQ.rows("postgresql://app@127.0.0.1:\(port)/shop?password=\(password)", """
@@ -30,6 +53,24 @@ final class SourceServer: @unchecked Sendable {
             INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 3000) g;
             CREATE ROLE reader
             """)
+    }
+
+    /// Starts (again) and waits until it accepts connections.
+    func start() async throws {
+        var args = ["-D", directory + "/data", "-k", directory, "-c", "listen_addresses=127.0.0.1", "-p", "\(port)"]
+        if caCertificate != nil {
+            args += ["-c", "ssl=on", "-c", "ssl_cert_file=\(directory)/server.crt", "-c", "ssl_key_file=\(directory)/server.key"]
+        }
+        let server = try await fixture.start(args, executable: "/usr/lib/postgresql/15/bin/postgres")
+        try #require(await server.waitForLine("ready to accept connections", timeout: .seconds(30)), "\(server.text)")
+        self.server = server
+    }
+
+    /// Stops it (fast shutdown) and waits until it is gone.
+    func stop() async {
+        _ = server?.process?.signal(SIGINT)
+        _ = await server?.process?.wait(timeout: .seconds(30))
+        server = nil
     }
 }
 
