@@ -187,8 +187,14 @@ struct ForgetCommand: AsyncParsableCommand {
                 _ = await runCaptured("systemctl", ["--user", "stop", project.unit])
             }
             do { try Registry(directory: dir).remove(name) } catch { throw AmpctlError(.cannotCreate, "\(error)") }
+            // amp's secrets of the project go with it: a later project of the same name must not
+            // inherit its password.
+            var removed: [String] = []
+            for file in [AmpSecrets.tcpPasswordFile(project: name, environment: env), AmpSecrets.externalPassFile(project: name, environment: env)] {
+                if let file, unlink(file) == 0 { removed.append(file) }
+            }
             let done = try await makeUnitsAvailable(env)
-            err("forgot \(name); its data stays in \(project.ampDir); \(done)")
+            err("forgot \(name); its data stays in \(project.ampDir)\(removed.isEmpty ? "" : "; removed its passwords (\(removed.joined(separator: ", ")))"); \(done)")
             return .success
         }
     }

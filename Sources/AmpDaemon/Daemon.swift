@@ -247,6 +247,12 @@ enum Daemon {
             case .success(let text): if text != nil { passFile = file }
             }
         }
+        if let passFile {
+            logger.info(passFile.hasPrefix(environment["CREDENTIALS_DIRECTORY"] ?? "\u{0}") ? "the password comes from the systemd credential \(AmpSecrets.credentialName)"
+                        : "the password comes from \(passFile)")
+        } else {
+            logger.info("no password file of amp's: libpq looks in ~/.pgpass and pg_service.conf")
+        }
         let server: ExternalServer
         do {
             server = try ExternalServer(url: url, passFile: passFile, libpqMajor: LibPQ.libraryMajorVersion)

@@ -580,3 +580,99 @@ extension GeneratorEndToEndTests {
         #expect(await p.ampctl(["forget", p.name]).ok)
     }
 }
+
+extension GeneratorEndToEndTests {
+    @Test("an external server as amp@NAME: the password reaches ampd as a systemd credential; READY on the first answer; unreachable logged while the unit stays up (no watchdog restart); back again; forget removes the password")
+    func externalServerUnit() async throws {
+        let holder = AmpdFixture()
+        let source = try await SourceServer(holder)
+        let p = try UnitProject(prefix: "ext")
+        defer { p.remove() }
+        let unit = "amp@\(p.name).service"
+        func show(_ property: String) async -> String {
+            await run("/usr/bin/systemctl", ["--user", "show", "-p", property, "--value", unit]).output.trimmedSpace
+        }
+        func journal() async -> String { await run("/usr/bin/journalctl", ["--user-unit", unit, "--no-pager", "-o", "cat"]).output }
+
+        let initResult = await p.ampctl(["init", "--name", p.name, "--external", source.url])
+        #expect(initResult.ok && !initResult.output.contains(source.password), "\(initResult.output)")
+        // A short watchdog for the test, so that a missed ping would show within seconds.
+        let dropIn = UserManager.runtimeDirectory + "/systemd/user/\(unit).d"
+        try FileManager.default.createDirectory(atPath: dropIn, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dropIn) }
+        writeFile(dropIn + "/60-test-watchdog.conf", "[Service]\nWatchdogSec=2s\n")
+        #expect(await run("/usr/bin/systemctl", ["--user", "daemon-reload"]).ok)
+        let unitText = await run("/usr/bin/systemctl", ["--user", "cat", unit]).output
+        #expect(unitText.contains("LoadCredential=amp-pgpass:"), "the generator hands the password file over: \(unitText)")
+
+        let start = await p.ampctl(["start"])
+        #expect(start.ok, "\(start.output)")
+        #expect(await show("StatusText") == "external server 127.0.0.1:\(source.port): reachable")
+        let status = try JSONParser.parse(await p.ampctl(["status", "--json"]).output).objectValue ?? [:]
+        #expect(status["state"] == .string("external") && status["server"] == .string("127.0.0.1:\(source.port)"), "\(status)")
+        let psql = await p.ampctl(["psql", "--", "-Atc", "SELECT count(*) FROM items"])
+        #expect(psql.output.contains("3000"), "\(psql.output)")
+        #expect(await p.ampctl(["createdb", "from_unit"]).ok)
+        #expect(await journal().contains("the password comes from the systemd credential amp-pgpass"))
+
+        await source.stop()
+        try await Task.sleep(for: .seconds(7))
+        #expect(await show("ActiveState") == "active", "an unreachable remote does not fail the unit")
+        #expect(await show("NRestarts") == "0", "nor does the watchdog restart it")
+        #expect(await show("StatusText").contains("unreachable"))
+        #expect(await journal().contains("is unreachable"))
+        try await source.start()
+        var back = false
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline && !back {
+            back = await show("StatusText").hasSuffix(": reachable")
+            if !back { try await Task.sleep(for: .milliseconds(300)) }
+        }
+        #expect(back)
+        #expect(await journal().contains("reachable again"))
+        #expect(!(await journal()).contains(source.password), "the password is in no journal entry")
+        #expect(await p.ampctl(["stop"]).ok)
+        let forget = await p.ampctl(["forget", p.name])
+        #expect(forget.ok && forget.output.contains("removed its passwords"), "\(forget.output)")
+        let home = try #require(getenv("HOME").map { String(cString: $0) })
+        #expect(access(home + "/.config/amp/credentials/\(p.name).pgpass", F_OK) != 0)
+    }
+}
+
+extension GeneratorEndToEndTests {
+    @Test("the unit follows [postgres] listen: Unix sockets only without it (PostgreSQL runs so), IP with it; url --tcp reaches the unit's server with SCRAM")
+    func addressFamiliesFollowListen() async throws {
+        let p = try UnitProject(prefix: "tcp")
+        defer { p.remove() }
+        let unit = "amp@\(p.name).service"
+        func families() async -> String {
+            await run("/usr/bin/systemctl", ["--user", "show", "-p", "RestrictAddressFamilies", "--value", unit]).output.trimmedSpace
+        }
+        #expect(await p.ampctl(["init", "--name", p.name]).ok)
+        #expect(await p.ampctl(["start"]).ok, "the first start makes a PostgreSQL 15 cluster")
+        #expect(await p.ampctl(["stop"]).ok)
+        #expect(await run("/usr/bin/systemctl", ["--user", "daemon-reload"]).ok)
+        #expect(await families() == "AF_UNIX", "no listen, PostgreSQL 15: Unix sockets only")
+        #expect(await p.ampctl(["start"]).ok, "PostgreSQL and ampd run with Unix sockets only")
+        let url = try #require(try JSONParser.parse(await p.ampctl(["status", "--json"]).output).objectValue?["url"]?.stringValue)
+        #expect(try LibPQ.query(url, "SELECT 1").first == "1")
+        #expect(await p.ampctl(["stop"]).ok)
+
+        writeFile(p.base + "/.amp/config.toml", "[postgres]\nlisten = \"auto\"\n")
+        #expect(await run("/usr/bin/systemctl", ["--user", "daemon-reload"]).ok)
+        let ip = await families()
+        #expect(ip.contains("AF_INET") && ip.contains("AF_UNIX"), "\(ip)")
+        let start = await p.ampctl(["start"])
+        #expect(start.ok, "\(start.output)")
+        let tcp = await p.ampctl(["url", "--tcp"])
+        let tcpURL = tcp.output.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(try LibPQ.query(tcpURL, "SELECT host(inet_server_addr())").first == "127.0.0.1", "\(tcp.output)")
+        let password = tcpURL.split(separator: ":").dropFirst(2).first.map { String($0.prefix { $0 != "@" }) } ?? "?"
+        let journal = await run("/usr/bin/journalctl", ["--user-unit", unit, "--no-pager", "-o", "cat"]).output
+        #expect(password.count == 32 && !journal.contains(password), "the password is in no journal entry")
+        #expect(!(await run("/usr/bin/systemctl", ["--user", "show", "-p", "StatusText", "--value", unit]).output.contains(password)))
+        #expect(await p.ampctl(["stop"]).ok)
+        let forget = await p.ampctl(["forget", p.name])
+        #expect(forget.ok && forget.output.contains("removed its passwords"), "\(forget.output)")
+    }
+}
