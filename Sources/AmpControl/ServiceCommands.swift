@@ -191,7 +191,10 @@ struct ForgetCommand: AsyncParsableCommand {
             // inherit its password.
             var removed: [String] = []
             for file in [AmpSecrets.tcpPasswordFile(project: name, environment: env), AmpSecrets.externalPassFile(project: name, environment: env)] {
-                if let file, unlink(file) == 0 { removed.append(file) }
+                if let file, unlink(file) == 0 {
+                    removed.append(file)
+                    rmdir(parentDirectory(file))  // only when empty
+                }
             }
             let done = try await makeUnitsAvailable(env)
             err("forgot \(name); its data stays in \(project.ampDir)\(removed.isEmpty ? "" : "; removed its passwords (\(removed.joined(separator: ", ")))"); \(done)")
