@@ -88,6 +88,12 @@ public enum ConfigLoader {
                     let s = try string()
                     return normalizePath(s.hasPrefix("/") ? s : baseDirectory + "/" + s)
                 }
+                func boolean() throws(ConfigError) -> Bool {
+                    guard case .boolean(let b) = e.value else {
+                        throw invalid(path, e.line, name, "must be true or false, not \(describe(e.value))")
+                    }
+                    return b
+                }
                 func duration() throws(ConfigError) -> Duration {
                     switch e.value {
                     case .integer(let n) where n > 0 && n <= 86_400: return .seconds(n)
@@ -123,11 +129,7 @@ public enum ConfigLoader {
                         throw invalid(path, e.line, name, "must be \(SettingBounds.cpusText), not \(describe(e.value))")
                     }
                     layer.cpus = n
-                case "template_cache":
-                    guard case .boolean(let b) = e.value else {
-                        throw invalid(path, e.line, name, "must be true or false, not \(describe(e.value))")
-                    }
-                    layer.templateCache = b
+                case "template_cache": layer.templateCache = try boolean()
                 case "initdb_args":
                     guard case .array(let items) = e.value else {
                         throw invalid(path, e.line, name, "must be an array of strings such as [\"--data-checksums\"], not \(describe(e.value))")
@@ -146,11 +148,7 @@ public enum ConfigLoader {
                         throw invalid(path, e.line, name, "must be \(ListenAddress.helpText), not \"\(v)\"")
                     }
                     layer.listen = address
-                case "tls":
-                    guard case .boolean(let b) = e.value else {
-                        throw invalid(path, e.line, name, "must be true or false, not \(describe(e.value))")
-                    }
-                    layer.tls = b
+                case "tls": layer.tls = try boolean()
                 case "tls_cert": layer.tlsCertificate = try pathValue()
                 case "tls_key": layer.tlsKey = try pathValue()
                 case "url":

@@ -36,12 +36,7 @@ struct AmpdService: Service {
     var prepare: (@Sendable (PostgresHandle) async -> Void)? = nil
 
     func run() async throws {
-        let supervisor = Supervisor(notifier: notifier, board: board, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await supervisor.tickUntilCancelled() }
-            defer { group.cancelAll() }
-            try await serve(supervisor)
-        }
+        try await Supervisor.supervising(notifier: notifier, board: board, logger: logger) { try await serve($0) }
     }
 
     private func serve(_ supervisor: Supervisor) async throws {
@@ -282,6 +277,19 @@ final class Supervisor: Sendable {
         self.logger = logger
         if let interval = notifier.watchdogInterval {
             logger.debug("watchdog enabled", metadata: ["interval": "\(interval)", "check_every": "\(tickInterval)"])
+        }
+    }
+
+    /// Runs `body` with a supervisor whose ticks run beside it (a child task, cancelled when
+    /// `body` returns).
+    static func supervising(
+        notifier: SystemdNotifier, board: StatusBoard, logger: Logger, _ body: (Supervisor) async throws -> Void
+    ) async throws {
+        let supervisor = Supervisor(notifier: notifier, board: board, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await supervisor.tickUntilCancelled() }
+            defer { group.cancelAll() }
+            try await body(supervisor)
         }
     }
 

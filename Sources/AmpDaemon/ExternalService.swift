@@ -29,12 +29,7 @@ struct ExternalService: Service {
     var checkInterval: Duration = .seconds(5)
 
     func run() async throws {
-        let supervisor = Supervisor(notifier: notifier, board: board, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await supervisor.tickUntilCancelled() }
-            defer { group.cancelAll() }
-            try await serve(supervisor)
-        }
+        try await Supervisor.supervising(notifier: notifier, board: board, logger: logger) { try await serve($0) }
     }
 
     private func probe() async -> Result<ExternalServer.Answer, LibPQError> {
