@@ -216,12 +216,22 @@ struct OutgrowTests {
         // verify-full against the test CA, by the name in the certificate.
         let good = "postgresql://app:\(source.password)@localhost:\(source.port)/shop?sslmode=verify-full&sslrootcert=\(ca)"
         #expect(await p.ampctl(["init", "--name", name, "--external", good]).ok)
-        var ampd = try await p.start(ready: "answers")
+        let ampd = try await p.start(ready: "answers")
         let status = try JSONParser.parse(await p.ampctl(["status", "--json"]).output).objectValue ?? [:]
         #expect(status["state"] == .string("external") && status["tls"] == .bool(true), "\(status)")
         let psql = await p.ampctl(["psql", "--", "-Atc", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"])
         #expect(psql.output.contains("t"), "psql over TLS: \(psql.output)")
         await p.stop(ampd)
+
+        // The same server through a service= entry of pg_service.conf, password and all in it.
+        let services = p.f.base + "/pg_service.conf"
+        writeFile(services, "[amptest]\nhost=localhost\nport=\(source.port)\nuser=app\ndbname=shop\npassword=\(source.password)\nsslmode=verify-full\nsslrootcert=\(ca)\n")
+        chmod(services, 0o600)
+        p.configure("[postgres]\nurl = \"postgresql://?service=amptest\"\n")
+        let viaService = try await p.f.start(["run", "--amp-dir", p.f.base], environment: p.environment.merging(["PGSERVICEFILE": services]) { _, new in new })
+        #expect(await viaService.waitForLine("external server service amptest answers", timeout: .seconds(30)), "\(viaService.text)")
+        #expect(!viaService.text.contains(source.password))
+        await p.stop(viaService)
 
         // The address is not in the certificate: verification fails at once.
         let mismatch = "postgresql://app:\(source.password)@127.0.0.1:\(source.port)/shop?sslmode=verify-full&sslrootcert=\(ca)"
