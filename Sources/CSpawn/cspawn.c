@@ -8,6 +8,8 @@
 #include <string.h>
 #include <pthread.h>
 #include <sched.h>
+#include <poll.h>
+#include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -42,6 +44,22 @@ static int move_fd(int from, int to, int errfd) {
     }
     if (dup2(from, to) < 0) report_and_exit(errfd, 3);
     return 0;
+}
+
+/* Whether the child no longer needs the report pipe: it has exited, or it has exec'd (its
+ * executable is no longer this process's). Another thread's fork between our pipe2() and our
+ * close of the write end can hand that write end to a second child until it execs; the EOF
+ * the report pipe relies on then comes late, so the wait also looks at the child itself. */
+static int child_past_fork(pid_t pid) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) return 1;
+    char path[64], mine[4096], theirs[4096];
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t a = readlink("/proc/self/exe", mine, sizeof mine);
+    ssize_t b = readlink(path, theirs, sizeof theirs);
+    if (a <= 0 || b <= 0) return 0;
+    return a != b || memcmp(mine, theirs, (size_t)a) != 0;
 }
 
 int amp_spawn(const amp_spawn_options *o, pid_t *pid_out, const char **failed_step) {
@@ -111,8 +129,23 @@ int amp_spawn(const amp_spawn_options *o, pid_t *pid_out, const char **failed_st
 
     close(pipefd[1]);
     struct child_report r;
-    ssize_t n;
-    do { n = read(pipefd[0], &r, sizeof r); } while (n < 0 && errno == EINTR);
+    ssize_t n = 0;
+    for (;;) {
+        struct pollfd p = { pipefd[0], POLLIN, 0 };
+        int ready = poll(&p, 1, 200);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready != 0) {
+            do { n = read(pipefd[0], &r, sizeof r); } while (n < 0 && errno == EINTR);
+            break;
+        }
+        if (child_past_fork(pid)) {
+            /* A report written before the child exited is in the pipe: read without waiting. */
+            int flags = fcntl(pipefd[0], F_GETFL);
+            if (flags >= 0) fcntl(pipefd[0], F_SETFL, flags | O_NONBLOCK);
+            do { n = read(pipefd[0], &r, sizeof r); } while (n < 0 && errno == EINTR);
+            break;
+        }
+    }
     close(pipefd[0]);
     if (n == (ssize_t)sizeof r) {
         /* The child failed before exec and has exited: reap it, report the step. */

@@ -92,9 +92,10 @@ public final class VarlinkClient: Sendable {
     /// Ending the iteration early closes nothing but stops reading; drop the client after.
     public func stream(_ method: String, _ parameters: JSONObject = [:]) -> AsyncThrowingStream<JSONObject, any Error> {
         let (stream, continuation) = AsyncThrowingStream<JSONObject, any Error>.makeStream()
-        let fd = self.fd
-        continuation.onTermination = { termination in
-            if case .cancelled = termination { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+        // The closure holds the client, so its descriptor stays open (and is never one that was
+        // closed and reused by then) until the stream has terminated.
+        continuation.onTermination = { [self] termination in
+            if case .cancelled = termination { Glibc.shutdown(self.fd, Int32(SHUT_RDWR)) }
         }
         do {
             try startDetachedThread(name: "varlink-client") {

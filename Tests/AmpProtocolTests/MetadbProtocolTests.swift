@@ -21,6 +21,9 @@ struct MetadbProtocolTests {
         s.connections = 4
         s.healthy = true
         s.lastError = "e"
+        s.listen = "127.0.0.1:5433"
+        s.tls = true
+        s.server = "db:5432"
         return s
     }()
     static let bareStatus = MetadbStatus(state: .starting, phase: "checking the cluster", project: "p", ampdPID: 1, ampDir: "/a", dataDir: "/d")
@@ -35,7 +38,8 @@ struct MetadbProtocolTests {
         case is Metadb.GetStatus.Type, is Metadb.WatchStatus.Type:
             return encode(NoParameters()).flatMap { p in encode(Metadb.GetStatus.Reply(status: fullStatus)).map { (p, $0) } }
         case is Metadb.GetConnection.Type:
-            let r = Metadb.GetConnection.Reply(url: "u", socketDirectory: "/s", port: 5432, database: "postgres", user: "me", environment: ["PGHOST": "/s"])
+            let r = Metadb.GetConnection.Reply(url: "u", socketDirectory: "/s", port: 5432, database: "postgres", user: "me", environment: ["PGHOST": "/s"],
+                                               listen: "127.0.0.1:5433", tls: false)
             return encode(NoParameters()).flatMap { p in encode(r).map { (p, $0) } }
         case is Metadb.ListDatabases.Type:
             return encode(NoParameters()).flatMap { p in encode(Metadb.ListDatabases.Reply(databases: [database])).map { (p, $0) } }
