@@ -99,7 +99,7 @@ enum Daemon {
                                      notifier: notifier, logger: logger, fail: failed)
         }
         let cacheDirectory = settings.templateCache ? Registry.templateCacheDirectory(environment: environment) : nil
-        let server: ServerSettings
+        var server: ServerSettings
         do throws(ServerSettingsError) {
             server = try await ServerSettings.resolve(
                 layers, environment: environment, cacheDirectory: cacheDirectory.map { $0 + "/versions" })
@@ -143,7 +143,8 @@ enum Daemon {
             return fail(error.code, error.message)
         }
 
-        var builder = PostgresBuilder(dataDirectory: ampDir.metadb)
+        if let tcp { server.addListener(tcp.parameters, layers: layers) }
+        let builder = PostgresBuilder(dataDirectory: ampDir.metadb)
             .locale(settings.locale)
             .encoding(settings.encoding)
             .binaries(server.binaries, version: server.version)
@@ -155,7 +156,6 @@ enum Daemon {
             .logger(logger)
             .templateCache(directory: cacheDirectory)
             .with(initdbArguments: server.initdbArguments, parameters: server.parameters)
-        if let tcp { builder = builder.with(initdbArguments: [], parameters: tcp.parameters) }
 
         // The varlink socket listens before PostgreSQL starts, so `ampctl status` sees the start.
         let restarts = countStart(environment: environment)

@@ -22,6 +22,24 @@ struct ServerSettings {
     var version: PostgresVersion
     var binaries: PostgresBinaries
 
+    /// Adds the TCP listener's parameters (``TCPListener/parameters``), with the layer that
+    /// set `listen` as their source; they replace amp's fixed `listen_addresses = ''`.
+    mutating func addListener(_ parameters: [(String, String)], layers: ConfigurationLayers) {
+        let source: SettingSource
+        if layers.commandLine.listen != nil {
+            source = .commandLine("--listen")
+        } else if layers.environment.listen != nil {
+            source = .environment("AMP_PG_LISTEN")
+        } else {
+            source = .file("\(layers.filePath) listen")
+        }
+        let names = Set(parameters.map { $0.0.lowercased() })
+        effective.removeAll { names.contains($0.name.lowercased()) }
+        effective += parameters.map { EffectiveSetting(name: $0.0, value: $0.1, source: source) }
+        effective.sort { $0.name < $1.name }
+        self.parameters += parameters
+    }
+
     /// Measures the facts (``ServerFacts/measure(binaryDirectory:environment:cacheDirectory:)``),
     /// then decides (``decide(_:facts:)``).
     static func resolve(_ layers: ConfigurationLayers, environment: [String: String], cacheDirectory: String?) async throws(ServerSettingsError) -> ServerSettings {

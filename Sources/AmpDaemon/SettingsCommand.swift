@@ -40,7 +40,7 @@ public struct SettingsCommand: AsyncParsableCommand {
                 ampDir: dir, environment: environment, workingDirectory: cwd,
                 commandLine: try server.settingsLayer(workingDirectory: cwd)) { printError("ampd: \($0)") }
             let cache = layers.settings.templateCache ? Registry.templateCacheDirectory(environment: environment).map { $0 + "/versions" } : nil
-            let server: ServerSettings
+            var server: ServerSettings
             do throws(ServerSettingsError) {
                 server = try await ServerSettings.resolve(layers, environment: environment, cacheDirectory: cache)
             } catch {
@@ -53,6 +53,7 @@ public struct SettingsCommand: AsyncParsableCommand {
                     throw ExitCode(ExitStatus.config.rawValue)
                 }
             }
+            if let tcp = TCPListener.planned(layers.settings, ampDir: dir) { server.addListener(tcp.parameters, layers: layers) }
             for note in server.notes { printError("ampd: \(note)") }
             if json {
                 let items = server.effective.map { s in

@@ -36,10 +36,28 @@ struct TCPListener: Sendable {
     /// <https://www.postgresql.org/docs/15/runtime-config-file-locations.html> (hba_file).
     var parameters: [(String, String)] {
         var p: [(String, String)] = [
-            ("listen_addresses", host), ("port", "\(port)"), ("password_encryption", "scram-sha-256"), ("hba_file", hbaFile),
+            ("listen_addresses", host), ("port", port == 0 ? "auto (a free port, chosen at the first start)" : "\(port)"),
+            ("password_encryption", "scram-sha-256"), ("hba_file", hbaFile),
         ]
         if tls, let certificate, let key { p += [("ssl", "on"), ("ssl_cert_file", certificate), ("ssl_key_file", key)] }
         return p
+    }
+
+    /// What ``prepare(_:ampDir:project:environment:account:logger:)`` would set, without
+    /// writing or choosing anything (for `ampd settings`): an `auto` port not chosen yet shows
+    /// as `auto`, a certificate not made yet by the path it will have.
+    static func planned(_ settings: AmpSettings, ampDir: AmpDirectory) -> TCPListener? {
+        guard let listen = settings.listen else { return nil }
+        let directory = ampDir.path + "/network"
+        var host = "127.0.0.1", port = 0
+        if case .address(let h, let p) = listen { (host, port) = (h, p) }
+        if listen == .auto { port = FileContents.text(directory + "/port", limit: 64).flatMap { Int($0.trimmingWhitespace) } ?? 0 }
+        var listener = TCPListener(host: host, port: port, tls: settings.tls, passwordFile: "", password: "", hbaFile: directory + "/pg_hba.conf")
+        if settings.tls {
+            listener.certificate = settings.tlsCertificate ?? directory + "/server.crt"
+            listener.key = settings.tlsKey ?? directory + "/server.key"
+        }
+        return listener
     }
 
     /// The hba file: the socket as initdb's `--auth=trust` made it (the socket directory is

@@ -78,6 +78,10 @@ struct OutgrowTests {
         let env = await p.ampctl(["env", "--tcp"])
         #expect(env.output.contains("export PGPASSWORD=") && env.output.contains("export PGHOST='127.0.0.1'"), "\(env.output)")
         #expect(!ampd.text.contains(password), "the password is never logged")
+        let (settingsStatus, settings) = try await p.f.runToEnd(["settings", "--amp-dir", p.f.base, "--json"], environment: p.environment)
+        #expect(settingsStatus == .exited(0), "\(settings)")
+        #expect(settings.contains { $0.contains("\"name\":\"port\",\"value\":\"\(port)\"") && $0.contains("listen") }, "ampd settings shows the listener: \(settings)")
+        #expect(settings.contains { $0.contains("\"name\":\"password_encryption\",\"value\":\"scram-sha-256\"") }, "\(settings)")
 
         // Restart: the auto port and the password stay.
         await p.stop(ampd)
