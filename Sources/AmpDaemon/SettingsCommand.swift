@@ -18,8 +18,8 @@ public struct SettingsCommand: AsyncParsableCommand {
         discussion: """
             Sources, lowest precedence first: default (amp's fixed settings), profile, sizing (with \
             the memory budget, the CPU count and where they came from), PostgreSQL N (version-aware \
-            settings), baseline extensions, config.toml, environment, command line. Nothing is \
-            started and the amp dir is not touched.
+            settings), baseline extensions, config.toml, environment, command line; with listen set, \
+            the TCP listener's parameters. Nothing is started and the amp dir is not touched.
             """)
 
     @Option(name: .customLong("amp-dir"), help: ArgumentHelp("Project directory holding .amp (default: $AMP_DIR, else the current directory).", valueName: "BASE"))
