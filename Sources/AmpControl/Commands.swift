@@ -405,12 +405,16 @@ struct DropdbCommand: AsyncParsableCommand {
     @Argument(help: "Database name.") var database: String
     @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
     @Flag(name: .customLong("force"), help: "Terminate its connections first.") var force = false
+    @Flag(name: .customLong("yes"), help: "Do not ask (needed without a terminal).") var yes = false
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
+            let status = try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.status() }
+            let place = status.server.map { "on the external server \($0)" } ?? "of \(status.project)"
+            try confirm("drop database \(database) \(place)? Its data is gone for good (keep a copy first: ampctl export --db \(database) FILE)", yes: yes)
             try await withProject(name, address: options.address) { client throws(MetadbClientError) in try await client.dropDatabase(database, force: force) }
-            err("dropped database \(database)")
+            err("dropped database \(database) \(place)")
             return .success
         }
     }

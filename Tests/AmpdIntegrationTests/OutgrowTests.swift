@@ -169,6 +169,10 @@ struct OutgrowTests {
         #expect(databases.output.contains("shop"), "\(databases.output)")
         #expect(await p.ampctl(["createdb", "made_here"]).ok)
         #expect(try LibPQ.query(source.url, "SELECT count(*) FROM pg_database WHERE datname = 'made_here'").first == "1", "created on the external server")
+        let unconfirmed = await p.ampctl(["dropdb", "made_here"])
+        #expect(exitCode(unconfirmed) == 64 && unconfirmed.output.contains("--yes") && unconfirmed.output.contains("external server"), "\(unconfirmed.output)")
+        #expect(await p.ampctl(["dropdb", "made_here", "--yes"]).ok)
+        #expect(try LibPQ.query(source.url, "SELECT count(*) FROM pg_database WHERE datname = 'made_here'").first == "0", "dropped on the external server")
         let snapshot = await p.ampctl(["snapshot", "create", "s1"])
         #expect(!snapshot.ok && snapshot.output.contains("external server"), "\(snapshot.output)")
 
