@@ -128,7 +128,7 @@ let package = Package(
 
         .testTarget(
             name: "AmpControlTests",
-            dependencies: ["AmpControl"],
+            dependencies: ["AmpControl", "AmpConfig"],
             swiftSettings: strict),
         .testTarget(
             name: "SystemSupportTests",

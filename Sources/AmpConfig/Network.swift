@@ -85,10 +85,10 @@ public enum ExternalURL {
         return nil
     }
 
-    /// The URL taken apart: the user information (before `@`), `host[:port]`, the path and
-    /// the query parameters (not decoded).
-    public static func split(_ url: String) -> (scheme: String, userinfo: String, hostport: String, path: String, query: [(key: String, value: String)]) {
-        guard let schemeEnd = url.firstRange(of: "://") else { return ("", "", "", "", []) }
+    /// The URL taken apart: the user information (before `@`), `host[:port]`, the path, the
+    /// query as written and its parameters (not decoded).
+    public static func split(_ url: String) -> (scheme: String, userinfo: String, hostport: String, path: String, rawQuery: String, query: [(key: String, value: String)]) {
+        guard let schemeEnd = url.firstRange(of: "://") else { return ("", "", "", "", "", []) }
         let scheme = String(url[..<schemeEnd.lowerBound])
         let rest = url[schemeEnd.upperBound...]
         let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
@@ -105,12 +105,14 @@ public enum ExternalURL {
             let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(kv[0]), kv.count > 1 ? String(kv[1]) : "")
         }
-        return (scheme, String(userinfo), String(hostport), String(path), query)
+        return (scheme, String(userinfo), String(hostport), String(path), String(queryText), query)
     }
 
-    /// `url` with a password in its user information replaced by nothing: what may be stored
-    /// or shown; and the password (percent-decoded), when there was one.
+    /// `url` without its password (in the user information or a `password=` parameter): what
+    /// may be stored or shown; and the password (percent-decoded), when there was one. Anything
+    /// that is not a `SCHEME://` URL is returned as it is.
     public static func removingPassword(_ url: String) -> (url: String, password: String?) {
+        guard url.contains("://") else { return (url, nil) }
         let parts = split(url)
         var password: String?
         var userinfo = parts.userinfo
@@ -118,13 +120,13 @@ public enum ExternalURL {
             password = percentDecoded(String(userinfo[userinfo.index(after: colon)...]))
             userinfo = String(userinfo[..<colon])
         }
-        var query = parts.query
-        if let i = query.firstIndex(where: { $0.key == "password" }) {
-            password = percentDecoded(query[i].value)
-            query.remove(at: i)
+        var query = parts.rawQuery
+        if let pair = parts.query.first(where: { $0.key == "password" }) {
+            password = percentDecoded(pair.value)
+            query = query.split(separator: "&").filter { !$0.hasPrefix("password=") && $0 != "password" }.joined(separator: "&")
         }
         var out = parts.scheme + "://" + (userinfo.isEmpty ? "" : userinfo + "@") + parts.hostport + parts.path
-        if !query.isEmpty { out += "?" + query.map { $0.key + "=" + $0.value }.joined(separator: "&") }
+        if !query.isEmpty { out += "?" + query }
         return (out, password)
     }
 

@@ -29,8 +29,9 @@ enum ImportSource: Equatable {
     }
 }
 
-/// A libpq URL taken apart as far as amp needs: the password (kept out of argv, logs and
-/// messages: it goes to the tools in `PGPASSWORD`), a display form and the database name.
+/// A libpq URL taken apart as far as amp needs (by ``ExternalURL``): the password (kept out of
+/// argv, logs and messages: it goes to the tools in `PGPASSWORD`), a display form and the
+/// database name.
 struct SourceURL: Equatable {
     /// The URL without its password.
     var withoutPassword: String
@@ -40,56 +41,11 @@ struct SourceURL: Equatable {
     var database: String?
 
     init(_ url: String) {
-        guard let schemeEnd = url.firstRange(of: "://") else {
-            self.init(withoutPassword: url, password: nil, display: url, database: nil)
-            return
-        }
-        let scheme = url[..<schemeEnd.upperBound]
-        let rest = url[schemeEnd.upperBound...]
-        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
-        let authority = rest[..<authorityEnd]
-        let tail = rest[authorityEnd...]
-        var userinfo: Substring?, hostport = authority
-        if let at = authority.lastIndex(of: "@") {
-            userinfo = authority[..<at]
-            hostport = authority[authority.index(after: at)...]
-        }
-        var user = userinfo, password: String?
-        if let info = userinfo, let colon = info.firstIndex(of: ":") {
-            user = info[..<colon]
-            password = SourceURL.percentDecoded(String(info[info.index(after: colon)...]))
-        }
-        let path = tail.hasPrefix("/") ? tail.dropFirst().prefix { $0 != "?" } : ""
-        let db = path.isEmpty ? nil : SourceURL.percentDecoded(String(path))
-        self.init(
-            withoutPassword: String(scheme) + (user.map { $0 + "@" } ?? "") + hostport + tail, password: password,
-            display: (hostport.isEmpty ? "local socket" : String(hostport)) + "/" + (db ?? "(default database)"), database: db)
-    }
-
-    init(withoutPassword: String, password: String?, display: String, database: String?) {
-        self.withoutPassword = withoutPassword
-        self.password = password
-        self.display = display
-        self.database = database
-    }
-
-    /// `%xx` decoded (an invalid escape is kept as it is).
-    static func percentDecoded(_ text: String) -> String {
-        var bytes: [UInt8] = []
-        var i = text.utf8.startIndex
-        let u = text.utf8
-        while i < u.endIndex {
-            if u[i] == UInt8(ascii: "%"), let a = u.index(i, offsetBy: 1, limitedBy: u.endIndex), a < u.endIndex,
-               let b = u.index(a, offsetBy: 1, limitedBy: u.endIndex), b < u.endIndex,
-               let v = UInt8(String(decoding: [u[a], u[b]], as: UTF8.self), radix: 16) {
-                bytes.append(v)
-                i = u.index(after: b)
-            } else {
-                bytes.append(u[i])
-                i = u.index(after: i)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        (withoutPassword, password) = ExternalURL.removingPassword(url)
+        let parts = ExternalURL.split(url)
+        let path = parts.path.dropFirst()
+        database = path.isEmpty ? nil : ExternalURL.percentDecoded(String(path))
+        display = parts.scheme.isEmpty ? url : (parts.hostport.isEmpty ? "local socket" : parts.hostport) + "/" + (database ?? "(default database)")
     }
 
     /// `text` with the password replaced, for anything shown or logged.
@@ -338,11 +294,7 @@ struct ImportCommand: AsyncParsableCommand {
     }
 
     private func passwordParameter(_ url: SourceURL) -> String {
-        guard let p = url.password else { return "" }
-        return "&password=" + p.utf8.map { b in
-            let c = Character(UnicodeScalar(b))
-            return c.isLetter || c.isNumber ? String(c) : "%" + String(b, radix: 16, uppercase: true).leftPadded2
-        }.joined()
+        url.password.map { "&password=" + PostgresHandle.percentEncode($0) } ?? ""
     }
 
     private func toolEnvironment(_ url: SourceURL?) -> [String: String] {
@@ -401,10 +353,6 @@ struct ImportCommand: AsyncParsableCommand {
 
 extension ImportSource {
     var serverURL: String? { if case .server(let url) = self { return url }; return nil }
-}
-
-extension String {
-    fileprivate var leftPadded2: String { count >= 2 ? self : "0" + self }
 }
 
 /// Seconds since `start`.

@@ -1,4 +1,5 @@
 @testable import AmpControl
+import AmpConfig
 import Testing
 
 @Suite("import sources and URLs (pure)")
@@ -19,7 +20,7 @@ struct ImportSourceTests {
         #expect(u.redacted("x") == "x")
         let user = SourceURL("postgresql://app@h/db")
         #expect(user.password == nil && user.withoutPassword == "postgresql://app@h/db")
-        #expect(SourceURL.percentDecoded("a%2") == "a%2", "a broken escape stays as it is")
+        #expect(ExternalURL.percentDecoded("a%2") == "a%2", "a broken escape stays as it is")
     }
 
     @Test func classify() {
