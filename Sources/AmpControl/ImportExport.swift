@@ -90,6 +90,24 @@ struct ClientTools {
     }
 
     func path(_ tool: String) -> String { directory + "/" + tool }
+
+    /// Runs a PostgreSQL tool to its end (no time limit: dumps take what they take). On failure
+    /// the error names the tool and its last error line, passed through `redact` first.
+    static func run(_ path: String, _ arguments: [String], environment: [String: String],
+                    redact: (String) -> String = { $0 }) async throws(AmpctlError) {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        let output: CommandOutput
+        do {
+            output = try await runCommand(path, arguments, environment: environment, timeout: nil)
+        } catch {
+            throw AmpctlError(.unavailable, "cannot run \(name): \(error)")
+        }
+        guard output.succeeded else {
+            let lines = output.text.split(separator: "\n").map(String.init)
+            let reason = lines.last { $0.contains("error") || $0.contains("ERROR") || $0.contains("FATAL") } ?? lines.last ?? "no output"
+            throw AmpctlError(.failure, "\(name) failed: \(redact(reason).trimmingWhitespace)")
+        }
+    }
 }
 
 // MARK: - export
@@ -305,18 +323,10 @@ struct ImportCommand: AsyncParsableCommand {
 
     /// Runs a PostgreSQL tool; its last error line (password redacted) on failure.
     private func tool(_ path: String, _ arguments: [String], _ environment: [String: String], _ url: SourceURL?) async throws(AmpctlError) {
-        let name = path.split(separator: "/").last.map(String.init) ?? path
-        let output: CommandOutput
         do {
-            output = try await runCommand(path, arguments, environment: environment, timeout: nil)
+            try await ClientTools.run(path, arguments, environment: environment) { url?.redacted($0) ?? $0 }
         } catch {
-            throw AmpctlError(.unavailable, "cannot run \(name): \(error)")
-        }
-        guard output.succeeded else {
-            let lines = output.text.split(separator: "\n").map(String.init)
-            let reason = lines.last { $0.contains("error") || $0.contains("ERROR") || $0.contains("FATAL") } ?? lines.last ?? "no output"
-            let shown = url?.redacted(reason) ?? reason
-            throw AmpctlError(.failure, "\(name) failed: \(shown.trimmingWhitespace); nothing was left behind")
+            throw error.code == .failure ? AmpctlError(.failure, error.message + "; nothing was left behind") : error
         }
     }
 

@@ -177,15 +177,7 @@ private func copy(
     let temporary = "\(database.prefix(40))__amp_copy_\(getpid())"
     let environment = ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"]
     func run(_ tool: String, _ arguments: [String]) async throws(AmpctlError) {
-        let output: CommandOutput
-        do { output = try await runCommand(tools.path(tool), arguments, environment: environment, timeout: nil) } catch {
-            throw AmpctlError(.unavailable, "cannot run \(tool): \(error)")
-        }
-        guard output.succeeded else {
-            let lines = output.text.split(separator: "\n").map(String.init)
-            let reason = lines.last { $0.contains("error") || $0.contains("ERROR") || $0.contains("FATAL") } ?? lines.last ?? "no output"
-            throw AmpctlError(.failure, "\(tool) failed: \(reason.trimmingWhitespace)")
-        }
+        try await ClientTools.run(tools.path(tool), arguments, environment: environment)
     }
     defer { try? removeTree(scratch) }
     phase("dumping \(database) from \(from.display) with pg_dump \(tools.major) (\(options.jobs) jobs)")
