@@ -164,6 +164,13 @@ public enum AmpSecrets {
         configDirectory(environment).map { "\($0)/credentials/\(project).pgpass" }
     }
 
+    /// amp's password file of the project's external server, when there is one that may be
+    /// used: its path, nil when there is none, or why it may not be used (others may read it).
+    public static func existingExternalPassFile(project: String, environment: [String: String]) -> Result<String?, SecretProblem> {
+        guard let file = externalPassFile(project: project, environment: environment) else { return .success(nil) }
+        return read(file).map { $0 == nil ? nil : file }
+    }
+
     /// One line of a libpq password file: `host:port:*:user:password`, with `:` and `\`
     /// escaped (see <https://www.postgresql.org/docs/15/libpq-pgpass.html>).
     public static func passFileLine(host: String, port: String, user: String, password: String) -> String {

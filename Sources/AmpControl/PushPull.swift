@@ -92,10 +92,10 @@ func transfer(_ direction: TransferDirection, _ options: TransferOptions) async 
     guard let url = layers.settings.externalURL else {
         throw AmpctlError(.config, "\(project.name) has no external server; add one with `ampctl init --external postgresql://USER@HOST:PORT/DB` (it sets [postgres] url)")
     }
-    var passFile: String?
-    if let file = AmpSecrets.externalPassFile(project: project.name, environment: env), access(file, F_OK) == 0 {
-        if case .failure(let problem) = AmpSecrets.read(file) { throw AmpctlError(.noPermission, "the password file \(problem.message)") }
-        passFile = file
+    let passFile: String?
+    switch AmpSecrets.existingExternalPassFile(project: project.name, environment: env) {
+    case .failure(let problem): throw AmpctlError(.noPermission, "the password file \(problem.message)")
+    case .success(let file): passFile = file
     }
     let server: ExternalServer
     do {

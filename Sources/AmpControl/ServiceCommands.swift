@@ -130,8 +130,7 @@ extension InitCommand {
         } catch {
             throw AmpctlError(.usage, "--external: \(error.message); give a URL such as postgresql://app@db.example.com:5432/app")
         }
-        if FileContents.text(ampDir.configFile).map({ $0.contains("listen") }) == true,
-           let (layer, _) = try? ConfigLoader.readFile(path: ampDir.configFile, baseDirectory: ampDir.base), layer.listen != nil {
+        if let (layer, _) = try? ConfigLoader.readFile(path: ampDir.configFile, baseDirectory: ampDir.base), layer.listen != nil {
             throw AmpctlError(.config, "\(ampDir.configFile) sets listen for the local cluster; an external server has no local listener: remove the listen line first")
         }
         var passFile: String?
@@ -145,8 +144,11 @@ extension InitCommand {
                 throw AmpctlError(.cannotCreate, "cannot store the password in \(file): \(error)")
             }
             passFile = file
-        } else if let file = AmpSecrets.externalPassFile(project: project, environment: environment), access(file, F_OK) == 0 {
-            passFile = file
+        } else {
+            switch AmpSecrets.existingExternalPassFile(project: project, environment: environment) {
+            case .failure(let problem): throw AmpctlError(.noPermission, "the password file \(problem.message)")
+            case .success(let file): passFile = file
+            }
         }
         do { try makeDirectories(ampDir.path) } catch { throw AmpctlError(.cannotCreate, "cannot create \(ampDir.path): \(error)") }
         let text = FileContents.text(ampDir.configFile) ?? ""

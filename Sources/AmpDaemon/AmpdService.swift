@@ -333,10 +333,7 @@ final class Supervisor: Sendable {
         status.state = phase.state
         status.phase = phase.statusText
         switch phase {
-        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .ready, .connecting: break
-        case .external(let server):
-            status.server = server
-            status.healthy = true
+        case .checking, .initialisingCluster, .starting, .recovering, .seeding, .ready, .connecting, .external: break
         case .restarting(_, let reason):
             status.postmasterPID = nil
             status.healthy = false

@@ -239,20 +239,20 @@ enum Daemon {
         notifier: SystemdNotifier, logger: Logger, fail: (ExitStatus, String, [String]) -> ExitStatus
     ) async -> ExitStatus {
         var passFile: String?
+        var passwordSource = "no password file of amp's: libpq looks in ~/.pgpass and pg_service.conf"
         if let credentials = environment["CREDENTIALS_DIRECTORY"], access(credentials + "/" + AmpSecrets.credentialName, R_OK) == 0 {
             passFile = credentials + "/" + AmpSecrets.credentialName
-        } else if let file = AmpSecrets.externalPassFile(project: projectName, environment: environment) {
-            switch AmpSecrets.read(file) {
+            passwordSource = "the password comes from the systemd credential \(AmpSecrets.credentialName)"
+        } else {
+            switch AmpSecrets.existingExternalPassFile(project: projectName, environment: environment) {
             case .failure(let problem): return fail(.config, "the password file of the external server \(problem.message)", [])
-            case .success(let text): if text != nil { passFile = file }
+            case .success(nil): break
+            case .success(let file?):
+                passFile = file
+                passwordSource = "the password comes from \(file)"
             }
         }
-        if let passFile {
-            logger.info(passFile.hasPrefix(environment["CREDENTIALS_DIRECTORY"] ?? "\u{0}") ? "the password comes from the systemd credential \(AmpSecrets.credentialName)"
-                        : "the password comes from \(passFile)")
-        } else {
-            logger.info("no password file of amp's: libpq looks in ~/.pgpass and pg_service.conf")
-        }
+        logger.info("\(passwordSource)")
         let server: ExternalServer
         do {
             server = try ExternalServer(url: url, passFile: passFile, libpqMajor: LibPQ.libraryMajorVersion)

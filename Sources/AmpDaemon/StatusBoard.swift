@@ -36,16 +36,9 @@ final class StatusBoard: Sendable {
     /// The running server's handle, once ready (nil while starting, stopping or failed).
     var handle: PostgresHandle? { state.withLock { $0.status.state == .ready || $0.status.state == .external ? $0.handle : nil } }
 
-    /// Whether this ampd serves an external server (no local cluster).
-    var isExternal: Bool { state.withLock { $0.status.server != nil } }
-
     /// Marks an external server as answering.
     func external(_ handle: PostgresHandle, server: ExternalServer) {
-        state.withLock {
-            $0.handle = handle
-            $0.readySince = ContinuousClock.now
-        }
-        update {
+        serve(handle) {
             $0.state = .external
             $0.phase = ServicePhase.external(server: server.display).statusText
             $0.version = handle.serverVersion
@@ -54,6 +47,15 @@ final class StatusBoard: Sendable {
             $0.tls = server.usesTLS
             $0.healthy = true
         }
+    }
+
+    /// Keeps the handle of a server that answers from now on, and sets its fields.
+    private func serve(_ handle: PostgresHandle, _ fields: (inout MetadbStatus) -> Void) {
+        state.withLock {
+            $0.handle = handle
+            $0.readySince = ContinuousClock.now
+        }
+        update(fields)
     }
 
     /// Changes the status and tells the watchers when it changed.
@@ -68,11 +70,7 @@ final class StatusBoard: Sendable {
 
     /// Marks the server ready.
     func ready(_ handle: PostgresHandle) {
-        state.withLock {
-            $0.handle = handle
-            $0.readySince = ContinuousClock.now
-        }
-        update {
+        serve(handle) {
             $0.state = .ready
             $0.phase = ServicePhase.ready(url: handle.url).statusText
             $0.postmasterPID = Int(handle.pid)

@@ -6,7 +6,7 @@ import SystemSupport
 /// A PostgreSQL server amp does not run (`[postgres] url`): how ampd connects to it and how it
 /// is shown. The password is never part of it: libpq finds it in `~/.pgpass`, a `service=`
 /// entry of `pg_service.conf`, or the password file given as ``passFile`` (amp's credential).
-public struct ExternalServer: Sendable, Equatable {
+public struct ExternalServer: Sendable {
     /// The options of the URL as libpq reads them (no password among them).
     public var options: [(key: String, value: String)]
     /// A libpq password file (`passfile=`), when amp holds the password.
@@ -16,11 +16,6 @@ public struct ExternalServer: Sendable, Equatable {
 
     /// The Debian/Ubuntu CA bundle (ca-certificates), which libpq before 16 does not use by itself.
     public static let systemCABundle = "/etc/ssl/certs/ca-certificates.crt"
-
-    public static func == (a: ExternalServer, b: ExternalServer) -> Bool {
-        a.options.map { "\($0.key)=\($0.value)" } == b.options.map { "\($0.key)=\($0.value)" } && a.passFile == b.passFile
-            && a.systemRootCertificate == b.systemRootCertificate
-    }
 
     /// Reads `url` with libpq's own parser. A password in it is refused (it belongs in a
     /// password file). `libpqMajor` decides how the system CA store is reached: libpq 16+
@@ -65,22 +60,17 @@ public struct ExternalServer: Sendable, Equatable {
 
     /// The connection string ampd uses: the URL's options, then `passfile`, the CA bundle,
     /// `connect_timeout` (5 s unless the URL sets one) and `application_name=ampd`.
-    public var conninfo: String {
-        var pairs = options.map { ($0.key, $0.value) }
+    public var conninfo: String { conninfo() }
+
+    /// ``conninfo`` for `database` instead of the URL's (when given) and another application name.
+    public func conninfo(database: String? = nil, application: String = "ampd") -> String {
+        var pairs = options.filter { $0.key != "application_name" && (database == nil || $0.key != "dbname") }.map { ($0.key, $0.value) }
+        if let database { pairs.append(("dbname", database)) }
         if let passFile { pairs.append(("passfile", passFile)) }
         if let systemRootCertificate { pairs.append(("sslrootcert", systemRootCertificate)) }
         if value("connect_timeout") == nil { pairs.append(("connect_timeout", "5")) }
-        pairs.removeAll { $0.0 == "application_name" }
-        pairs.append(("application_name", "ampd"))
+        pairs.append(("application_name", application))
         return LibPQ.conninfo(pairs)
-    }
-
-    /// ``conninfo`` for another database of the same server (and another application name).
-    public func conninfo(database: String, application: String = "ampd") -> String {
-        var copy = self
-        copy.options.removeAll { $0.key == "dbname" }
-        copy.options.append((key: "dbname", value: database))
-        return copy.conninfo.replacing("application_name='ampd'", with: LibPQ.conninfo([("application_name", application)]))
     }
 
     /// The database the URL names, if any.
@@ -138,7 +128,7 @@ public struct ExternalServer: Sendable, Equatable {
     /// `connect_timeout`. The error is one line: `HOST:PORT: libpq's first line`.
     public func probe(database: String? = nil) -> Result<Answer, LibPQError> {
         do {
-            let rows = try LibPQ.rows(database.map { conninfo(database: $0) } ?? conninfo, "SELECT current_setting('server_version'), current_user, current_database()")
+            let rows = try LibPQ.rows(conninfo(database: database), "SELECT current_setting('server_version'), current_user, current_database()")
             guard let row = rows.first, row.count == 3 else { return .failure(LibPQError(message: "\(display): no answer to a query")) }
             return .success(Answer(version: row[0] ?? "?", user: row[1] ?? "?", database: row[2] ?? "?"))
         } catch {
