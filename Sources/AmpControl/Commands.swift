@@ -272,15 +272,15 @@ func tcpConnection(_ c: Metadb.GetConnection.Reply, project: String) throws(Ampc
     case .success(nil): throw AmpctlError(.unavailable, "\(file) is missing; ampd writes it when it starts with [postgres] listen: restart it (`ampctl restart \(project)`)")
     case .success(let text?): password = text.trimmingWhitespace
     }
-    guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-        throw AmpctlError(.protocolError, "ampd reported a listen address without a port (\(listen)); restart it")
+    guard case .address(var host, let port)? = ListenAddress(parsing: listen) else {
+        throw AmpctlError(.protocolError, "ampd reported a listen address that is not HOST:PORT (\(listen)); restart it")
     }
-    var host = String(listen[..<colon])
-    if host == "0.0.0.0" { host = "127.0.0.1" }
-    if host == "[::]" { host = "[::1]" }
-    let bareHost = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
-    var url = "postgresql://\(PostgresHandle.percentEncode(c.user)):\(PostgresHandle.percentEncode(password))@\(host):\(port)/\(c.database)"
-    var environment = ["PGHOST": bareHost, "PGPORT": "\(port)", "PGUSER": c.user, "PGPASSWORD": password, "PGDATABASE": c.database]
+    // A listener on every address is reached here through loopback.
+    if host == "0.0.0.0" || host == "*" { host = "127.0.0.1" }
+    if host == "::" { host = "::1" }
+    let urlHost = host.contains(":") ? "[\(host)]" : host
+    var url = "postgresql://\(PostgresHandle.percentEncode(c.user)):\(PostgresHandle.percentEncode(password))@\(urlHost):\(port)/\(c.database)"
+    var environment = ["PGHOST": host, "PGPORT": "\(port)", "PGUSER": c.user, "PGPASSWORD": password, "PGDATABASE": c.database]
     if c.tls == true {
         url += "?sslmode=require"
         environment["PGSSLMODE"] = "require"
