@@ -111,7 +111,7 @@ func branchDatabases(_ project: Project) async throws(AmpctlError) -> [(database
     do {
         rows = try LibPQ.rows(conninfo, "SELECT datname, shobj_description(oid, 'pg_database'), pg_database_size(oid) FROM pg_database ORDER BY 1")
     } catch {
-        throw AmpctlError(.failure, "PostgreSQL: \(error.message)")
+        throw AmpctlError(.failure, "cannot list the branch databases: \(error.message); see `ampctl status \(project.name)`")
     }
     return rows.compactMap { row in
         guard let name = row[0], let branch = BranchDatabase.branch(fromComment: row[1]) else { return nil }

@@ -241,7 +241,7 @@ struct ImportCommand: AsyncParsableCommand {
             // 3. Into a temporary database.
             phase("creating \(temporary)")
             do throws(LibPQError) { _ = try LibPQ.rows(local, "CREATE DATABASE \(LibPQ.quoteIdentifier(temporary))") } catch {
-                throw AmpctlError(.failure, "cannot create \(temporary): \(error.message)")
+                throw AmpctlError(.failure, "cannot create \(temporary): \(error.message); nothing was imported (see `ampctl status`)")
             }
             let scratch = project.ampDir + "/.import-\(getpid())"
             func cleanUp() {
@@ -298,7 +298,7 @@ struct ImportCommand: AsyncParsableCommand {
             head = Array(head.prefix(n))
         }
         let kind = ImportSource.classify(path, isDirectory: dir, hasTOC: access(path + "/toc.dat", R_OK) == 0, head: head)
-        if dir, case .sqlScript = kind { throw AmpctlError(.dataError, "\(source) is a directory without toc.dat, so not a pg_dump directory") }
+        if dir, case .sqlScript = kind { throw AmpctlError(.dataError, "\(source) is a directory without toc.dat, so not a pg_dump directory; give a pg_dump -Fd directory, a dump file or a postgresql:// URL") }
         return kind
     }
 

@@ -137,7 +137,8 @@ func transfer(_ direction: TransferDirection, _ options: TransferOptions) async 
         phase("starting the local cluster (PostgreSQL \(localMajor)) on a private socket")
         let version: PostgresVersion
         do throws(PostgresError) { version = try await binaries.version() } catch { throw AmpctlError(.unavailable, error.message) }
-        let result = try await withTemporaryServer(ampDir.metadb, binaries: binaries, version: version, socketDirectory: runtime + "/amp-\(direction.rawValue)-\(getpid())") { handle -> Result<Int64, AmpctlError> in
+        let result = try await withTemporaryServer(ampDir.metadb, binaries: binaries, version: version, socketDirectory: runtime + "/amp-\(direction.rawValue)-\(getpid())",
+                                                   describing: "the local cluster") { handle -> Result<Int64, AmpctlError> in
             let local = TransferEndpoint(display: "the local cluster", major: localMajor) {
                 LibPQ.conninfo([("host", handle.socketDirectory), ("port", "\(handle.port)"), ("dbname", $0), ("user", handle.user),
                                 ("application_name", "amp-\(direction.rawValue)")])

@@ -150,7 +150,7 @@ extension InitCommand {
             case .success(let file): passFile = file
             }
         }
-        do { try makeDirectories(ampDir.path) } catch { throw AmpctlError(.cannotCreate, "cannot create \(ampDir.path): \(error)") }
+        do { try makeDirectories(ampDir.path) } catch { throw AmpctlError(.cannotCreate, "cannot create \(ampDir.path): \(error); check the permissions of \(ampDir.base)") }
         let text = FileContents.text(ampDir.configFile) ?? ""
         do {
             let edited = try ConfigFileEdit.settingPostgresString(text, key: "url", value: url, path: ampDir.configFile)

@@ -32,7 +32,7 @@ struct TestdbCommand: AsyncParsableCommand {
         var exit: Int32 = 0
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
             guard let executable = findExecutable(command[0]) else {
-                throw AmpctlError(.unavailable, "\(command[0]): command not found on PATH")
+                throw AmpctlError(.unavailable, "\(command[0]): command not found on PATH; give its full path, or add its directory to PATH")
             }
             let project = try resolveProject(name, address: address, environment: processEnvironment())
             let client = try connect(project)

@@ -137,7 +137,7 @@ struct UpgradeCommand: AsyncParsableCommand {
                 notes += await afterUpgrade(socketDirectory: connection.socketDirectory, port: connection.port, binaries: plan.newBinaries)
             } else {
                 notes += try await withLock(ampDir) { () async throws(AmpctlError) -> [String] in
-                    try await withTemporaryServer(ampDir.metadb, binaries: plan.newBinaries, version: newVersion, socketDirectory: socketDirectory) { handle in
+                    try await withTemporaryServer(ampDir.metadb, binaries: plan.newBinaries, version: newVersion, socketDirectory: socketDirectory, describing: "the upgraded cluster") { handle in
                         await afterUpgrade(socketDirectory: handle.socketDirectory, port: handle.port, binaries: plan.newBinaries)
                     }
                 }
@@ -317,7 +317,7 @@ func withLock<T>(_ ampDir: AmpDirectory, _ body: () async throws(AmpctlError) ->
         let who = pid.map { "ampd (PID \($0))" } ?? "another process"
         throw AmpctlError(.tempFail, "\(ampDir.path) is in use by \(who); stop it first (Ctrl-C in its terminal, or `kill \(pid.map(String.init) ?? "PID")`), then run this again")
     } catch {
-        guard case .io(let message) = error else { throw AmpctlError(.failure, "cannot lock \(ampDir.lockFile)") }
+        guard case .io(let message) = error else { throw AmpctlError(.failure, "cannot lock \(ampDir.lockFile); check the permissions of \(ampDir.path)") }
         throw AmpctlError(.cannotCreate, message)
     }
     let result = try await body()
@@ -344,12 +344,12 @@ func inSocketDirectory<T>(_ directory: String, _ body: () async throws(UpgradeEr
 /// then stops it.
 func withTemporaryServer<T>(
     _ dataDirectory: String, binaries: PostgresBinaries, version: PostgresVersion, socketDirectory: String,
-    _ body: (PostgresHandle) async -> T
+    describing what: String, _ body: (PostgresHandle) async -> T
 ) async throws(AmpctlError) -> T {
     do {
         try makeDirectories(socketDirectory)
     } catch {
-        throw AmpctlError(.cannotCreate, "\(error)")
+        throw AmpctlError(.cannotCreate, "cannot make a socket directory for \(what): \(error); set XDG_RUNTIME_DIR to a directory of yours")
     }
     defer { try? removeTree(socketDirectory) }
     let server: PostgresServer
@@ -357,7 +357,7 @@ func withTemporaryServer<T>(
         server = try await PostgresBuilder(dataDirectory: dataDirectory).binaries(binaries, version: version).socketDirectory(socketDirectory)
             .developmentDefaults(false).logger(PostgresBuilder.silentLogger).start()
     } catch {
-        throw AmpctlError(.failure, "the upgraded cluster did not start: \(error.message)")
+        throw AmpctlError(.failure, "\(what) did not start: \(error.message)")
     }
     let result = await body(server.handle)
     _ = await server.stop()
