@@ -87,7 +87,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "AmpProtocol",
-            dependencies: ["Varlink"],
+            dependencies: ["Varlink", "SystemSupport"],
             swiftSettings: strict),
         .target(
             name: "AmpTuning",

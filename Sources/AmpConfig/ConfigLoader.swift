@@ -23,7 +23,8 @@ public enum ConfigLoader {
         "tls_cert": "TLS certificate (PEM) for the TCP listener (default: generated, self-signed)",
         "tls_key": "TLS private key (PEM) for tls_cert",
         "url": "an external PostgreSQL server this project uses instead of a local cluster (postgresql:// URL, no password)",
-        "seed": "SQL scripts run once, in order, when the cluster is created (array of paths relative to the project)",
+        "seed": "SQL scripts run once, in order, when the cluster is created (array of paths inside the project, relative to it)",
+        "seed_outside_project": "allow seed scripts outside the project directory (true/false; default false)",
     ]
 
     /// At most this many seed scripts.
@@ -65,6 +66,7 @@ public enum ConfigLoader {
                 file: path, line: error.line)
         }
         var warnings: [String] = []
+        var seedLine = 1
         var layer = SettingsLayer()
         for key in document.keys {
             guard let entry = document[key] else { continue }
@@ -171,6 +173,8 @@ public enum ConfigLoader {
                         files.append(normalizePath(s.hasPrefix("/") ? s : baseDirectory + "/" + s))
                     }
                     layer.seed = files
+                    seedLine = e.line
+                case "seed_outside_project": layer.seedOutsideProject = try boolean()
                 case "parameters":
                     guard case .table(let params) = e.value else {
                         throw invalid(path, e.line, name, "must be a table ([postgres.parameters]), not \(describe(e.value))")
@@ -182,7 +186,16 @@ public enum ConfigLoader {
                 }
             }
         }
+        if let seeds = layer.seed, layer.seedOutsideProject != true,
+           let outside = seeds.first(where: { !isInside($0, directory: normalizePath(baseDirectory)) }) {
+            throw invalid(path, seedLine, "postgres.seed", "\(outside) is outside the project directory \(normalizePath(baseDirectory)); move it into the project, or set seed_outside_project = true")
+        }
         return (layer, warnings)
+    }
+
+    /// Whether the normalised `path` lies below `directory`.
+    static func isInside(_ path: String, directory: String) -> Bool {
+        directory == "/" || path.hasPrefix(directory + "/")
     }
 
     /// `[postgres.parameters]`: `name = value`; nested tables (from dotted keys such as

@@ -16,6 +16,8 @@ public struct AmpSettings: Sendable, Equatable {
     public var initdbArgs: [String] = []
     /// SQL scripts run once, in order, when a cluster is created (absolute paths).
     public var seed: [String] = []
+    /// Whether seed scripts may lie outside the project directory (`seed_outside_project`).
+    public var seedOutsideProject = false
     /// Server parameters (`postgres -c name=value`), in order.
     public var parameters: [Parameter] = []
     /// The account PostgreSQL runs as when ampd runs as root.
@@ -62,6 +64,7 @@ public struct AmpSettings: Sendable, Equatable {
         if let v = layer.encoding { encoding = v }
         if let v = layer.initdbArgs { initdbArgs = v }
         if let v = layer.seed { seed = v }
+        if let v = layer.seedOutsideProject { seedOutsideProject = v }
         if let v = layer.postgresUser { postgresUser = v }
         if let v = layer.socketDir { socketDir = v }
         if let v = layer.startTimeout { startTimeout = v }
@@ -93,6 +96,8 @@ public struct SettingsLayer: Sendable, Equatable {
     public var initdbArgs: [String]?
     /// `[postgres] seed` (config.toml only).
     public var seed: [String]?
+    /// `[postgres] seed_outside_project` (config.toml only).
+    public var seedOutsideProject: Bool?
     public var postgresUser: String?
     public var socketDir: String?
     public var startTimeout: Duration?

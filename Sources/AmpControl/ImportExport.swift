@@ -123,7 +123,7 @@ struct ExportCommand: AsyncParsableCommand {
     @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Where pg_dump is (default: the newest installed).", valueName: "DIR")) var binDir: String?
     @OptionGroup var options: ProjectOptions
 
-    /// Command: `pg_dump -Fc -f FILE.tmp -h SOCKETDIR -p PORT DB`; see
+    /// Command: `pg_dump -Fc -h SOCKETDIR -p PORT -d DB > .FILE.tmp-RANDOM`; see
     /// <https://www.postgresql.org/docs/15/app-pgdump.html>.
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
@@ -134,20 +134,28 @@ struct ExportCommand: AsyncParsableCommand {
             let major = Int((status.version ?? "").prefix { $0.isNumber }) ?? 0
             let tools = try await ClientTools.find("pg_dump", atLeast: major, explicit: binDir)
             let target = absolutePath(file)
-            let temporary = target + ".tmp-\(getpid())"
+            // The dump goes into a file made here (O_EXCL | O_NOFOLLOW, 0600, a random name next
+            // to the target) and reaches pg_dump as its standard output: pg_dump never opens a
+            // path, so a symbolic link planted next to the target cannot redirect it.
+            let temporary: (fd: Int32, path: String)
+            do { temporary = try createTemporaryFile(beside: target, mode: 0o600) } catch {
+                throw AmpctlError(.cannotCreate, "\(error); choose a directory you can write to")
+            }
             let started = ContinuousClock.now
             err("ampctl: dumping \(db) with pg_dump \(tools.major) to \(target)")
-            let output = try? await runCommand(
-                tools.path("pg_dump"), ["-Fc", "-f", temporary, "-h", connection.socketDirectory, "-p", "\(connection.port)", "-d", db],
-                environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"], timeout: nil)
+            let output = try? await ChildProcess.run(SpawnConfiguration(
+                executable: tools.path("pg_dump"), arguments: ["-Fc", "-h", connection.socketDirectory, "-p", "\(connection.port)", "-d", db],
+                environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"], output: .file(descriptor: temporary.fd, errors: { _ in })), deadline: nil)
+            let synced = fsync(temporary.fd) == 0
+            close(temporary.fd)
             guard let output, output.succeeded else {
-                unlink(temporary)
+                unlink(temporary.path)
                 throw AmpctlError(.failure, "pg_dump of \(db) failed: \(output?.text.split(separator: "\n").last.map(String.init) ?? "could not run"); \(target) was not written")
             }
-            guard rename(temporary, target) == 0 else {
+            guard synced, rename(temporary.path, target) == 0 else {
                 let reason = String(cString: strerror(errno))
-                unlink(temporary)
-                throw AmpctlError(.cannotCreate, "cannot write \(target): \(reason)")
+                unlink(temporary.path)
+                throw AmpctlError(.cannotCreate, "cannot write \(target): \(reason); nothing was written there")
             }
             var st = stat()
             let size = stat(target, &st) == 0 ? UInt64(st.st_size) : 0

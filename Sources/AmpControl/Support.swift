@@ -169,6 +169,11 @@ func resolveProject(_ name: String?, address: String?, environment: [String: Str
 
 /// Connects to the project's ampd; errors say how to start it.
 func connect(_ project: Project) throws(AmpctlError) -> MetadbClient {
+    let runtime = Metadb.runtimeDirectory(environment: processEnvironment())
+    if project.socket == Metadb.socketPath(runtimeDirectory: runtime, name: project.name),
+       let problem = Metadb.socketDirectoryProblem(runtimeDirectory: runtime, name: project.name) {
+        throw AmpctlError(.noPermission, "not trusting the socket of \(project.name): \(problem); another user may have made it: remove it, or set XDG_RUNTIME_DIR to a directory of yours with mode 0700")
+    }
     do {
         return try MetadbClient(path: project.socket)
     } catch {
@@ -223,6 +228,7 @@ extension AmpctlError {
         case .varlink(let e): self.init(.protocolError, "\(e)")
         case .protocolViolation(let m): self.init(.protocolError, m)
         case .transport(let m): self.init(.unavailable, m)
+        case .untrusted(let m): self.init(.noPermission, m)
         }
     }
 }

@@ -45,7 +45,7 @@ struct AmpdService: Service {
         let created = OneShot<Void>()
         guard var server = try await start(supervisor, created: created) else { return }
         if created.value != nil, let seeding, !seeding.files.isEmpty {
-            try await seed(server, seeding, supervisor)
+            guard try await seed(server, seeding, supervisor, deadline: started + seeding.timeout) else { return }
         }
         onReady(server.handle, ContinuousClock.now - started, created.value != nil)
         let unitRestarts = board.status.restarts
@@ -144,7 +144,8 @@ struct AmpdService: Service {
                 _ = job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
                 return nil
             }
-            if step.failure == nil, step.reseed, let seeding, !seeding.files.isEmpty, let problem = await runSeeds(next, seeding, supervisor) {
+            if step.failure == nil, step.reseed, let seeding, !seeding.files.isEmpty,
+               let problem = await cancelWhenGracefulShutdown({ await runSeeds(next, seeding, supervisor, deadline: .now + seeding.timeout) }) {
                 // The new cluster did not seed: the previous one comes back.
                 await next.stop()
                 let undone = await step.afterStart(false)
@@ -179,38 +180,54 @@ struct AmpdService: Service {
     ///
     /// Command: `psql -X -q -v ON_ERROR_STOP=1 --single-transaction -f FILE -h SOCKETDIR -p PORT -U USER -d DB`;
     /// see <https://www.postgresql.org/docs/15/app-psql.html>.
-    private func seed(_ server: PostgresServer, _ seeding: Seeding, _ supervisor: Supervisor) async throws {
-        guard var problem = await runSeeds(server, seeding, supervisor) else { return }
-        problem += "; fix it, then start again (the new cluster was removed, so every seed runs again)"
-        supervisor.handle(.phase(.failed(problem)))
+    /// - Returns: false when a stop request came while seeding (the half-seeded cluster is
+    ///   removed then too, so that the next start seeds again).
+    private func seed(_ server: PostgresServer, _ seeding: Seeding, _ supervisor: Supervisor, deadline: ContinuousClock.Instant) async throws -> Bool {
+        let outcome = await cancelWhenGracefulShutdown { await runSeeds(server, seeding, supervisor, deadline: deadline) }
+        let interrupted = Task.isCancelled || Task.isShuttingDownGracefully
+        guard var problem = outcome else { return true }
+        if interrupted {
+            logger.info("shutdown requested while seeding; the new cluster is removed so that the next start seeds again")
+            supervisor.handle(.phase(.stopping))
+        } else {
+            problem += "; fix it, then start again (the new cluster was removed, so every seed runs again)"
+            supervisor.handle(.phase(.failed(problem)))
+        }
         _ = await server.stop()
         do {
             try removeTree(seeding.dataDirectory)
         } catch {
             throw DaemonError(.dataError, problem + "; the half-seeded cluster could not be removed (\(error)): remove \(seeding.dataDirectory) by hand")
         }
+        if interrupted { return false }
         throw DaemonError(.dataError, problem)
     }
 
-    /// Runs each seed script; the first problem, in words, or nil when all ran.
-    private func runSeeds(_ server: PostgresServer, _ seeding: Seeding, _ supervisor: Supervisor) async -> String? {
+    /// Runs each seed script; the first problem, in words, or nil when all ran. psql runs as the
+    /// account that runs PostgreSQL (never as root: a script's `\!` runs as that account), in a
+    /// process group of its own, until `deadline` (the start timeout covers seeding) or until a
+    /// stop request cancels the task, which ends it at once.
+    private func runSeeds(_ server: PostgresServer, _ seeding: Seeding, _ supervisor: Supervisor, deadline: ContinuousClock.Instant) async -> String? {
         let h = server.handle
         for file in seeding.files {
             supervisor.handle(.phase(.seeding(file: file)))
             logger.info("running seed script \(file)")
-            if access(file, R_OK) != 0 {
-                return "\(seeding.configFile): seed script \(file) cannot be read (\(String(cString: strerror(errno)))); fix the path in [postgres] seed"
-            }
+            if let problem = seeding.problem(file) { return problem }
             let directory = String(file[..<(file.lastIndex(of: "/") ?? file.endIndex)])
             do {
-                let output = try await runCommand(
-                    seeding.psql, ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", file,
-                                   "-h", h.socketDirectory, "-p", "\(h.port)", "-U", h.user, "-d", h.database],
-                    environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGAPPNAME": "amp-seed"], workingDirectory: directory, timeout: nil)
-                if !output.succeeded {
+                let output = try await ChildProcess.run(SpawnConfiguration(
+                    executable: seeding.psql,
+                    arguments: ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", file,
+                                "-h", h.socketDirectory, "-p", "\(h.port)", "-U", h.user, "-d", h.database],
+                    environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGAPPNAME": "amp-seed"], workingDirectory: directory,
+                    credentials: seeding.account), deadline: deadline, limit: 64 << 10)
+                if Task.isCancelled { return "seeding was interrupted by a stop request while running \(file)" }
+                guard let status = output.status else {
+                    return "seed script \(file) did not finish within the start timeout (\(seeding.timeout)); fix the script or raise start_timeout in \(seeding.configFile)"
+                }
+                if status != 0 {
                     let lines = output.text.split(separator: "\n").map(String.init)
-                    let status = output.status.map { "exit status \($0)" } ?? "no status"
-                    let line: String = lines.first { $0.contains("ERROR") || $0.contains("FATAL") } ?? lines.last ?? "psql ended with \(status)"
+                    let line: String = lines.first { $0.contains("ERROR") || $0.contains("FATAL") || $0.contains("error:") } ?? lines.last ?? "psql ended with exit status \(status)"
                     return "seed script failed: \(line.trimmingWhitespace)"
                 }
             } catch {
@@ -252,6 +269,38 @@ struct Seeding: Sendable {
     var configFile: String
     /// The cluster, removed when a script fails.
     var dataDirectory: String
+    /// The account psql runs as when ampd runs as root (the one that runs PostgreSQL).
+    var account: ProcessCredentials? = nil
+    /// The project directory: a script must resolve (symlinks followed) to a file inside it,
+    /// unless `seed_outside_project = true`.
+    var projectBase: String
+    var allowOutsideProject = false
+    /// The start timeout, which covers seeding.
+    var timeout: Duration
+
+    /// Why `file` cannot be run as a seed script, or nil: it must exist, be a regular file
+    /// (not `/dev/zero` or a pipe) and, unless allowed, resolve to a path inside the project.
+    /// Nothing is read here: as root, reading is left to psql under the project's account.
+    func problem(_ file: String) -> String? {
+        var st = stat()
+        guard stat(file, &st) == 0 else {
+            return "\(configFile): seed script \(file) cannot be read (\(String(cString: strerror(errno)))); fix the path in [postgres] seed"
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            return "\(configFile): seed script \(file) is not a regular file; name SQL files in [postgres] seed"
+        }
+        if !allowOutsideProject {
+            let resolved = realPath(file) ?? file
+            let base = realPath(projectBase) ?? projectBase
+            guard resolved.hasPrefix(base == "/" ? "/" : base + "/") else {
+                return "\(configFile): seed script \(file) resolves to \(resolved), outside the project \(base); move it into the project, or set seed_outside_project = true in [postgres]"
+            }
+        }
+        if account == nil, access(file, R_OK) != 0 {
+            return "\(configFile): seed script \(file) cannot be read (\(String(cString: strerror(errno)))); fix the path in [postgres] seed"
+        }
+        return nil
+    }
 }
 
 /// Performs what the ``NotifyStateMachine`` decides: sends notifications, logs, and runs

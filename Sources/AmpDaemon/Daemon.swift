@@ -195,7 +195,9 @@ enum Daemon {
         service.maintenance = maintenance
         if let tcp { service.prepare = { handle in await tcp.applyPassword(to: handle, logger: logger) } }
         if !settings.seed.isEmpty {
-            service.seeding = Seeding(files: settings.seed, psql: server.binaries.path("psql"), configFile: ampDir.configFile, dataDirectory: ampDir.metadb)
+            service.seeding = Seeding(
+                files: settings.seed, psql: server.binaries.path("psql"), configFile: ampDir.configFile, dataDirectory: ampDir.metadb,
+                account: account, projectBase: ampDir.base, allowOutsideProject: settings.seedOutsideProject, timeout: settings.startTimeout)
         }
         let group = ServiceGroup(configuration: .init(
             services: [
@@ -300,6 +302,12 @@ enum Daemon {
                 throw DaemonError(.cannotCreate, "cannot create \(dir) for the varlink socket: \(String(cString: strerror(errno))); set XDG_RUNTIME_DIR to a directory of yours")
             }
         }
+        // A directory another user made (a planted /tmp/amp-UID) would let them swap the socket.
+        if let problem = Metadb.socketDirectoryProblem(runtimeDirectory: runtime, name: name) {
+            throw DaemonError(
+                .noPermission,
+                "refusing to put the varlink socket below \(runtime): \(problem); another user may have made it: remove it, or set XDG_RUNTIME_DIR to a directory of yours with mode 0700")
+        }
         let service: VarlinkServiceDescription
         do {
             service = try Metadb.service(version: ampVersion)
@@ -389,10 +397,13 @@ enum Daemon {
                 "ampd runs as root and PostgreSQL refuses root, but no unprivileged account was found; pass --postgres-user USER (or install postgresql, which creates the postgres account)")
         }
         logger.notice("running as root: PostgreSQL runs as \(account.name) (UID \(account.uid))")
-        // The account must reach the data directory: give it the amp dir's directories we made.
-        for dir in [ampDir.path] + ampDir.subdirectories {
+        // What ampd made in the project belongs to the project, not to root: the account must
+        // reach the data directory, and the owner's own `ampd run` must be able to take the
+        // lock and read the layout afterwards. Only entries that root owns are changed, never
+        // through a symbolic link.
+        for path in [ampDir.path] + ampDir.subdirectories + [ampDir.lockFile, ampDir.layoutFile] {
             var st = stat()
-            if stat(dir, &st) == 0 && st.st_uid == 0 { _ = chown(dir, account.uid, account.gid) }
+            if lstat(path, &st) == 0, st.st_uid == 0, (st.st_mode & S_IFMT) != S_IFLNK { _ = lchown(path, account.uid, account.gid) }
         }
         return account
     }

@@ -20,7 +20,7 @@ extension ExitStatus {
         case .software: return "PostgreSQL failed to start or exited unexpectedly"
         case .cannotCreate: return "amp dir or socket directory cannot be created, or the disk is full"
         case .tempFail: return "another ampd is running for this amp dir"
-        case .noPermission: return "running as root without an unprivileged account for PostgreSQL, or an external server that refused amp"
+        case .noPermission: return "running as root without an unprivileged account for PostgreSQL, an external server that refused amp, or a runtime directory another user could have made"
         case .config: return "configuration error (config.toml or environment)"
         case .notRunning, .noInput, .protocolError: return "not used by ampd"
         }

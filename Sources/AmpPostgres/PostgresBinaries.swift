@@ -126,7 +126,7 @@ public struct PostgresBinaries: Sendable, Equatable {
     /// `/usr/lib/postgresql/15/bin/postgres`) really points, so the installation's other tools
     /// (`pg_ctl`, `pg_controldata`) are found next to it. Falls back to `directory`.
     static func canonicalDirectory(of directory: String) -> String {
-        guard let real = FileSystem.realPath(directory + "/postgres") else { return directory }
+        guard let real = realPath(directory + "/postgres") else { return directory }
         let realDirectory = FileSystem.parentDirectory(real)
         return required.allSatisfy({ isExecutable(realDirectory + "/" + $0) }) ? realDirectory : directory
     }

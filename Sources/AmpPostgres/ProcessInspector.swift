@@ -44,7 +44,7 @@ public enum ProcessInspector {
             return .unrelated(description: "\(exe) (PID \(pid))")
         }
         let cwd = FileSystem.readLink("\(procRoot)/\(pid)/cwd")
-        let wanted = FileSystem.realPath(dataDirectory) ?? dataDirectory
+        let wanted = realPath(dataDirectory) ?? dataDirectory
         guard let cwd, cwd == wanted else {
             return .unrelated(description: "\(exe) serving \(cwd ?? "an unknown directory") (PID \(pid))")
         }

@@ -60,6 +60,11 @@ public enum SocketDirectory {
                     .dataDirectoryUnusable,
                     "socket directory \(path) belongs to UID \(st.st_uid), not to this user; remove it or set the socket directory")
             }
+            if st.st_mode & 0o022 != 0 {
+                throw PostgresError(
+                    .dataDirectoryUnusable,
+                    "socket directory \(path) has mode 0\(String(st.st_mode & 0o7777, radix: 8)), so others could swap the socket; remove it (amp makes it 0700) or set the socket directory")
+            }
         }
         if let owner { try FileSystem.chown(choice.directory, to: owner, recursive: false) }
         _ = chmod(choice.directory, 0o700)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SystemSupport
 import Varlink
 
 /// The amp version: of ampd, ampctl and the interface they share.
@@ -200,6 +201,20 @@ public enum Metadb {
     /// The socket path of project `name`: `RUNTIME/amp/NAME/io.amp.Metadb`.
     public static func socketPath(runtimeDirectory: String, name: String) -> String {
         "\(runtimeDirectory)/amp/\(name)/\(interfaceName)"
+    }
+
+    /// Why the directories of project `name`'s socket cannot be trusted, or nil: each of
+    /// `RUNTIME`, `RUNTIME/amp` and `RUNTIME/amp/NAME` that exists must be a directory of this
+    /// user's with mode 0700 (``privateDirectoryProblem(_:owner:)``), so that no other user can
+    /// have put a socket of theirs in its place. ampd checks before it binds, ampctl before it
+    /// connects.
+    public static func socketDirectoryProblem(runtimeDirectory: String, name: String) -> String? {
+        for dir in [runtimeDirectory, runtimeDirectory + "/amp", runtimeDirectory + "/amp/" + name] {
+            var st = stat()
+            guard lstat(dir, &st) == 0 else { return nil }
+            if let problem = privateDirectoryProblem(dir) { return problem }
+        }
+        return nil
     }
 
     /// `$XDG_RUNTIME_DIR`, else `/run/user/UID` when it exists, else `/tmp/amp-UID` (made 0700 by ampd).

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Varlink
 
 /// Why a call to ampd failed.
@@ -13,6 +16,8 @@ public enum MetadbClientError: Error, Sendable, Equatable, CustomStringConvertib
     /// The connection failed, timed out, or the reply broke the protocol or the types.
     case transport(String)
     case protocolViolation(String)
+    /// The socket or its directory is not this user's: another user may be impersonating ampd.
+    case untrusted(String)
 
     public var description: String {
         switch self {
@@ -20,7 +25,7 @@ public enum MetadbClientError: Error, Sendable, Equatable, CustomStringConvertib
         case .accessDenied(let path): return "\(path): permission denied"
         case .service(let e): return e.description
         case .varlink(let e): return e.description
-        case .transport(let m), .protocolViolation(let m): return m
+        case .transport(let m), .protocolViolation(let m), .untrusted(let m): return m
         }
     }
 }
@@ -32,15 +37,17 @@ public struct MetadbClient: Sendable {
     public let path: String
     private let connection: VarlinkClient
 
-    /// Connects to ampd's socket.
+    /// Connects to ampd's socket. The server must run as this user or as root (checked with
+    /// `SO_PEERCRED` before anything is sent or believed).
     public init(path: String) throws(MetadbClientError) {
         self.path = path
         do {
-            connection = try VarlinkClient.connect(path: path)
+            connection = try VarlinkClient.connect(path: path, trustedUIDs: [geteuid(), 0])
         } catch {
             switch error.code {
             case .notRunning: throw .notRunning(path: path)
             case .accessDenied: throw .accessDenied(path: path)
+            case .untrustedPeer: throw .untrusted(error.message)
             default: throw .transport("\(error)")
             }
         }
@@ -144,6 +151,7 @@ public struct MetadbClient: Sendable {
             case .protocolViolation: return .protocolViolation("\(e)")
             case .notRunning: return .notRunning(path: path)
             case .accessDenied: return .accessDenied(path: path)
+            case .untrustedPeer: return .untrusted(e.message)
             default: return .transport("\(e)")
             }
         case let e as JSONCodingError: return .protocolViolation("a reply that does not match io.amp.Metadb: \(e)")

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import CSpawn
+import SystemSupport
 import Synchronization
 import ThreadSupport
 
@@ -98,6 +99,18 @@ public enum OutputDestination: Sendable {
     case lines(@Sendable ([String]) -> Void)
     /// This process's standard input, output and error (an interactive tool).
     case inherit
+    /// Standard output into an open file (the descriptor stays the caller's: a file the
+    /// caller created itself, so the child never opens a path someone could have swapped);
+    /// standard error as lines, as with ``lines(_:)``.
+    case file(descriptor: Int32, errors: @Sendable ([String]) -> Void)
+
+    /// The handler of the lines on the pipe, if output goes to one.
+    var lineHandler: (@Sendable ([String]) -> Void)? {
+        switch self {
+        case .lines(let handler), .file(_, let handler): return handler
+        case .discard, .inherit: return nil
+        }
+    }
 }
 
 /// What to run and how.
@@ -184,7 +197,7 @@ public final class ChildProcess: Sendable {
         // Output pipe, created close-on-exec; the child gets the write end as fd 1 and 2.
         var readEnd: Int32 = -1
         var writeEnd: Int32 = -1
-        if case .lines = configuration.output {
+        if configuration.output.lineHandler != nil {
             var fds: [Int32] = [-1, -1]
             guard amp_pipe_cloexec(&fds) == 0 else {
                 throw SpawnError(executable: configuration.executable, step: "pipe2", errno: errno)
@@ -206,7 +219,7 @@ public final class ChildProcess: Sendable {
                 case .success(let pid):
                     let child = ChildProcess(pid: pid, executable: config.executable, leadsGroup: config.newProcessGroup)
                     var drainHere = false
-                    if case .lines(let handler) = config.output {
+                    if let handler = config.output.lineHandler {
                         do {
                             try startDetachedThread(name: "amp-output") {
                                 LineReader.drain(fd: r, handler: handler)
@@ -220,7 +233,7 @@ public final class ChildProcess: Sendable {
                         child.outputDone.fulfil(())
                     }
                     spawned.fulfil(.success(child))
-                    if drainHere, case .lines(let handler) = config.output {
+                    if drainHere, let handler = config.output.lineHandler {
                         // No thread for the output: read it here until the child (and whatever
                         // shares its output) closes it, then reap. The exit is noticed late, but
                         // no output is lost and no pipe fills up.
@@ -256,6 +269,10 @@ public final class ChildProcess: Sendable {
                             options.stdin_fd = 0
                             options.stdout_fd = 1
                             options.stderr_fd = 2
+                        } else if case .file(let descriptor, _) = c.output {
+                            options.stdin_fd = -1
+                            options.stdout_fd = descriptor
+                            options.stderr_fd = outputFD
                         } else {
                             options.stdin_fd = -1
                             options.stdout_fd = outputFD
@@ -357,4 +374,57 @@ private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeM
 private func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
     guard let string else { return body(nil) }
     return string.withCString { body($0) }
+}
+
+extension ChildProcess {
+    /// Runs a program to its end and collects its output (standard output and error together,
+    /// the last `limit` bytes of complete lines; only standard error when the configuration
+    /// sends standard output to a ``OutputDestination/file(descriptor:errors:)``), for work
+    /// done on a project's behalf (seed scripts, dumps): as `configuration.credentials` when given, in a process group of its own that
+    /// is killed (SIGKILL) when `deadline` passes or the calling task is cancelled, so a script
+    /// that never ends (`seed = ["/dev/zero"]`) cannot hold the caller.
+    ///
+    /// - Returns: the output; its status is nil when the deadline ended the program, and
+    ///   128 + 9 when a cancellation did (check `Task.isCancelled`).
+    /// - Throws: ``SpawnError`` when the program cannot be started.
+    public static func run(
+        _ configuration: SpawnConfiguration, deadline: ContinuousClock.Instant?, limit: Int = 1 << 20
+    ) async throws(SpawnError) -> CommandOutput {
+        let collected = Mutex<(lines: [String], bytes: Int)>(([], 0))
+        var config = configuration
+        config.newProcessGroup = true
+        let collect: @Sendable ([String]) -> Void = { lines in
+            collected.withLock { c in
+                for line in lines {
+                    c.lines.append(line)
+                    c.bytes += line.utf8.count + 1
+                }
+                while c.bytes > limit, !c.lines.isEmpty { c.bytes -= c.lines.removeFirst().utf8.count + 1 }
+            }
+        }
+        if case .file(let descriptor, _) = configuration.output {
+            config.output = .file(descriptor: descriptor, errors: collect)
+        } else {
+            config.output = .lines(collect)
+        }
+        let child = try await spawn(config)
+        let status: TerminationStatus? = await withTaskCancellationHandler {
+            guard let deadline else { return await child.wait() }
+            if let status = await child.wait(timeout: max(.zero, deadline - .now)) { return status }
+            child.signal(SIGKILL, group: true)
+            _ = await child.wait()
+            return nil
+        } onCancel: {
+            child.signal(SIGKILL, group: true)
+        }
+        await child.waitForOutput(timeout: .seconds(2))
+        let text = collected.withLock { $0.lines.joined(separator: "\n") }
+        let code: Int32?
+        switch status {
+        case .exited(let c)?: code = c
+        case .signaled(let s)?: code = 128 + s
+        case nil: code = nil
+        }
+        return CommandOutput(status: code, text: text.trimmingWhitespace)
+    }
 }

@@ -35,9 +35,7 @@ public func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(FileErr
 /// `durable` is false: a marker that is simply written again when lost) and `rename(2)`, so
 /// readers see the old or the new content, never a part.
 public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, durable: Bool = true) throws(FileError) {
-    let temporary = path + ".tmp-\(getpid())"
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-    guard fd >= 0 else { throw FileError(path: path, action: "write", errno: errno) }
+    let (fd, temporary) = try createTemporaryFile(beside: path, mode: mode)
     var failure: Int32 = writeAll(fd, bytes) ? 0 : errno
     if failure == 0 && durable && fsync(fd) != 0 { failure = errno }
     close(fd)
@@ -109,4 +107,25 @@ public func diskUsage(_ path: String, depthLimit: Int = 256) -> UInt64 {
         total = total &+ diskUsage(path + "/" + name, depthLimit: depthLimit - 1)
     }
     return total
+}
+
+/// Creates a new, empty file in the directory of `path`, named `.NAME.tmp-` and 16 random hex
+/// digits, with `O_CREAT | O_EXCL | O_NOFOLLOW` and `mode`: never a file or a symbolic link
+/// that someone else put there under a name they could predict. The caller writes through
+/// the descriptor (or hands it to a child), then renames the file over `path` or unlinks it.
+///
+/// - Returns: the open descriptor (write-only, close-on-exec) and the file's path.
+public func createTemporaryFile(beside path: String, mode: mode_t) throws(FileError) -> (fd: Int32, path: String) {
+    let directory = path.contains("/") ? String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)]) : "."
+    let name = path.split(separator: "/").last.map(String.init) ?? "file"
+    var lastError: Int32 = EEXIST
+    for _ in 0..<100 {
+        let suffix = String(UInt64.random(in: .min ... .max), radix: 16)
+        let candidate = (directory.isEmpty ? "" : directory + "/") + "." + name + ".tmp-" + String(repeating: "0", count: 16 - suffix.count) + suffix
+        let fd = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        if fd >= 0 { return (fd, candidate) }
+        lastError = errno
+        if errno != EEXIST { break }
+    }
+    throw FileError(path: path, action: "create a temporary file beside", errno: lastError)
 }

@@ -33,6 +33,14 @@ public func absolutePath(_ path: String) -> String {
     normalizePath(path.hasPrefix("/") ? path : workingDirectory() + "/" + path)
 }
 
+/// `path` with every symbolic link, `.` and `..` resolved (`realpath(3)`); nil when a
+/// component does not exist.
+public func realPath(_ path: String) -> String? {
+    guard let resolved = realpath(path, nil) else { return nil }
+    defer { free(resolved) }
+    return String(cString: resolved)
+}
+
 /// Whether `path` is a directory (following symbolic links).
 public func isDirectory(_ path: String) -> Bool {
     var st = stat()
@@ -76,4 +84,20 @@ public func userHomeDirectory(environment: [String: String]) -> String? {
 public func userConfigHome(environment: [String: String]) -> String? {
     if let x = environment["XDG_CONFIG_HOME"], x.hasPrefix("/") { return x }
     return userHomeDirectory(environment: environment).map { $0 + "/.config" }
+}
+
+/// Why `path` is not a private directory of the user `owner` (default: this process's
+/// effective user), or nil when it is one: it must be a real directory (not a symbolic link),
+/// owned by `owner`, and reachable by nobody else (no group or other permission bits). A
+/// directory another user made — `/tmp/amp-UID` planted with mode 0777 — fails: whoever owns
+/// it can swap what is inside.
+public func privateDirectoryProblem(_ path: String, owner: uid_t = geteuid()) -> String? {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return "\(path) cannot be examined (\(String(cString: strerror(errno))))" }
+    guard (st.st_mode & S_IFMT) == S_IFDIR else {
+        return (st.st_mode & S_IFMT) == S_IFLNK ? "\(path) is a symbolic link, not a directory" : "\(path) is not a directory"
+    }
+    guard st.st_uid == owner else { return "\(path) belongs to UID \(st.st_uid), not to UID \(owner)" }
+    guard st.st_mode & 0o077 == 0 else { return "\(path) has mode 0\(String(st.st_mode & 0o7777, radix: 8)), not 0700" }
+    return nil
 }

@@ -20,6 +20,9 @@ public struct VarlinkClientError: Error, Sendable, Equatable, CustomStringConver
         case timedOut
         /// The address is not `unix:PATH`.
         case badAddress
+        /// The process at the other end is not one of the users the caller trusts
+        /// (`SO_PEERCRED`): another user's server in the socket's place.
+        case untrustedPeer
     }
 
     public var code: Code
@@ -53,13 +56,26 @@ public final class VarlinkClient: Sendable {
 
     deinit { close(fd) }
 
-    /// Connects to the socket at `path`.
-    public static func connect(path: String, maxMessageSize: Int = 16 << 20) throws(VarlinkClientError) -> VarlinkClient {
+    /// Connects to the socket at `path`. With `trustedUIDs`, the peer's user (`SO_PEERCRED`, as
+    /// the kernel reports it, not as the peer says) must be one of them, else nothing is sent
+    /// and ``VarlinkClientError/Code/untrustedPeer`` is thrown.
+    public static func connect(path: String, maxMessageSize: Int = 16 << 20, trustedUIDs: Set<uid_t>? = nil) throws(VarlinkClientError) -> VarlinkClient {
         let fd = amp_unix_connect(path)
         guard fd >= 0 else {
             let e = -fd
             let code: VarlinkClientError.Code = (e == ENOENT || e == ECONNREFUSED) ? .notRunning : (e == EACCES || e == EPERM) ? .accessDenied : .io
             throw VarlinkClientError(code: code, message: "\(path): \(String(cString: strerror(e)))")
+        }
+        if let trustedUIDs {
+            var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
+            let rc = amp_peer_credentials(fd, &pid, &uid, &gid)
+            guard rc == 0, trustedUIDs.contains(uid) else {
+                close(fd)
+                let who = rc == 0 ? "UID \(uid) (PID \(pid))" : "an unknown user (\(String(cString: strerror(-rc))))"
+                throw VarlinkClientError(
+                    code: .untrustedPeer,
+                    message: "\(path) is served by \(who), not by you (UID \(geteuid())); not trusting it: find out who made it, remove it, and start your own service")
+            }
         }
         return VarlinkClient(path: path, fd: fd, maxMessageSize: maxMessageSize)
     }

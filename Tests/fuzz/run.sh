@@ -3,14 +3,21 @@
 # parser, the config loader, the varlink JSON decoder, the varlink framer and connection state
 # machine, and the PostgreSQL log parser. Built with AddressSanitizer into .build-fuzz. Seeds:
 # the toml-test cases and a few varlink messages and log lines; findings go to
-# .build-fuzz/findings/TARGET. Prints one line per target (runs, corpus, time); exit 1 on any
-# crash, hang or sanitizer report.
+# .build-fuzz/findings/TARGET. Prints one line per target (runs, coverage, new inputs, corpus);
+# exit 1 on any crash, hang or sanitizer report, and when a target ran without coverage
+# feedback (no cov: figures, or not one new input found in its run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
 swift=${SWIFT:-swift}
 targets=(FuzzTOML FuzzConfig FuzzVarlinkJSON FuzzVarlinkFramer FuzzPostgresLog)
-flags=(--scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address)
+# SwiftPM's `--sanitize=fuzzer --sanitize=address` alone instruments a random half of the
+# modules for coverage: it writes them as two -sanitize= flags in an order that changes from
+# run to run (a Set), and the Swift driver keeps only the last one it is given (seen in CI as
+# "no interesting inputs were found … Is the code instrumented for coverage?"). A last flag
+# of our own, carrying both, settles every Swift compile and link; SwiftPM's flags stay so
+# that it builds fuzzer executables (libFuzzer's main) and instruments the C targets.
+flags=(--scratch-path .build-fuzz --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address)
 for t in "${targets[@]}"; do
   if ! out=$(AMP_FUZZ=1 "$swift" build "${flags[@]}" --product "$t" 2>&1); then
     echo "$out" | grep -v "Cannot export local symbol" >&2
@@ -44,10 +51,22 @@ for t in "${targets[@]}"; do
   log=.build-fuzz/$t.log
   # -detect_leaks=0: the Swift runtime's own caches read as leaks at exit; crashes, overflows
   # and use-after-free are still caught by AddressSanitizer.
+  before=$(ls "$work/$t" | wc -l)
   if ASAN_OPTIONS=detect_leaks=0 "$bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
        -artifact_prefix="$findings/" -print_final_stats=1 "$work/$t" >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    echo "fuzz $t: ok — ${runs:-?} runs in ${seconds} s, no crash (corpus $(ls "$work/$t" | wc -l) inputs)"
+    # A fuzzer without coverage feedback is a random-input loop that cannot fail: it must
+    # report coverage, and its run must have found new inputs (NEW) or smaller ones (REDUCE).
+    counters=$(sed -n 's/^INFO: Loaded [0-9]* modules *(\([0-9]*\) inline 8-bit counters.*/\1/p' "$log" | head -1)
+    cov=$(grep -oE '^#[0-9]+[[:space:]]+(INITED|NEW|REDUCE|pulse|DONE)[[:space:]]+cov: [0-9]+' "$log" | tail -1 | sed 's/.*cov: //')
+    found=$(grep -cE '^#[0-9]+[[:space:]]+(NEW|REDUCE)[[:space:]]' "$log" || true)
+    if [ -z "$cov" ] || [ "${cov:-0}" -eq 0 ] || [ "$found" -eq 0 ]; then
+      failed=1
+      echo "fuzz $t: FAILED — ran without coverage feedback (${counters:-no} counters, cov: ${cov:-none}, $found new inputs in ${runs:-?} runs); see $log" >&2
+      grep -E "no interesting inputs|instrumented" "$log" | head -2 >&2 || true
+      continue
+    fi
+    echo "fuzz $t: ok — ${runs:-?} runs in ${seconds} s, no crash; coverage ${cov} of ${counters:-?} edges, $found new inputs, corpus $before → $(ls "$work/$t" | wc -l) inputs"
   else
     failed=1
     echo "fuzz $t: FAILED — see $log and $findings" >&2
