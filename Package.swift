@@ -115,6 +115,8 @@ let package = Package(
             dependencies: [
                 "AmpConfig", "AmpPostgres", "AmpProtocol", "AmpRegistry", "AmpSystemd", "Varlink", "ChildProcess", "SystemSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                // SIGINT/SIGTERM/SIGHUP as an async sequence, so an interrupted import cleans up.
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict),
         .executableTarget(

@@ -76,7 +76,7 @@ public enum ExternalURL {
         }
         guard !url.utf8.contains(0), !url.contains("\n"), url.utf8.count <= 4096 else { return "must be one line of at most 4096 bytes" }
         let parts = split(url)
-        if parts.userinfo.contains(":") || parts.query.contains(where: { $0.key == "password" }) {
+        if parts.userinfo.contains(":") || parts.query.contains(where: { isPasswordKey($0.key) }) {
             return "must not contain a password (it would be stored in the project): put it in ~/.pgpass, or give it once to `ampctl init --external`, which stores it outside the project"
         }
         if parts.hostport.isEmpty && !parts.query.contains(where: { $0.key == "host" || $0.key == "service" }) {
@@ -121,14 +121,29 @@ public enum ExternalURL {
             userinfo = String(userinfo[..<colon])
         }
         var query = parts.rawQuery
-        if let pair = parts.query.first(where: { $0.key == "password" }) {
+        if let pair = parts.query.first(where: { isPasswordKey($0.key) }) {
             password = percentDecoded(pair.value)
-            query = query.split(separator: "&").filter { !$0.hasPrefix("password=") && $0 != "password" }.joined(separator: "&")
+            query = query.split(separator: "&").filter { !isPasswordKey(String($0.prefix { $0 != "=" })) }.joined(separator: "&")
         }
         var out = parts.scheme + "://" + (userinfo.isEmpty ? "" : userinfo + "@") + parts.hostport + parts.path
         if !query.isEmpty { out += "?" + query }
         return (out, password)
     }
+
+    /// The password as it is written in `url` (still percent-encoded), in the user information
+    /// and in a `password=` parameter: what must be redacted besides the decoded form.
+    public static func writtenPasswords(_ url: String) -> [String] {
+        guard url.contains("://") else { return [] }
+        let parts = split(url)
+        var out: [String] = []
+        if let colon = parts.userinfo.firstIndex(of: ":") { out.append(String(parts.userinfo[parts.userinfo.index(after: colon)...])) }
+        out += parts.query.filter { isPasswordKey($0.key) }.map(\.value)
+        return out.filter { !$0.isEmpty }
+    }
+
+    /// Whether a query parameter's key is libpq's `password` (libpq decodes keys too, so
+    /// `pass%77ord` is one).
+    static func isPasswordKey(_ key: String) -> Bool { percentDecoded(key) == "password" }
 
     /// `%xx` decoded (an invalid escape is kept as it is).
     public static func percentDecoded(_ text: String) -> String {

@@ -8,9 +8,11 @@ import SystemSupport
 import Varlink
 
 /// The database of a git branch: `br_` and the branch name made safe (lower case; anything but
-/// a-z, 0-9 and _ becomes _), cut and suffixed with a hash when longer than PostgreSQL's
-/// 63-byte limit, so two long names never meet. The branch itself is kept in the database's
-/// comment (`amp branch: NAME`), which `branch list` and `branch prune` read.
+/// a-z, 0-9 and _ becomes _). Whenever that changed the name (`feat/x`, `Feat-X`), or it is
+/// longer than PostgreSQL's 63-byte limit, a short hash of the real branch name follows, so
+/// `feat/x`, `feat_x` and `Feat-X` get three databases, never one. The branch itself is kept
+/// in the database's comment (`amp branch: NAME`): a database is handed out for a branch only
+/// when that record names the branch, and `branch list` and `branch prune` read it.
 enum BranchDatabase {
     static let prefix = "br_"
     static let commentPrefix = "amp branch: "
@@ -18,13 +20,18 @@ enum BranchDatabase {
 
     static func name(forBranch branch: String) -> String {
         var safe = ""
-        for scalar in branch.lowercased().unicodeScalars {
+        for scalar in branch.unicodeScalars {
             safe.unicodeScalars.append(("a"..."z").contains(scalar) || ("0"..."9").contains(scalar) || scalar == "_" ? scalar : "_")
         }
         let full = prefix + safe
-        guard full.utf8.count > maximumLength else { return full }
-        let hash = String(FNV1a.hex(branch).prefix(12))
+        guard safe != branch || full.utf8.count > maximumLength else { return full }
+        let hash = String(FNV1a.hex(branch).prefix(8))
         return String(full.prefix(maximumLength - hash.count - 1)) + "_" + hash
+    }
+
+    /// The comment that records `branch`, as an SQL literal.
+    static func commentLiteral(_ branch: String) -> String {
+        "'" + (commentPrefix + branch).replacing("'", with: "''") + "'"
     }
 
     /// The branch a database comment names, if it is one of amp's.
@@ -67,32 +74,56 @@ enum Git {
 }
 
 /// The connection of the project's current branch: the default database on the default
-/// branch, else the branch's own, made on first use as a clone of the default one.
+/// branch, else the branch's own, made on first use as a clone of the default one. The
+/// database handed out is the one whose recorded branch is this branch; a database of the
+/// branch's name that records another branch is never used.
 func branchConnection(_ project: Project, _ client: MetadbClient) async throws(AmpctlError) -> Metadb.GetConnection.Reply {
     guard !project.base.isEmpty else { throw AmpctlError(.noInput, "--branch needs the project directory (run it inside the project)") }
     let branch = try await Git.currentBranch(project.base)
     let connection: Metadb.GetConnection.Reply
-    let databases: [MetadbDatabase]
     do {
         connection = try await client.connectionInfo()
-        databases = try await client.databases()
     } catch {
         throw AmpctlError(error, project: project)
     }
     if branch == (await Git.defaultBranch(project.base)) { return connection }
+    let conninfo = connection.conninfo
+    let recorded = try recordedBranches(conninfo, project: project)
+    if let mine = recorded.first(where: { $0.branch == branch }) { return connection.forDatabase(mine.database) }
     let database = BranchDatabase.name(forBranch: branch)
-    if !databases.contains(where: { $0.name == database }) {
-        do {
-            _ = try await client.createDatabase(database, from: connection.database)
-        } catch {
-            if case .service(.databaseExists) = error {} else { throw AmpctlError(error, project: project) }
-        }
-        let conninfo = LibPQ.conninfo([("host", connection.socketDirectory), ("port", "\(connection.port)"), ("dbname", connection.database), ("connect_timeout", "10")])
-        let literal = "'" + (BranchDatabase.commentPrefix + branch).replacing("'", with: "''") + "'"
-        _ = try? LibPQ.rows(conninfo, "COMMENT ON DATABASE \(LibPQ.quoteIdentifier(database)) IS \(literal)")
-        err("ampctl: created database \(database) for branch \(branch), a copy of \(connection.database)")
+    if let existing = recorded.first(where: { $0.database == database }) {
+        let owner = existing.branch.map { "branch \($0)" } ?? "no branch (it has no amp branch record)"
+        throw AmpctlError(
+            .dataError,
+            "database \(database) belongs to \(owner), not to branch \(branch); nothing was changed: rename or drop it (`ampctl dropdb \(database)`) to let \(branch) have its own")
     }
+    do {
+        _ = try await client.createDatabase(database, from: connection.database)
+    } catch {
+        throw AmpctlError(error, project: project)
+    }
+    do throws(LibPQError) {
+        _ = try LibPQ.rows(conninfo, "COMMENT ON DATABASE \(LibPQ.quoteIdentifier(database)) IS \(BranchDatabase.commentLiteral(branch))")
+    } catch {
+        _ = try? await client.dropDatabase(database, force: true)
+        throw AmpctlError(.failure, "cannot record branch \(branch) on database \(database): \(error.message); the new database was dropped again, try once more")
+    }
+    err("ampctl: created database \(database) for branch \(branch), a copy of \(connection.database)")
     return connection.forDatabase(database)
+}
+
+/// Every database of the cluster with the branch its comment records (nil: no amp record).
+func recordedBranches(_ conninfo: String, project: Project) throws(AmpctlError) -> [(database: String, branch: String?, size: Int64)] {
+    let rows: [[String?]]
+    do {
+        rows = try LibPQ.rows(conninfo, "SELECT datname, shobj_description(oid, 'pg_database'), pg_database_size(oid) FROM pg_database WHERE datallowconn ORDER BY 1")
+    } catch {
+        throw AmpctlError(.failure, "cannot list the branch databases: \(error.message); see `ampctl status \(project.name)`")
+    }
+    return rows.compactMap { row in
+        guard let name = row[0] else { return nil }
+        return (name, BranchDatabase.branch(fromComment: row[1]), Int64(row[2] ?? "") ?? 0)
+    }
 }
 
 struct BranchCommand: AsyncParsableCommand {
@@ -106,17 +137,7 @@ func branchDatabases(_ project: Project) async throws(AmpctlError) -> [(database
     let client = try connect(project)
     let connection: Metadb.GetConnection.Reply
     do { connection = try await client.connectionInfo() } catch { throw AmpctlError(error, project: project) }
-    let conninfo = LibPQ.conninfo([("host", connection.socketDirectory), ("port", "\(connection.port)"), ("dbname", connection.database), ("connect_timeout", "10")])
-    let rows: [[String?]]
-    do {
-        rows = try LibPQ.rows(conninfo, "SELECT datname, shobj_description(oid, 'pg_database'), pg_database_size(oid) FROM pg_database ORDER BY 1")
-    } catch {
-        throw AmpctlError(.failure, "cannot list the branch databases: \(error.message); see `ampctl status \(project.name)`")
-    }
-    return rows.compactMap { row in
-        guard let name = row[0], let branch = BranchDatabase.branch(fromComment: row[1]) else { return nil }
-        return (name, branch, Int64(row[2] ?? "") ?? 0)
-    }
+    return try recordedBranches(connection.conninfo, project: project).compactMap { r in r.branch.map { (r.database, $0, r.size) } }
 }
 
 struct BranchListCommand: AsyncParsableCommand {
@@ -161,9 +182,13 @@ struct BranchPruneCommand: AsyncParsableCommand {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let project = try resolveProject(name, address: options.address, environment: processEnvironment())
             guard !project.base.isEmpty else { throw AmpctlError(.noInput, "branch prune needs the project directory (run it inside the project)") }
-            _ = try await Git.currentBranch(project.base)
+            let current = try await Git.currentBranch(project.base)
             var gone: [(database: String, branch: String, size: Int64)] = []
-            for r in try await branchDatabases(project) where !(await Git.branchExists(project.base, r.branch)) { gone.append(r) }
+            // Never the current branch's database, whatever its record says, nor one whose
+            // recorded branch still exists.
+            for r in try await branchDatabases(project) where r.branch != current && r.database != BranchDatabase.name(forBranch: current) {
+                if !(await Git.branchExists(project.base, r.branch)) { gone.append(r) }
+            }
             guard !gone.isEmpty else {
                 err("ampctl: every branch database still has its branch; nothing to drop")
                 return .success

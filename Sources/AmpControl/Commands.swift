@@ -389,7 +389,9 @@ struct CreatedbCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            if let reason = Metadb.databaseNameProblem(database) { throw AmpctlError(.dataError, "database name \(database): \(reason)") }
+            if let reason = Metadb.databaseNameProblem(database) ?? Metadb.reservedDatabaseNameProblem(database) {
+                throw AmpctlError(.dataError, "database name \(database): \(reason)")
+            }
             let db = try await withProject(name, address: options.address) { client throws(MetadbClientError) in
                 try await client.createDatabase(database, from: template, force: force)
             }

@@ -42,16 +42,24 @@ struct SourceURL: Equatable {
 
     init(_ url: String) {
         (withoutPassword, password) = ExternalURL.removingPassword(url)
+        writtenPasswords = ExternalURL.writtenPasswords(url)
         let parts = ExternalURL.split(url)
         let path = parts.path.dropFirst()
         database = path.isEmpty ? nil : ExternalURL.percentDecoded(String(path))
         display = parts.scheme.isEmpty ? url : (parts.hostport.isEmpty ? "local socket" : parts.hostport) + "/" + (database ?? "(default database)")
     }
 
-    /// `text` with the password replaced, for anything shown or logged.
+    /// The password as written in the URL (percent-encoded forms), redacted too.
+    var writtenPasswords: [String] = []
+
+    /// `text` with the password replaced, in every form it may appear (decoded, or as written
+    /// in the URL with its percent-escapes), for anything shown or logged.
     func redacted(_ text: String) -> String {
-        guard let password, !password.isEmpty else { return text }
-        return text.replacing(password, with: "****")
+        var out = text
+        for secret in ([password ?? ""] + writtenPasswords).filter({ !$0.isEmpty }).sorted(by: { $0.count > $1.count }) {
+            out = out.replacing(secret, with: "****")
+        }
+        return out
     }
 }
 
@@ -174,7 +182,10 @@ struct ImportCommand: AsyncParsableCommand {
         discussion: """
             The data goes into a temporary database that is renamed at the end, so a failure leaves nothing behind.
             An existing database is replaced only with --replace.
-            A password in the URL goes to pg_dump in PGPASSWORD and never into a message.
+            Interrupted (Ctrl-C, SIGTERM, SIGHUP), it ends its tools and drops the temporary database first.
+            Keep the source's password off the command line, where other users see it in ps:
+            --password asks for it, and PGPASSWORD, PGPASSFILE or ~/.pgpass work as for psql.
+            A password in the URL still works (with a warning); it goes to pg_dump in PGPASSWORD and never into a message.
 
             """)
 
@@ -185,18 +196,43 @@ struct ImportCommand: AsyncParsableCommand {
     @Flag(name: .customLong("roles"), help: "Also bring the source server's roles (pg_dumpall --roles-only; passwords dropped).") var roles = false
     @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
     @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Where pg_dump, pg_restore and psql are (default: the newest installed).", valueName: "DIR")) var binDir: String?
+    @Flag(name: .customLong("password"), help: "Ask for the source server's password on the terminal (instead of writing it in the URL).") var askPassword = false
     @OptionGroup var options: ProjectOptions
 
     func validate() throws {
         guard (1...64).contains(jobs) else { throw ValidationError("--jobs \(jobs): use 1 to 64") }
-        if let database, let reason = Metadb.databaseNameProblem(database) { throw ValidationError("--db \(database): \(reason)") }
+        if let database, let reason = Metadb.databaseNameProblem(database) ?? Metadb.reservedDatabaseNameProblem(database) {
+            throw ValidationError("--db \(database): \(reason)")
+        }
     }
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let started = ContinuousClock.now
             let kind = try classify()
-            let url = (kind.serverURL).map(SourceURL.init)
+            var url = (kind.serverURL).map(SourceURL.init)
+            if let given = url, given.password != nil {
+                scrubArgument(source, with: given.withoutPassword)
+                err("ampctl: warning: the password in the URL was visible to other users in ps; use --password, PGPASSWORD or ~/.pgpass instead")
+            }
+            if askPassword {
+                guard var given = url else { throw AmpctlError(.usage, "--password is for a postgresql:// URL source; leave it out for a dump file") }
+                guard let secret = readSecret(prompt: "Password for \(given.display): ") else {
+                    throw AmpctlError(.usage, "--password needs a terminal to ask on; set PGPASSWORD or use ~/.pgpass instead")
+                }
+                given.password = secret
+                url = given
+            }
+            let source = url
+            let command = self
+            return try await cancellingOnSignals(interrupted: "the import was stopped and its temporary database dropped; nothing was imported") {
+                () async throws(AmpctlError) -> ExitStatus in try await command.importDatabase(kind, url: source)
+            }
+        }
+    }
+
+    private func importDatabase(_ kind: ImportSource, url: SourceURL?) async throws(AmpctlError) -> ExitStatus {
+        do {
+            let started = ContinuousClock.now
             let project = try resolveProject(name, address: options.address, environment: processEnvironment())
             let client = try connect(project)
             let connection: Metadb.GetConnection.Reply, databases: [MetadbDatabase]
@@ -209,19 +245,25 @@ struct ImportCommand: AsyncParsableCommand {
             guard let target = database ?? url?.database ?? defaultName(kind) else {
                 throw AmpctlError(.usage, "name the database to create with --db NAME")
             }
-            if let reason = Metadb.databaseNameProblem(target) { throw AmpctlError(.usage, "database name \(target): \(reason); choose one with --db NAME") }
+            if let reason = Metadb.databaseNameProblem(target) ?? Metadb.reservedDatabaseNameProblem(target) {
+                throw AmpctlError(.usage, "database name \(target): \(reason); choose one with --db NAME")
+            }
             if Metadb.protectedDatabases.contains(target) { throw AmpctlError(.dataError, "database \(target) cannot be replaced; choose another with --db NAME") }
             let exists = databases.contains { $0.name == target }
             if exists && !replace { throw AmpctlError(.dataError, "database \(target) exists already; add --replace to replace it, or choose another name with --db") }
 
-            let local = LibPQ.conninfo([("host", connection.socketDirectory), ("port", "\(connection.port)"), ("dbname", connection.database), ("connect_timeout", "10")])
-            let temporary = "\(target.prefix(40))__import_\(getpid())"
+            let local = connection.conninfo
+            let temporary = "\(target.prefix(40))\(Metadb.importSuffix)\(getpid())"
             let environment = toolEnvironment(url)
             if roles && url == nil { throw AmpctlError(.usage, "--roles takes the roles from a running server: give a postgresql:// URL, or leave --roles out") }
             var steps = 3
             if roles { steps += 1 }
             var step = 0
-            func phase(_ text: String) { step += 1; err("ampctl: [\(step)/\(steps)] \(text)") }
+            func phase(_ text: String) throws(AmpctlError) {
+                if Task.isCancelled { throw AmpctlError(.interrupted, "interrupted") }
+                step += 1
+                err("ampctl: [\(step)/\(steps)] \(text)")
+            }
 
             // 1. The source's version decides the tools.
             var sourceMajor = 0
@@ -242,12 +284,12 @@ struct ImportCommand: AsyncParsableCommand {
 
             // 2. Roles, when asked.
             if roles, let url {
-                phase("roles from \(url.display) (pg_dumpall --roles-only, passwords dropped)")
+                try phase("roles from \(url.display) (pg_dumpall --roles-only, passwords dropped)")
                 try await importRoles(url, tools: dumpTools, local: connection, environment: environment)
             }
 
             // 3. Into a temporary database.
-            phase("creating \(temporary)")
+            try phase("creating \(temporary)")
             do throws(LibPQError) { _ = try LibPQ.rows(local, "CREATE DATABASE \(LibPQ.quoteIdentifier(temporary))") } catch {
                 throw AmpctlError(.failure, "cannot create \(temporary): \(error.message); nothing was imported (see `ampctl status`)")
             }
@@ -261,18 +303,18 @@ struct ImportCommand: AsyncParsableCommand {
                 switch kind {
                 case .server:
                     guard let url else { break }
-                    phase("copying \(url.display) with pg_dump \(dumpTools.major) (\(jobs) jobs)")
+                    try phase("copying \(url.display) with pg_dump \(dumpTools.major) (\(jobs) jobs)")
                     try await tool(dumpTools.path("pg_dump"), ["-Fd", "-j", "\(jobs)", "-f", scratch, "-d", url.withoutPassword], environment, url)
                     try await tool(dumpTools.path("pg_restore"), ["-j", "\(jobs)", "--exit-on-error"] + (roles ? [] : ["--no-owner", "--no-acl"]) + restoreTarget + [scratch], environment, url)
                 case .directoryDump(let path), .customDump(let path):
-                    phase("restoring \(path) with pg_restore \(dumpTools.major) (\(jobs) jobs)")
+                    try phase("restoring \(path) with pg_restore \(dumpTools.major) (\(jobs) jobs)")
                     try await tool(dumpTools.path("pg_restore"), ["-j", "\(jobs)", "--exit-on-error"] + (roles ? [] : ["--no-owner", "--no-acl"]) + restoreTarget + [path], environment, nil)
                 case .sqlScript(let path):
                     let psql = try await ClientTools.find("psql", atLeast: 0, explicit: binDir)
-                    phase("running \(path) with psql (stops at the first error)")
+                    try phase("running \(path) with psql (stops at the first error)")
                     try await tool(psql.path("psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", path] + restoreTarget, environment, nil)
                 }
-                phase("renaming \(temporary) to \(target)")
+                try phase("renaming \(temporary) to \(target)")
                 if exists { _ = try LibPQ.rows(local, "DROP DATABASE \(LibPQ.quoteIdentifier(target)) WITH (FORCE)") }
                 _ = try LibPQ.rows(local, "ALTER DATABASE \(LibPQ.quoteIdentifier(temporary)) RENAME TO \(LibPQ.quoteIdentifier(target))")
             } catch let error as AmpctlError {
@@ -298,6 +340,9 @@ struct ImportCommand: AsyncParsableCommand {
         var st = stat()
         guard stat(path, &st) == 0 else { throw AmpctlError(.noInput, "\(source): no such file or directory; give a dump file, a dump directory or a postgresql:// URL") }
         let dir = (st.st_mode & S_IFMT) == S_IFDIR
+        guard dir || (st.st_mode & S_IFMT) == S_IFREG else {
+            throw AmpctlError(.dataError, "\(source) is not a regular file (a device, pipe or socket never ends or cannot be read twice); give a dump file, a dump directory or a postgresql:// URL")
+        }
         var head: [UInt8] = []
         if !dir, let f = fopen(path, "r") {
             head = [UInt8](repeating: 0, count: 5)
@@ -323,8 +368,13 @@ struct ImportCommand: AsyncParsableCommand {
         url.password.map { "&password=" + PostgresHandle.percentEncode($0) } ?? ""
     }
 
+    /// The tools' environment: the password of the URL (or the prompt) in `PGPASSWORD`, else
+    /// the caller's own libpq password sources (`PGPASSWORD`, `PGPASSFILE` or `~/.pgpass`,
+    /// `PGSERVICEFILE`).
     private func toolEnvironment(_ url: SourceURL?) -> [String: String] {
+        let caller = processEnvironment()
         var env = ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"]
+        for key in ["HOME", "PGPASSWORD", "PGPASSFILE", "PGSERVICEFILE", "PGSYSCONFDIR"] { env[key] = caller[key] }
         if let p = url?.password { env["PGPASSWORD"] = p }
         return env
     }
@@ -353,7 +403,7 @@ struct ImportCommand: AsyncParsableCommand {
         guard output.succeeded else {
             throw AmpctlError(.failure, "pg_dumpall --roles-only failed: \(url.redacted(output.text.split(separator: "\n").last.map(String.init) ?? "")); nothing was imported")
         }
-        let conninfo = LibPQ.conninfo([("host", local.socketDirectory), ("port", "\(local.port)"), ("dbname", local.database), ("connect_timeout", "10")])
+        let conninfo = local.conninfo
         let existing = Set(((try? LibPQ.query(conninfo, "SELECT rolname FROM pg_roles")) ?? []).compactMap { $0 })
         var created = 0
         for line in output.text.split(separator: "\n") where line.hasPrefix("CREATE ROLE ") {

@@ -34,7 +34,9 @@ struct TransferOptions: ParsableArguments {
 
     func validate() throws {
         guard (1...64).contains(jobs) else { throw ValidationError("--jobs \(jobs): use 1 to 64") }
-        if let database, let reason = Metadb.databaseNameProblem(database) { throw ValidationError("--db \(database): \(reason)") }
+        if let database, let reason = Metadb.databaseNameProblem(database) ?? Metadb.reservedDatabaseNameProblem(database) {
+            throw ValidationError("--db \(database): \(reason)")
+        }
     }
 }
 
@@ -107,6 +109,7 @@ func transfer(_ direction: TransferDirection, _ options: TransferOptions) async 
         throw AmpctlError(.usage, "the external URL names no database of its own (it names \(server.database ?? "none")); say which to copy with --db NAME")
     }
     if Metadb.protectedDatabases.contains(database) { throw AmpctlError(.usage, "--db \(database): the server's own database cannot be copied over; choose another") }
+    if let reason = Metadb.reservedDatabaseNameProblem(database) { throw AmpctlError(.usage, "database \(database): \(reason)") }
 
     // The local cluster: its version picks its binaries.
     guard let localMajor = FileContents.text(ampDir.metadb + "/PG_VERSION", limit: 64).flatMap({ Int($0.trimmingWhitespace) }) else {
@@ -175,7 +178,7 @@ private func copy(
     if exists && !options.replace {
         throw AmpctlError(.dataError, "\(to.display) has a database \(database) already; add --replace to replace it, or copy another with --db")
     }
-    let temporary = "\(database.prefix(40))__amp_copy_\(getpid())"
+    let temporary = "\(database.prefix(40))\(Metadb.copySuffix)\(getpid())"
     let environment = ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"]
     func run(_ tool: String, _ arguments: [String]) async throws(AmpctlError) {
         try await ClientTools.run(tools.path(tool), arguments, environment: environment)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AmpConfig
+import AmpPostgres
 import AmpProtocol
 import AmpRegistry
 import ArgumentParser
@@ -9,11 +10,13 @@ import ChildProcess
 import Varlink
 import Synchronization
 import SystemSupport
+import UnixSignals
 
 extension ExitStatus {
     /// The codes `ampctl` exits with.
     public static let ampctlCodes: [ExitStatus] = [
         .success, .failure, .notRunning, .usage, .dataError, .noInput, .unavailable, .cannotCreate, .tempFail, .protocolError, .noPermission, .config,
+        .hangUp, .interrupted, .terminated,
     ]
 
     /// What the code means for `ampctl`, for documentation.
@@ -29,9 +32,10 @@ extension ExitStatus {
         case .cannotCreate: return "the amp dir, registry or unit files cannot be written"
         case .tempFail: return "PostgreSQL is starting or stopping; try again"
         case .protocolError: return "the service broke the varlink protocol"
-        case .noPermission: return "permission denied"
+        case .noPermission: return "permission denied, or a socket or runtime directory that is not the user's own"
         case .config: return "a registry entry is broken"
         case .software: return "not used by ampctl"
+        case .hangUp, .interrupted, .terminated: return "interrupted by SIGHUP, SIGINT or SIGTERM (128 + the signal), after cleaning up"
         }
     }
 }
@@ -296,4 +300,102 @@ func humanDuration(_ seconds: Double) -> String {
 let projectCompletion = CompletionKind.custom { _, _, prefix in
     guard let dir = Registry.defaultDirectory(environment: processEnvironment()) else { return [] }
     return Registry(directory: dir).load().entries.map(\.name).filter { $0.hasPrefix(prefix) }
+}
+
+extension Metadb.GetConnection.Reply {
+    /// The libpq connection string of this connection's socket and database, for ampctl's
+    /// own queries (`connect_timeout=10`).
+    var conninfo: String {
+        LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("connect_timeout", "10")])
+    }
+}
+
+/// Runs `body` as a child task that SIGINT, SIGTERM and SIGHUP cancel: a child tool it runs
+/// is ended (swift-subprocess kills it on cancellation), its own clean-up runs, and then the
+/// signal is reported as an error (exit 130, 143 or 129) naming what `interrupted` says was
+/// left as it was. Without this a Ctrl-C ends ampctl at once, skipping its clean-up.
+/// What ends first in ``cancellingOnSignals(interrupted:_:)``.
+private enum SignalRace<T: Sendable>: Sendable { case done(T), failed(AmpctlError), signal(Int32) }
+
+func cancellingOnSignals<T: Sendable>(
+    interrupted: String, _ body: @escaping @Sendable () async throws(AmpctlError) -> T
+) async throws(AmpctlError) -> T {
+    let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sighup)
+    let outcome = await withTaskGroup(of: SignalRace<T>?.self) { group -> SignalRace<T> in
+        group.addTask {
+            do throws(AmpctlError) { return .done(try await body()) } catch { return .failed(error) }
+        }
+        group.addTask {
+            for await signal in signals { return .signal(signal.rawValue) }
+            return nil
+        }
+        var interruptedBy: Int32?
+        while let next = await group.next() {
+            switch next {
+            case .signal(let number)?:
+                // Cancel the work and wait for it: its clean-up runs before ampctl exits.
+                interruptedBy = number
+                group.cancelAll()
+            case .done, .failed:
+                group.cancelAll()
+                if let interruptedBy { return .signal(interruptedBy) }
+                return next ?? .signal(SIGTERM)
+            case nil: continue
+            }
+        }
+        return .signal(interruptedBy ?? SIGTERM)
+    }
+    switch outcome {
+    case .done(let value): return value
+    case .failed(let error): throw error
+    case .signal(let number):
+        throw AmpctlError(.interrupted(by: number), "interrupted by \(signalName(number)); \(interrupted)")
+    }
+}
+
+/// Asks `question` on the terminal (y/N); with `yes`, or refuses when there is no terminal
+/// to ask on.
+func confirm(_ question: String, yes: Bool) throws(AmpctlError) {
+    if yes { return }
+    guard isatty(0) == 1 else { throw AmpctlError(.usage, "\(question) — not asked without a terminal; add --yes to confirm") }
+    writeAll(2, Array("\(question) [y/N] ".utf8))
+    var answer: [UInt8] = []
+    var byte: UInt8 = 0
+    while read(0, &byte, 1) == 1, byte != 10 { answer.append(byte) }
+    let text = String(decoding: answer, as: UTF8.self).trimmingWhitespace.lowercased()
+    guard text == "y" || text == "yes" else { throw AmpctlError(.failure, "not confirmed; nothing was changed") }
+}
+
+/// Reads a secret from the terminal (`/dev/tty`) with echo off, after `prompt` on it; nil
+/// without a terminal. For passwords that must not be written on the command line.
+func readSecret(prompt: String) -> String? {
+    let fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var saved = termios()
+    guard tcgetattr(fd, &saved) == 0 else { return nil }
+    var quiet = saved
+    quiet.c_lflag &= ~tcflag_t(ECHO)
+    _ = tcsetattr(fd, TCSAFLUSH, &quiet)
+    defer {
+        _ = tcsetattr(fd, TCSAFLUSH, &saved)
+        writeAll(fd, Array("\n".utf8))
+    }
+    writeAll(fd, Array(prompt.utf8))
+    var bytes: [UInt8] = []
+    var byte: UInt8 = 0
+    while read(fd, &byte, 1) == 1, byte != 10, bytes.count < 4096 { bytes.append(byte) }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Overwrites the command-line argument equal to `argument` in this process's own argv (what
+/// `ps` and `/proc/PID/cmdline` show) with `replacement`, cut to fit and padded with NULs: a
+/// password given on the command line is visible to every user only until this runs.
+func scrubArgument(_ argument: String, with replacement: String) {
+    for i in 1..<Int(CommandLine.argc) {
+        guard let pointer = CommandLine.unsafeArgv[i], String(cString: pointer) == argument else { continue }
+        let length = strlen(pointer)
+        let bytes = Array(replacement.utf8.prefix(length))
+        for j in 0..<length { pointer[j] = j < bytes.count ? CChar(bitPattern: bytes[j]) : 0 }
+    }
 }

@@ -378,18 +378,5 @@ extension AmpctlError {
     }
 }
 
-/// Asks `question` on the terminal (y/N); with `yes`, or refuses when there is no terminal
-/// to ask on.
-func confirm(_ question: String, yes: Bool) throws(AmpctlError) {
-    if yes { return }
-    guard isatty(0) == 1 else { throw AmpctlError(.usage, "\(question) — not asked without a terminal; add --yes to confirm") }
-    writeAll(2, Array("\(question) [y/N] ".utf8))
-    var answer: [UInt8] = []
-    var byte: UInt8 = 0
-    while read(0, &byte, 1) == 1, byte != 10 { answer.append(byte) }
-    let text = String(decoding: answer, as: UTF8.self).trimmingWhitespace.lowercased()
-    guard text == "y" || text == "yes" else { throw AmpctlError(.failure, "not confirmed; nothing was changed") }
-}
-
 /// `1.234`.
 func format2(_ seconds: Double) -> String { "\((seconds * 1000).rounded() / 1000)" }

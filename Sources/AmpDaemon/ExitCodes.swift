@@ -22,7 +22,7 @@ extension ExitStatus {
         case .tempFail: return "another ampd is running for this amp dir"
         case .noPermission: return "running as root without an unprivileged account for PostgreSQL, an external server that refused amp, or a runtime directory another user could have made"
         case .config: return "configuration error (config.toml or environment)"
-        case .notRunning, .noInput, .protocolError: return "not used by ampd"
+        case .notRunning, .noInput, .protocolError, .hangUp, .interrupted, .terminated: return "not used by ampd"
         }
     }
 
@@ -30,6 +30,7 @@ extension ExitStatus {
     public var errnoValue: Int32? {
         switch self {
         case .success: return nil
+        case .hangUp, .interrupted, .terminated: return EINTR
         case .failure, .software, .protocolError: return EIO
         case .usage, .config, .dataError: return EINVAL
         case .unavailable, .noInput, .notRunning: return ENOENT

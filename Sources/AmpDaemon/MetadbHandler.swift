@@ -119,8 +119,11 @@ struct MetadbHandler: VarlinkHandler {
         return rows.map(database)
     }
 
+    /// Creates a database for a client. Names amp reserves for databases it drops on its own
+    /// (``Metadb/reservedDatabaseNameProblem(_:)``) are refused here, at the edge: a table
+    /// made in one would be gone at the next start.
     private func createDatabase(_ name: String, template: String?, force: Bool) async throws(MetadbError) -> MetadbDatabase {
-        if let reason = Metadb.databaseNameProblem(name) { throw .invalidDatabaseName(name: name, reason: reason) }
+        if let reason = Metadb.databaseNameProblem(name) ?? Metadb.reservedDatabaseNameProblem(name) { throw .invalidDatabaseName(name: name, reason: reason) }
         let handle = try readyHandle()
         var clause = ""
         if let template {

@@ -23,7 +23,7 @@ import ThreadSupport
 /// template is dropped and a fresh clone made for the caller; the pool is refilled in the
 /// background either way.
 final class TestDatabasePool: Sendable {
-    static let prefix = "amp_testdb_"
+    static let prefix = Metadb.testDatabasePrefix
     static let comment = "amp test database"
     /// Clones kept ready per template.
     let size: Int
@@ -145,7 +145,7 @@ final class TestDatabasePool: Sendable {
     func run(session: LibPQSessionSlot) async {
         for await status in board.watch() where status.state == .ready {
             if let handle = board.handle {
-                await runOnThread(name: "amp-testdb") { Self.dropLeftovers(handle: handle) }
+                await runOnThread(name: "amp-testdb") { Self.dropLeftovers(handle: handle, logger: self.logger) }
                 break
             }
         }
@@ -155,20 +155,37 @@ final class TestDatabasePool: Sendable {
         }
     }
 
-    /// Drops every database with the marker (or the reserved prefix). Through ``WireProbe``,
-    /// not libpq: this runs at every start, and loading libpq would cost ampd's idle memory.
-    static func dropLeftovers(handle: PostgresHandle) {
+    /// Drops amp's leftovers: every test database (the marker or the reserved prefix), and the
+    /// temporary databases of `ampctl import`, `push` and `pull` (`NAME__import_PID`,
+    /// `NAME__amp_copy_PID`) whose ampctl is gone — interrupted by SIGKILL or a crash. Through
+    /// ``WireProbe``, not libpq: this runs at every start, and loading libpq would cost ampd's
+    /// idle memory.
+    static func dropLeftovers(handle: PostgresHandle, logger: Logger? = nil) {
         let socket = SocketDirectory.socketPath(directory: handle.socketDirectory, port: handle.port)
         let list = """
             SELECT string_agg(datname, ' ') FROM pg_database
             WHERE shobj_description(oid, 'pg_database') = '\(comment)' OR datname LIKE 'amp\\_testdb\\_%'
+               OR datname ~ '__(import|amp_copy)_[0-9]+$'
             """
         guard case .ok(let names?) = WireProbe.probe(socketPath: socket, user: handle.user, database: handle.database, query: list, timeout: .seconds(30))
         else { return }
-        for name in names.split(separator: " ") where name.hasPrefix(prefix) || Metadb.databaseNameProblem(String(name)) == nil {
+        for name in names.split(separator: " ").map(String.init) where Metadb.databaseNameProblem(name) == nil {
+            if let owner = Metadb.temporaryDatabaseOwner(name) {
+                guard !isAmpctl(owner) else { continue }
+                logger?.notice("dropping \(name), left over by ampctl (PID \(owner)) that is gone")
+            } else if !name.hasPrefix(prefix) {
+                continue
+            }
             _ = WireProbe.probe(socketPath: socket, user: handle.user, database: handle.database,
-                                query: "DROP DATABASE IF EXISTS \(LibPQ.quoteIdentifier(String(name))) WITH (FORCE)", timeout: .seconds(60))
+                                query: "DROP DATABASE IF EXISTS \(LibPQ.quoteIdentifier(name)) WITH (FORCE)", timeout: .seconds(60))
         }
+    }
+
+    /// Whether `pid` is a running ampctl (its command name, not just the number: a PID may
+    /// have been reused by something else since).
+    static func isAmpctl(_ pid: Int32) -> Bool {
+        guard pid > 0, let comm = FileContents.text("/proc/\(pid)/comm", limit: 64) else { return false }
+        return comm.trimmingWhitespace == "ampctl"
     }
 
     private func refill(_ template: String, handle: PostgresHandle, session: LibPQSessionSlot) async {

@@ -195,6 +195,38 @@ public enum Metadb {
         return nil
     }
 
+    /// The prefix of amp's throwaway test databases: ampd drops every database so named at
+    /// its start.
+    public static let testDatabasePrefix = "amp_testdb_"
+    /// The suffixes (followed by the PID of the ampctl that made it) of the temporary
+    /// databases of `ampctl import` and of `ampctl pull`/`push`: ampd drops those whose ampctl
+    /// is gone at its start.
+    public static let importSuffix = "__import_"
+    public static let copySuffix = "__amp_copy_"
+
+    /// The PID in the name of an import's or a copy's temporary database, or nil when `name`
+    /// is not one.
+    public static func temporaryDatabaseOwner(_ name: String) -> Int32? {
+        for suffix in [importSuffix, copySuffix] {
+            guard let range = name.ranges(of: suffix).last, range.lowerBound > name.startIndex else { continue }
+            let digits = name[range.upperBound...]
+            if !digits.isEmpty, digits.count <= 10, digits.allSatisfy(\.isNumber), let pid = Int32(digits) { return pid }
+        }
+        return nil
+    }
+
+    /// Why `name` is reserved for amp's own databases (and so cannot be created or imported
+    /// into by hand), or nil: amp drops such databases on its own, with whatever is in them.
+    public static func reservedDatabaseNameProblem(_ name: String) -> String? {
+        if name.hasPrefix(testDatabasePrefix) {
+            return "names starting with \(testDatabasePrefix) are amp's throwaway test databases, dropped at every start of ampd; choose another name"
+        }
+        if temporaryDatabaseOwner(name) != nil {
+            return "names ending in \(importSuffix)N or \(copySuffix)N are amp's temporary import and copy databases, dropped when their ampctl is gone; choose another name"
+        }
+        return nil
+    }
+
     /// Databases that cannot be dropped.
     public static let protectedDatabases: Set<String> = ["postgres", "template0", "template1"]
 

@@ -27,4 +27,17 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case noPermission = 77
     /// EX_CONFIG: bad configuration.
     case config = 78
+    /// 128 + SIGHUP, SIGINT or SIGTERM: interrupted by that signal, after cleaning up.
+    case hangUp = 129
+    case interrupted = 130
+    case terminated = 143
+
+    /// The status of a command that a signal interrupted (128 + SIGHUP, SIGINT, else SIGTERM).
+    public static func interrupted(by signal: Int32) -> ExitStatus {
+        switch signal {
+        case 1: return .hangUp
+        case 2: return .interrupted
+        default: return .terminated
+        }
+    }
 }
