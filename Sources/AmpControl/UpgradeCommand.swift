@@ -79,10 +79,11 @@ struct UpgradeCommand: AsyncParsableCommand {
                 throw AmpctlError(.unavailable, error.description)
             }
         }
-        let facts = UpgradePlan.Facts(
+        var facts = UpgradePlan.Facts(
             clusterMajor: clusterMajor, oldBinaries: oldBinaries, newBinaries: newBinaries, newMajor: newVersion.majorNumber,
             checksums: checksums, clusterBytes: diskUsage(ampDir.metadb), freeBytes: DiskSpace.available(at: ampDir.path),
             locale: layers.settings.locale, encoding: layers.settings.encoding)
+        facts.sharesExtents = DiskSpace.sharesExtents(at: ampDir.path)
         let plan: UpgradePlan
         switch UpgradePlan.decide(facts) {
         case .success(let p): plan = p

@@ -177,7 +177,7 @@ enum Daemon {
             varlink = try makeVarlinkServer(
                 name: projectName, environment: environment, board: board, logger: logger,
                 snapshots: SnapshotContext(store: ClusterSnapshots(directory: ampDir.path + "/snapshots"), dataDirectory: ampDir.metadb,
-                                           projectBase: ampDir.base, queue: maintenance),
+                                           projectBase: ampDir.base, queue: maintenance, seedsConfigured: !settings.seed.isEmpty),
                 testDatabases: testDatabases, session: session)
         } catch {
             return fail(error.code, error.message)

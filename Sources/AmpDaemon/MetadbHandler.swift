@@ -182,6 +182,10 @@ struct MetadbHandler: VarlinkHandler {
         let handle = try readyHandle()
         if let database, let reason = Metadb.databaseNameProblem(database), database != "postgres" { throw .invalidDatabaseName(name: database, reason: reason) }
         let n = min(max(limit, 1), 1000)
+        if let database {
+            let rows = try await sql(handle, "SELECT 1 FROM pg_database WHERE datname = '\(database)'", readOnly: true)  // checked above
+            if rows.isEmpty { throw .noSuchDatabase(name: database) }
+        }
         let filter = database.map { "WHERE d.datname = '\($0)'" } ?? ""  // checked above: a-z, 0-9, _ and -
         let rows = try await sql(handle, """
             SELECT d.datname, s.query, s.calls, s.total_exec_time, s.mean_exec_time, s.rows
@@ -237,7 +241,9 @@ struct MetadbHandler: VarlinkHandler {
         let c = try context()
         let name = requested ?? ClusterSnapshots.defaultName()
         if let reason = Metadb.snapshotNameProblem(name) { throw .invalidDatabaseName(name: name, reason: reason) }
-        if c.store.list().contains(where: { $0.name == name }) { throw .snapshotExists(name: name) }
+        // Anything under that name (a finished snapshot, or one whose manifest is unreadable)
+        // is refused before PostgreSQL is stopped for the copy.
+        if c.store.exists(name) { throw .snapshotExists(name: name) }
         _ = try readyHandle()
         let commit = await c.gitCommit()
         let made = Mutex<ClusterSnapshots.Snapshot?>(nil)
@@ -291,6 +297,9 @@ struct MetadbHandler: VarlinkHandler {
 
     private func resetCluster(seed: Bool) async throws(MetadbError) {
         let c = try context()
+        if seed && !c.seedsConfigured {
+            throw .snapshotFailed(message: "no seed scripts are configured ([postgres] seed in .amp/config.toml), so --seed has nothing to run; nothing was changed: add them, or reset without --seed")
+        }
         _ = try readyHandle()
         readOnlySession.close()
         sizeCache.invalidate()
@@ -405,6 +414,8 @@ struct SnapshotContext: Sendable {
     var dataDirectory: String
     var projectBase: String
     var queue: MaintenanceQueue
+    /// Whether `[postgres] seed` names scripts (a reset with seeds needs them).
+    var seedsConfigured = false
 
     /// HEAD of the project when it is a git work tree.
     func gitCommit() async -> String? {

@@ -37,6 +37,10 @@ public struct ClusterSnapshots: Sendable {
         listDirectory(directory).compactMap(read).sorted { ($0.created, $0.name) < ($1.created, $1.name) }
     }
 
+    /// Whether anything exists under snapshot name `name` (a snapshot, or a directory whose
+    /// manifest cannot be read: the name is taken either way).
+    public func exists(_ name: String) -> Bool { FileSystem.exists(directory + "/" + name) }
+
     func read(_ name: String) -> Snapshot? {
         guard let text = FileContents.text(directory + "/" + name + "/manifest", limit: 1 << 16) else { return nil }
         var fields: [String: String] = [:]

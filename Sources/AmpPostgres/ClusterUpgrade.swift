@@ -79,6 +79,9 @@ public struct UpgradePlan: Sendable, Equatable {
         public var checksums: Bool
         public var clusterBytes: UInt64
         public var freeBytes: UInt64?
+        /// Whether the amp dir's file system shares extents, so that `--clone` (and the
+        /// scratch copy of the check) copy no data blocks.
+        public var sharesExtents: Bool = false
         /// initdb's locale, encoding and extra arguments from the project's settings.
         public var locale: String
         public var encoding: String
@@ -104,12 +107,19 @@ public struct UpgradePlan: Sendable, Equatable {
     /// initdb arguments for the new cluster: the same locale and encoding, the same checksum
     /// setting (PostgreSQL 18 turns checksums on by default, so "off" must be said there).
     public var initdbArguments: [String]
-    /// Free space needed: a full copy plus room for the new cluster's WAL.
+    /// Free space needed: a full copy plus room for the new cluster's WAL; with shared
+    /// extents only the new catalogue, WAL and what cannot be shared (``cloneShareBytes(_:)``).
     public var neededBytes: UInt64
     public var freeBytes: UInt64?
 
     /// Margin above the cluster's size: initdb's files and a WAL segment.
     public static let marginBytes: UInt64 = 64 << 20
+
+    /// What a clone upgrade writes beyond the margin, where extents are shared: the relation
+    /// files are reflinked (no data blocks), but the file system still spends metadata on
+    /// every shared extent and pg_upgrade rewrites the system catalogues, the visibility and
+    /// free-space maps and pg_xact; an eighth of the cluster bounds that with room to spare.
+    public static func cloneShareBytes(_ clusterBytes: UInt64) -> UInt64 { clusterBytes / 8 }
 
     /// The plan, or why there is none.
     public static func decide(_ f: Facts) -> Result<UpgradePlan, UpgradeError> {
@@ -126,11 +136,14 @@ public struct UpgradePlan: Sendable, Equatable {
                 "the PostgreSQL \(f.clusterMajor) binaries are needed to read the old cluster and are not installed: "
                     + "install them (Debian: sudo apt install postgresql-\(f.clusterMajor)) or pass --old-bin-dir DIR"))
         }
-        let needed = f.clusterBytes &+ marginBytes
+        let needed = f.sharesExtents ? cloneShareBytes(f.clusterBytes) &+ marginBytes : f.clusterBytes &+ marginBytes
         if let free = f.freeBytes, free < needed {
+            let how = f.sharesExtents
+                ? "it clones the cluster (\(DiskSpace.megabytes(f.clusterBytes)), extents shared) and needs"
+                : "it copies the cluster (\(DiskSpace.megabytes(f.clusterBytes))) and needs"
             return .failure(UpgradeError(
                 .noSpace,
-                "not enough disk space for the upgrade: it copies the cluster (\(DiskSpace.megabytes(f.clusterBytes))) and needs "
+                "not enough disk space for the upgrade: \(how) "
                     + "\(DiskSpace.megabytes(needed)) free, has \(DiskSpace.megabytes(free)); free some space (`ampctl du` shows what amp keeps)"))
         }
         var arguments = ["--locale=\(f.locale)", "--encoding=\(f.encoding)"]

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CFiles
 
 /// Free space, and how amp recognises and explains a full disk.
 public enum DiskSpace {
@@ -23,6 +24,10 @@ public enum DiskSpace {
             candidate = FileSystem.parentDirectory(candidate)
         }
     }
+
+    /// Whether the file system holding directory `path` shares extents (reflinks, as on XFS
+    /// with reflink=1 and Btrfs): measured by cloning a block between two unnamed files there.
+    public static func sharesExtents(at path: String) -> Bool { amp_can_reflink(path) == 1 }
 
     /// Whether PostgreSQL's or initdb's output says the disk is full.
     public static func indicatesFull(_ lines: [String]) -> Bool {

@@ -71,3 +71,19 @@ int amp_flock_exclusive(int fd) {
 int amp_exchange(const char *a, const char *b) {
     return renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE) == 0 ? 0 : errno;
 }
+
+int amp_can_reflink(const char *dir) {
+    int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0) return 0;
+    int a = openat(d, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    int b = openat(d, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    int ok = 0;
+    if (a >= 0 && b >= 0) {
+        static const char block[4096] = {1};
+        if (write(a, block, sizeof block) == (ssize_t)sizeof block && fsync(a) == 0) ok = ioctl(b, FICLONE, a) == 0;
+    }
+    if (a >= 0) close(a);
+    if (b >= 0) close(b);
+    close(d);
+    return ok;
+}

@@ -8,6 +8,10 @@
 /// zeros become holes). Returns 0, or an errno value. `*reflinked` is set to 1 when the copy is a reflink.
 int amp_copy_file(const char *src, const char *dst, mode_t mode, int *reflinked);
 
+/// Whether the file system of directory `dir` shares extents (reflinks): a one-block file is
+/// cloned (FICLONE) into a second one; both are removed again. Returns 1 or 0.
+int amp_can_reflink(const char *dir);
+
 /// flock(2) LOCK_EX on `fd`, blocking. Returns 0 or an errno value.
 int amp_flock_exclusive(int fd);
 
