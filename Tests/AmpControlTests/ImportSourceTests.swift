@@ -1,5 +1,6 @@
 @testable import AmpControl
 import AmpConfig
+import SystemSupport
 import Testing
 
 @Suite("import sources and URLs (pure)")
@@ -33,9 +34,18 @@ struct ImportSourceTests {
 
 @Suite("branch database names (pure)")
 struct BranchDatabaseTests {
-    @Test func sanitised() {
-        #expect(BranchDatabase.name(forBranch: "feature/Login-2") == "br_feature_login_2")
-        #expect(BranchDatabase.name(forBranch: "ünïcode") == "br__n_code")
+    @Test("a name that needed no change is kept; a changed one gets a hash of the real branch")
+    func sanitised() {
+        #expect(BranchDatabase.name(forBranch: "feat_x") == "br_feat_x")
+        #expect(BranchDatabase.name(forBranch: "feature/Login-2") == "br_feature_login_2_" + FNV1a.hex("feature/Login-2").prefix(8))
+        #expect(BranchDatabase.name(forBranch: "ünïcode").hasPrefix("br__n_code_"))
+    }
+
+    @Test("feat/x, feat_x and Feat-X never share a database (they did: all three were br_feat_x)")
+    func distinct() {
+        let names = ["feat/x", "feat_x", "Feat-X", "feat-x", "FEAT_X"].map(BranchDatabase.name(forBranch:))
+        #expect(Set(names).count == names.count, "\(names)")
+        #expect(names.allSatisfy { $0.utf8.count <= 63 && $0.hasPrefix("br_") })
     }
 
     @Test("long names are cut and hashed: at most 63 bytes, and two long names that share a prefix differ")

@@ -91,29 +91,58 @@ struct SeedAndBranchTests {
         #expect(onMain.ok && onMain.output.trimmingWhitespace == local, "\(onMain.output)")
 
         #expect(await git(["checkout", "-qb", "feature/Login-2"]).ok)
+        let featureDB = "br_feature_login_2_" + FNV1a.hex("feature/Login-2").prefix(8)
         let onFeature = await ampctl(["url", "--branch"])
         #expect(onFeature.ok, "\(onFeature.output)")
         let featureURL = onFeature.output.split(separator: "\n").last.map(String.init) ?? ""
-        #expect(featureURL.contains("/br_feature_login_2?"), "\(onFeature.output)")
-        #expect(onFeature.output.contains("created database br_feature_login_2 for branch feature/Login-2"))
+        #expect(featureURL.contains("/\(featureDB)?"), "\(onFeature.output)")
+        #expect(onFeature.output.contains("created database \(featureDB) for branch feature/Login-2"))
         #expect(try LibPQ.query(featureURL, "SELECT n FROM shared").first == "42", "a copy of the default database")
         let envOut = await ampctl(["env", "--branch"])
-        #expect(envOut.output.contains("export PGDATABASE=br_feature_login_2") || envOut.output.contains("export PGDATABASE='br_feature_login_2'"), "\(envOut.output)")
+        #expect(envOut.output.contains("export PGDATABASE=\(featureDB)") || envOut.output.contains("export PGDATABASE='\(featureDB)'"), "\(envOut.output)")
 
         // A second branch that stays: prune must keep its database.
-        #expect(await git(["checkout", "-qb", "keep-me"]).ok)
+        #expect(await git(["checkout", "-qb", "keep_me"]).ok)
         #expect(await ampctl(["url", "--branch"]).ok)
         #expect(await git(["checkout", "-q", "feature/Login-2"]).ok)
         let list = await ampctl(["branch", "list"])
-        #expect(list.ok && list.output.contains("br_feature_login_2") && list.output.contains("feature/Login-2"), "\(list.output)")
+        #expect(list.ok && list.output.contains(featureDB) && list.output.contains("feature/Login-2"), "\(list.output)")
         #expect(await git(["checkout", "-q", "main"]).ok)
         #expect(await git(["branch", "-qD", "feature/Login-2"]).ok)
         let gone = await ampctl(["branch", "list"])
         #expect(gone.output.contains("gone from git"), "\(gone.output)")
         let prune = await ampctl(["branch", "prune", "--yes"])
         #expect(prune.ok, "\(prune.output)")
-        #expect(try LibPQ.query(local, "SELECT count(*) FROM pg_database WHERE datname = 'br_feature_login_2'").first == "0")
+        #expect(try LibPQ.query(local, "SELECT count(*) FROM pg_database WHERE datname = '\(featureDB)'").first == "0")
         #expect(try LibPQ.query(local, "SELECT count(*) FROM pg_database WHERE datname = 'br_keep_me'").first == "1", "only branches gone from git")
+
+        // feat/x, feat_x and Feat-X once shared br_feat_x, and prune dropped it under feat_x.
+        var databaseOf: [String: String] = [:]
+        for branch in ["feat/x", "feat_x", "Feat-X"] {
+            #expect(await git(["checkout", "-q", "main"]).ok)
+            #expect(await git(["checkout", "-qb", branch]).ok)
+            let r = await ampctl(["url", "--branch"])
+            #expect(r.ok, "\(r.output)")
+            let url = r.output.split(separator: "\n").last.map(String.init) ?? ""
+            databaseOf[branch] = try LibPQ.query(url, "SELECT current_database()").first ?? nil
+            _ = try LibPQ.rows(url, "CREATE TABLE mine (branch text); INSERT INTO mine VALUES ('\(branch)')")
+        }
+        #expect(Set(databaseOf.values).count == 3, "one database per branch: \(databaseOf)")
+        #expect(await git(["checkout", "-q", "feat_x"]).ok)
+        #expect(await git(["branch", "-qD", "feat/x"]).ok)
+        let pruned = await ampctl(["branch", "prune", "--yes"])
+        #expect(pruned.ok, "\(pruned.output)")
+        let again = await ampctl(["url", "--branch"])
+        let mine = again.output.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(try LibPQ.query(mine, "SELECT branch FROM mine").first == "feat_x", "the current branch keeps its data: \(again.output)")
+        #expect(try LibPQ.query(local, "SELECT count(*) FROM pg_database WHERE datname = '\(databaseOf["feat/x"] ?? "")'").first == "0", "feat/x's database pruned")
+
+        // A database of the branch's name that records another branch is never handed out.
+        let stolen = databaseOf["Feat-X"] ?? ""
+        _ = try LibPQ.rows(local, "COMMENT ON DATABASE \(stolen) IS 'amp branch: someone-else'")
+        #expect(await git(["checkout", "-q", "Feat-X"]).ok)
+        let refused = await ampctl(["url", "--branch"])
+        #expect(refused.status == .exited(65) && refused.output.contains("belongs to branch someone-else"), "\(refused.output)")
         await stop(ampd)
     }
 }
