@@ -20,7 +20,7 @@ enum BranchDatabase {
 
     static func name(forBranch branch: String) -> String {
         var safe = ""
-        for scalar in branch.unicodeScalars {
+        for scalar in branch.lowercased().unicodeScalars {
             safe.unicodeScalars.append(("a"..."z").contains(scalar) || ("0"..."9").contains(scalar) || scalar == "_" ? scalar : "_")
         }
         let full = prefix + safe

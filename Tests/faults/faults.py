@@ -254,6 +254,7 @@ def cpu_seconds(pid):
 class Suite:
     def __init__(self, args):
         self.ampd = os.path.join(args.bin, "ampd")
+        self.ampd_source = self.ampd
         self.quick = args.quick
         self.root_user = args.root_user
         self.tmp = tempfile.mkdtemp(prefix="amp-faults.", dir="/tmp")
@@ -660,7 +661,139 @@ class Suite:
         self.record("full-disk", ok, "; ".join(figures))
 
 
-FAULTS = ["commit_loss", "ampd_sigkill", "hung_postmaster", "concurrent_starts", "stale_pid", "bad_input", "varlink_abuse", "full_disk"]
+    # 9. Two accounts (root): another user's planted runtime directory and fake ampd, and a
+    # symbolic link planted next to an export, must not reach the project's owner.
+    def two_accounts(self):
+        if not self.root_user:
+            self.results.append(None)
+            print("fault two-accounts: skipped — needs root to act as a second account (make faults as root runs it)", flush=True)
+            return
+        import pwd
+        user = pwd.getpwnam(self.root_user)
+        attacker = "nobody"
+        ampctl = os.path.join(os.path.dirname(self.ampd_source), "ampctl")
+        if not os.path.exists(ampctl):
+            self.record("two-accounts", False, f"{ampctl} is missing: build ampctl first")
+            return
+        shutil.copy2(ampctl, self.tmp + "/ampctl")
+        ampctl = self.tmp + "/ampctl"
+        figures = []
+        ok = True
+        fake_code = (
+            "import os, socket, sys\n"
+            "path, log = sys.argv[1], sys.argv[2]\n"
+            "os.makedirs(os.path.dirname(path), exist_ok=True)\n"
+            "s = socket.socket(socket.AF_UNIX); s.bind(path); os.chmod(path, 0o777); s.listen(8)\n"
+            "open(log, 'w').close()\n"
+            "while True:\n"
+            "    c, _ = s.accept(); c.settimeout(5)\n"
+            "    try: data = c.recv(65536)\n"
+            "    except OSError: data = b''\n"
+            "    open(log, 'ab').write(data)\n"
+            "    c.sendall(b'{\"parameters\":{\"url\":\"postgresql://evil@127.0.0.1:1/x\",\"socket_dir\":\"/tmp\",\"port\":1,\"database\":\"x\",\"user\":\"evil\",\"environment\":{}}}\\0')\n"
+            "    c.close()\n")
+        fakes = []
+
+        def fake_server(path, log):
+            p = subprocess.Popen(["runuser", "-u", attacker, "--", "/usr/bin/python3", "-c", fake_code, path, log],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            fakes.append(p)
+            self.started.append(p)
+            for _ in range(100):
+                if os.path.exists(log):
+                    return True  # bound, listening, log ready
+                time.sleep(0.05)
+            return False
+
+        def as_user(cmd, cwd, env_extra=None, hide_run_user=False, timeout=60):
+            env = ["PATH=/usr/bin:/bin", f"HOME={user.pw_dir}", "NO_COLOR=1", "LANG=C.UTF-8"] + [f"{k}={v}" for k, v in (env_extra or {}).items()]
+            inner = ["runuser", "-u", self.root_user, "--", "env", "-i"] + env + cmd
+            if hide_run_user:
+                # /run/user/UID hidden in a private mount namespace: the /tmp/amp-UID fallback.
+                inner = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                         'mount -t tmpfs -o mode=0755,size=1m tmpfs /run/user && cd "$0" && exec "$@"', cwd] + inner
+            return subprocess.run(inner, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+        planted = f"/tmp/amp-{user.pw_uid}"
+        saved = None
+        try:
+            # 1. A runtime directory another user made (0777): ampd and ampctl refuse it.
+            if os.path.lexists(planted):
+                saved = planted + ".faults-saved"
+                os.rename(planted, saved)
+            os.mkdir(planted)
+            shutil.chown(planted, attacker)
+            os.chmod(planted, 0o777)
+            base = self.project("victim")
+            name = os.path.basename(base)
+            log = planted + "/calls"  # the attacker writes only where they may
+            ok = fake_server(f"{planted}/amp/{name}/io.amp.Metadb", log) and ok
+            p = as_user([self.ampd, "run", "--amp-dir", base], base, hide_run_user=True)
+            out = p.stdout + p.stderr
+            refused = p.returncode == 77 and f"refusing to put the varlink socket below {planted}" in out
+            ok = ok and refused
+            figures.append(f"ampd with {planted} made by {attacker} (0777): exit {p.returncode}{'' if refused else ' ' + out[-200:]}")
+            os.makedirs(base + "/.amp", exist_ok=True)
+            shutil.chown(base + "/.amp", self.root_user)
+            p = as_user([ampctl, "url"], base, hide_run_user=True)
+            out = p.stdout + p.stderr
+            calls = open(log, "rb").read() if os.path.exists(log) else b""
+            trusted = "evil" in out
+            ok = ok and p.returncode == 77 and not trusted and not calls
+            figures.append(f"ampctl url against the fake ampd in it: exit {p.returncode}, {len(calls)} bytes sent to it, "
+                           f"{'printed the fake URL' if trusted else 'no fake URL'}")
+
+            # 2. A fake server elsewhere, named with --address: SO_PEERCRED says whose it is.
+            shared = self.tmp + "/shared-sock"
+            os.mkdir(shared)
+            os.chmod(shared, 0o777)
+            log2 = shared + "/calls"
+            ok = fake_server(shared + "/evil.sock", log2) and ok
+            p = as_user([ampctl, "url", "--address", "unix:" + shared + "/evil.sock"], base)
+            out = p.stdout + p.stderr
+            calls = open(log2, "rb").read() if os.path.exists(log2) else b""
+            peer = p.returncode == 77 and "is served by UID" in out and not calls and "evil@" not in out
+            ok = ok and peer
+            figures.append(f"ampctl --address to {attacker}'s socket: exit {p.returncode}, {len(calls)} bytes sent{'' if peer else ' ' + out[-200:]}")
+
+            # 3. Symbolic links planted where the old export wrote its temporary file.
+            d = Ampd(self, self.project("exporter"), user=self.root_user)
+            ok = ok and d.wait_ready()
+            drop = self.tmp + "/drop"
+            os.mkdir(drop)
+            os.chmod(drop, 0o777)  # shared, and no sticky bit: fs.protected_symlinks does not help here
+            victim = self.tmp + "/attacker-file"
+            open(victim, "w").close()
+            shutil.chown(victim, attacker)
+            os.chmod(victim, 0o666)
+            next_pid = int(open("/proc/sys/kernel/ns_last_pid").read()) if os.path.exists("/proc/sys/kernel/ns_last_pid") else os.getpid()
+            for pid in range(next_pid, next_pid + 3000):
+                os.symlink(victim, f"{drop}/a.dump.tmp-{pid}")
+            p = as_user([ampctl, "export", drop + "/a.dump"], d.base, {"XDG_RUNTIME_DIR": d.base + "/run"})
+            st = os.lstat(drop + "/a.dump") if os.path.lexists(drop + "/a.dump") else None
+            import stat as statmod
+            safe = (p.returncode == 0 and st is not None and statmod.S_ISREG(st.st_mode) and st.st_uid == user.pw_uid
+                    and (st.st_mode & 0o777) == 0o600 and os.path.getsize(victim) == 0)
+            ok = ok and safe
+            figures.append(f"export into a 0777 directory with 3000 planted links: exit {p.returncode}, dump "
+                           f"{oct(st.st_mode & 0o777) if st else 'missing'} owned by UID {st.st_uid if st else '?'}, "
+                           f"the other user's file {os.path.getsize(victim)} bytes{'' if safe else ' ' + (p.stdout + p.stderr)[-200:]}")
+            d.stop()
+        except Exception as err:  # noqa: BLE001 - report, never crash the suite
+            ok = False
+            figures.append(f"error: {err!r}")
+        finally:
+            for f in fakes:
+                f.kill()
+                f.wait()
+            shutil.rmtree(planted, ignore_errors=True)
+            if saved:
+                os.rename(saved, planted)
+        self.record("two-accounts", ok, "; ".join(figures))
+
+FAULTS = ["commit_loss", "ampd_sigkill", "hung_postmaster", "concurrent_starts", "stale_pid", "bad_input", "varlink_abuse", "full_disk",
+          "two_accounts"]
+ROOT_FAULTS = ["full_disk", "two_accounts"]
 
 
 def main():
@@ -675,7 +808,7 @@ def main():
         return 2
     suite = Suite(args)
     only = [n.replace("-", "_") for n in args.only.split(",") if n]
-    names = only or (["full_disk"] if args.root_user else [n for n in FAULTS if n != "full_disk"])
+    names = only or (ROOT_FAULTS if args.root_user else [n for n in FAULTS if n not in ROOT_FAULTS])
     try:
         for name in names:
             try:
