@@ -235,16 +235,18 @@ public enum Metadb {
         "\(runtimeDirectory)/amp/\(name)/\(interfaceName)"
     }
 
-    /// Why the directories of project `name`'s socket cannot be trusted, or nil: each of
-    /// `RUNTIME`, `RUNTIME/amp` and `RUNTIME/amp/NAME` that exists must be a directory of this
-    /// user's with mode 0700 (``privateDirectoryProblem(_:owner:)``), so that no other user can
-    /// have put a socket of theirs in its place. ampd checks before it binds, ampctl before it
+    /// Why the directories of project `name`'s socket cannot be trusted, or nil: `RUNTIME`
+    /// must be a directory of this user's with mode 0700, and `RUNTIME/amp` and
+    /// `RUNTIME/amp/NAME` (where they exist) directories of this user's that nobody else may
+    /// write (systemd makes them 0755 for `RuntimeDirectory=`) — see
+    /// ``privateDirectoryProblem(_:owner:readableByOthers:)`` — so that no other user can have
+    /// put a socket of theirs in its place. ampd checks before it binds, ampctl before it
     /// connects.
     public static func socketDirectoryProblem(runtimeDirectory: String, name: String) -> String? {
-        for dir in [runtimeDirectory, runtimeDirectory + "/amp", runtimeDirectory + "/amp/" + name] {
+        for (index, dir) in [runtimeDirectory, runtimeDirectory + "/amp", runtimeDirectory + "/amp/" + name].enumerated() {
             var st = stat()
             guard lstat(dir, &st) == 0 else { return nil }
-            if let problem = privateDirectoryProblem(dir) { return problem }
+            if let problem = privateDirectoryProblem(dir, readableByOthers: index > 0) { return problem }
         }
         return nil
     }

@@ -88,16 +88,20 @@ public func userConfigHome(environment: [String: String]) -> String? {
 
 /// Why `path` is not a private directory of the user `owner` (default: this process's
 /// effective user), or nil when it is one: it must be a real directory (not a symbolic link),
-/// owned by `owner`, and reachable by nobody else (no group or other permission bits). A
-/// directory another user made — `/tmp/amp-UID` planted with mode 0777 — fails: whoever owns
-/// it can swap what is inside.
-public func privateDirectoryProblem(_ path: String, owner: uid_t = geteuid()) -> String? {
+/// owned by `owner`, and reachable by nobody else (no group or other permission bits) — or,
+/// with `readableByOthers` (a directory below a private one, such as the 0755 `amp/` that
+/// systemd makes for `RuntimeDirectory=`), at least writable by nobody else. A directory
+/// another user made — `/tmp/amp-UID` planted with mode 0777 — fails: whoever owns it can
+/// swap what is inside.
+public func privateDirectoryProblem(_ path: String, owner: uid_t = geteuid(), readableByOthers: Bool = false) -> String? {
     var st = stat()
     guard lstat(path, &st) == 0 else { return "\(path) cannot be examined (\(String(cString: strerror(errno))))" }
     guard (st.st_mode & S_IFMT) == S_IFDIR else {
         return (st.st_mode & S_IFMT) == S_IFLNK ? "\(path) is a symbolic link, not a directory" : "\(path) is not a directory"
     }
     guard st.st_uid == owner else { return "\(path) belongs to UID \(st.st_uid), not to UID \(owner)" }
-    guard st.st_mode & 0o077 == 0 else { return "\(path) has mode 0\(String(st.st_mode & 0o7777, radix: 8)), not 0700" }
+    guard st.st_mode & (readableByOthers ? 0o022 : 0o077) == 0 else {
+        return "\(path) has mode 0\(String(st.st_mode & 0o7777, radix: 8)), not 0700\(readableByOthers ? " (or 0755)" : "")"
+    }
     return nil
 }

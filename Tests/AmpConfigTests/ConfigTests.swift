@@ -193,3 +193,23 @@ struct ConfigTests {
         #expect(d.configFile == "/cwd/proj/.amp/config.toml")
     }
 }
+
+@Suite("seed scripts inside the project (pure)")
+struct SeedPlacementTests {
+    @Test("a seed outside the project is refused with its line, unless seed_outside_project = true")
+    func outside() throws {
+        let file = "/p/.amp/config.toml"
+        do {
+            _ = try ConfigLoader.parseFile("[postgres]\nseed = [\"db/a.sql\", \"../elsewhere.sql\"]\n", path: file, baseDirectory: "/p")
+            Issue.record("accepted a seed outside the project")
+        } catch {
+            #expect(error.message.contains("\(file):2: postgres.seed /elsewhere.sql is outside the project directory /p"), "\(error.message)")
+        }
+        #expect(throws: ConfigError.self) { try ConfigLoader.parseFile("[postgres]\nseed = [\"/etc/shadow\"]\n", path: file, baseDirectory: "/p") }
+        let (layer, _) = try ConfigLoader.parseFile("[postgres]\nseed = [\"/srv/seed.sql\"]\nseed_outside_project = true\n", path: file, baseDirectory: "/p")
+        #expect(layer.seed == ["/srv/seed.sql"] && layer.seedOutsideProject == true)
+        let (inside, _) = try ConfigLoader.parseFile("[postgres]\nseed = [\"db/./a.sql\"]\n", path: file, baseDirectory: "/p")
+        #expect(inside.seed == ["/p/db/a.sql"])
+    }
+}
+

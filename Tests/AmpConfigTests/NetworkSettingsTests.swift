@@ -85,6 +85,17 @@ struct NetworkSettingsTests {
         let c = ExternalURL.removingPassword("postgresql://db/app")
         #expect(c.url == "postgresql://db/app" && c.password == nil)
         #expect(ExternalURL.problem(a.url) == nil && ExternalURL.problem(b.url) == nil)
+        // libpq decodes parameter names too: pass%77ord is the password (it reached pg_dump's argv).
+        let d = ExternalURL.removingPassword("postgresql://app@db/app?pass%77ord=Qu3ry&sslmode=disable")
+        #expect(d.url == "postgresql://app@db/app?sslmode=disable" && d.password == "Qu3ry")
+        #expect(ExternalURL.problem("postgresql://app@db/app?pass%77ord=Qu3ry") != nil)
+    }
+
+    @Test("the password as written (percent-encoded) is known, for redaction")
+    func writtenPasswords() {
+        #expect(ExternalURL.writtenPasswords("postgresql://app:Se%40cret%2F99@[::1/shop") == ["Se%40cret%2F99"])
+        #expect(ExternalURL.writtenPasswords("postgresql://app@db/x?password=a%20b") == ["a%20b"])
+        #expect(ExternalURL.writtenPasswords("postgresql://app@db/x").isEmpty)
     }
 
     @Test("pgpass lines escape : and backslash")

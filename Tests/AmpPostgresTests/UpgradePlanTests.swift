@@ -37,6 +37,19 @@ struct UpgradePlanTests {
         #expect(error(facts(size: size, free: 100 << 20))?.message.contains("needs 1088 MB free, has 100 MB") == true)
     }
 
+    @Test("where extents are shared (--clone), a full copy's space is not asked for (it was, and refused upgrades that fit)")
+    func cloneNeedsNoFullCopy() {
+        let size: UInt64 = 1 << 30
+        var shared = facts(size: size, free: 400 << 20)
+        shared.sharesExtents = true
+        #expect(error(shared) == nil, "400 MB free is enough to clone 1 GB")
+        let plan = try? UpgradePlan.decide(shared).get()
+        #expect(plan?.neededBytes == UpgradePlan.cloneShareBytes(size) + UpgradePlan.marginBytes)
+        shared.freeBytes = 100 << 20
+        #expect(error(shared)?.message.contains("clones the cluster") == true)
+        #expect(error(facts(size: size, free: 400 << 20))?.code == .noSpace, "a copy still needs the full size")
+    }
+
     @Test("the checksum setting carries over; 18 needs --no-data-checksums said explicitly")
     func checksums() throws {
         let to18 = try UpgradePlan.decide(facts()).get()
