@@ -29,11 +29,6 @@ enum BranchDatabase {
         return String(full.prefix(maximumLength - hash.count - 1)) + "_" + hash
     }
 
-    /// The comment that records `branch`, as an SQL literal.
-    static func commentLiteral(_ branch: String) -> String {
-        "'" + (commentPrefix + branch).replacing("'", with: "''") + "'"
-    }
-
     /// The branch a database comment names, if it is one of amp's.
     static func branch(fromComment comment: String?) -> String? {
         guard let comment, comment.hasPrefix(commentPrefix) else { return nil }
@@ -87,8 +82,7 @@ func branchConnection(_ project: Project, _ client: MetadbClient) async throws(A
         throw AmpctlError(error, project: project)
     }
     if branch == (await Git.defaultBranch(project.base)) { return connection }
-    let conninfo = connection.conninfo
-    let recorded = try recordedBranches(conninfo, project: project)
+    let recorded = try recordedBranches(connection, project: project)
     if let mine = recorded.first(where: { $0.branch == branch }) { return connection.forDatabase(mine.database) }
     let database = BranchDatabase.name(forBranch: branch)
     if let existing = recorded.first(where: { $0.database == database }) {
@@ -102,8 +96,8 @@ func branchConnection(_ project: Project, _ client: MetadbClient) async throws(A
     } catch {
         throw AmpctlError(error, project: project)
     }
-    do throws(LibPQError) {
-        _ = try LibPQ.rows(conninfo, "COMMENT ON DATABASE \(LibPQ.quoteIdentifier(database)) IS \(BranchDatabase.commentLiteral(branch))")
+    do throws(TransferError) {
+        try connection.server.setComment(BranchDatabase.commentPrefix + branch, on: database)
     } catch {
         _ = try? await client.dropDatabase(database, force: true)
         throw AmpctlError(.failure, "cannot record branch \(branch) on database \(database): \(error.message); the new database was dropped again, try once more")
@@ -113,16 +107,11 @@ func branchConnection(_ project: Project, _ client: MetadbClient) async throws(A
 }
 
 /// Every database of the cluster with the branch its comment records (nil: no amp record).
-func recordedBranches(_ conninfo: String, project: Project) throws(AmpctlError) -> [(database: String, branch: String?, size: Int64)] {
-    let rows: [[String?]]
-    do {
-        rows = try LibPQ.rows(conninfo, "SELECT datname, shobj_description(oid, 'pg_database'), pg_database_size(oid) FROM pg_database WHERE datallowconn ORDER BY 1")
+func recordedBranches(_ connection: Metadb.GetConnection.Reply, project: Project) throws(AmpctlError) -> [(database: String, branch: String?, size: Int64)] {
+    do throws(TransferError) {
+        return try connection.server.databasesWithComments().map { ($0.name, BranchDatabase.branch(fromComment: $0.comment), $0.size) }
     } catch {
         throw AmpctlError(.failure, "cannot list the branch databases: \(error.message); see `ampctl status \(project.name)`")
-    }
-    return rows.compactMap { row in
-        guard let name = row[0] else { return nil }
-        return (name, BranchDatabase.branch(fromComment: row[1]), Int64(row[2] ?? "") ?? 0)
     }
 }
 
@@ -137,7 +126,7 @@ func branchDatabases(_ project: Project) async throws(AmpctlError) -> [(database
     let client = try connect(project)
     let connection: Metadb.GetConnection.Reply
     do { connection = try await client.connectionInfo() } catch { throw AmpctlError(error, project: project) }
-    return try recordedBranches(connection.conninfo, project: project).compactMap { r in r.branch.map { (r.database, $0, r.size) } }
+    return try recordedBranches(connection, project: project).compactMap { r in r.branch.map { (r.database, $0, r.size) } }
 }
 
 struct BranchListCommand: AsyncParsableCommand {

@@ -63,57 +63,11 @@ struct SourceURL: Equatable {
     }
 }
 
-/// PostgreSQL client tools (`pg_dump`, `pg_restore`, `psql`) of a version at least some
-/// major: `--bin-dir`, then the newest of the distribution's directories, then `PATH`.
-struct ClientTools {
-    var directory: String
-    var major: Int
-
+extension ClientTools {
+    /// The client tools for ampctl: `--bin-dir`, the distribution's directories, then `PATH`.
     static func find(_ tool: String, atLeast major: Int, explicit: String?) async throws(AmpctlError) -> ClientTools {
-        var candidates: [String] = []
-        if let explicit { candidates.append(absolutePath(explicit)) }
-        candidates += PostgresBinaries.distributionDirectories()
-        candidates += (processEnvironment()["PATH"] ?? "").split(separator: ":").map(String.init)
-        var best: ClientTools?
-        for dir in candidates where access(dir + "/" + tool, X_OK) == 0 {
-            guard let output = try? await runCommand(dir + "/" + tool, ["--version"], environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"]),
-                  let version = PostgresVersion.parse(versionOutput: output.text)
-            else { continue }
-            if explicit != nil && dir == absolutePath(explicit ?? "") {
-                guard version.majorNumber >= major else {
-                    throw AmpctlError(.unavailable, "\(dir)/\(tool) is PostgreSQL \(version.majorNumber); the source needs \(tool) \(major) or newer")
-                }
-                return ClientTools(directory: dir, major: version.majorNumber)
-            }
-            if version.majorNumber >= major, version.majorNumber > (best?.major ?? 0) {
-                best = ClientTools(directory: dir, major: version.majorNumber)
-            }
-        }
-        guard let best else {
-            throw AmpctlError(
-                .unavailable,
-                "\(tool) of PostgreSQL \(major) or newer is needed and not installed; install it (Debian: sudo apt install postgresql-client-\(major)) or pass --bin-dir DIR")
-        }
-        return best
-    }
-
-    func path(_ tool: String) -> String { directory + "/" + tool }
-
-    /// Runs a PostgreSQL tool to its end (no time limit: dumps take what they take). On failure
-    /// the error names the tool and its last error line, passed through `redact` first.
-    static func run(_ path: String, _ arguments: [String], environment: [String: String],
-                    redact: (String) -> String = { $0 }) async throws(AmpctlError) {
-        let name = path.split(separator: "/").last.map(String.init) ?? path
-        let output: CommandOutput
-        do {
-            output = try await runCommand(path, arguments, environment: environment, timeout: nil)
-        } catch {
-            throw AmpctlError(.unavailable, "cannot run \(name): \(error)")
-        }
-        guard output.succeeded else {
-            let lines = output.text.split(separator: "\n").map(String.init)
-            let reason = lines.last { $0.contains("error") || $0.contains("ERROR") || $0.contains("FATAL") } ?? lines.last ?? "no output"
-            throw AmpctlError(.failure, "\(name) failed: \(redact(reason).trimmingWhitespace)")
+        do { return try await find(tool, atLeast: major, explicit: explicit, searchPath: processEnvironment()["PATH"] ?? "") } catch {
+            throw AmpctlError(error)
         }
     }
 }
@@ -131,8 +85,7 @@ struct ExportCommand: AsyncParsableCommand {
     @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Where pg_dump is (default: the newest installed).", valueName: "DIR")) var binDir: String?
     @OptionGroup var options: ProjectOptions
 
-    /// Command: `pg_dump -Fc -h SOCKETDIR -p PORT -d DB > .FILE.tmp-RANDOM`; see
-    /// <https://www.postgresql.org/docs/15/app-pgdump.html>.
+    /// The dump: ``DatabaseDump/write(_:pgDump:socketDirectory:port:to:)``.
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let (connection, status) = try await withProject(name, address: options.address) { client async throws(MetadbClientError) in
@@ -142,28 +95,12 @@ struct ExportCommand: AsyncParsableCommand {
             let major = Int((status.version ?? "").prefix { $0.isNumber }) ?? 0
             let tools = try await ClientTools.find("pg_dump", atLeast: major, explicit: binDir)
             let target = absolutePath(file)
-            // The dump goes into a file made here (O_EXCL | O_NOFOLLOW, 0600, a random name next
-            // to the target) and reaches pg_dump as its standard output: pg_dump never opens a
-            // path, so a symbolic link planted next to the target cannot redirect it.
-            let temporary: (fd: Int32, path: String)
-            do { temporary = try createTemporaryFile(beside: target, mode: 0o600) } catch {
-                throw AmpctlError(.cannotCreate, "\(error); choose a directory you can write to")
-            }
             let started = ContinuousClock.now
             err("ampctl: dumping \(db) with pg_dump \(tools.major) to \(target)")
-            let output = try? await ChildProcess.run(SpawnConfiguration(
-                executable: tools.path("pg_dump"), arguments: ["-Fc", "-h", connection.socketDirectory, "-p", "\(connection.port)", "-d", db],
-                environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"], output: .file(descriptor: temporary.fd, errors: { _ in })), deadline: nil)
-            let synced = fsync(temporary.fd) == 0
-            close(temporary.fd)
-            guard let output, output.succeeded else {
-                unlink(temporary.path)
-                throw AmpctlError(.failure, "pg_dump of \(db) failed: \(output?.text.split(separator: "\n").last.map(String.init) ?? "could not run"); \(target) was not written")
-            }
-            guard synced, rename(temporary.path, target) == 0 else {
-                let reason = String(cString: strerror(errno))
-                unlink(temporary.path)
-                throw AmpctlError(.cannotCreate, "cannot write \(target): \(reason); nothing was written there")
+            do throws(TransferError) {
+                try await DatabaseDump.write(db, pgDump: tools.path("pg_dump"), socketDirectory: connection.socketDirectory, port: connection.port, to: target)
+            } catch {
+                throw AmpctlError(error)
             }
             var st = stat()
             let size = stat(target, &st) == 0 ? UInt64(st.st_size) : 0
@@ -252,8 +189,8 @@ struct ImportCommand: AsyncParsableCommand {
             let exists = databases.contains { $0.name == target }
             if exists && !replace { throw AmpctlError(.dataError, "database \(target) exists already; add --replace to replace it, or choose another name with --db") }
 
-            let local = connection.conninfo
-            let temporary = "\(target.prefix(40))\(Metadb.importSuffix)\(getpid())"
+            let local = connection.server
+            let transfer = DatabaseTransfer(into: target, on: local, temporarySuffix: Metadb.importSuffix)
             let environment = toolEnvironment(url)
             if roles && url == nil { throw AmpctlError(.usage, "--roles takes the roles from a running server: give a postgresql:// URL, or leave --roles out") }
             var steps = 3
@@ -264,13 +201,16 @@ struct ImportCommand: AsyncParsableCommand {
                 step += 1
                 err("ampctl: [\(step)/\(steps)] \(text)")
             }
+            let redact: (String) -> String = { url?.redacted($0) ?? $0 }
+            func failed(_ error: TransferError) -> AmpctlError {
+                error.code == .failed ? AmpctlError(.failure, error.message + "; nothing was left behind") : AmpctlError(error)
+            }
 
             // 1. The source's version decides the tools.
             var sourceMajor = 0
             if let url {
                 do throws(LibPQError) {
-                    let rows = try LibPQ.rows(url.withoutPassword + (url.withoutPassword.contains("?") ? "&" : "?") + "connect_timeout=10" + passwordParameter(url), "SHOW server_version_num")
-                    sourceMajor = (Int(rows.first?.first.flatMap { $0 } ?? "") ?? 0) / 10000
+                    sourceMajor = try DatabaseServer.majorVersion(conninfo: url.withoutPassword + (url.withoutPassword.contains("?") ? "&" : "?") + "connect_timeout=10" + passwordParameter(url))
                 } catch {
                     let reason = url.redacted(error.message.split(separator: "\n").first.map(String.init) ?? error.message)
                     if reason.contains("authentication failed") || reason.contains("no password supplied") {
@@ -279,57 +219,51 @@ struct ImportCommand: AsyncParsableCommand {
                     throw AmpctlError(.unavailable, "cannot connect to \(url.display): \(reason); check the host and port, and that the server runs")
                 }
             }
-            let localMajor = Int((try? LibPQ.query(local, "SHOW server_version_num").first ?? nil).flatMap { Int($0) } ?? 0) / 10000
+            let localMajor = (try? DatabaseServer.majorVersion(conninfo: local.conninfo(connection.database))) ?? 0
             let dumpTools = try await ClientTools.find(url == nil ? "pg_restore" : "pg_dump", atLeast: max(sourceMajor, localMajor), explicit: binDir)
 
             // 2. Roles, when asked.
             if roles, let url {
                 try phase("roles from \(url.display) (pg_dumpall --roles-only, passwords dropped)")
-                try await importRoles(url, tools: dumpTools, local: connection, environment: environment)
+                do throws(TransferError) {
+                    let created = try await RoleCopy.copy(from: url.withoutPassword, pgDumpall: dumpTools.path("pg_dumpall"), environment: environment, into: local, redact: redact)
+                    err("ampctl: created \(created) role(s); existing ones were left as they are")
+                } catch {
+                    throw AmpctlError(error)
+                }
             }
 
-            // 3. Into a temporary database.
-            try phase("creating \(temporary)")
-            do throws(LibPQError) { _ = try LibPQ.rows(local, "CREATE DATABASE \(LibPQ.quoteIdentifier(temporary))") } catch {
-                throw AmpctlError(.failure, "cannot create \(temporary): \(error.message); nothing was imported (see `ampctl status`)")
+            // 3. Into a temporary database, renamed at the end.
+            try phase("creating \(transfer.temporary)")
+            do throws(TransferError) { try transfer.create() } catch {
+                throw AmpctlError(.failure, "\(error.message); nothing was imported (see `ampctl status`)")
             }
-            let scratch = project.ampDir + "/.import-\(getpid())"
-            func cleanUp() {
-                _ = try? LibPQ.rows(local, "DROP DATABASE IF EXISTS \(LibPQ.quoteIdentifier(temporary)) WITH (FORCE)")
-                try? removeTree(scratch)
+            // Each step of the transfer: its failure says nothing was left behind.
+            func transferring(_ body: () async throws(TransferError) -> Void) async throws(AmpctlError) {
+                do throws(TransferError) { try await body() } catch { throw failed(error) }
             }
-            do {
-                let restoreTarget = ["-h", connection.socketDirectory, "-p", "\(connection.port)", "-d", temporary]
+            try await transfer.discardingOnFailure { () async throws(AmpctlError) in
                 switch kind {
                 case .server:
                     guard let url else { break }
                     try phase("copying \(url.display) with pg_dump \(dumpTools.major) (\(jobs) jobs)")
-                    try await tool(dumpTools.path("pg_dump"), ["-Fd", "-j", "\(jobs)", "-f", scratch, "-d", url.withoutPassword], environment, url)
-                    try await tool(dumpTools.path("pg_restore"), ["-j", "\(jobs)", "--exit-on-error"] + (roles ? [] : ["--no-owner", "--no-acl"]) + restoreTarget + [scratch], environment, url)
+                    let source = DatabaseServer(display: url.display) { _ in url.withoutPassword }
+                    try await transferring { () async throws(TransferError) in
+                        try await transfer.copy(url.withoutPassword, from: source, tools: dumpTools, jobs: jobs, scratch: project.ampDir + "/.import-\(getpid())",
+                                                keepOwners: roles, environment: environment, redact: redact)
+                    }
                 case .directoryDump(let path), .customDump(let path):
                     try phase("restoring \(path) with pg_restore \(dumpTools.major) (\(jobs) jobs)")
-                    try await tool(dumpTools.path("pg_restore"), ["-j", "\(jobs)", "--exit-on-error"] + (roles ? [] : ["--no-owner", "--no-acl"]) + restoreTarget + [path], environment, nil)
+                    try await transferring { () async throws(TransferError) in try await transfer.restore(path, tools: dumpTools, jobs: jobs, keepOwners: roles, environment: environment) }
                 case .sqlScript(let path):
                     let psql = try await ClientTools.find("psql", atLeast: 0, explicit: binDir)
                     try phase("running \(path) with psql (stops at the first error)")
-                    try await tool(psql.path("psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", path] + restoreTarget, environment, nil)
+                    try await transferring { () async throws(TransferError) in try await transfer.runScript(path, tools: psql, environment: environment) }
                 }
-                try phase("renaming \(temporary) to \(target)")
-                if exists { _ = try LibPQ.rows(local, "DROP DATABASE \(LibPQ.quoteIdentifier(target)) WITH (FORCE)") }
-                _ = try LibPQ.rows(local, "ALTER DATABASE \(LibPQ.quoteIdentifier(temporary)) RENAME TO \(LibPQ.quoteIdentifier(target))")
-            } catch let error as AmpctlError {
-                cleanUp()
-                throw error
-            } catch let error as LibPQError {
-                cleanUp()
-                throw AmpctlError(.failure, "import into \(target) failed: \(error.message); nothing was left behind")
-            } catch {
-                cleanUp()
-                throw AmpctlError(.failure, "import into \(target) failed: \(error); nothing was left behind")
+                try phase("renaming \(transfer.temporary) to \(target)")
+                try await transferring { () async throws(TransferError) in try transfer.commit(replacing: exists) }
             }
-            try? removeTree(scratch)
-            let size = (try? LibPQ.query(local, "SELECT pg_database_size('\(target)')").first ?? nil).flatMap { Int64($0) } ?? 0
-            err("ampctl: imported \(target) (\(humanBytes(size)), \(format2(seconds(since: started))) s); connect: ampctl psql -d \(target)")
+            err("ampctl: imported \(target) (\(humanBytes(local.size(of: target))), \(format2(seconds(since: started))) s); connect: ampctl psql -d \(target)")
             return .success
         }
     }
@@ -377,45 +311,6 @@ struct ImportCommand: AsyncParsableCommand {
         for key in ["HOME", "PGPASSWORD", "PGPASSFILE", "PGSERVICEFILE", "PGSYSCONFDIR"] { env[key] = caller[key] }
         if let p = url?.password { env["PGPASSWORD"] = p }
         return env
-    }
-
-    /// Runs a PostgreSQL tool; its last error line (password redacted) on failure.
-    private func tool(_ path: String, _ arguments: [String], _ environment: [String: String], _ url: SourceURL?) async throws(AmpctlError) {
-        do {
-            try await ClientTools.run(path, arguments, environment: environment) { url?.redacted($0) ?? $0 }
-        } catch {
-            throw error.code == .failure ? AmpctlError(.failure, error.message + "; nothing was left behind") : error
-        }
-    }
-
-    /// `pg_dumpall --roles-only`, without passwords (the local cluster trusts its socket);
-    /// roles that exist already are left as they are.
-    ///
-    /// Command: `pg_dumpall --roles-only --no-role-passwords -d URL`; see
-    /// <https://www.postgresql.org/docs/15/app-pg-dumpall.html>.
-    private func importRoles(_ url: SourceURL, tools: ClientTools, local: Metadb.GetConnection.Reply, environment: [String: String]) async throws(AmpctlError) {
-        let output: CommandOutput
-        do {
-            output = try await runCommand(tools.path("pg_dumpall"), ["--roles-only", "--no-role-passwords", "-d", url.withoutPassword], environment: environment, timeout: .seconds(120))
-        } catch {
-            throw AmpctlError(.unavailable, "cannot run pg_dumpall: \(error)")
-        }
-        guard output.succeeded else {
-            throw AmpctlError(.failure, "pg_dumpall --roles-only failed: \(url.redacted(output.text.split(separator: "\n").last.map(String.init) ?? "")); nothing was imported")
-        }
-        let conninfo = local.conninfo
-        let existing = Set(((try? LibPQ.query(conninfo, "SELECT rolname FROM pg_roles")) ?? []).compactMap { $0 })
-        var created = 0
-        for line in output.text.split(separator: "\n") where line.hasPrefix("CREATE ROLE ") {
-            let role = line.dropFirst("CREATE ROLE ".count).prefix { $0 != ";" }.trimmingWhitespace
-            let bare = role.hasPrefix("\"") ? String(role.dropFirst().dropLast()) : role
-            if existing.contains(bare) { continue }
-            if (try? LibPQ.rows(conninfo, String(line))) != nil { created += 1 }
-            for alter in output.text.split(separator: "\n") where alter.hasPrefix("ALTER ROLE \(role) ") {
-                _ = try? LibPQ.rows(conninfo, String(alter))
-            }
-        }
-        err("ampctl: created \(created) role(s); existing ones were left as they are")
     }
 }
 

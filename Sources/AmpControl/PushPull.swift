@@ -16,14 +16,6 @@ enum TransferDirection: String {
     case pull
 }
 
-/// One side of a copy: how to reach a database on it, and its name in messages.
-struct TransferEndpoint {
-    var display: String
-    var major: Int
-    /// A libpq connection string for `database` on this side.
-    var conninfo: (String) -> String
-}
-
 /// The options `push` and `pull` share.
 struct TransferOptions: ParsableArguments {
     @Argument(help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
@@ -127,7 +119,8 @@ func transfer(_ direction: TransferDirection, _ options: TransferOptions) async 
     }
     let remoteMajor = Int(remoteAnswer.version.prefix { $0.isNumber }) ?? 0
     let tools = try await ClientTools.find("pg_restore", atLeast: max(localMajor, remoteMajor), explicit: options.binDir)
-    let remote = TransferEndpoint(display: server.display, major: remoteMajor) { server.conninfo(database: $0, application: "amp-\(direction.rawValue)") }
+    let application = "amp-\(direction.rawValue)"
+    let remote = DatabaseServer(display: server.display) { server.conninfo(database: $0, application: application) }
 
     let steps = 4
     var step = 0
@@ -142,10 +135,8 @@ func transfer(_ direction: TransferDirection, _ options: TransferOptions) async 
         do throws(PostgresError) { version = try await binaries.version() } catch { throw AmpctlError(.unavailable, error.message) }
         let result = try await withTemporaryServer(ampDir.metadb, binaries: binaries, version: version, socketDirectory: runtime + "/amp-\(direction.rawValue)-\(getpid())",
                                                    describing: "the local cluster") { handle -> Result<Int64, AmpctlError> in
-            let local = TransferEndpoint(display: "the local cluster", major: localMajor) {
-                LibPQ.conninfo([("host", handle.socketDirectory), ("port", "\(handle.port)"), ("dbname", $0), ("user", handle.user),
-                                ("application_name", "amp-\(direction.rawValue)")])
-            }
+            let local = DatabaseServer.socket(display: "the local cluster", directory: handle.socketDirectory, port: handle.port,
+                                              user: handle.user, application: application)
             let (from, to) = direction == .push ? (local, remote) : (remote, local)
             do throws(AmpctlError) {
                 return .success(try await copy(database, from: from, to: to, tools: tools, options: options, scratch: ampDir.path + "/.\(direction.rawValue)-\(getpid())", phase: phase))
@@ -159,43 +150,39 @@ func transfer(_ direction: TransferDirection, _ options: TransferOptions) async 
     }
 }
 
-/// Copies `database` between two running servers; returns its size on the receiving side.
-/// Nothing is left on the receiving side when it fails; the sending side is only read.
+/// Copies `database` between two running servers through a ``DatabaseTransfer``; returns its
+/// size on the receiving side. Nothing is left on the receiving side when it fails; the
+/// sending side is only read.
 private func copy(
-    _ database: String, from: TransferEndpoint, to: TransferEndpoint, tools: ClientTools, options: TransferOptions, scratch: String,
+    _ database: String, from: DatabaseServer, to: DatabaseServer, tools: ClientTools, options: TransferOptions, scratch: String,
     phase: (String) -> Void
 ) async throws(AmpctlError) -> Int64 {
-    func rows(_ side: TransferEndpoint, _ db: String, _ sql: String) throws(AmpctlError) -> [[String?]] {
-        do { return try LibPQ.rows(side.conninfo(db), sql) } catch {
-            throw AmpctlError(.failure, "\(side.display): \(error.message.split(separator: "\n").first.map(String.init) ?? error.message)")
+    do throws(TransferError) {
+        guard try from.hasDatabase(database) else {
+            throw TransferError(.data, "\(from.display) has no database \(database); see the names with `ampctl databases`, or give another with --db")
         }
-    }
-    let quotedName = "'\(database)'"  // checked by databaseNameProblem: a-z, 0-9, _ and -
-    guard try rows(from, "postgres", "SELECT 1 FROM pg_database WHERE datname = \(quotedName)").count == 1 else {
-        throw AmpctlError(.dataError, "\(from.display) has no database \(database); see the names with `ampctl databases`, or give another with --db")
-    }
-    let exists = try rows(to, "postgres", "SELECT 1 FROM pg_database WHERE datname = \(quotedName)").count == 1
-    if exists && !options.replace {
-        throw AmpctlError(.dataError, "\(to.display) has a database \(database) already; add --replace to replace it, or copy another with --db")
-    }
-    let temporary = "\(database.prefix(40))\(Metadb.copySuffix)\(getpid())"
-    let environment = ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"]
-    func run(_ tool: String, _ arguments: [String]) async throws(AmpctlError) {
-        try await ClientTools.run(tools.path(tool), arguments, environment: environment)
-    }
-    defer { try? removeTree(scratch) }
-    phase("dumping \(database) from \(from.display) with pg_dump \(tools.major) (\(options.jobs) jobs)")
-    try await run("pg_dump", ["-Fd", "-j", "\(options.jobs)", "-f", scratch, "-d", from.conninfo(database)])
-    phase("restoring into \(temporary) on \(to.display)")
-    _ = try rows(to, "postgres", "CREATE DATABASE \(LibPQ.quoteIdentifier(temporary))")
-    do throws(AmpctlError) {
-        try await run("pg_restore", ["-j", "\(options.jobs)", "--exit-on-error", "--no-owner", "--no-acl", "-d", to.conninfo(temporary), scratch])
-        phase(exists ? "replacing \(database) on \(to.display)" : "renaming \(temporary) to \(database) on \(to.display)")
-        if exists { _ = try rows(to, "postgres", "DROP DATABASE \(LibPQ.quoteIdentifier(database)) WITH (FORCE)") }
-        _ = try rows(to, "postgres", "ALTER DATABASE \(LibPQ.quoteIdentifier(temporary)) RENAME TO \(LibPQ.quoteIdentifier(database))")
+        let exists = try to.hasDatabase(database)
+        if exists && !options.replace {
+            throw TransferError(.data, "\(to.display) has a database \(database) already; add --replace to replace it, or copy another with --db")
+        }
+        let transfer = DatabaseTransfer(into: database, on: to, temporarySuffix: Metadb.copySuffix)
+        let environment = ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"]
+        defer { try? removeTree(scratch) }
+        phase("dumping \(database) from \(from.display) with pg_dump \(tools.major) (\(options.jobs) jobs)")
+        try await DatabaseTransfer.dump(database, from: from, tools: tools, jobs: options.jobs, into: scratch, environment: environment)
+        phase("restoring into \(transfer.temporary) on \(to.display)")
+        try transfer.create()
+        try await transfer.discardingOnFailure { () async throws(TransferError) in
+            do throws(TransferError) {
+                try await transfer.restore(scratch, tools: tools, jobs: options.jobs, environment: environment)
+                phase(exists ? "replacing \(database) on \(to.display)" : "renaming \(transfer.temporary) to \(database) on \(to.display)")
+                try transfer.commit(replacing: exists)
+            } catch {
+                throw TransferError(error.code, error.message + "; \(to.display) is as it was (the partial copy was dropped)")
+            }
+        }
+        return to.size(of: database)
     } catch {
-        _ = try? LibPQ.rows(to.conninfo("postgres"), "DROP DATABASE IF EXISTS \(LibPQ.quoteIdentifier(temporary)) WITH (FORCE)")
-        throw AmpctlError(error.code, error.message + "; \(to.display) is as it was (the partial copy was dropped)")
+        throw AmpctlError(error)
     }
-    return try rows(to, "postgres", "SELECT pg_database_size(\(quotedName))").first?.first.flatMap { $0.flatMap { Int64($0) } } ?? 0
 }

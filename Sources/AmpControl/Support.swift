@@ -303,10 +303,19 @@ let projectCompletion = CompletionKind.custom { _, _, prefix in
 }
 
 extension Metadb.GetConnection.Reply {
-    /// The libpq connection string of this connection's socket and database, for ampctl's
-    /// own queries (`connect_timeout=10`).
-    var conninfo: String {
-        LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("connect_timeout", "10")])
+    /// The project's cluster as ampctl reaches it: this connection's socket.
+    var server: DatabaseServer { .socket(display: "the project's cluster", directory: socketDirectory, port: port) }
+}
+
+extension AmpctlError {
+    /// The exit status and message of a failed transfer (import, export, push, pull).
+    init(_ error: TransferError) {
+        switch error.code {
+        case .data: self.init(.dataError, error.message)
+        case .unavailable: self.init(.unavailable, error.message)
+        case .failed: self.init(.failure, error.message)
+        case .cannotCreate: self.init(.cannotCreate, error.message)
+        }
     }
 }
 

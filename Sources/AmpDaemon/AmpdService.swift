@@ -282,10 +282,11 @@ struct Seeding: Sendable {
     /// (not `/dev/zero` or a pipe) and, unless allowed, resolve to a path inside the project.
     /// Nothing is read here: as root, reading is left to psql under the project's account.
     func problem(_ file: String) -> String? {
-        var st = stat()
-        guard stat(file, &st) == 0 else {
-            return "\(configFile): seed script \(file) cannot be read (\(String(cString: strerror(errno)))); fix the path in [postgres] seed"
+        func unreadable() -> String {
+            "\(configFile): seed script \(file) cannot be read (\(String(cString: strerror(errno)))); fix the path in [postgres] seed"
         }
+        var st = stat()
+        guard stat(file, &st) == 0 else { return unreadable() }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             return "\(configFile): seed script \(file) is not a regular file; name SQL files in [postgres] seed"
         }
@@ -296,9 +297,7 @@ struct Seeding: Sendable {
                 return "\(configFile): seed script \(file) resolves to \(resolved), outside the project \(base); move it into the project, or set seed_outside_project = true in [postgres]"
             }
         }
-        if account == nil, access(file, R_OK) != 0 {
-            return "\(configFile): seed script \(file) cannot be read (\(String(cString: strerror(errno)))); fix the path in [postgres] seed"
-        }
+        if account == nil, access(file, R_OK) != 0 { return unreadable() }
         return nil
     }
 }

@@ -14,7 +14,8 @@ import ThreadSupport
 /// handing one out costs no `CREATE DATABASE`.
 ///
 /// Names start with ``prefix`` and carry the comment ``comment``: at start-up ampd drops every
-/// such database (leftovers of a client or an ampd that crashed), and no other.
+/// such database (leftovers of a client or an ampd that crashed), together with the temporary
+/// databases of imports and copies whose ampctl is gone (``dropLeftovers(handle:logger:)``).
 ///
 /// A pooled clone is handed out only while its template is unchanged since the clone was made:
 /// the template's activity counters in `pg_stat_database` (sessions, commits, rollbacks, tuples

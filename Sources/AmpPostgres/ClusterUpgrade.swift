@@ -281,7 +281,7 @@ public final class ClusterUpgrader: Sendable {
     }
 
     static func conninfo(_ handle: PostgresHandle, database: String) -> String {
-        LibPQ.conninfo([("host", handle.socketDirectory), ("port", "\(handle.port)"), ("dbname", database), ("user", handle.user), ("connect_timeout", "10")])
+        LibPQ.socketConninfo(directory: handle.socketDirectory, port: handle.port, database: database, user: handle.user)
     }
 
     /// `option` names set on user columns that are not in ``knownAttributeOptions``.

@@ -97,6 +97,23 @@ public enum LibPQ {
         try LibPQConnection(conninfo).rows(sql)
     }
 
+    /// The connection string of a server on a Unix socket: `host` (the socket directory),
+    /// `port`, `dbname`, and `user`, `application_name` and `connect_timeout` where given.
+    public static func socketConninfo(
+        directory: String, port: Int, database: String, user: String? = nil, application: String? = nil, connectTimeout: Int = 10
+    ) -> String {
+        var parameters = [("host", directory), ("port", "\(port)"), ("dbname", database)]
+        if let user { parameters.append(("user", user)) }
+        parameters.append(("connect_timeout", "\(connectTimeout)"))
+        if let application { parameters.append(("application_name", application)) }
+        return conninfo(parameters)
+    }
+
+    /// Quotes an SQL string literal ('text', with inner quotes doubled; standard strings).
+    public static func quoteLiteral(_ text: String) -> String {
+        "'" + text.replacing("'", with: "''") + "'"
+    }
+
     /// Quotes an SQL identifier ("name", with inner quotes doubled).
     public static func quoteIdentifier(_ name: String) -> String {
         "\"" + name.replacing("\"", with: "\"\"") + "\""

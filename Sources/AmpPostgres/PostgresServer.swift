@@ -39,7 +39,7 @@ public struct PostgresHandle: Sendable, Equatable {
     /// A libpq key/value connection string for this server.
     public var conninfo: String {
         if let externalConninfo { return externalConninfo }
-        return LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("user", user), ("connect_timeout", "5"), ("application_name", "ampd")])
+        return LibPQ.socketConninfo(directory: socketDirectory, port: port, database: database, user: user, application: "ampd", connectTimeout: 5)
     }
 
     /// The URL for a server at `socketDirectory`.

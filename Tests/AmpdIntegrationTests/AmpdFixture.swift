@@ -85,6 +85,16 @@ final class AmpdFixture: @unchecked Sendable {
     }
 }
 
+extension AmpdFixture {
+    /// Starts `ampd run` for this amp dir (`extra` arguments added) and waits, 90 s at most,
+    /// for its ready line.
+    func ready(_ extra: [String] = []) async throws -> AmpdRun {
+        let run = try await start(["run", "--amp-dir", base] + extra)
+        try #require(await run.waitForLine("ready in ", timeout: .seconds(90)), "\(run.text)")
+        return run
+    }
+}
+
 /// One running `ampd`, with its output.
 final class AmpdRun: @unchecked Sendable {
     var process: ChildProcess?
@@ -112,6 +122,12 @@ final class AmpdRun: @unchecked Sendable {
             race.resolve(false, after: .milliseconds(300))
         }
         return await race.wait()
+    }
+
+    /// Stops it: SIGTERM, then a wait of at most 30 s.
+    func stop() async {
+        process?.signal(SIGTERM)
+        _ = await process?.wait(timeout: .seconds(30))
     }
 
     /// The connection URL from the ready line.

@@ -20,16 +20,7 @@ struct HardeningTests {
 
     func exitCode(_ r: ToolResult) -> Int32? { if case .exited(let c)? = r.status { return c }; return nil }
 
-    func ready(_ f: AmpdFixture, _ extra: [String] = []) async throws -> AmpdRun {
-        let run = try await f.start(["run", "--amp-dir", f.base] + extra)
-        try #require(await run.waitForLine("ready in ", timeout: .seconds(90)), "\(run.text)")
-        return run
-    }
 
-    func stop(_ run: AmpdRun) async {
-        run.process?.signal(SIGTERM)
-        _ = await run.process?.wait(timeout: .seconds(30))
-    }
 
     func configure(_ f: AmpdFixture, _ text: String) throws {
         try makeDirectories(f.ampDir)
@@ -56,9 +47,9 @@ struct HardeningTests {
         #expect(linked == .exited(65) && linkedText.contains("resolves to \(outside.base)/elsewhere.sql, outside the project"), "\(linkedText)")
 
         try configure(f, "[postgres]\nseed = [\"db/seed.sql\"]\nseed_outside_project = true\n")
-        let run = try await ready(f)
+        let run = try await f.ready()
         #expect(try LibPQ.query(try #require(run.url), "SELECT count(*) FROM elsewhere").first == "0", "allowed explicitly")
-        await stop(run)
+        await run.stop()
     }
 
     @Test("a seed that never ends is bounded by start_timeout, and a stop request ends it at once (it held ampd for minutes)")
@@ -108,7 +99,7 @@ struct HardeningTests {
     @Test("reserved names are refused at creation (amp_testdb_mine was dropped, with its tables, at the next start)")
     func reservedNames() async throws {
         let f = AmpdFixture()
-        let run = try await ready(f)
+        let run = try await f.ready()
         for name in ["amp_testdb_mine", "shop__import_123", "shop__amp_copy_9"] {
             let r = await ampctl(f, ["createdb", name])
             #expect(exitCode(r) == 65 && r.output.contains("choose another name"), "\(name): \(r.output)")
@@ -124,13 +115,13 @@ struct HardeningTests {
         }
         let local = try #require(run.url)
         #expect(try LibPQ.query(local, "SELECT count(*) FROM pg_database WHERE datname LIKE 'amp\\_testdb\\_mine' OR datname LIKE '%\\_\\_import\\_%'").first == "0")
-        await stop(run)
+        await run.stop()
     }
 
     @Test("an interrupted import leaves no database: SIGTERM cleans up; after SIGKILL the next ampd start drops it; /dev/zero is refused")
     func interruptedImport() async throws {
         let f = AmpdFixture()
-        var run = try await ready(f)
+        var run = try await f.ready()
         let local = try #require(run.url)
         writeFile(f.base + "/slow.sql", "CREATE TABLE t (n int);\nSELECT pg_sleep(120);\n")
         func importing() async throws -> AmpdRun {
@@ -157,33 +148,33 @@ struct HardeningTests {
         killed.process?.signal(SIGKILL)
         _ = await killed.process?.wait(timeout: .seconds(10))
         #expect(try leftovers() == "1", "SIGKILL leaves it (nothing can clean up then)")
-        await stop(run)
-        run = try await ready(f)
+        await run.stop()
+        run = try await f.ready()
         #expect(await eventually(timeout: .seconds(20)) { (try? leftovers()) == "0" }, "ampd dropped the leftover of the gone ampctl: \(run.text)")
         #expect(run.text.contains("left over by ampctl"), "\(run.text)")
 
         let zero = await ampctl(f, ["import", "/dev/zero", "--db", "zero"])
         #expect(exitCode(zero) == 65 && zero.output.contains("not a regular file"), "\(zero.output)")
-        await stop(run)
+        await run.stop()
     }
 
     @Test("a percent-encoded password never shows in an import's error; a password in argv is scrubbed and warned about")
     func passwordsInMessages() async throws {
         let f = AmpdFixture()
-        let run = try await ready(f)
+        let run = try await f.ready()
         let malformed = await ampctl(f, ["import", "postgresql://app:Se%40cret%2F99@[::1/shop", "--db", "shop"])
         #expect(exitCode(malformed) != 0, "\(malformed.output)")
         #expect(!malformed.output.contains("Se%40cret%2F99") && !malformed.output.contains("Se@cret/99"), "\(malformed.output)")
         let query = await ampctl(f, ["import", "postgresql://app@127.0.0.1:1/shop?pass%77ord=Qu3ry%21Pw&sslmode=disable", "--db", "shop"])
         #expect(!query.output.contains("Qu3ry") , "\(query.output)")
         #expect(query.output.contains("visible to other users in ps"), "warned: \(query.output)")
-        await stop(run)
+        await run.stop()
     }
 
     @Test("export writes a 0600 file; top --db of a missing database, reset --seed without seeds and a taken snapshot name fail without touching the cluster")
     func smallerOnes() async throws {
         let f = AmpdFixture()
-        let run = try await ready(f)
+        let run = try await f.ready()
         let local = try #require(run.url)
         _ = try LibPQ.rows(local, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (7)")
 
@@ -206,6 +197,6 @@ struct HardeningTests {
         let taken = await ampctl(f, ["snapshot", "create", "taken"])
         #expect(exitCode(taken) == 65 && taken.output.contains("exists already"), "\(taken.output)")
         #expect(try LibPQ.query(local, "SELECT pg_postmaster_start_time()::text").first ?? nil == pid, "PostgreSQL was not stopped")
-        await stop(run)
+        await run.stop()
     }
 }

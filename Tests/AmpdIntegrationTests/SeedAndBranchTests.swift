@@ -7,16 +7,7 @@ import Testing
 
 @Suite("seed scripts and branch databases (built binaries, real PostgreSQL, real git)", .serialized, unprivileged)
 struct SeedAndBranchTests {
-    func ready(_ f: AmpdFixture) async throws -> AmpdRun {
-        let run = try await f.start(["run", "--amp-dir", f.base])
-        try #require(await run.waitForLine("ready in ", timeout: .seconds(90)), "\(run.text)")
-        return run
-    }
 
-    func stop(_ run: AmpdRun) async {
-        run.process?.signal(SIGTERM)
-        _ = await run.process?.wait(timeout: .seconds(30))
-    }
 
     @Test("seeds run once, in order, when the cluster is created; not again on the next start")
     func seedsRunOnce() async throws {
@@ -26,14 +17,14 @@ struct SeedAndBranchTests {
         writeFile(f.ampDir + "/config.toml", "[postgres]\nseed = [\"db/schema.sql\", \"db/seed.sql\"]\n")
         writeFile(f.base + "/db/schema.sql", "CREATE TABLE fruit (name text NOT NULL);\n")
         writeFile(f.base + "/db/seed.sql", "INSERT INTO fruit VALUES ('apple'), ('pear');\n")
-        let first = try await ready(f)
+        let first = try await f.ready()
         let url = try #require(first.url)
         #expect(try LibPQ.query(url, "SELECT count(*) FROM fruit").first == "2")
         #expect(first.text.contains("seeded the new cluster with 2 script(s)"), "\(first.text)")
-        await stop(first)
-        let second = try await ready(f)
+        await first.stop()
+        let second = try await f.ready()
         #expect(try LibPQ.query(try #require(second.url), "SELECT count(*) FROM fruit").first == "2", "not seeded twice")
-        await stop(second)
+        await second.stop()
     }
 
     @Test("a failing seed names the file and line, is never reported ready, and leaves no half-seeded cluster")
@@ -52,9 +43,9 @@ struct SeedAndBranchTests {
 
         // Fixed, the next start seeds from scratch.
         writeFile(f.base + "/db/seed.sql", "CREATE TABLE a (x int);\nINSERT INTO a VALUES (1);\n")
-        let run = try await ready(f)
+        let run = try await f.ready()
         #expect(try LibPQ.query(try #require(run.url), "SELECT count(*) FROM a").first == "1")
-        await stop(run)
+        await run.stop()
     }
 
     @Test("a missing seed script or a seed that is not a list: a one-line error naming the config file")
@@ -83,7 +74,7 @@ struct SeedAndBranchTests {
         writeFile(f.base + "/README", "x\n")
         #expect(await git(["add", "README"]).ok)
         #expect(await git(["commit", "-qm", "first"]).ok)
-        let ampd = try await ready(f)
+        let ampd = try await f.ready()
         let local = try #require(ampd.url)
         _ = try LibPQ.rows(local, "CREATE TABLE shared (n int); INSERT INTO shared VALUES (42)")
 
@@ -143,7 +134,7 @@ struct SeedAndBranchTests {
         #expect(await git(["checkout", "-q", "Feat-X"]).ok)
         let refused = await ampctl(["url", "--branch"])
         #expect(refused.status == .exited(65) && refused.output.contains("belongs to branch someone-else"), "\(refused.output)")
-        await stop(ampd)
+        await ampd.stop()
     }
 }
 
@@ -155,7 +146,7 @@ extension SeedAndBranchTests {
         try makeDirectories(f.ampDir)
         writeFile(f.ampDir + "/config.toml", "[postgres]\nseed = [\"db/seed.sql\"]\n")
         writeFile(f.base + "/db/seed.sql", "CREATE TABLE fruit (name text); INSERT INTO fruit VALUES ('apple');\n")
-        let ampd = try await ready(f)
+        let ampd = try await f.ready()
         let url = try #require(ampd.url)
         let env = toolEnvironment(["XDG_RUNTIME_DIR": f.runtimeDirectory, "NO_COLOR": "1"])
         func ampctl(_ args: [String]) async -> ToolResult { await runIn(f.base, ampctlPath, args, environment: env) }
@@ -181,6 +172,6 @@ extension SeedAndBranchTests {
         #expect(empty.ok, "\(empty.output)")
         #expect(try LibPQ.query(url, "SELECT count(*) FROM pg_class WHERE relname = 'fruit'").first == "0", "empty")
         #expect(!listDirectory(f.ampDir).contains { $0.hasPrefix(".before-reset") })
-        await stop(ampd)
+        await ampd.stop()
     }
 }

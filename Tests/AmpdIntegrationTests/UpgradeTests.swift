@@ -20,16 +20,7 @@ struct UpgradeTests {
         throw CancellationError()
     }
 
-    func ready(_ f: AmpdFixture, _ args: [String] = []) async throws -> AmpdRun {
-        let run = try await f.start(["run", "--amp-dir", f.base] + args)
-        try #require(await run.waitForLine("ready in ", timeout: .seconds(90)), "\(run.text)")
-        return run
-    }
 
-    func stop(_ run: AmpdRun) async {
-        run.process?.signal(SIGTERM)
-        _ = await run.process?.wait(timeout: .seconds(30))
-    }
 
     func ampctl(_ f: AmpdFixture, _ args: [String]) async -> ToolResult {
         await runIn(f.base, ampctlPath, args, environment: toolEnvironment(["XDG_RUNTIME_DIR": f.runtimeDirectory, "NO_COLOR": "1"]))
@@ -40,7 +31,7 @@ struct UpgradeTests {
     /// A 15 cluster with rows, a sequence, an index, a view and pg_stat_statements.
     func populated15() async throws -> AmpdFixture {
         let f = AmpdFixture()
-        let run = try await ready(f)
+        let run = try await f.ready()
         let url = try #require(run.url)
         let created = await eventually(timeout: .seconds(10)) {
             (try? LibPQ.query(url, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'").first) == "1"
@@ -52,7 +43,7 @@ struct UpgradeTests {
             CREATE INDEX t_v ON t (v);
             CREATE VIEW tv AS SELECT count(*) AS n FROM t
             """)
-        await stop(run)
+        await run.stop()
         return f
     }
 
@@ -70,11 +61,11 @@ struct UpgradeTests {
         let f = try await populated15()
 
         // A foreground ampd holds the amp dir: refused with its PID, nothing changed.
-        let running = try await ready(f)
+        let running = try await f.ready()
         let busy = await ampctl(f, ["upgrade", "--bin-dir", new])
         #expect(exitCode(busy) == 75, "\(busy.output)")
         #expect(busy.output.contains("ampd (PID \(running.process?.pid ?? 0))"), "\(busy.output)")
-        await stop(running)
+        await running.stop()
 
         let check = await ampctl(f, ["upgrade", "--bin-dir", new, "--check"])
         #expect(check.ok, "\(check.output)")
@@ -93,9 +84,9 @@ struct UpgradeTests {
         let (status, lines) = try await f.runToEnd(["run", "--amp-dir", f.base, "--bin-dir", "/usr/lib/postgresql/15/bin"])
         #expect(status == .exited(65), "\(lines)")
 
-        let on18 = try await ready(f, ["--bin-dir", new])
+        let on18 = try await f.ready(["--bin-dir", new])
         try verify(try #require(on18.url), major: "18")
-        await stop(on18)
+        await on18.stop()
 
         let unconfirmed = await ampctl(f, ["upgrade", "--rollback"])
         #expect(exitCode(unconfirmed) == 64, "no terminal, no --yes: \(unconfirmed.output)")
@@ -103,9 +94,9 @@ struct UpgradeTests {
         let rollback = await ampctl(f, ["upgrade", "--rollback", "--yes"])
         #expect(rollback.ok, "\(rollback.output)")
         #expect(readFile(f.metadb + "/PG_VERSION")?.hasPrefix("15") == true)
-        let on15 = try await ready(f)
+        let on15 = try await f.ready()
         try verify(try #require(on15.url), major: "15")
-        await stop(on15)
+        await on15.stop()
 
         let again = await ampctl(f, ["upgrade", "--bin-dir", new])
         #expect(again.ok, "\(again.output)")
@@ -127,9 +118,9 @@ struct UpgradeTests {
         #expect(upgrade.output.contains("the original cluster is unchanged"), "\(upgrade.output)")
         #expect(readFile(f.metadb + "/PG_VERSION")?.hasPrefix("15") == true)
         #expect(listDirectory(f.ampDir).sorted() == before, "no work or rollback directory left: \(listDirectory(f.ampDir))")
-        let run = try await ready(f)
+        let run = try await f.ready()
         try verify(try #require(run.url), major: "15")
-        await stop(run)
+        await run.stop()
     }
 
     @Test("nothing to do: the same or an older version is refused (exit 65)")
