@@ -160,7 +160,7 @@ enum Daemon {
         // The varlink socket listens before PostgreSQL starts, so `ampctl status` sees the start.
         let restarts = countStart(environment: environment)
         let maintenance = MaintenanceQueue()
-        let session = LibPQSessionSlot()
+        let sessions = LibPQSessions()
         let board = StatusBoard(MetadbStatus(
             state: ServicePhase.checking.state, phase: ServicePhase.checking.statusText, project: projectName, ampdPID: Int(getpid()),
             ampDir: ampDir.path, dataDir: ampDir.metadb, restarts: restarts))
@@ -171,14 +171,14 @@ enum Daemon {
             }
             logger.info("PostgreSQL also listens on TCP \(tcp.display)\(tcp.tls ? " (TLS)" : ""), SCRAM password required")
         }
-        let testDatabases = TestDatabasePool(board: board, logger: logger)
+        let testDatabases = TestDatabasePool(board: board, sessions: sessions, logger: logger)
         let varlink: VarlinkServer
         do {
             varlink = try makeVarlinkServer(
                 name: projectName, environment: environment, board: board, logger: logger,
                 snapshots: SnapshotContext(store: ClusterSnapshots(directory: ampDir.path + "/snapshots"), dataDirectory: ampDir.metadb,
                                            projectBase: ampDir.base, queue: maintenance, seedsConfigured: !settings.seed.isEmpty),
-                testDatabases: testDatabases, session: session)
+                testDatabases: testDatabases, sessions: sessions)
         } catch {
             return fail(error.code, error.message)
         }
@@ -203,7 +203,7 @@ enum Daemon {
             services: [
                 // Dependency order: started first, stopped last.
                 .init(service: VarlinkService(server: varlink, board: board), serviceName: "varlink"),
-                .init(service: TestDatabasePoolService(pool: testDatabases, session: session), serviceName: "testdb-pool"),
+                .init(service: TestDatabasePoolService(pool: testDatabases), serviceName: "testdb-pool"),
                 .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                       failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "postgres"),
             ],
@@ -293,7 +293,7 @@ enum Daemon {
     /// Binds the `io.amp.Metadb` socket at `RUNTIME/amp/NAME/io.amp.Metadb` (directories 0700).
     static func makeVarlinkServer(
         name: String, environment: [String: String], board: StatusBoard, logger: Logger, snapshots: SnapshotContext? = nil,
-        testDatabases: TestDatabasePool? = nil, session: LibPQSessionSlot = LibPQSessionSlot(), external: ExternalServer? = nil
+        testDatabases: TestDatabasePool? = nil, sessions: LibPQSessions = LibPQSessions(), external: ExternalServer? = nil
     ) throws(DaemonError) -> VarlinkServer {
         let runtime = Metadb.runtimeDirectory(environment: environment)
         let path = Metadb.socketPath(runtimeDirectory: runtime, name: name)
@@ -317,7 +317,8 @@ enum Daemon {
         var handler = MetadbHandler(board: board, logger: logger)
         handler.snapshots = snapshots
         handler.testDatabases = testDatabases
-        handler.readOnlySession = session
+        handler.sessions = sessions
+        handler.readOnlySession = sessions.slot()
         handler.external = external
         do {
             return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") },

@@ -18,6 +18,9 @@ import ThreadSupport
 struct MetadbHandler: VarlinkHandler {
     let board: StatusBoard
     let logger: Logger
+    /// Every connection ampd keeps open, closed before a copy of the database they sit on and
+    /// before the server stops.
+    var sessions = LibPQSessions()
     /// One idle connection kept for the read-only queries (status statistics, the database
     /// list), so that `ampctl status` does not wait for a backend to start each time. Commands
     /// that change something (CREATE/DROP DATABASE) always use a connection of their own.
@@ -131,8 +134,6 @@ struct MetadbHandler: VarlinkHandler {
             let quoted = "'\(template)'"  // checked above: a-z, 0-9, _ and -
             let sizeRows = try await sql(handle, "SELECT pg_database_size(\(quoted))::bigint", name: template, readOnly: true)
             guard let sizeText = sizeRows.first?.first ?? nil, let size = Int64(sizeText) else { throw .noSuchDatabase(name: template) }
-            // ampd's own kept session must not be the one that blocks the copy.
-            if template == handle.database { readOnlySession.close() }
             if force {
                 _ = try await sql(handle, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = \(quoted) AND pid <> pg_backend_pid()", name: template)
             }
@@ -141,7 +142,8 @@ struct MetadbHandler: VarlinkHandler {
             if let strategy = CloneStrategy.choose(sizeBytes: size, serverMajor: major) { clause += " STRATEGY \(strategy.rawValue)" }
         }
         do {
-            _ = try await sql(handle, "CREATE DATABASE \(LibPQ.quoteIdentifier(name))\(clause)", name: name)
+            // ampd's own kept sessions must never be what blocks the copy.
+            _ = try await sql(handle, "CREATE DATABASE \(LibPQ.quoteIdentifier(name))\(clause)", name: name, copying: template)
         } catch {
             if case .databaseInUse = error, let template { throw try await inUse(template, handle: handle) }
             throw error
@@ -205,7 +207,7 @@ struct MetadbHandler: VarlinkHandler {
         let handle = try readyHandle()
         let source = template ?? handle.database
         if let reason = Metadb.databaseNameProblem(source) { throw .invalidDatabaseName(name: source, reason: reason) }
-        let (name, pooled) = try await pool.acquire(template: source, handle: handle, session: readOnlySession)
+        let (name, pooled) = try await pool.acquire(template: source, handle: handle)
         let c = try connection().forDatabase(name)
         logger.debug("handed out test database \(name) (template \(source), \(pooled ? "pooled" : "made now"))")
         return .init(database: name, url: c.url, environment: c.environment, pooled: pooled)
@@ -270,7 +272,7 @@ struct MetadbHandler: VarlinkHandler {
             throw .snapshotIncompatible(name: name, snapshotVersion: snapshot.postgresVersion, clusterVersion: current)
         }
         _ = try readyHandle()
-        readOnlySession.close()
+        sessions.closeAll()
         sizeCache.invalidate()
         let job = MaintenanceJob(description: "restoring snapshot \(name)") {
             do throws(ClusterSnapshots.Failure) {
@@ -301,7 +303,7 @@ struct MetadbHandler: VarlinkHandler {
             throw .snapshotFailed(message: "no seed scripts are configured ([postgres] seed in .amp/config.toml), so --seed has nothing to run; nothing was changed: add them, or reset without --seed")
         }
         _ = try readyHandle()
-        readOnlySession.close()
+        sessions.closeAll()
         sizeCache.invalidate()
         let job = MaintenanceJob(description: seed ? "resetting the cluster (with the seed scripts)" : "resetting the cluster") {
             let kept = parentDirectory(c.dataDirectory) + "/.before-reset-\(getpid())"
@@ -347,12 +349,17 @@ struct MetadbHandler: VarlinkHandler {
         MetadbDatabase(name: row[0] ?? "", sizeBytes: Int64(row[1] ?? "") ?? 0, owner: row.count > 2 ? row[2] ?? "" : "")
     }
 
-    /// Runs `text` on its own thread (a read-only query on the kept session); maps
-    /// PostgreSQL's errors to the interface's.
-    private func sql(_ handle: PostgresHandle, _ text: String, name: String = "", readOnly: Bool = false) async throws(MetadbError) -> [[String?]] {
-        let conninfo = handle.conninfo, session = readOnlySession
+    /// Runs `text` on its own thread (a read-only query on the kept session; a copy of database
+    /// `copying` with ampd's kept sessions closed first); maps PostgreSQL's errors to the
+    /// interface's.
+    private func sql(_ handle: PostgresHandle, _ text: String, name: String = "", readOnly: Bool = false, copying source: String? = nil) async throws(MetadbError) -> [[String?]] {
+        let conninfo = handle.conninfo, session = readOnlySession, sessions = self.sessions, database = handle.database
         let result = await runOnThread(name: "amp-sql") {
-            Result { () throws(LibPQError) in readOnly ? try session.rows(conninfo, text) : try LibPQ.rows(conninfo, text) }
+            Result { () throws(LibPQError) in
+                if readOnly { return try session.rows(conninfo, text) }
+                guard let source else { return try LibPQ.rows(conninfo, text) }
+                return try sessions.copying(source: source, keptOn: database) { () throws(LibPQError) in try LibPQ.rows(conninfo, text) }
+            }
         }
         switch result {
         case .success(let rows): return rows

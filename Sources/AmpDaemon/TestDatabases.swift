@@ -40,11 +40,15 @@ final class TestDatabasePool: Sendable {
         var handedOut: Set<String> = []
     }
 
+    /// ampd's kept connections, closed before a copy of the database they sit on.
+    let sessions: LibPQSessions
     /// Connections for the checks of the templates, kept (one per concurrent caller, up to 8).
-    let checks = LibPQSessionSlot(capacity: 8)
+    let checks: LibPQSessionSlot
 
-    init(board: StatusBoard, logger: Logger, size: Int = 8) {
+    init(board: StatusBoard, sessions: LibPQSessions, logger: Logger, size: Int = 8) {
         self.board = board
+        self.sessions = sessions
+        self.checks = sessions.slot(capacity: 8)
         self.logger = logger
         self.size = size
         (requests, requestSink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(64))
@@ -68,21 +72,13 @@ final class TestDatabasePool: Sendable {
         return (values.dropFirst().joined(separator: ":"), Int(values.first ?? "0") ?? 0)
     }
 
-    /// Makes a clone of `template` named `name` (with the marker comment). Retries while only
-    /// ampd's own idle session blocks a clone of the default database.
-    static func clone(_ template: String, as name: String, handle: PostgresHandle, sessions: [LibPQSessionSlot]) throws(LibPQError) {
+    /// Makes a clone of `template` named `name` (with the marker comment), with ampd's kept
+    /// connections closed first when they sit on the template (``LibPQSessions/copying``).
+    static func clone(_ template: String, as name: String, handle: PostgresHandle, sessions: LibPQSessions) throws(LibPQError) {
         let create = "CREATE DATABASE \(LibPQ.quoteIdentifier(name)) TEMPLATE \(LibPQ.quoteIdentifier(template)) STRATEGY WAL_LOG"
-        var attempt = 0
-        while true {
-            if template == handle.database { for s in sessions { s.close() } }
-            do {
-                let major = Int(handle.serverVersion.prefix { $0.isNumber }) ?? 0
-                _ = try LibPQ.rows(handle.conninfo, major >= 15 ? create : create.replacing(" STRATEGY WAL_LOG", with: ""))
-                break
-            } catch {
-                attempt += 1
-                guard error.sqlState == "55006", attempt < 3, template == handle.database else { throw error }
-            }
+        let major = Int(handle.serverVersion.prefix { $0.isNumber }) ?? 0
+        _ = try sessions.copying(source: template, keptOn: handle.database) { () throws(LibPQError) in
+            try LibPQ.rows(handle.conninfo, major >= 15 ? create : create.replacing(" STRATEGY WAL_LOG", with: ""))
         }
         _ = try? LibPQ.rows(handle.conninfo, "COMMENT ON DATABASE \(LibPQ.quoteIdentifier(name)) IS '\(comment)'")
     }
@@ -92,7 +88,7 @@ final class TestDatabasePool: Sendable {
     }
 
     /// A database for a caller: a pooled clone when the template is unchanged, else a fresh one.
-    func acquire(template: String, handle: PostgresHandle, session: LibPQSessionSlot) async throws(MetadbError) -> (name: String, pooled: Bool) {
+    func acquire(template: String, handle: PostgresHandle) async throws(MetadbError) -> (name: String, pooled: Bool) {
         defer { requestSink.yield(template) }
         let conninfo = handle.conninfo
         let checks = self.checks
@@ -118,7 +114,7 @@ final class TestDatabasePool: Sendable {
         let name = nextName()
         let result = await runOnThread(name: "amp-testdb") { () -> Result<Void, LibPQError> in
             for n in stale { Self.drop(n, handle: handle) }
-            return Result { () throws(LibPQError) in try Self.clone(template, as: name, handle: handle, sessions: [session, checks]) }
+            return Result { () throws(LibPQError) in try Self.clone(template, as: name, handle: handle, sessions: self.sessions) }
         }
         switch result {
         case .success:
@@ -143,7 +139,7 @@ final class TestDatabasePool: Sendable {
 
     /// Runs until the task is cancelled: drops the leftovers of earlier runs once PostgreSQL is
     /// ready, then refills a template's pool whenever one was used.
-    func run(session: LibPQSessionSlot) async {
+    func run() async {
         for await status in board.watch() where status.state == .ready {
             if let handle = board.handle {
                 await runOnThread(name: "amp-testdb") { Self.dropLeftovers(handle: handle, logger: self.logger) }
@@ -152,7 +148,7 @@ final class TestDatabasePool: Sendable {
         }
         for await template in requests {
             guard let handle = board.handle else { continue }
-            await refill(template, handle: handle, session: session)
+            await refill(template, handle: handle)
         }
     }
 
@@ -189,12 +185,12 @@ final class TestDatabasePool: Sendable {
         return comm.trimmingWhitespace == "ampctl"
     }
 
-    private func refill(_ template: String, handle: PostgresHandle, session: LibPQSessionSlot) async {
+    private func refill(_ template: String, handle: PostgresHandle) async {
         let conninfo = handle.conninfo, checks = self.checks
         while state.withLock({ ($0.ready[template]?.count ?? 0) < size }) {
             guard let before = await runOnThread(name: "amp-testdb", { Self.fingerprint(conninfo, template: template, on: checks) }), before.sessions == 0 else { return }
             let name = nextName()
-            let made = await runOnThread(name: "amp-testdb") { (try? Self.clone(template, as: name, handle: handle, sessions: [session, checks])) != nil }
+            let made = await runOnThread(name: "amp-testdb") { (try? Self.clone(template, as: name, handle: handle, sessions: self.sessions)) != nil }
             guard made else { return }
             // Recorded only when the template did not change while it was copied.
             guard let after = await runOnThread(name: "amp-testdb", { Self.fingerprint(conninfo, template: template, on: checks) }), after.fingerprint == before.fingerprint else {
@@ -215,11 +211,10 @@ final class TestDatabasePool: Sendable {
 /// background until shutdown.
 struct TestDatabasePoolService: Service {
     let pool: TestDatabasePool
-    let session: LibPQSessionSlot
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
-            await pool.run(session: session)
+            await pool.run()
         }
     }
 }

@@ -271,6 +271,46 @@ public final class LibPQSessionSlot: Sendable {
     }
 }
 
+/// Every connection a process keeps open between calls (ampd's read-only session, the
+/// test-database pool's checks), in one registry, so that a copy of the database they sit on
+/// can close them first: `CREATE DATABASE … TEMPLATE x` fails while any session is connected
+/// to `x`, and ampd's own idle sessions must never be what blocks what ampd is asked to do.
+public final class LibPQSessions: Sendable {
+    private let slots = Mutex<[LibPQSessionSlot]>([])
+
+    public init() {}
+
+    /// A new slot of kept connections, registered here.
+    public func slot(capacity: Int = 1) -> LibPQSessionSlot {
+        let slot = LibPQSessionSlot(capacity: capacity)
+        slots.withLock { $0.append(slot) }
+        return slot
+    }
+
+    /// Closes every kept connection.
+    public func closeAll() {
+        for slot in slots.withLock({ $0 }) { slot.close() }
+    }
+
+    /// Runs `copy` (a `CREATE DATABASE … TEMPLATE source`) with none of the kept connections
+    /// on `source` when they sit on it (`keptOn`). A kept connection opened again in between
+    /// (a background check) is closed and the copy tried again, up to three times; a session
+    /// of anyone else's still fails with `55006` (object_in_use).
+    public func copying<T>(source: String, keptOn database: String, _ copy: () throws(LibPQError) -> T) throws(LibPQError) -> T {
+        var attempt = 0
+        while true {
+            if source == database { closeAll() }
+            do {
+                return try copy()
+            } catch {
+                attempt += 1
+                guard error.sqlState == "55006", source == database, attempt < 3 else { throw error }
+                usleep(50_000 * UInt32(attempt))
+            }
+        }
+    }
+}
+
 /// An error reported by libpq (connection or query).
 public struct LibPQError: Error, Sendable, CustomStringConvertible {
     public var message: String

@@ -73,4 +73,27 @@ struct TestDatabaseTests {
         ampd.process?.signal(SIGTERM)
         _ = await ampd.process?.wait(timeout: .seconds(30))
     }
+
+    @Test("ampd's own sessions never block a clone of the default database: after the pool ran, createdb --from postgres, testdb with the default template and a second pool all succeed")
+    func ownSessionsNeverBlockClones() async throws {
+        let f = AmpdFixture()
+        let ampd = try await f.start(["run", "--amp-dir", f.base])
+        try #require(await ampd.waitForLine("ready in ", timeout: .seconds(90)), "\(ampd.text)")
+        let env = toolEnvironment(["XDG_RUNTIME_DIR": f.runtimeDirectory, "NO_COLOR": "1", "PATH": "/usr/bin:/bin"])
+        func ampctl(_ args: [String]) async -> ToolResult { await runIn(f.base, ampctlPath, args, environment: env) }
+        #expect(await ampctl(["createdb", "tpl"]).ok)
+        let pooled = await ampctl(["testdb", "--template", "tpl", "--", "true"])
+        #expect(pooled.ok, "\(pooled.output)")
+        // The pool refills in the background, on connections to the default database.
+        try await Task.sleep(for: .seconds(2))
+        for round in 1...3 {
+            let copy = await ampctl(["createdb", "copy\(round)", "--from", "postgres"])
+            #expect(copy.ok, "round \(round): \(copy.output)")
+            let fresh = await ampctl(["testdb", "--", "true"])
+            #expect(fresh.ok, "round \(round): \(fresh.output)")
+            let again = await ampctl(["testdb", "--template", "tpl", "--", "true"])
+            #expect(again.ok, "round \(round): \(again.output)")
+        }
+        await ampd.stop()
+    }
 }
