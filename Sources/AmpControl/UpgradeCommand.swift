@@ -48,6 +48,7 @@ struct UpgradeCommand: AsyncParsableCommand {
             guard !project.base.isEmpty else { throw AmpctlError(.noInput, "no project directory; run ampctl upgrade in the project or name it") }
             let ampDir = AmpDirectory(base: project.base, source: .flag)
             do throws(ConfigError) { try ampDir.checkLayout() } catch { throw AmpctlError(.config, error.message) }
+            try await recoverInterrupted(ampDir)
             if rollback { return try await rollBack(project, ampDir) }
             if finish { return try finishUpgrade(ampDir) }
             return try await upgrade(project, ampDir, environment: environment)
@@ -95,7 +96,7 @@ struct UpgradeCommand: AsyncParsableCommand {
         let socketDirectory = Metadb.runtimeDirectory(environment: environment) + "/amp/upgrade-\(getpid())"
         let upgrader = ClusterUpgrader(dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory, socketDirectory: socketDirectory, plan: plan)
         if check {
-            if await serviceRunning(project) || lockIsHeld(ampDir) {
+            if await serviceRunning(project) || lockHolder(ampDir) != nil {
                 err("ampctl: \(project.name) is running; pg_upgrade --check runs once it is stopped (`ampctl upgrade` stops it first). The plan above holds.")
                 return .success
             }
@@ -297,14 +298,15 @@ func serviceRunning(_ project: Project) async -> Bool {
     return ["active", "activating", "reloading"].contains(state.trimmingWhitespace)
 }
 
-/// Whether another process (a foreground `ampd run`) holds the amp dir's lock.
-func lockIsHeld(_ ampDir: AmpDirectory) -> Bool {
+/// The PID of the process holding the amp dir's lock (0 when it cannot be told), or nil when
+/// nobody holds it.
+func lockHolder(_ ampDir: AmpDirectory) -> Int32? {
     do {
         withExtendedLifetime(try AmpDirLock.acquire(ampDir.lockFile)) {}
-        return false
+        return nil
     } catch {
-        if case .held = error { return true }
-        return false
+        if case .held(let pid) = error { return pid ?? 0 }
+        return nil
     }
 }
 
@@ -324,6 +326,18 @@ func withLock<T>(_ ampDir: AmpDirectory, _ body: () async throws(AmpctlError) ->
     let result = try await body()
     withExtendedLifetime(lock) {}
     return result
+}
+
+/// Finishes or rolls back an operation a crash cut short (``InterruptedOperations``), as the
+/// next start of ampd would, when no ampd holds the lock (a running one did it at its start).
+func recoverInterrupted(_ ampDir: AmpDirectory) async throws(AmpctlError) {
+    guard !InterruptedOperations.scan(dataDirectory: ampDir.metadb).isEmpty, lockHolder(ampDir) == nil else { return }
+    let report = try await withLock(ampDir) { () async throws(AmpctlError) -> InterruptedOperations.Report in
+        await InterruptedOperations.recover(
+            dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory, stopTimeout: .seconds(30), logger: PostgresBuilder.silentLogger)
+    }
+    for line in report.done { err("ampctl: \(line)") }
+    for line in report.left { err("ampctl: left for you: \(line)") }
 }
 
 /// Runs `body` with a private 0700 socket directory that is removed afterwards.

@@ -129,6 +129,11 @@ enum Daemon {
             return fail(.cannotCreate, "\(message); check the permissions of \(ampDir.path)")
         }
 
+        // A restore, reset or upgrade cut short by a crash: finished or rolled back before the
+        // cluster starts; what cannot be decided stays, listed by `ampctl du` and `gc`.
+        _ = await InterruptedOperations.recover(
+            dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory, stopTimeout: settings.stopTimeout, logger: logger)
+
         let account: ProcessCredentials?
         do {
             account = try postgresAccount(settings: settings, ampDir: ampDir, logger: logger)

@@ -313,12 +313,11 @@ struct MetadbHandler: VarlinkHandler {
             }
             var step = MaintenanceStep(failure: nil) { ok in
                 if ok {
-                    try? removeTree(kept)
+                    InterruptedOperations.discardTree(kept)
                     return nil
                 }
-                try? removeTree(c.dataDirectory)
-                guard rename(kept, c.dataDirectory) == 0 else {
-                    return .snapshotFailed(message: "the new cluster failed, and the previous one could not be moved back from \(kept): move it to \(c.dataDirectory) by hand")
+                if let problem = InterruptedOperations.putBack(kept, into: c.dataDirectory) {
+                    return .snapshotFailed(message: "the new cluster failed, and the previous one is not back: \(problem)")
                 }
                 return nil
             }

@@ -127,19 +127,13 @@ public struct ClusterSnapshots: Sendable {
         return kept
     }
 
-    /// Drops the cluster a restore replaced.
-    public func finishRestore(_ kept: String) { try? removeTree(kept) }
+    /// Drops the cluster a restore replaced (renamed away first: while it exists under its own
+    /// name, the next start rolls the restore back, see ``InterruptedOperations``).
+    public func finishRestore(_ kept: String) { InterruptedOperations.discardTree(kept) }
 
     /// Puts the replaced cluster back (the restored one did not start).
     public func undoRestore(_ kept: String, into dataDirectory: String) throws(Failure) {
-        do {
-            try removeTree(dataDirectory)
-        } catch {
-            throw .io("\(error); the previous cluster is kept at \(kept)")
-        }
-        if rename(kept, dataDirectory) != 0 {
-            throw .io("cannot move the previous cluster back from \(kept): \(String(cString: strerror(errno)))")
-        }
+        if let problem = InterruptedOperations.putBack(kept, into: dataDirectory) { throw .io(problem) }
     }
 
     public func delete(_ name: String) throws(Failure) {

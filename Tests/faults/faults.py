@@ -791,8 +791,90 @@ class Suite:
                 os.rename(saved, planted)
         self.record("two-accounts", ok, "; ".join(figures))
 
+    # 10. ampd SIGKILLed in the middle of a snapshot restore or a reset: the next start finishes
+    # or rolls back, no scratch copy of the cluster is left, the data is the old or the new.
+    def interrupted_operations(self):
+        rounds = 4 if self.quick else 18
+        base = self.project("interrupted")
+        ampdir = base + "/.amp"
+
+        def scratch():
+            return sorted(n for n in os.listdir(ampdir) if n.startswith((".restore-", ".before-", ".upgrade-", ".removing-")))
+
+        d = Ampd(self, base)
+        ok = d.wait_ready()
+        figures, hit, outcomes, left_over = [], 0, {}, []
+        if ok:
+            query(d.url, "CREATE TABLE marker (v text); INSERT INTO marker VALUES ('snap')")
+            reply = varlink_call(d.socket, "io.amp.Metadb.CreateSnapshot", {"name": "s1"}, timeout=120)
+            ok = "error" not in reply
+            d.wait_ready()
+        for i in range(rounds if ok else 0):
+            if not d.wait_ready():
+                ok = False
+                figures.append(f"round {i}: not ready: {d.text[-300:]}")
+                break
+            query(d.url, "SET client_min_messages = warning; CREATE TABLE IF NOT EXISTS marker (v text); DELETE FROM marker; INSERT INTO marker VALUES ('current')")
+            op = "restore" if i % 2 == 0 else "reset"
+            method, params = ("io.amp.Metadb.RestoreSnapshot", {"name": "s1"}) if op == "restore" else ("io.amp.Metadb.ResetCluster", {})
+            caller = threading.Thread(target=lambda: varlink_call(d.socket, method, params, timeout=120), daemon=True)
+            caller.start()
+            time.sleep(random.uniform(0.05, 1.2))
+            d.proc.kill()
+            d.proc.wait()
+            caller.join(10)
+            before = scratch()
+            hit += 1 if before else 0
+            d = Ampd(self, base)
+            if not d.wait_ready():
+                ok = False
+                figures.append(f"round {i} ({op}): no start after the kill: {d.text[-400:]}")
+                break
+            after = scratch()
+            if after:
+                left_over.append(f"round {i}: {after}")
+            try:
+                value = query(d.url, "SELECT v FROM marker")[0][0]
+            except (RuntimeError, IndexError):
+                value = "gone"
+            allowed = {"restore": {"current", "snap"}, "reset": {"current", "gone"}}[op]
+            outcomes[f"{op}:{value}"] = outcomes.get(f"{op}:{value}", 0) + 1
+            if value not in allowed:
+                ok = False
+                figures.append(f"round {i} ({op}): marker is {value!r}")
+        d.stop()
+        ok = ok and not left_over
+        figures.insert(0, f"{rounds} SIGKILLs of ampd during restore/reset, {hit} with scratch copies present at the kill, "
+                          f"{len(left_over)} rounds with copies left after the next start; outcomes {dict(sorted(outcomes.items()))}")
+        self.record("interrupted-operations", ok, "; ".join(figures + left_over))
+
+    # 11. ampd's own idle sessions (the test-database pool's checks) never block a copy of the
+    # default database: createdb --from postgres right after ampctl testdb, many times over.
+    def pool_sessions(self):
+        rounds = 3 if self.quick else 20
+        base = self.project("pool-sessions")
+        ampctl = os.path.join(os.path.dirname(self.ampd_source), "ampctl")
+        d = Ampd(self, base)
+        ok = d.wait_ready()
+        env = self.env(base)
+        failures = []
+
+        def run(*args):
+            p = subprocess.run([ampctl] + list(args), cwd=base, env=env, capture_output=True, text=True, errors="replace", timeout=120)
+            if p.returncode != 0:
+                failures.append(f"ampctl {' '.join(args)}: exit {p.returncode}: {(p.stdout + p.stderr).strip()[-200:]}")
+        run("createdb", "tpl")
+        for i in range(rounds if ok else 0):
+            run("testdb", "--template", "tpl", "--", "true")
+            run("createdb", f"copy{i}", "--from", "postgres")
+            run("testdb", "--", "true")
+        d.stop()
+        self.record("pool-sessions", ok and not failures,
+                    f"{rounds} rounds of testdb --template, createdb --from postgres and testdb on the default database: "
+                    f"{len(failures)} failed" + "".join("\n    " + f for f in failures[:5]))
+
 FAULTS = ["commit_loss", "ampd_sigkill", "hung_postmaster", "concurrent_starts", "stale_pid", "bad_input", "varlink_abuse", "full_disk",
-          "two_accounts"]
+          "two_accounts", "interrupted_operations", "pool_sessions"]
 ROOT_FAULTS = ["full_disk", "two_accounts"]
 
 
