@@ -68,6 +68,7 @@ test-local: .build/gitconfig
 	AMP_WERROR=1 $(SWIFT) build --build-tests $(BUILD_FLAGS)
 	AMP_WERROR=1 $(SWIFT) test --skip-build $(BUILD_FLAGS)
 	$(MAKE) check-man
+	/usr/bin/python3 Tests/harness/check-imports.py
 	$(MAKE) faults-quick
 	Tests/fuzz/run.sh $${AMP_FUZZ_SECONDS:-20}
 

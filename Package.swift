@@ -24,6 +24,8 @@ let package = Package(
         // Short-lived commands (postgres --version, ampctl's runs of systemctl and journalctl);
         // without its Foundation trait, so no Foundation is linked for it.
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2", traits: []),
+        // FilePath and Errno in ChildProcess (swift-subprocess's own dependency, declared as used).
+        .package(url: "https://github.com/apple/swift-system", from: "1.5.0"),
     ],
     targets: [
         // C libraries through pkg-config, each with a shim.h (model: swiftly's CLibArchive).
@@ -59,7 +61,10 @@ let package = Package(
         // for the postmaster; short-lived commands through swift-subprocess.
         .target(
             name: "ChildProcess",
-            dependencies: ["CSpawn", "SystemSupport", "ThreadSupport", .product(name: "Subprocess", package: "swift-subprocess")],
+            dependencies: [
+                "CSpawn", "SystemSupport", "ThreadSupport", .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict),
         .target(
             name: "AmpPostgres",
@@ -75,11 +80,18 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "AmpLogging",
-            dependencies: ["SystemSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // The systemd adapters: sd_notify, the journal, credentials, unit files and the generator.
         .target(
             name: "AmpSystemd",
-            dependencies: ["AmpProtocol", "AmpRegistry", "AmpConfig", "CSystemd", "SystemSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AmpRegistry", "AmpConfig", "CSystemd", "SystemSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        // The daemon's life as pure state machines (events in, actions out, no I/O): what to
+        // tell systemd and when, when to restart PostgreSQL, what supervision does next.
+        .target(
+            name: "AmpSupervision",
+            dependencies: ["AmpProtocol", "AmpSystemd"],
             swiftSettings: strict),
         .target(
             name: "Varlink",
@@ -100,7 +112,7 @@ let package = Package(
         .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSocket", "SystemSupport", "ThreadSupport",
+                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSupervision", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSocket", "SystemSupport", "ThreadSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -130,7 +142,7 @@ let package = Package(
 
         .testTarget(
             name: "AmpControlTests",
-            dependencies: ["AmpControl", "AmpConfig"],
+            dependencies: ["AmpControl", "AmpConfig", "SystemSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "SystemSupportTests",
@@ -143,7 +155,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "AmpPostgresTests",
-            dependencies: ["AmpPostgres", "ChildProcess", "CLibPQ"],
+            dependencies: ["AmpPostgres", "ChildProcess"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpDaemonTests",
@@ -163,11 +175,15 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "AmpRegistryTests",
-            dependencies: ["AmpRegistry", "AmpConfig"],
+            dependencies: ["AmpRegistry"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpSystemdTests",
-            dependencies: ["AmpSystemd", "AmpProtocol", "AmpRegistry", "AmpConfig", "SystemSupport"],
+            dependencies: ["AmpSystemd", "AmpRegistry", "AmpConfig", "SystemSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "AmpSupervisionTests",
+            dependencies: ["AmpSupervision", "AmpProtocol", "AmpSystemd"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpdIntegrationTests",

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AmpPostgres
 import AmpProtocol
+import AmpSupervision
 import AmpSystemd
 import ChildProcess
 import Logging

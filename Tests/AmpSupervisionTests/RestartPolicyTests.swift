@@ -1,4 +1,4 @@
-import AmpSystemd
+import AmpSupervision
 import Testing
 
 @Suite("RestartPolicy and the restarting/degraded phases (pure)")

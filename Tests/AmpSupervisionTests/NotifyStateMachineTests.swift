@@ -1,4 +1,5 @@
 import AmpProtocol
+import AmpSupervision
 import AmpSystemd
 import Testing
 

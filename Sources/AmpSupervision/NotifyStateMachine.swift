@@ -1,4 +1,5 @@
 import AmpProtocol
+import AmpSystemd
 
 /// What a `Type=notify` service tells systemd, and when: a pure state machine (events in,
 /// actions out) without I/O, driven by the daemon and tested on its own.
