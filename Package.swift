@@ -39,7 +39,8 @@ let package = Package(
         // fork/exec with PR_SET_PDEATHSIG, a process group and a user switch: things
         // posix_spawn cannot do and that must not run Swift code between fork and exec.
         .target(name: "CSpawn"),
-        // Unix sockets, SO_PEERCRED, eventfd and poll for the varlink server and client.
+        // Unix sockets, SO_PEERCRED, eventfd and poll for the varlink server and client, and the
+        // timers and worker threads of ThreadSupport.
         .target(name: "CSocket"),
         // File copies by reflink / copy_file_range, and flock, for the cluster template cache.
         .target(name: "CFiles"),
@@ -55,7 +56,7 @@ let package = Package(
         // Swift concurrency (no unstructured tasks, no shared pool).
         .target(
             name: "ThreadSupport",
-            dependencies: ["CThreads"],
+            dependencies: ["CSocket", "CThreads"],
             swiftSettings: strict),
         // Child processes: fork/exec with PR_SET_PDEATHSIG, process groups, a reaper thread each,
         // for the postmaster; short-lived commands through swift-subprocess.
@@ -168,6 +169,10 @@ let package = Package(
         .testTarget(
             name: "AmpTuningTests",
             dependencies: ["AmpTuning"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ThreadSupportTests",
+            dependencies: ["ThreadSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "VarlinkTests",

@@ -28,7 +28,7 @@ struct AmpdService: Service {
     let logger: Logger
     /// Called once PostgreSQL is ready, with its handle, the start-up time and whether this
     /// start created the cluster.
-    let onReady: @Sendable (PostgresHandle, Duration, Bool) -> Void
+    let onReady: @Sendable (PostgresHandle, Duration, Bool) async -> Void
     /// The seed scripts a new cluster runs before it is called ready.
     var seeding: Seeding? = nil
     /// Work that needs PostgreSQL stopped (snapshots), from the varlink handler.
@@ -48,7 +48,7 @@ struct AmpdService: Service {
         if created.value != nil, let seeding, !seeding.files.isEmpty {
             guard try await seed(server, seeding, supervisor, deadline: started + seeding.timeout) else { return }
         }
-        onReady(server.handle, ContinuousClock.now - started, created.value != nil)
+        await onReady(server.handle, ContinuousClock.now - started, created.value != nil)
         let unitRestarts = board.status.restarts
         var policy = RestartPolicy()
         while true {
@@ -158,7 +158,7 @@ struct AmpdService: Service {
                 return previous
             }
             let after = await step.afterStart(true)
-            if step.failure == nil, after == nil, step.recreated { onReady(next.handle, ContinuousClock.now - began, true) }
+            if step.failure == nil, after == nil, step.recreated { await onReady(next.handle, ContinuousClock.now - began, true) }
             _ = job.result.fulfil(step.failure.map { .failure($0) } ?? after.map { .failure($0) } ?? .success(()))
             return next
         } catch let failure as PostgresError {

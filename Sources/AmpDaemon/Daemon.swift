@@ -177,13 +177,15 @@ enum Daemon {
             logger.info("PostgreSQL also listens on TCP \(tcp.display)\(tcp.tls ? " (TLS)" : ""), SCRAM password required")
         }
         let testDatabases = TestDatabasePool(board: board, sessions: sessions, logger: logger)
+        let statistics = try? WorkerThread(name: "amp-statistics")
+        defer { statistics?.stop() }
         let varlink: VarlinkServer
         do {
             varlink = try makeVarlinkServer(
                 name: projectName, environment: environment, board: board, logger: logger,
                 snapshots: SnapshotContext(store: ClusterSnapshots(directory: ampDir.path + "/snapshots"), dataDirectory: ampDir.metadb,
                                            projectBase: ampDir.base, queue: maintenance, seedsConfigured: !settings.seed.isEmpty),
-                testDatabases: testDatabases, sessions: sessions)
+                testDatabases: testDatabases, sessions: sessions, statistics: statistics)
         } catch {
             return fail(error.code, error.message)
         }
@@ -191,7 +193,7 @@ enum Daemon {
 
         let extensions = server.createExtensions
         var service = AmpdService(builder: builder, notifier: notifier, board: board, logger: logger) { handle, elapsed, created in
-            if created, !extensions.isEmpty { Self.createExtensions(extensions, handle: handle, logger: logger) }
+            if created, !extensions.isEmpty { await Self.createExtensions(extensions, handle: handle, logger: logger) }
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let rounded = (seconds * 1000).rounded() / 1000
             if !journal { printLine("ready in \(rounded)s: \(handle.url) — connect with: psql '\(handle.url)'") }
@@ -275,9 +277,11 @@ enum Daemon {
             $0.server = server.display
             $0.tls = server.usesTLS
         }
+        let statistics = try? WorkerThread(name: "amp-statistics")
+        defer { statistics?.stop() }
         let varlink: VarlinkServer
         do {
-            varlink = try makeVarlinkServer(name: projectName, environment: environment, board: board, logger: logger, external: server)
+            varlink = try makeVarlinkServer(name: projectName, environment: environment, board: board, logger: logger, statistics: statistics, external: server)
         } catch {
             return fail(error.code, error.message, [])
         }
@@ -298,7 +302,7 @@ enum Daemon {
     /// Binds the `io.amp.Metadb` socket at `RUNTIME/amp/NAME/io.amp.Metadb` (directories 0700).
     static func makeVarlinkServer(
         name: String, environment: [String: String], board: StatusBoard, logger: Logger, snapshots: SnapshotContext? = nil,
-        testDatabases: TestDatabasePool? = nil, sessions: LibPQSessions = LibPQSessions(), external: ExternalServer? = nil
+        testDatabases: TestDatabasePool? = nil, sessions: LibPQSessions = LibPQSessions(), statistics: WorkerThread? = nil, external: ExternalServer? = nil
     ) throws(DaemonError) -> VarlinkServer {
         let runtime = Metadb.runtimeDirectory(environment: environment)
         let path = Metadb.socketPath(runtimeDirectory: runtime, name: name)
@@ -325,6 +329,7 @@ enum Daemon {
         handler.sessions = sessions
         handler.readOnlySession = sessions.slot()
         handler.external = external
+        handler.statistics = statistics
         do {
             return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") },
                                     warn: { message in logger.warning("\(message)") })
@@ -339,25 +344,20 @@ enum Daemon {
     }
 
     /// Creates the baseline extensions in the default database of a new cluster (on a thread
-    /// of its own; a failure is logged, never fatal).
-    static func createExtensions(_ names: [String], handle: PostgresHandle, logger: Logger) {
+    /// of its own, awaited; a failure is logged, never fatal).
+    static func createExtensions(_ names: [String], handle: PostgresHandle, logger: Logger) async {
         let socket = handle.socketDirectory + "/.s.PGSQL.\(handle.port)"
-        do {
-            try startDetachedThread(name: "amp-extensions") {
-                for name in names {
-                    let sql = "CREATE EXTENSION IF NOT EXISTS \(LibPQ.quoteIdentifier(name))"
-                    switch WireProbe.probe(socketPath: socket, user: handle.user, database: handle.database, query: sql, timeout: .seconds(30)) {
-                    case .ok: logger.info("created extension \(name) in \(handle.database)")
-                    case .rejected(let code, let message): logger.warning("could not create extension \(name): \(message) (SQLSTATE \(code))")
-                    default: logger.warning("could not create extension \(name): no answer from PostgreSQL")
-                    }
+        await runOnThread(name: "amp-extensions") {
+            for name in names {
+                let sql = "CREATE EXTENSION IF NOT EXISTS \(LibPQ.quoteIdentifier(name))"
+                switch WireProbe.probe(socketPath: socket, user: handle.user, database: handle.database, query: sql, timeout: .seconds(30)) {
+                case .ok: logger.info("created extension \(name) in \(handle.database)")
+                case .rejected(let code, let message): logger.warning("could not create extension \(name): \(message) (SQLSTATE \(code))")
+                default: logger.warning("could not create extension \(name): no answer from PostgreSQL")
                 }
             }
-        } catch {
-            logger.warning("could not create extensions \(names.joined(separator: ", ")): \(error); create them with CREATE EXTENSION")
         }
     }
-
 
     /// Counts this start in `$RUNTIME_DIRECTORY/starts` (systemd keeps that directory across
     /// restarts of the unit and removes it on stop); returns the restarts before this one.

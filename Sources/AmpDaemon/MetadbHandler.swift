@@ -26,6 +26,9 @@ struct MetadbHandler: VarlinkHandler {
     /// that change something (CREATE/DROP DATABASE) always use a connection of their own.
     var readOnlySession = LibPQSessionSlot()
     let sizeCache = DatabaseSizeCache()
+    /// The thread the status statistics are read on (owned and joined by ``Daemon``): a
+    /// query on a hung server costs this one thread, never one per `GetStatus`.
+    var statistics: WorkerThread? = nil
     /// Snapshots: the store, the data directory, the project (for its git commit) and the
     /// queue to the service that stops and starts PostgreSQL around them.
     var snapshots: SnapshotContext? = nil
@@ -380,30 +383,26 @@ struct MetadbHandler: VarlinkHandler {
     static let statisticsTimeout: Duration = .seconds(1)
 
     /// The board's status plus size and connection count, when the server answers within
-    /// ``statisticsTimeout`` (the query's thread ends by libpq's connect_timeout after that).
+    /// ``statisticsTimeout`` (the query goes on on the ``statistics`` thread until libpq's connect_timeout).
     /// The connection count is read on every call; the size (`pg_database_size`, a walk over
     /// every file of every database: 2–5 ms) at most every ``DatabaseSizeCache/maxAge``.
     private func statusWithStatistics() async -> MetadbStatus {
         var status = board.status
         guard let handle = board.handle else { return status }
         let race = Race<[[String?]]?>()
-        race.resolve(nil, after: Self.statisticsTimeout)
         let conninfo = handle.conninfo, session = readOnlySession
         let cachedSize = sizeCache.fresh(pid: Int(handle.pid))
         // On an external server, only the databases the role may connect to (the others fail).
         let filter = external == nil ? "" : " WHERE datallowconn AND has_database_privilege(oid, 'CONNECT')"
         let sizeColumn = cachedSize.map { "\($0)::bigint" } ?? "(SELECT sum(pg_database_size(oid)) FROM pg_database\(filter))::bigint"
-        do {
-            try startDetachedThread(name: "amp-statistics") {
-                race.resolve(try? session.rows(conninfo, """
-                    SELECT \(sizeColumn),
-                           (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())
-                    """))
-            }
-        } catch {
-            race.resolve(nil)
-        }
-        let statistics = await race.wait()
+        // Busy: the last query still hangs; the status goes out without statistics.
+        guard let worker = self.statistics, worker.submit({
+            race.resolve(try? session.rows(conninfo, """
+                SELECT \(sizeColumn),
+                       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())
+                """))
+        }) else { return status }
+        let statistics = await race.wait(orAfter: Self.statisticsTimeout, nil)
         if let rows = statistics, let row = rows.first {
             status.databaseSizeBytes = row[0].flatMap { Int64($0) }
             status.connections = row.count > 1 ? row[1].flatMap { Int($0) } : nil

@@ -225,8 +225,6 @@ enum ChildOutcome: Sendable, Equatable {
 /// Waits for a child to exit, bounded by `timeout` and by cancellation of the calling task.
 func raceChild(_ child: ChildProcess, timeout: Duration) async -> ChildOutcome {
     let race = Race<ChildOutcome>()
-    race.resolve(.timedOut, after: timeout)
-    let r = race
-    child.onExit { r.resolve(.exited($0)) }
-    return await race.wait(onCancel: .cancelled)
+    child.onExit { race.resolve(.exited($0)) }
+    return await race.wait(orAfter: timeout, .timedOut, onCancel: .cancelled)
 }

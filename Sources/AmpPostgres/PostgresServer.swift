@@ -170,7 +170,6 @@ public final class PostgresServer: Service, Sendable {
 
         enum Startup: Sendable, Equatable { case ready(String, WireProbe.Outcome), exited(TerminationStatus), timedOut, cancelled, noThread(String) }
         let race = Race<Startup>()
-        race.resolve(.timedOut, after: startTimeout)
         child.onExit { race.resolve(.exited($0)) }
         let user = owner?.name ?? currentUserName()
         let socketPath = SocketDirectory.socketPath(directory: socketDirectory, port: port)
@@ -186,7 +185,7 @@ public final class PostgresServer: Service, Sendable {
         } catch {
             race.resolve(.noThread("\(error)"))
         }
-        let outcome = await race.wait(onCancel: .cancelled)
+        let outcome = await race.wait(orAfter: startTimeout, .timedOut, onCancel: .cancelled)
 
         func fail(_ code: PostgresError.Code, _ message: String) async -> PostgresError {
             if child.exitStatus == nil {

@@ -346,18 +346,16 @@ public final class ChildProcess: Sendable {
     public func wait(timeout: Duration) async -> TerminationStatus? {
         if let s = status.value { return s }
         let race = Race<TerminationStatus?>()
-        race.resolve(nil, after: timeout)
         status.onFulfil { race.resolve($0) }
-        return await race.wait()
+        return await race.wait(orAfter: timeout, nil)
     }
 
     /// Waits (up to `timeout`) until the output pipe is closed by every process holding it,
     /// so that the last lines have reached the handler.
     public func waitForOutput(timeout: Duration) async {
         let race = Race<Void>()
-        race.resolve((), after: timeout)
         outputDone.onFulfil { race.resolve(()) }
-        await race.wait()
+        await race.wait(orAfter: timeout, ())
     }
 }
 

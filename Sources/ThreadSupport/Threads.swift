@@ -3,8 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CSocket
 import CThreads
-import Dispatch
 import Synchronization
 
 /// A thread could not be created (`pthread_create` failed, even after retrying EAGAIN).
@@ -122,14 +122,42 @@ public final class Race<Outcome: Sendable>: Sendable {
     @discardableResult
     public func resolve(_ outcome: Outcome) -> Bool { shot.fulfil(outcome) }
 
-    /// Resolves the race with `outcome` after `delay` unless it was resolved before.
-    public func resolve(_ outcome: Outcome, after delay: Duration) {
-        let (seconds, attoseconds) = delay.components
-        // Checked: a delay beyond ~292 years is "never" rather than an overflow trap.
-        let (whole, overflow) = Int(clamping: seconds).multipliedReportingOverflow(by: 1_000_000_000)
-        let nanos = overflow ? Int.max / 2 : whole.addingReportingOverflow(Int(attoseconds / 1_000_000_000)).partialValue
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(max(0, nanos))) { [shot] in
-            shot.fulfil(outcome)
+    /// Waits for the first outcome, or `outcome` once `delay` has passed. Runs to its end even
+    /// in a cancelled task unless `onCancel` is given (so it can bound waits during shutdown).
+    ///
+    /// The timer is a thread of its own that polls an eventfd; whoever resolves the race
+    /// wakes it, and this call waits for it to end before returning: nothing outlives the
+    /// call, and no shared queue is involved.
+    public func wait(orAfter delay: Duration, _ outcome: Outcome, onCancel: Outcome? = nil) async -> Outcome {
+        if let resolved = shot.value { return resolved }
+        let wake = EventDescriptor()
+        let timerEnded = OneShot<Void>()
+        guard let wake else { return await sleepingWait(delay, outcome, onCancel: onCancel) }
+        shot.onFulfil { _ in wake.signal() }
+        let deadline = ContinuousClock.now + delay
+        do {
+            try startDetachedThread(name: "amp-timer") { [shot] in
+                if wake.wait(until: deadline) == false { shot.fulfil(outcome) }
+                timerEnded.fulfil(())
+            }
+        } catch {
+            return await sleepingWait(delay, outcome, onCancel: onCancel)
+        }
+        let result = await wait(onCancel: onCancel)
+        await timerEnded.wait()
+        return result
+    }
+
+    /// The fallback without a thread: a child task that sleeps (ends early when cancelled).
+    private func sleepingWait(_ delay: Duration, _ outcome: Outcome, onCancel: Outcome?) async -> Outcome {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [shot] in
+                try? await Task.sleep(for: delay)
+                shot.fulfil(outcome)
+            }
+            let result = await wait(onCancel: onCancel)
+            group.cancelAll()
+            return result
         }
     }
 
@@ -161,9 +189,117 @@ public func runOnThread<T: Sendable>(name: String = "amp-blocking", _ body: @esc
 
 /// Sleeps for `delay` even if the task is cancelled: for bounded waits during shutdown.
 public func uncancellableSleep(for delay: Duration) async {
-    let race = Race<Void>()
-    race.resolve((), after: delay)
-    await race.wait()
+    await Race<Void>().wait(orAfter: delay, ())
+}
+
+/// An eventfd: one thread waits on it with a deadline, others wake it. Closed when the last
+/// reference (the waiter's or a waker's) is gone, so a late wake never writes to a reused
+/// descriptor.
+final class EventDescriptor: Sendable {
+    let fd: Int32
+
+    init?() {
+        fd = amp_eventfd()
+        if fd < 0 { return nil }
+    }
+
+    deinit { close(fd) }
+
+    func signal() { amp_eventfd_signal(fd) }
+
+    /// Waits until signalled (true) or until `deadline` (false).
+    func wait(until deadline: ContinuousClock.Instant) -> Bool {
+        while true {
+            let left = ContinuousClock.now.duration(to: deadline)
+            if left <= .zero { return false }
+            let (seconds, attoseconds) = left.components
+            let ms = seconds > 86_400 ? Int32(86_400_000) : Int32(seconds) * 1000 + Int32((attoseconds / 1_000_000_000_000_000) + 1)
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            let rc = poll(&fds, 1, ms)
+            if rc > 0 { return true }
+            if rc < 0 && errno != EINTR { return false }
+        }
+    }
+}
+
+/// A thread that runs submitted jobs one at a time, owned by whoever made it: ``stop()`` ends
+/// it and joins it. For blocking work whose answer may come too late to wait for (a query on
+/// a hung server): ``submit(_:)`` refuses a job while one still runs, so a hang costs one
+/// thread, never a pile of them.
+public final class WorkerThread: Sendable {
+    private struct State {
+        var job: (@Sendable () -> Void)? = nil
+        var busy = false
+        var stopping = false
+    }
+    private let state = Mutex(State())
+    private let wake: EventDescriptor
+    private let thread: Mutex<pthread_t?>
+    public let name: String
+
+    public init(name: String) throws(ThreadStartError) {
+        self.name = name
+        guard let wake = EventDescriptor() else { throw ThreadStartError(name: name, errno: errno) }
+        self.wake = wake
+        self.thread = Mutex(nil)
+        final class Box: @unchecked Sendable {
+            let worker: WorkerThread
+            init(_ worker: WorkerThread) { self.worker = worker }
+        }
+        let box = Unmanaged.passRetained(Box(self))
+        var t = pthread_t()
+        let rc = pthread_create(&t, nil, { raw in
+            guard let raw else { return nil }
+            let worker = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().worker
+            amp_set_thread_name(worker.name)
+            worker.loop()
+            return nil
+        }, box.toOpaque())
+        guard rc == 0 else {
+            box.release()
+            throw ThreadStartError(name: name, errno: rc)
+        }
+        thread.withLock { $0 = t }
+    }
+
+    private func loop() {
+        while true {
+            let next: (@Sendable () -> Void)?? = state.withLock { s in
+                if s.stopping { return .some(nil) }
+                return s.job.map { job in s.job = nil; return job }
+            }
+            switch next {
+            case .some(nil): return
+            case .some(let job?):
+                job()
+                state.withLock { $0.busy = false }
+            case .none:
+                _ = wake.wait(until: ContinuousClock.now + .seconds(3600))
+                amp_eventfd_drain(wake.fd)
+            }
+        }
+    }
+
+    /// Runs `job` on the thread; false (and `job` not run) while another job runs or after ``stop()``.
+    @discardableResult
+    public func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
+        let taken = state.withLock { s -> Bool in
+            guard !s.busy, !s.stopping else { return false }
+            s.busy = true
+            s.job = job
+            return true
+        }
+        if taken { wake.signal() }
+        return taken
+    }
+
+    /// Ends the thread after the job it runs, and joins it.
+    public func stop() {
+        state.withLock { $0.stopping = true }
+        wake.signal()
+        guard let t = thread.withLock({ t -> pthread_t? in defer { t = nil }; return t }) else { return }
+        pthread_join(t, nil)
+    }
 }
 
 /// The number of CPUs in this thread's affinity mask (sched_getaffinity(2)), nil when unknown.

@@ -116,12 +116,12 @@ final class AmpdRun: @unchecked Sendable {
         let race = Race<Bool>()
         waiters.withLock { $0.append((needle, race)) }
         if lines.contains(where: { $0.contains(needle) }) { return true }
-        race.resolve(false, after: timeout)
         process?.onExit { _ in
             // Let the last output arrive before giving up.
-            race.resolve(false, after: .milliseconds(300))
+            usleep(300_000)
+            race.resolve(false)
         }
-        return await race.wait()
+        return await race.wait(orAfter: timeout, false)
     }
 
     /// Stops it: SIGTERM, then a wait of at most 30 s.

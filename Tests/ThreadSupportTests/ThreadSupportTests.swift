@@ -1,0 +1,79 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import Testing
+import ThreadSupport
+
+/// The threads of this process (`/proc/self/task`).
+func threadCount() -> Int {
+    guard let dir = opendir("/proc/self/task") else { return -1 }
+    defer { closedir(dir) }
+    var n = 0
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { n += 1 }
+    }
+    return n
+}
+
+@Suite("ThreadSupport: timed races and worker threads end with their owner", .serialized)
+struct ThreadSupportTests {
+    @Test("a timed wait gives the timeout's outcome, ends early when resolved, and leaves no thread behind")
+    func timedWait() async {
+        let before = threadCount()
+        let timedOut = await Race<Int>().wait(orAfter: .milliseconds(50), 7)
+        #expect(timedOut == 7)
+        let race = Race<Int>()
+        let clock = ContinuousClock()
+        let took = await clock.measure {
+            async let result = race.wait(orAfter: .seconds(60), 0)
+            try? await Task.sleep(for: .milliseconds(20))
+            race.resolve(3)
+            #expect(await result == 3)
+        }
+        #expect(took < .seconds(5), "resolved, not timed out: \(took)")
+        #expect(threadCount() <= before, "the timer threads ended: \(before) → \(threadCount())")
+    }
+
+    @Test("a timed wait runs to its timeout in a cancelled task, unless it says what cancellation means")
+    func cancelled() async {
+        let task = Task {
+            await Race<Int>().wait(orAfter: .milliseconds(200), 1)
+        }
+        task.cancel()
+        #expect(await task.value == 1)
+        let early = Task {
+            await Race<Int>().wait(orAfter: .seconds(60), 1, onCancel: 2)
+        }
+        early.cancel()
+        #expect(await early.value == 2)
+    }
+
+    @Test("a worker runs one job at a time, refuses another while busy, and is joined by stop()")
+    func worker() async throws {
+        let before = threadCount()
+        let worker = try WorkerThread(name: "amp-test-worker")
+        #expect(threadCount() == before + 1)
+        let started = Race<Void>()
+        let done = Race<Int>()
+        #expect(worker.submit {
+            started.resolve(())
+            while !gateOpen.withLock({ $0 }) { usleep(1000) }
+            done.resolve(42)
+        })
+        await started.wait()
+        #expect(!worker.submit { done.resolve(0) }, "busy: refused")
+        gateOpen.withLock { $0 = true }
+        #expect(await done.wait() == 42)
+        try await Task.sleep(for: .milliseconds(20))
+        let again = Race<Int>()
+        #expect(worker.submit { again.resolve(5) })
+        #expect(await again.wait() == 5)
+        worker.stop()
+        #expect(threadCount() == before, "joined")
+        #expect(!worker.submit {}, "stopped: refused")
+    }
+}
+
+let gateOpen = Mutex(false)
