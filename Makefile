@@ -111,11 +111,15 @@ bench-local: .build/gitconfig
 ## make man: regenerate man/man1/ampctl.1 from ampctl's ArgumentParser definitions.
 man: .build/gitconfig
 	packaging/man-ampctl.sh man/man1/ampctl.1
+	packaging/man-settings.sh man/man5/amp.toml.5
 
-## make check-man: ampctl.1 matches the commands (no drift), and every page lints clean.
+## make check-man: ampctl.1 matches the commands and amp.toml.5's settings table the declarations
+## (no drift), and every page lints clean.
 check-man: .build/gitconfig
 	packaging/man-ampctl.sh .build/ampctl.1.generated
 	@diff -u man/man1/ampctl.1 .build/ampctl.1.generated || { echo "amp: man/man1/ampctl.1 is out of date; run: make man" >&2; exit 1; }
+	cp man/man5/amp.toml.5 .build/amp.toml.5.generated && packaging/man-settings.sh .build/amp.toml.5.generated
+	@diff -u man/man5/amp.toml.5 .build/amp.toml.5.generated || { echo "amp: the settings table of man/man5/amp.toml.5 is out of date; run: make man" >&2; exit 1; }
 	@if command -v mandoc >/dev/null; then mandoc -T lint -W warning man/man*/* && echo "amp: man pages lint clean" >&2; \
 	  else echo "amp: mandoc not installed; man pages not linted (apt install mandoc)" >&2; fi
 

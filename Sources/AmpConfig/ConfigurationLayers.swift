@@ -42,7 +42,7 @@ public struct ConfigurationLayers: Sendable {
     public func checkNetwork() throws(ConfigError) {
         let s = settings
         if let listen = s.listen {
-            let source = self.source(\.listen, flag: "--listen", variable: "AMP_PG_LISTEN", fileKey: "listen") ?? "listen"
+            let source = self.source(of: .listen) ?? "listen"
             if s.externalURL != nil {
                 throw ConfigError(.invalidValue, "\(source) = \(listen): this project uses an external server ([postgres] url in \(filePath)), so there is no local cluster to listen; remove one of the two", key: "listen")
             }
@@ -58,11 +58,27 @@ public struct ConfigurationLayers: Sendable {
         }
     }
 
-    /// Which layer set a value last (command line > environment > file), for messages.
-    public func source<T>(_ key: KeyPath<SettingsLayer, T?>, flag: String, variable: String, fileKey: String) -> String? {
-        if commandLine[keyPath: key] != nil { return flag }
-        if environment[keyPath: key] != nil { return variable }
-        if file?[keyPath: key] != nil { return "\(filePath) \(fileKey)" }
+    /// The layers, highest precedence first.
+    public enum Layer: Sendable, Equatable {
+        case commandLine, environment, file
+    }
+
+    /// Which layer set `setting` last (command line > environment > file); nil: the default.
+    public func layer(of setting: Setting) -> Layer? {
+        if setting.isSet(in: commandLine) { return .commandLine }
+        if setting.isSet(in: environment) { return .environment }
+        if let file, setting.isSet(in: file) { return .file }
         return nil
+    }
+
+    /// Where `setting` was set, as messages name it: its flag, its variable, or
+    /// `FILE key`; nil: the default.
+    public func source(of setting: Setting) -> String? {
+        switch layer(of: setting) {
+        case .commandLine?: setting.flag ?? setting.key
+        case .environment?: setting.variable ?? setting.key
+        case .file?: "\(filePath) \(setting.key)"
+        case nil: nil
+        }
     }
 }

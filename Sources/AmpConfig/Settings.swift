@@ -57,6 +57,21 @@ public struct AmpSettings: Sendable, Equatable {
 
     public init() {}
 
+    /// Every value in effect, as a layer (``Setting/display(_:)``).
+    public var asLayer: SettingsLayer {
+        var l = SettingsLayer(
+            binDir: binDir, locale: locale, encoding: encoding, initdbArgs: initdbArgs, postgresUser: postgresUser, socketDir: socketDir,
+            startTimeout: startTimeout, stopTimeout: stopTimeout, templateCache: templateCache, profile: profile, memory: memory, cpus: cpus,
+            listen: listen, parameters: parameters)
+        l.seed = seed
+        l.seedOutsideProject = seedOutsideProject
+        l.tls = tls
+        l.tlsCertificate = tlsCertificate
+        l.tlsKey = tlsKey
+        l.externalURL = externalURL
+        return l
+    }
+
     /// Applies a layer on top of these settings.
     public mutating func apply(_ layer: SettingsLayer) {
         if let v = layer.binDir { binDir = v }

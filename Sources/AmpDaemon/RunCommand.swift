@@ -64,100 +64,51 @@ public struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// The options that shape the server, shared by `ampd run` and `ampd settings`: parsed by
-/// ArgumentParser, validated once into a ``SettingsLayer`` by ``settingsLayer(workingDirectory:)``.
+/// The options that shape the server, shared by `ampd run` and `ampd settings`: names and help
+/// from each ``Setting``'s declaration, parsed by ArgumentParser as text and validated once,
+/// by the setting, into a ``SettingsLayer`` (``settingsLayer(workingDirectory:)``).
 struct ServerOptions: ParsableArguments {
-    @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Directory of postgres and initdb.", valueName: "DIR"))
-    var binDir: String?
-
-    @Option(help: "initdb --locale for a new cluster (default C).")
-    var locale: String?
-
-    @Option(help: "initdb --encoding for a new cluster (default UTF8).")
-    var encoding: String?
-
-    @Option(name: .customLong("initdb-arg"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Extra initdb argument (repeatable), e.g. --initdb-arg=--data-checksums.", valueName: "ARG"))
-    var initdbArgs: [String] = []
-
-    @Option(name: [.customShort("c"), .customLong("set")], help: ArgumentHelp("Server parameter (repeatable), e.g. -c work_mem=16MB.", valueName: "NAME=VALUE"))
+    @Option(name: Setting.binDir.long, help: Setting.binDir.help) var binDir: String?
+    @Option(name: Setting.locale.long, help: Setting.locale.help) var locale: String?
+    @Option(name: Setting.encoding.long, help: Setting.encoding.help) var encoding: String?
+    @Option(name: Setting.initdbArgs.long, parsing: .unconditionalSingleValue, help: Setting.initdbArgs.help) var initdbArgs: [String] = []
+    @Option(name: [.customShort("c"), .customLong(String(Setting.parameterFlag.dropFirst(2)))],
+            help: ArgumentHelp("Server parameter (repeatable), e.g. -c work_mem=16MB.", valueName: "NAME=VALUE"))
     var parameters: [String] = []
-
-    @Option(name: .customLong("postgres-user"), help: ArgumentHelp("Account PostgreSQL runs as when ampd runs as root.", valueName: "USER"))
-    var postgresUser: String?
-
-    @Option(name: .customLong("socket-dir"), help: ArgumentHelp("Unix socket directory (default: .amp/metadb when short enough).", valueName: "DIR"))
-    var socketDir: String?
-
-    @Option(name: .customLong("start-timeout"), help: ArgumentHelp("Bound on initdb and start-up (default 90s).", valueName: "DURATION"))
-    var startTimeout: String?
-
-    @Option(name: .customLong("stop-timeout"), help: ArgumentHelp("Bound on the fast shutdown (default 30s).", valueName: "DURATION"))
-    var stopTimeout: String?
-
-    @Option(help: ArgumentHelp("dev (default: non-durable, fast) or durable (fsync, checksums).", valueName: "PROFILE"))
-    var profile: String?
-
-    @Option(help: ArgumentHelp("Memory budget for sizing, e.g. 2GB (default: the cgroup limit, else a share of RAM).", valueName: "SIZE"))
-    var memory: String?
-
-    @Option(help: ArgumentHelp("CPU count for sizing (default: cgroup quota, affinity mask, online CPUs).", valueName: "N"))
-    var cpus: Int?
-
-    @Option(help: ArgumentHelp("Also listen on TCP with a SCRAM password: auto or HOST:PORT (default: off).", valueName: "ADDRESS"))
-    var listen: String?
-
-    @Flag(name: .customLong("no-template-cache"), help: "Run initdb for a new cluster instead of copying the cached template.")
+    @Option(name: Setting.postgresUser.long, help: Setting.postgresUser.help) var postgresUser: String?
+    @Option(name: Setting.socketDir.long, help: Setting.socketDir.help) var socketDir: String?
+    @Option(name: Setting.startTimeout.long, help: Setting.startTimeout.help) var startTimeout: String?
+    @Option(name: Setting.stopTimeout.long, help: Setting.stopTimeout.help) var stopTimeout: String?
+    @Option(name: Setting.profile.long, help: Setting.profile.help) var profile: String?
+    @Option(name: Setting.memory.long, help: Setting.memory.help) var memory: String?
+    @Option(name: Setting.cpus.long, help: Setting.cpus.help) var cpus: String?
+    @Option(name: Setting.listen.long, help: Setting.listen.help) var listen: String?
+    @Flag(name: Setting.templateCache.long, help: ArgumentHelp("Run initdb for a new cluster instead of copying the cached template."))
     var noTemplateCache = false
-
-    func profileValue() throws(ConfigError) -> Profile? {
-        guard let profile else { return nil }
-        guard let value = Profile(rawValue: profile) else {
-            throw ConfigError(.invalidFlag, "--profile \(profile): unknown profile; use \(SettingBounds.profileText)", key: "--profile")
-        }
-        return value
-    }
-
-    func memoryValue() throws(ConfigError) -> MemorySize? {
-        guard let memory else { return nil }
-        guard let size = MemorySize(parsing: memory) else {
-            throw ConfigError(.invalidFlag, "--memory \(memory): not a size \(MemorySize.rangeText)", key: "--memory")
-        }
-        return size
-    }
-
-    func cpusValue() throws(ConfigError) -> Int? {
-        guard let cpus else { return nil }
-        guard SettingBounds.cpus.contains(cpus) else {
-            throw ConfigError(.invalidFlag, "--cpus \(cpus): use \(SettingBounds.cpusText)", key: "--cpus")
-        }
-        return cpus
-    }
 
     /// The command-line layer of the settings.
     func settingsLayer(workingDirectory: String) throws(ConfigError) -> SettingsLayer {
-        func duration(_ text: String?, _ flag: String) throws(ConfigError) -> Duration? {
-            guard let text else { return nil }
-            guard let d = parseTimeout(text) else {
-                throw ConfigError(.invalidFlag, "\(flag) \(text): not a duration \(SettingBounds.timeoutText)", key: flag)
-            }
-            return d
-        }
-        func path(_ p: String?) -> String? { p.map { normalizePath($0.hasPrefix("/") ? $0 : workingDirectory + "/" + $0) } }
-        var listenAddress: ListenAddress?
-        if let listen {
-            guard let address = ListenAddress(parsing: listen) else {
-                throw ConfigError(.invalidFlag, "--listen \(listen): not \(ListenAddress.helpText)", key: "--listen")
-            }
-            listenAddress = address
-        }
-        var params: [AmpSettings.Parameter] = []
-        for p in parameters { params.append(try ConfigLoader.parseParameterAssignment(p, flag: "--set")) }
-        return SettingsLayer(
-            binDir: path(binDir), locale: locale, encoding: encoding, initdbArgs: initdbArgs.isEmpty ? nil : initdbArgs,
-            postgresUser: postgresUser, socketDir: path(socketDir),
-            startTimeout: try duration(startTimeout, "--start-timeout"), stopTimeout: try duration(stopTimeout, "--stop-timeout"),
-            templateCache: noTemplateCache ? false : nil, profile: try profileValue(), memory: try memoryValue(),
-            cpus: try cpusValue(), listen: listenAddress, parameters: params)
+        var given: [(Setting, String)] = []
+        let single: [(Setting, String?)] = [
+            (.binDir, binDir), (.locale, locale), (.encoding, encoding), (.postgresUser, postgresUser), (.socketDir, socketDir),
+            (.startTimeout, startTimeout), (.stopTimeout, stopTimeout), (.profile, profile), (.memory, memory), (.cpus, cpus),
+            (.listen, listen), (.templateCache, noTemplateCache ? "false" : nil),
+        ]
+        for case (let setting, let text?) in single { given.append((setting, text)) }
+        for arg in initdbArgs { given.append((.initdbArgs, arg)) }
+        var layer = try ConfigLoader.flagLayer(given, parameters: parameters, workingDirectory: workingDirectory)
+        // One --initdb-arg is one argument, even with spaces in it.
+        if !initdbArgs.isEmpty { layer.initdbArgs = initdbArgs }
+        return layer
+    }
+}
+
+extension Setting {
+    /// The flag's name for ArgumentParser.
+    var long: NameSpecification { .customLong(String((flag ?? "--" + key).dropFirst(2))) }
+    /// The flag's help: the summary and the default.
+    var help: ArgumentHelp {
+        ArgumentHelp(summary + " (default: \(defaultText)).", valueName: kind.valueName)
     }
 }
 

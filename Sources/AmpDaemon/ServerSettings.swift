@@ -26,12 +26,11 @@ struct ServerSettings {
     /// set `listen` as their source; they replace amp's fixed `listen_addresses = ''`.
     mutating func addListener(_ parameters: [(String, String)], layers: ConfigurationLayers) {
         let source: SettingSource
-        if layers.commandLine.listen != nil {
-            source = .commandLine("--listen")
-        } else if layers.environment.listen != nil {
-            source = .environment("AMP_PG_LISTEN")
-        } else {
-            source = .file("\(layers.filePath) listen")
+        let origin = layers.source(of: .listen) ?? "listen"
+        switch layers.layer(of: .listen) {
+        case .commandLine?: source = .commandLine(origin)
+        case .environment?: source = .environment(origin)
+        case .file?, nil: source = .file(origin)
         }
         let names = Set(parameters.map { $0.0.lowercased() })
         effective.removeAll { names.contains($0.name.lowercased()) }
@@ -66,7 +65,7 @@ struct ServerSettings {
         var memorySource = BudgetSource.physical(share: "unknown, 1 GB assumed")
         if let size = settings.memory {
             memoryBytes = size.bytes
-            memorySource = .explicit(layers.source(\.memory, flag: "--memory", variable: "AMP_PG_MEMORY", fileKey: "memory") ?? "setting")
+            memorySource = .explicit(layers.source(of: .memory) ?? "setting")
         } else if let limit = facts.cgroupMemory {
             memoryBytes = limit.bytes
             memorySource = .cgroup(limit.file)
@@ -80,7 +79,7 @@ struct ServerSettings {
         var cpuSource = BudgetSource.online
         if let n = settings.cpus {
             cpus = n
-            cpuSource = .explicit(layers.source(\.cpus, flag: "--cpus", variable: "AMP_PG_CPUS", fileKey: "cpus") ?? "setting")
+            cpuSource = .explicit(layers.source(of: .cpus) ?? "setting")
         } else if let quota = facts.cgroupCPUs {
             cpus = quota.cpus
             cpuSource = .cgroup(quota.file)

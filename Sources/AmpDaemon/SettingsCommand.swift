@@ -28,10 +28,16 @@ public struct SettingsCommand: AsyncParsableCommand {
     @OptionGroup var server: ServerOptions
     @Flag(name: .customLong("json"), help: "Print a JSON array of {name, value, source, kind}.")
     var json = false
+    /// For `make man`: the settings table of amp.toml(5).
+    @Flag(name: .customLong("man-reference"), help: .hidden) var manReference = false
 
     public init() {}
 
     public func run() async throws {
+        if manReference {
+            writeAll(1, Array(Setting.manReference().utf8))
+            return
+        }
         let environment = processEnvironment()
         let cwd = workingDirectory()
         let dir = AmpDirectory.resolve(flag: ampDir, environment: environment, workingDirectory: cwd)
