@@ -25,35 +25,20 @@ enum Daemon {
         amp_limit_malloc_arenas(2)
         raiseDescriptorLimit()
         let environment = processEnvironment()
+        let inputs = StartupPlan.Inputs(
+            ampDirFlag: command.ampDir, instance: command.instance, commandLine: command.server, environment: environment, workingDirectory: workingDirectory())
         let level = parseLogLevel(command.logLevel)
-        let cwd = workingDirectory()
-        let ampDir = AmpDirectory.resolve(flag: command.ampDir, environment: environment, workingDirectory: cwd)
-        let projectName = command.instance ?? Registry.serviceName(forBase: ampDir.base, environment: environment)
+        // Where the log goes needs the amp dir and the name; a bad --instance is logged after.
+        let located = try? StartupPlan.locate(inputs)
         let journal: Bool
         switch command.logTarget {
         case "journal": journal = true
         case "stderr": journal = false
         default: journal = isStandardErrorJournal(environment: environment)
         }
-        if journal {
-            let fields = [("AMP_PROJECT", projectName), ("AMP_DIR", ampDir.path)]
-            LoggingSystem.bootstrap { label in
-                JournalLogHandler(label: label, level: level ?? .info, identifier: "ampd", fields: fields)
-            }
-        } else {
-            let colour = shouldUseColour(environment: environment)
-            LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level ?? .info, colour: colour) }
-        }
+        bootstrapLogging(journal: journal, level: level ?? .info, located: located, environment: environment)
         let logger = Logger(label: "ampd")
         let notifier = SystemdNotifier(environment: environment)
-        guard level != nil else {
-            logger.error("--log-level \(command.logLevel): unknown level; use trace, debug, info, notice, warning, error or critical")
-            return .usage
-        }
-        guard ["auto", "journal", "stderr"].contains(command.logTarget) else {
-            logger.error("--log-target \(command.logTarget): unknown target; use auto, journal or stderr")
-            return .usage
-        }
         func fail(_ code: ExitStatus, _ message: String, details: [String] = []) -> ExitStatus {
             failed(code, message, details)
         }
@@ -63,70 +48,72 @@ enum Daemon {
             notifier.failed(status: "failed: \(message)", errno: code.errnoValue)
             return code
         }
-        if let instance = command.instance {
-            guard isValidInstanceName(instance) else {
-                return fail(.usage, "--instance \(instance): not a valid name; use letters, digits, '-', '_' and '.', starting with a letter or digit")
-            }
-            guard ampDir.source != .workingDirectory else {
-                return fail(
-                    .config,
-                    "amp@\(instance) has no amp dir: no AMP_DIR is set for it, so it is not registered; "
-                        + "run `ampctl init --name \(instance)` in the project directory, then `systemctl --user daemon-reload`")
-            }
+        guard level != nil else {
+            return fail(.usage, "--log-level \(command.logLevel): unknown level; use trace, debug, info, notice, warning, error or critical")
         }
-        logger.debug("amp dir \(ampDir.path) (from \(ampDir.source.rawValue))")
-
-        // An amp dir written by a newer amp is refused before anything reads it.
-        if isDirectory(ampDir.path) {
-            do {
-                try ampDir.checkLayout()
+        guard ["auto", "journal", "stderr"].contains(command.logTarget) else {
+            return fail(.usage, "--log-target \(command.logTarget): unknown target; use auto, journal or stderr")
+        }
+        let plan: StartupPlan
+        do throws(DaemonError) {
+            let located = try StartupPlan.locate(inputs)
+            logger.debug("amp dir \(located.ampDir.path) (from \(located.ampDir.source.rawValue))")
+            plan = try await StartupPlan.make(inputs, located: located) { logger.warning("\($0)") }
+        } catch {
+            return fail(error.code, error.message, details: error.details)
+        }
+        switch plan.target {
+        case .external(let url):
+            return await runExternal(url: url, plan: plan, environment: environment, journal: journal, notifier: notifier, logger: logger, fail: failed)
+        case .local(let server):
+            do throws(DaemonError) {
+                return try await runLocal(plan, server: server, environment: environment, journal: journal, notifier: notifier, logger: logger, fail: failed)
             } catch {
-                return fail(ExitStatus(error), error.message)
+                return fail(error.code, error.message, details: error.details)
             }
         }
-        // Configuration first: a bad file, variable or flag must leave the amp dir untouched.
-        let layers: ConfigurationLayers
-        do {
-            layers = try ConfigurationLayers.load(
-                ampDir: ampDir, environment: environment, workingDirectory: cwd,
-                commandLine: try command.server.settingsLayer(workingDirectory: cwd)) { logger.warning("\($0)") }
-        } catch {
-            return fail(ExitStatus(error), error.message)
-        }
-        let settings = layers.settings
-        if let url = settings.externalURL {
-            return await runExternal(url: url, settings: settings, ampDir: ampDir, projectName: projectName, environment: environment, journal: journal,
-                                     notifier: notifier, logger: logger, fail: failed)
-        }
-        let cacheDirectory = settings.templateCache ? Registry.templateCacheDirectory(environment: environment) : nil
-        var server: ServerSettings
-        do throws(ServerSettingsError) {
-            server = try await ServerSettings.resolve(
-                layers, environment: environment, cacheDirectory: cacheDirectory.map { $0 + "/versions" })
-        } catch {
-            switch error {
-            case .postgres(let e): return fail(ExitStatus(e), e.message, details: e.details)
-            case .unknownParameter(let message): return fail(.config, message)
+    }
+
+    /// Sends log lines to the journal (with the project's fields) or to standard error.
+    static func bootstrapLogging(journal: Bool, level: Logger.Level, located: StartupPlan.Located?, environment: [String: String]) {
+        if journal {
+            let fields = located.map { [("AMP_PROJECT", $0.projectName), ("AMP_DIR", $0.ampDir.path)] } ?? []
+            LoggingSystem.bootstrap { label in
+                JournalLogHandler(label: label, level: level, identifier: "ampd", fields: fields)
             }
+        } else {
+            let colour = shouldUseColour(environment: environment)
+            LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level, colour: colour) }
         }
+    }
+
+    /// Runs the local cluster the plan describes: the amp dir's layout and lock, an interrupted
+    /// operation finished or rolled back, the account, the TCP listener, then the services.
+    static func runLocal(
+        _ plan: StartupPlan, server plannedServer: ServerSettings, environment: [String: String], journal: Bool, notifier: SystemdNotifier, logger: Logger,
+        fail failed: (ExitStatus, String, [String]) -> ExitStatus
+    ) async throws(DaemonError) -> ExitStatus {
+        let ampDir = plan.ampDir, projectName = plan.projectName, settings = plan.settings, layers = plan.layers
+        var server = plannedServer
         for note in server.notes { logger.notice("\(note)") }
+        let cacheDirectory = plan.cacheDirectory
 
         do {
             try ampDir.ensureLayout()
         } catch {
-            return fail(ExitStatus(error), error.message)
+            throw DaemonError(ExitStatus(error), error.message)
         }
         let lock: AmpDirLock
         do {
             lock = try AmpDirLock.acquire(ampDir.lockFile)
         } catch .held(let pid) {
             let who = pid.map { "ampd (PID \($0))" } ?? "another ampd"
-            return fail(
+            throw DaemonError(
                 .tempFail,
                 "amp dir \(ampDir.path) is in use by \(who); stop it first (`kill \(pid.map(String.init) ?? "<pid>")`, or `systemctl --user stop amp@\(projectName)`) or use another amp dir")
         } catch {
-            guard case .io(let message) = error else { return .failure }
-            return fail(.cannotCreate, "\(message); check the permissions of \(ampDir.path)")
+            guard case .io(let message) = error else { throw DaemonError(.failure, "cannot lock \(ampDir.lockFile)") }
+            throw DaemonError(.cannotCreate, "\(message); check the permissions of \(ampDir.path)")
         }
 
         // A restore, reset or upgrade cut short by a crash: finished or rolled back before the
@@ -138,14 +125,14 @@ enum Daemon {
         do {
             account = try postgresAccount(settings: settings, ampDir: ampDir, logger: logger)
         } catch {
-            return fail(.noPermission, error.message)
+            throw DaemonError(.noPermission, error.message)
         }
 
         let tcp: TCPListener?
         do {
             tcp = try await TCPListener.prepare(settings, ampDir: ampDir, project: projectName, environment: environment, account: account, logger: logger)
         } catch {
-            return fail(error.code, error.message)
+            throw error
         }
 
         if let tcp { server.addListener(tcp.parameters, layers: layers) }
@@ -187,7 +174,7 @@ enum Daemon {
                                            projectBase: ampDir.base, queue: maintenance, seedsConfigured: !settings.seed.isEmpty),
                 testDatabases: testDatabases, sessions: sessions, statistics: statistics)
         } catch {
-            return fail(error.code, error.message)
+            throw error
         }
         logger.info("varlink API at unix:\(varlink.path)")
 
@@ -244,9 +231,10 @@ enum Daemon {
     /// credential (`$CREDENTIALS_DIRECTORY/amp-pgpass`), else amp's credential file, else
     /// libpq's own places (`~/.pgpass`, `pg_service.conf`).
     static func runExternal(
-        url: String, settings: AmpSettings, ampDir: AmpDirectory, projectName: String, environment: [String: String], journal: Bool,
+        url: String, plan: StartupPlan, environment: [String: String], journal: Bool,
         notifier: SystemdNotifier, logger: Logger, fail: (ExitStatus, String, [String]) -> ExitStatus
     ) async -> ExitStatus {
+        let settings = plan.settings, ampDir = plan.ampDir, projectName = plan.projectName
         var passFile: String?
         var passwordSource = "no password file of amp's: libpq looks in ~/.pgpass and pg_service.conf"
         if let credentials = environment["CREDENTIALS_DIRECTORY"], access(credentials + "/" + AmpSecrets.credentialName, R_OK) == 0 {

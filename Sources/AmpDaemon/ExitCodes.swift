@@ -65,8 +65,11 @@ extension ExitStatus {
 struct DaemonError: Error {
     var code: ExitStatus
     var message: String
-    init(_ code: ExitStatus, _ message: String) {
+    /// Lines that follow the message in the log (PostgreSQL's own words).
+    var details: [String] = []
+    init(_ code: ExitStatus, _ message: String, details: [String] = []) {
         self.code = code
         self.message = message
+        self.details = details
     }
 }

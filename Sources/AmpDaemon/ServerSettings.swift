@@ -39,18 +39,6 @@ struct ServerSettings {
         self.parameters += parameters
     }
 
-    /// Measures the facts (``ServerFacts/measure(binaryDirectory:environment:cacheDirectory:)``),
-    /// then decides (``decide(_:facts:)``).
-    static func resolve(_ layers: ConfigurationLayers, environment: [String: String], cacheDirectory: String?) async throws(ServerSettingsError) -> ServerSettings {
-        let facts: ServerFacts
-        do {
-            facts = try await ServerFacts.measure(binaryDirectory: layers.settings.binDir, environment: environment, cacheDirectory: cacheDirectory)
-        } catch {
-            throw .postgres(error)
-        }
-        return try decide(layers, facts: facts)
-    }
-
     /// Works out every setting: built-in < profile < sizing < version < extensions < file <
     /// environment < command line. A pure function of the typed settings and the measured
     /// facts, tested without I/O. Unknown parameter names (for this server version) are an

@@ -16,6 +16,8 @@ public struct SettingsCommand: AsyncParsableCommand {
         commandName: "settings",
         abstract: "Print the effective PostgreSQL settings of an amp dir and where each comes from.",
         discussion: """
+            The first lines (# KEY = VALUE SOURCE) are amp's own settings ([postgres] in config.toml, \
+            AMP_PG_* or a flag); then each PostgreSQL parameter. \
             Sources, lowest precedence first: default (amp's fixed settings), profile, sizing (with \
             the memory budget, the CPU count and where they came from), PostgreSQL N (version-aware \
             settings), baseline extensions, config.toml, environment, command line; with listen set, \
@@ -38,28 +40,29 @@ public struct SettingsCommand: AsyncParsableCommand {
             writeAll(1, Array(Setting.manReference().utf8))
             return
         }
-        let environment = processEnvironment()
-        let cwd = workingDirectory()
-        let dir = AmpDirectory.resolve(flag: ampDir, environment: environment, workingDirectory: cwd)
+        let inputs = StartupPlan.Inputs(
+            ampDirFlag: ampDir, instance: nil, commandLine: self.server, environment: processEnvironment(), workingDirectory: workingDirectory())
+        let plan: StartupPlan
+        do throws(DaemonError) {
+            plan = try await StartupPlan.make(inputs, located: try StartupPlan.locate(inputs)) { printError("ampd: \($0)") }
+        } catch {
+            printError("ampd: \(error.message)")
+            for d in error.details { printError("  \(d)") }
+            throw ExitCode(error.code.rawValue)
+        }
         do {
-            let layers = try ConfigurationLayers.load(
-                ampDir: dir, environment: environment, workingDirectory: cwd,
-                commandLine: try server.settingsLayer(workingDirectory: cwd)) { printError("ampd: \($0)") }
-            let cache = layers.settings.templateCache ? Registry.templateCacheDirectory(environment: environment).map { $0 + "/versions" } : nil
-            var server: ServerSettings
-            do throws(ServerSettingsError) {
-                server = try await ServerSettings.resolve(layers, environment: environment, cacheDirectory: cache)
-            } catch {
-                switch error {
-                case .postgres(let e):
-                    printError("ampd: \(e.message)")
-                    throw ExitCode(ExitStatus(e).rawValue)
-                case .unknownParameter(let m):
-                    printError("ampd: \(m)")
-                    throw ExitCode(ExitStatus.config.rawValue)
+            if !json {
+                // amp's own settings, each with the layer that set it.
+                for setting in Setting.all {
+                    guard let value = setting.display(plan.settings), !value.isEmpty else { continue }
+                    let shown = setting == .externalURL ? "(set)" : value
+                    printLine("# \(setting.key) = \(shown)  \(plan.layers.source(of: setting) ?? "default")")
                 }
             }
-            if let tcp = TCPListener.planned(layers.settings, ampDir: dir) { server.addListener(tcp.parameters, layers: layers) }
+            guard case .local(let server) = plan.target else {
+                printLine("# external server: ampd runs no PostgreSQL for this project ([postgres] url in \(plan.ampDir.configFile))")
+                return
+            }
             for note in server.notes { printError("ampd: \(note)") }
             if json {
                 let items = server.effective.map { s in
@@ -75,9 +78,6 @@ public struct SettingsCommand: AsyncParsableCommand {
                     printLine(s.name.padding(width) + "  " + value.padding(vwidth) + "  " + s.source.description)
                 }
             }
-        } catch let error as ConfigError {
-            printError("ampd: \(error.message)")
-            throw ExitCode(ExitStatus(error).rawValue)
         }
     }
 }
