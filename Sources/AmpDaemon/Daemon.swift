@@ -96,58 +96,11 @@ enum Daemon {
         let ampDir = plan.ampDir, projectName = plan.projectName, settings = plan.settings, layers = plan.layers
         var server = plannedServer
         for note in server.notes { logger.notice("\(note)") }
-        let cacheDirectory = plan.cacheDirectory
-
-        do {
-            try ampDir.ensureLayout()
-        } catch {
-            throw DaemonError(ExitStatus(error), error.message)
-        }
-        let lock: AmpDirLock
-        do {
-            lock = try AmpDirLock.acquire(ampDir.lockFile)
-        } catch .held(let pid) {
-            let who = pid.map { "ampd (PID \($0))" } ?? "another ampd"
-            throw DaemonError(
-                .tempFail,
-                "amp dir \(ampDir.path) is in use by \(who); stop it first (`kill \(pid.map(String.init) ?? "<pid>")`, or `systemctl --user stop amp@\(projectName)`) or use another amp dir")
-        } catch {
-            guard case .io(let message) = error else { throw DaemonError(.failure, "cannot lock \(ampDir.lockFile)") }
-            throw DaemonError(.cannotCreate, "\(message); check the permissions of \(ampDir.path)")
-        }
-
-        // A restore, reset or upgrade cut short by a crash: finished or rolled back before the
-        // cluster starts; what cannot be decided stays, listed by `ampctl du` and `gc`.
-        _ = await InterruptedOperations.recover(
-            dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory, stopTimeout: settings.stopTimeout, logger: logger)
-
-        let account: ProcessCredentials?
-        do {
-            account = try postgresAccount(settings: settings, ampDir: ampDir, logger: logger)
-        } catch {
-            throw DaemonError(.noPermission, error.message)
-        }
-
-        let tcp: TCPListener?
-        do {
-            tcp = try await TCPListener.prepare(settings, ampDir: ampDir, project: projectName, environment: environment, account: account, logger: logger)
-        } catch {
-            throw error
-        }
+        let (lock, account) = try await claim(plan, logger: logger)
+        let tcp = try await TCPListener.prepare(settings, ampDir: ampDir, project: projectName, environment: environment, account: account, logger: logger)
 
         if let tcp { server.addListener(tcp.parameters, layers: layers) }
-        let builder = PostgresBuilder(dataDirectory: ampDir.metadb)
-            .locale(settings.locale)
-            .encoding(settings.encoding)
-            .binaries(server.binaries, version: server.version)
-            .developmentDefaults(false)
-            .socketDirectory(settings.socketDir)
-            .user(account)
-            .startTimeout(settings.startTimeout)
-            .stopTimeout(settings.stopTimeout)
-            .logger(logger)
-            .templateCache(directory: cacheDirectory)
-            .with(initdbArguments: server.initdbArguments, parameters: server.parameters)
+        let builder = makeBuilder(plan, server: server, account: account, logger: logger)
 
         // The varlink socket listens before PostgreSQL starts, so `ampctl status` sees the start.
         let restarts = countStart(environment: environment)
@@ -166,16 +119,11 @@ enum Daemon {
         let testDatabases = TestDatabasePool(board: board, sessions: sessions, logger: logger)
         let statistics = try? WorkerThread(name: "amp-statistics")
         defer { statistics?.stop() }
-        let varlink: VarlinkServer
-        do {
-            varlink = try makeVarlinkServer(
-                name: projectName, environment: environment, board: board, logger: logger,
-                snapshots: SnapshotContext(store: ClusterSnapshots(directory: ampDir.path + "/snapshots"), dataDirectory: ampDir.metadb,
-                                           projectBase: ampDir.base, queue: maintenance, seedsConfigured: !settings.seed.isEmpty),
-                testDatabases: testDatabases, sessions: sessions, statistics: statistics)
-        } catch {
-            throw error
-        }
+        let varlink = try makeVarlinkServer(
+            name: projectName, environment: environment, board: board, logger: logger,
+            snapshots: SnapshotContext(store: ClusterSnapshots(directory: ampDir.path + "/snapshots"), dataDirectory: ampDir.metadb,
+                                       projectBase: ampDir.base, queue: maintenance, seedsConfigured: !settings.seed.isEmpty),
+            testDatabases: testDatabases, sessions: sessions, statistics: statistics)
         logger.info("varlink API at unix:\(varlink.path)")
 
         let extensions = server.createExtensions
@@ -206,6 +154,55 @@ enum Daemon {
         let code = await run(group, environment: environment, logger: logger, fail: failed)
         withExtendedLifetime(lock) {}
         return code
+    }
+
+    /// Takes the amp dir for this process: its layout, its lock (held for as long as the
+    /// returned value lives), an interrupted restore, reset or upgrade finished or rolled back
+    /// (what cannot be decided stays, listed by `ampctl du` and `gc`), and the account
+    /// PostgreSQL runs as.
+    static func claim(_ plan: StartupPlan, logger: Logger) async throws(DaemonError) -> (AmpDirLock, ProcessCredentials?) {
+        let ampDir = plan.ampDir
+        do {
+            try ampDir.ensureLayout()
+        } catch {
+            throw DaemonError(ExitStatus(error), error.message)
+        }
+        let lock: AmpDirLock
+        do {
+            lock = try AmpDirLock.acquire(ampDir.lockFile)
+        } catch .held(let pid) {
+            let who = pid.map { "ampd (PID \($0))" } ?? "another ampd"
+            throw DaemonError(
+                .tempFail,
+                "amp dir \(ampDir.path) is in use by \(who); stop it first (`kill \(pid.map(String.init) ?? "<pid>")`, or `systemctl --user stop amp@\(plan.projectName)`) or use another amp dir")
+        } catch {
+            guard case .io(let message) = error else { throw DaemonError(.failure, "cannot lock \(ampDir.lockFile)") }
+            throw DaemonError(.cannotCreate, "\(message); check the permissions of \(ampDir.path)")
+        }
+        _ = await InterruptedOperations.recover(
+            dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory, stopTimeout: plan.settings.stopTimeout, logger: logger)
+        do {
+            return (lock, try postgresAccount(settings: plan.settings, ampDir: ampDir, logger: logger))
+        } catch {
+            throw DaemonError(.noPermission, error.message)
+        }
+    }
+
+    /// The cluster's builder: the plan's binaries, settings and parameters.
+    static func makeBuilder(_ plan: StartupPlan, server: ServerSettings, account: ProcessCredentials?, logger: Logger) -> PostgresBuilder {
+        let settings = plan.settings
+        return PostgresBuilder(dataDirectory: plan.ampDir.metadb)
+            .locale(settings.locale)
+            .encoding(settings.encoding)
+            .binaries(server.binaries, version: server.version)
+            .developmentDefaults(false)
+            .socketDirectory(settings.socketDir)
+            .user(account)
+            .startTimeout(settings.startTimeout)
+            .stopTimeout(settings.stopTimeout)
+            .logger(logger)
+            .templateCache(directory: plan.cacheDirectory)
+            .with(initdbArguments: server.initdbArguments, parameters: server.parameters)
     }
 
     /// Runs the service group to its end: the exit status, and the log line of a failure.
