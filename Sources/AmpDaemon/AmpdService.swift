@@ -40,60 +40,128 @@ struct AmpdService: Service {
         try await Supervisor.supervising(notifier: notifier, board: board, logger: logger) { try await serve($0) }
     }
 
+    /// Performs what the ``SupervisionStateMachine`` decides, one action at a time, and feeds
+    /// it what came of each: the only place that starts, stops and waits.
     private func serve(_ supervisor: Supervisor) async throws {
-        let started = ContinuousClock.now
-        // Fulfilled when this start ran initdb (a new cluster).
-        let created = OneShot<Void>()
-        guard var server = try await start(supervisor, created: created) else { return }
-        if created.value != nil, let seeding, !seeding.files.isEmpty {
-            guard try await seed(server, seeding, supervisor, deadline: started + seeding.timeout) else { return }
-        }
-        await onReady(server.handle, ContinuousClock.now - started, created.value != nil)
+        var machine = SupervisionStateMachine(hasSeeds: !(seeding?.files.isEmpty ?? true))
+        var pending = machine.begin()
+        let began = ContinuousClock.now
         let unitRestarts = board.status.restarts
-        var policy = RestartPolicy()
-        while true {
-            supervisor.attach(server)
-            board.ready(server.handle)
-            supervisor.handle(.phase(.ready(url: server.handle.url)))
-            let readyAt = ContinuousClock.now
-            do {
-                guard let job = try await runUntilMaintenance(server, supervisor) else { return }
-                guard let next = try await performMaintenance(job, stopping: server, supervisor, created: created) else { return }
-                server = next
-            } catch let error as PostgresError where error.code == .exitedUnexpectedly {
-                supervisor.detach()
-                logger.error("\(error.message)")
-                for line in error.details { logger.error("  \(line)") }
-                var decision = policy.handle(.exited(uptime: ContinuousClock.now - readyAt))
-                var lastError = error
-                while true {
-                    guard case .restart(let delay, _) = decision else {
-                        let message = "PostgreSQL keeps failing: \(lastError.message); gave up after \(RestartPolicy.maximumFailuresInARow) restarts in a row"
-                        supervisor.handle(.phase(.failed(message)))
-                        throw PostgresError(.exitedUnexpectedly, message, details: lastError.details)
-                    }
-                    supervisor.handle(.phase(.restarting(restart: policy.restarts, reason: lastError.message)))
-                    board.update { $0.restarts = unitRestarts + policy.restarts }
-                    logger.warning("restarting PostgreSQL in \(delay) (restart \(policy.restarts))")
-                    do {
-                        try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
-                    } catch {
-                        logger.info("shutdown requested while PostgreSQL was down")
-                        return
-                    }
-                    let restartedAt = ContinuousClock.now
-                    do {
-                        guard let next = try await start(supervisor, created: created) else { return }
+        var server: PostgresServer? = nil
+        var lastError: (any Error)? = nil
+        var readyAt = ContinuousClock.now
+        var job: (job: MaintenanceJob, step: MaintenanceStep, began: ContinuousClock.Instant)? = nil
+        var undone: MetadbError? = nil
+        var startTook = Duration.zero
+
+        while !pending.isEmpty {
+            let action = pending.removeFirst()
+            var event: SupervisionStateMachine.Event? = nil
+            switch action {
+            case .start:
+                let made = OneShot<Void>()
+                let startedAt = ContinuousClock.now
+                do {
+                    if let next = try await start(supervisor, created: made) {
                         server = next
-                        logger.notice("PostgreSQL restarted in \(ContinuousClock.now - restartedAt) (restart \(policy.restarts))")
-                        break
-                    } catch let failure as PostgresError {
-                        logger.error("restart failed: \(failure.message)")
-                        lastError = failure
-                        decision = policy.handle(.startFailed)
+                        startTook = ContinuousClock.now - startedAt
+                        event = .started(created: made.value != nil)
+                    } else {
+                        event = .stopRequested
+                    }
+                } catch let failure as PostgresError {
+                    lastError = failure
+                    if let job {
+                        logger.error("PostgreSQL did not start after \(job.job.description): \(failure.message)")
+                        event = .startFailed("PostgreSQL did not start after \(job.job.description) (\(failure.message))")
+                    } else {
+                        if machine.policy.restarts > 0 { logger.error("restart failed: \(failure.message)") }
+                        event = .startFailed(failure.message)
                     }
                 }
+            case .seed(let first):
+                guard let server, let seeding else {
+                    event = .seeded(problem: nil)
+                    break
+                }
+                if first {
+                    // A failure throws (the half-seeded cluster is removed); a stop request returns false.
+                    event = try await seed(server, seeding, supervisor, deadline: began + seeding.timeout) ? .seeded(problem: nil) : .stopRequested
+                } else {
+                    let problem = await cancelWhenGracefulShutdown { await runSeeds(server, seeding, supervisor, deadline: .now + seeding.timeout) }
+                    event = .seeded(problem: problem.map { $0 + "; the previous cluster is back" })
+                }
+            case .announce(let made):
+                if let server { await onReady(server.handle, ContinuousClock.now - began, made) }
+            case .restarted(let restart):
+                logger.notice("PostgreSQL restarted in \(startTook) (restart \(restart))")
+            case .serve:
+                guard let running = server else { break }
+                supervisor.attach(running)
+                board.ready(running.handle)
+                supervisor.handle(.phase(.ready(url: running.handle.url)))
+                readyAt = ContinuousClock.now
+                do {
+                    if let next = try await runUntilMaintenance(running, supervisor) {
+                        job = (next, MaintenanceStep(failure: nil), ContinuousClock.now)
+                        event = .maintenanceRequested
+                    } else {
+                        event = .stopRequested
+                    }
+                } catch let error as PostgresError where error.code == .exitedUnexpectedly {
+                    supervisor.detach()
+                    logger.error("\(error.message)")
+                    for line in error.details { logger.error("  \(line)") }
+                    lastError = error
+                    event = .exited(error.message, uptime: ContinuousClock.now - readyAt)
+                }
+            case .runJob:
+                // runUntilMaintenance stopped PostgreSQL before it returned the job.
+                guard let current = job else { break }
+                let step = await current.job.work()
+                job = (current.job, step, current.began)
+                undone = nil
+                event = .jobWorked(reseed: step.failure == nil && step.reseed)
+            case .finishJob:
+                guard let current = job else { break }
+                let after = await current.step.afterStart(true)
+                if current.step.failure == nil, after == nil, current.step.recreated, let server {
+                    await onReady(server.handle, ContinuousClock.now - current.began, true)
+                }
+                _ = current.job.result.fulfil(current.step.failure.map { .failure($0) } ?? after.map { .failure($0) } ?? .success(()))
+                job = nil
+            case .stopServer:
+                await server?.stop()
+            case .undoJob:
+                undone = await job?.step.afterStart(false)
+            case .failJob(let reason):
+                let message = reason.hasSuffix("the previous cluster is back") ? reason : reason + "; the previous cluster is back"
+                _ = job?.job.result.fulfil(.failure(undone ?? .snapshotFailed(message: message)))
+                job = nil
+            case .wait(let delay, let restart, let reason):
+                supervisor.handle(.phase(.restarting(restart: restart, reason: reason)))
+                board.update { $0.restarts = unitRestarts + restart }
+                logger.warning("restarting PostgreSQL in \(delay) (restart \(restart))")
+                do {
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+                    event = .waited
+                } catch {
+                    logger.info("shutdown requested while PostgreSQL was down")
+                    event = .stopRequested
+                }
+            case .giveUp(let message):
+                supervisor.handle(.phase(.failed(message)))
+                throw PostgresError(.exitedUnexpectedly, message, details: (lastError as? PostgresError)?.details ?? [])
+            case .abort:
+                _ = job?.job.result.fulfil(.failure(.notReady(state: "failed", phase: "PostgreSQL does not start")))
+                if let lastError { throw lastError }
+                return
+            case .end:
+                // A job still waiting is told; a server still running stops with the service.
+                _ = job?.job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
+                return
             }
+            if let event { pending += machine.handle(event) }
         }
     }
 
@@ -129,48 +197,6 @@ struct AmpdService: Service {
                 _ = try? await group.next()
                 return job
             }
-        }
-    }
-
-    /// Runs a job with PostgreSQL stopped and starts it again; nil when a shutdown came first.
-    /// When the server does not start after the job, the job may undo its work
-    /// (``MaintenanceStep/afterStart``) and the server is started once more.
-    private func performMaintenance(
-        _ job: MaintenanceJob, stopping server: PostgresServer, _ supervisor: Supervisor, created: OneShot<Void>
-    ) async throws -> PostgresServer? {
-        let began = ContinuousClock.now
-        let step = await job.work()
-        do {
-            guard let next = try await start(supervisor, created: created) else {
-                _ = job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
-                return nil
-            }
-            if step.failure == nil, step.reseed, let seeding, !seeding.files.isEmpty,
-               let problem = await cancelWhenGracefulShutdown({ await runSeeds(next, seeding, supervisor, deadline: .now + seeding.timeout) }) {
-                // The new cluster did not seed: the previous one comes back.
-                await next.stop()
-                let undone = await step.afterStart(false)
-                guard let previous = try await start(supervisor, created: created) else {
-                    _ = job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
-                    return nil
-                }
-                _ = job.result.fulfil(.failure(undone ?? .snapshotFailed(message: problem + "; the previous cluster is back")))
-                return previous
-            }
-            let after = await step.afterStart(true)
-            if step.failure == nil, after == nil, step.recreated { await onReady(next.handle, ContinuousClock.now - began, true) }
-            _ = job.result.fulfil(step.failure.map { .failure($0) } ?? after.map { .failure($0) } ?? .success(()))
-            return next
-        } catch let failure as PostgresError {
-            logger.error("PostgreSQL did not start after \(job.description): \(failure.message)")
-            let undone = await step.afterStart(false)
-            guard let next = try await start(supervisor, created: created) else {
-                _ = job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
-                return nil
-            }
-            let message = "PostgreSQL did not start after \(job.description) (\(failure.message))"
-            _ = job.result.fulfil(.failure(undone ?? .snapshotFailed(message: message + "; the previous cluster is back")))
-            return next
         }
     }
 

@@ -308,13 +308,14 @@ enum Daemon {
         } catch {
             throw DaemonError(.failure, "io.amp.Metadb interface description: \(error)")
         }
-        var handler = MetadbHandler(board: board, logger: logger)
-        handler.snapshots = snapshots
-        handler.testDatabases = testDatabases
-        handler.sessions = sessions
-        handler.readOnlySession = sessions.slot()
-        handler.external = external
-        handler.statistics = statistics
+        var operations = MetadbOperations(board: board, logger: logger)
+        operations.snapshots = snapshots
+        operations.testDatabases = testDatabases
+        operations.sessions = sessions
+        operations.readOnlySession = sessions.slot()
+        operations.external = external
+        operations.statistics = statistics
+        let handler = MetadbHandler(operations: operations)
         do {
             return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") },
                                     warn: { message in logger.warning("\(message)") })

@@ -63,11 +63,7 @@ final class TestDatabasePool: Sendable {
     /// The template's change fingerprint and its open sessions, read on `conninfo` (the
     /// default database, never the template itself).
     static func fingerprint(_ conninfo: String, template: String, on slot: LibPQSessionSlot) -> (fingerprint: String, sessions: Int)? {
-        let sql = """
-            SELECT numbackends, sessions, xact_commit, xact_rollback, tup_inserted, tup_updated, tup_deleted
-            FROM pg_stat_database WHERE datname = '\(template)'
-            """  // template checked by the caller: a-z, 0-9, _ and -
-        guard let row = (try? slot.rows(conninfo, sql))?.first else { return nil }
+        guard let row = (try? slot.rows(conninfo, ClusterQueries.activity(of: template)))?.first else { return nil }
         let values = row.map { $0 ?? "0" }
         return (values.dropFirst().joined(separator: ":"), Int(values.first ?? "0") ?? 0)
     }
@@ -75,16 +71,15 @@ final class TestDatabasePool: Sendable {
     /// Makes a clone of `template` named `name` (with the marker comment), with ampd's kept
     /// connections closed first when they sit on the template (``LibPQSessions/copying``).
     static func clone(_ template: String, as name: String, handle: PostgresHandle, sessions: LibPQSessions) throws(LibPQError) {
-        let create = "CREATE DATABASE \(LibPQ.quoteIdentifier(name)) TEMPLATE \(LibPQ.quoteIdentifier(template)) STRATEGY WAL_LOG"
-        let major = Int(handle.serverVersion.prefix { $0.isNumber }) ?? 0
+        let create = ClusterQueries.createDatabase(name, template: template, strategy: CloneStrategy.walLog.rawValue, serverMajor: handle.serverMajor)
         _ = try sessions.copying(source: template, keptOn: handle.database) { () throws(LibPQError) in
-            try LibPQ.rows(handle.conninfo, major >= 15 ? create : create.replacing(" STRATEGY WAL_LOG", with: ""))
+            try LibPQ.rows(handle.conninfo, create)
         }
-        _ = try? LibPQ.rows(handle.conninfo, "COMMENT ON DATABASE \(LibPQ.quoteIdentifier(name)) IS '\(comment)'")
+        _ = try? LibPQ.rows(handle.conninfo, ClusterQueries.comment(on: name, comment))
     }
 
     static func drop(_ name: String, handle: PostgresHandle) {
-        _ = try? LibPQ.rows(handle.conninfo, "DROP DATABASE IF EXISTS \(LibPQ.quoteIdentifier(name)) WITH (FORCE)")
+        _ = try? LibPQ.rows(handle.conninfo, ClusterQueries.dropDatabase(name, force: true, ifExists: true))
     }
 
     /// A database for a caller: a pooled clone when the template is unchanged, else a fresh one.
@@ -159,11 +154,7 @@ final class TestDatabasePool: Sendable {
     /// idle memory.
     static func dropLeftovers(handle: PostgresHandle, logger: Logger? = nil) {
         let socket = SocketDirectory.socketPath(directory: handle.socketDirectory, port: handle.port)
-        let list = """
-            SELECT string_agg(datname, ' ') FROM pg_database
-            WHERE shobj_description(oid, 'pg_database') = '\(comment)' OR datname LIKE 'amp\\_testdb\\_%'
-               OR datname ~ '__(import|amp_copy)_[0-9]+$'
-            """
+        let list = ClusterQueries.leftoverDatabases(comment: comment, prefix: prefix)
         guard case .ok(let names?) = WireProbe.probe(socketPath: socket, user: handle.user, database: handle.database, query: list, timeout: .seconds(30))
         else { return }
         for name in names.split(separator: " ").map(String.init) where Metadb.databaseNameProblem(name) == nil {
@@ -174,7 +165,7 @@ final class TestDatabasePool: Sendable {
                 continue
             }
             _ = WireProbe.probe(socketPath: socket, user: handle.user, database: handle.database,
-                                query: "DROP DATABASE IF EXISTS \(LibPQ.quoteIdentifier(name)) WITH (FORCE)", timeout: .seconds(60))
+                                query: ClusterQueries.dropDatabase(name, force: true, ifExists: true), timeout: .seconds(60))
         }
     }
 

@@ -23,6 +23,8 @@ public struct PostgresHandle: Sendable, Equatable {
     public var pid: pid_t
     /// `SHOW server_version` of the running server.
     public var serverVersion: String
+    /// Its major version (`15`), 0 when unknown.
+    public var serverMajor: Int { Int(serverVersion.prefix { $0.isNumber }) ?? 0 }
     /// For a server amp does not run (``ExternalServer``): its connection string; nil for the
     /// local cluster.
     public var externalConninfo: String? = nil
