@@ -131,7 +131,11 @@ func branchDatabases(_ project: Project) async throws(AmpctlError) -> [(database
 
 struct BranchListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List the branch databases and whether their branch still exists.")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { options.selection.project ?? positionalName }
+    func validate() throws { try options.selection.check(positionalName) }
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
@@ -162,7 +166,11 @@ struct BranchListCommand: AsyncParsableCommand {
 
 struct BranchPruneCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "prune", abstract: "Drop the databases of branches that no longer exist in git (asks first).")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { options.selection.project ?? positionalName }
+    func validate() throws { try options.selection.check(positionalName) }
     @Flag(name: .customLong("dry-run"), help: "Only list them.") var dryRun = false
     @Flag(help: "Do not ask first.") var yes = false
     @OptionGroup var options: ProjectOptions

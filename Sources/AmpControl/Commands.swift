@@ -60,10 +60,12 @@ struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show the state of a project's PostgreSQL (exit 3 when it is not running).")
 
-    @Argument(help: "Project name (default: the nearest .amp above the current directory).", completion: projectCompletion)
-    var name: String?
-
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
     @OptionGroup var options: ProjectOptions
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { options.selection.project ?? positionalName }
+    func validate() throws { try options.selection.check(positionalName) }
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
@@ -291,7 +293,11 @@ func tcpConnection(_ c: Metadb.GetConnection.Reply, project: String) throws(Ampc
 
 struct URLCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "url", abstract: "Print the connection URL.")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { options.selection.project ?? positionalName }
+    func validate() throws { try options.selection.check(positionalName) }
     @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
     @Flag(name: .customLong("tcp"), help: "The URL over TCP, with the password ([postgres] listen must be set).") var tcp = false
     @OptionGroup var options: ProjectOptions
@@ -309,7 +315,11 @@ struct URLCommand: AsyncParsableCommand {
 struct EnvCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "env", abstract: "Print libpq variables for eval or direnv: eval \"$(ampctl env)\".")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { options.selection.project ?? positionalName }
+    func validate() throws { try options.selection.check(positionalName) }
     @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
     @Flag(name: .customLong("tcp"), help: "Variables for TCP, with PGPASSWORD ([postgres] listen must be set).") var tcp = false
     @OptionGroup var options: ProjectOptions
@@ -330,13 +340,18 @@ struct EnvCommand: AsyncParsableCommand {
 
 struct PsqlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "psql", abstract: "Run psql connected to the project: ampctl psql [NAME] [-- ARGS].")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    @OptionGroup var selection: ProjectSelection
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { selection.project ?? positionalName }
     @Option(name: .customLong("address"), help: ArgumentHelp("Varlink address of ampd.", valueName: "unix:PATH")) var address: String?
     @Option(name: [.customShort("d"), .customLong("dbname")], help: "Database (default postgres).") var database: String?
     @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
     @Argument(parsing: .postTerminator, help: "Arguments for psql.") var arguments: [String] = []
 
     func validate() throws {
+        try selection.check(positionalName)
         if branch && database != nil { throw ValidationError("--branch and -d both name the database; give one") }
     }
 
@@ -361,7 +376,11 @@ struct PsqlCommand: AsyncParsableCommand {
 
 struct DatabasesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "databases", abstract: "List the project's databases.")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { options.selection.project ?? positionalName }
+    func validate() throws { try options.selection.check(positionalName) }
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
@@ -384,7 +403,7 @@ struct CreatedbCommand: AsyncParsableCommand {
     @Argument(help: "Database name (a-z, 0-9, _ and -).") var database: String
     @Option(name: .customLong("from"), help: ArgumentHelp("Clone this database (CREATE DATABASE … TEMPLATE; WAL_LOG below 256 MB, FILE_COPY above).", valueName: "SRC")) var template: String?
     @Flag(name: .customLong("force"), help: "With --from: end the other sessions of SRC first.") var force = false
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    var name: String? { options.selection.project }
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
@@ -405,7 +424,7 @@ struct CreatedbCommand: AsyncParsableCommand {
 struct DropdbCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "dropdb", abstract: "Drop a database.")
     @Argument(help: "Database name.") var database: String
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    var name: String? { options.selection.project }
     @Flag(name: .customLong("force"), help: "Terminate its connections first.") var force = false
     @Flag(name: .customLong("yes"), help: "Do not ask (needed without a terminal).") var yes = false
     @OptionGroup var options: ProjectOptions

@@ -81,7 +81,7 @@ struct ExportCommand: AsyncParsableCommand {
 
     @Argument(help: "The file to write (replaced only when the dump succeeded).") var file: String
     @Option(name: .customLong("db"), help: "Database (default: the project's default database).") var database: String?
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    var name: String? { options.selection.project }
     @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Where pg_dump is (default: the newest installed).", valueName: "DIR")) var binDir: String?
     @OptionGroup var options: ProjectOptions
 
@@ -131,7 +131,7 @@ struct ImportCommand: AsyncParsableCommand {
     @Option(name: .customLong("jobs"), help: "Parallel pg_dump/pg_restore jobs (directory and custom formats).") var jobs: Int = 2
     @Flag(name: .customLong("replace"), help: "Replace the database if it exists.") var replace = false
     @Flag(name: .customLong("roles"), help: "Also bring the source server's roles (pg_dumpall --roles-only; passwords dropped).") var roles = false
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    var name: String? { options.selection.project }
     @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Where pg_dump, pg_restore and psql are (default: the newest installed).", valueName: "DIR")) var binDir: String?
     @Flag(name: .customLong("password"), help: "Ask for the source server's password on the terminal (instead of writing it in the URL).") var askPassword = false
     @OptionGroup var options: ProjectOptions

@@ -18,13 +18,18 @@ enum TransferDirection: String {
 
 /// The options `push` and `pull` share.
 struct TransferOptions: ParsableArguments {
-    @Argument(help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    @OptionGroup var selection: ProjectSelection
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { selection.project ?? positionalName }
     @Option(name: .customLong("db"), help: "Database to copy (default: the one the external URL names).") var database: String?
     @Flag(name: .customLong("replace"), help: "Replace the database on the receiving side if it exists.") var replace = false
     @Option(name: .customLong("jobs"), help: "Parallel pg_dump/pg_restore jobs.") var jobs: Int = 2
     @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Where pg_dump and pg_restore are (default: the newest installed).", valueName: "DIR")) var binDir: String?
 
     func validate() throws {
+        try selection.check(positionalName)
         guard (1...64).contains(jobs) else { throw ValidationError("--jobs \(jobs): use 1 to 64") }
         if let database, let reason = Metadb.databaseNameProblem(database) ?? Metadb.reservedDatabaseNameProblem(database) {
             throw ValidationError("--db \(database): \(reason)")

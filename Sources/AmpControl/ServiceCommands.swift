@@ -244,25 +244,45 @@ func systemctl(_ verb: String, _ name: String?) async throws {
 
 struct StartCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "start", abstract: "systemctl --user start amp@NAME (returns once PostgreSQL answers).")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    @OptionGroup var selection: ProjectSelection
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { selection.project ?? positionalName }
+    func validate() throws { try selection.check(positionalName) }
     func run() async throws { try await systemctl("start", name) }
 }
 
 struct StopCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stop", abstract: "systemctl --user stop amp@NAME.")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    @OptionGroup var selection: ProjectSelection
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { selection.project ?? positionalName }
+    func validate() throws { try selection.check(positionalName) }
     func run() async throws { try await systemctl("stop", name) }
 }
 
 struct RestartCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "restart", abstract: "systemctl --user restart amp@NAME.")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    @OptionGroup var selection: ProjectSelection
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { selection.project ?? positionalName }
+    func validate() throws { try selection.check(positionalName) }
     func run() async throws { try await systemctl("restart", name) }
 }
 
 struct LogsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "logs", abstract: "journalctl for amp@NAME (ampd's and PostgreSQL's messages).")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    @OptionGroup var selection: ProjectSelection
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { selection.project ?? positionalName }
+    func validate() throws { try selection.check(positionalName) }
     @Flag(name: [.customShort("f"), .customLong("follow")], help: "Follow new entries.") var follow = false
     @Option(name: [.customShort("n"), .customLong("lines")], help: "How many recent entries.") var lines = 50
 

@@ -19,7 +19,7 @@ struct SnapshotCreateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create", abstract: "Take a snapshot: PostgreSQL stops for the copy (a reflink where possible) and starts again.")
     @Argument(help: "Snapshot name (default: snap-DATE-TIME).") var snapshot: String?
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    var name: String? { options.selection.project }
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
@@ -37,7 +37,7 @@ struct SnapshotCreateCommand: AsyncParsableCommand {
 
 struct SnapshotListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List the snapshots.")
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    var name: String? { options.selection.project }
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
@@ -59,7 +59,7 @@ struct SnapshotRestoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore", abstract: "Replace the cluster with a snapshot (asks first; the current one is kept until the restored one is up).")
     @Argument(help: "Snapshot name.") var snapshot: String
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    var name: String? { options.selection.project }
     @Flag(help: "Do not ask first.") var yes = false
     @OptionGroup var options: ProjectOptions
 
@@ -76,7 +76,7 @@ struct SnapshotRestoreCommand: AsyncParsableCommand {
 struct SnapshotDeleteCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "delete", abstract: "Delete a snapshot (asks first).")
     @Argument(help: "Snapshot name.") var snapshot: String
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    var name: String? { options.selection.project }
     @Flag(help: "Do not ask first.") var yes = false
     @OptionGroup var options: ProjectOptions
 
@@ -96,7 +96,7 @@ struct ResetCommand: AsyncParsableCommand {
         abstract: "Recreate the project's cluster: empty, with the seed scripts (--seed), or from a snapshot (--snapshot NAME); asks first.")
     @Flag(name: .customLong("seed"), help: "Run the seed scripts ([postgres] seed) in the new cluster.") var seed = false
     @Option(name: .customLong("snapshot"), help: ArgumentHelp("Restore this snapshot instead.", valueName: "NAME")) var snapshot: String?
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    var name: String? { options.selection.project }
     @Flag(help: "Do not ask first.") var yes = false
     @OptionGroup var options: ProjectOptions
 

@@ -113,8 +113,25 @@ struct Project {
     var unit: String { "amp@\(name).service" }
 }
 
+/// How every command names its project: `--project NAME` everywhere and, where it always
+/// was, the first argument as well (scripts keep working); neither: the nearest `.amp` above
+/// the working directory.
+struct ProjectSelection: ParsableArguments {
+    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp above the current directory).", completion: projectCompletion)
+    var project: String?
+
+    /// Refuses two different names (`ampctl status web --project api`).
+    func check(_ positional: String?) throws {
+        if let project, let positional, project != positional {
+            throw ValidationError("the project is named twice (\(positional) and --project \(project)); give one")
+        }
+    }
+}
+
 /// The options every project command shares.
 struct ProjectOptions: ParsableArguments {
+    @OptionGroup var selection: ProjectSelection
+
     @Option(name: .customLong("address"), help: ArgumentHelp("Talk to ampd at this varlink address instead of finding it.", valueName: "unix:PATH"))
     var address: String?
 

@@ -19,7 +19,8 @@ struct TestdbCommand: AsyncParsableCommand {
             """)
 
     @Option(name: .customLong("template"), help: ArgumentHelp("The database to clone (default: the project's default database).", valueName: "DB")) var template: String?
-    @Option(name: .customLong("project"), help: "Project name (default: the nearest .amp).", completion: projectCompletion) var name: String?
+    @OptionGroup var selection: ProjectSelection
+    var name: String? { selection.project }
     @Option(name: .customLong("address"), help: ArgumentHelp("Varlink address of ampd.", valueName: "unix:PATH")) var address: String?
     @Argument(parsing: .postTerminator, help: "The command and its arguments.") var command: [String] = []
 

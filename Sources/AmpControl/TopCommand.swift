@@ -10,13 +10,17 @@ import Varlink
 struct TopCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "top", abstract: "The statements taking the most total time (pg_stat_statements); --reset starts the statistics again.")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { options.selection.project ?? positionalName }
     @Option(name: .customLong("db"), help: "Only this database.") var database: String?
     @Option(name: [.customShort("n"), .customLong("limit")], help: "How many statements (1–1000).") var limit = 20
     @Flag(name: .customLong("reset"), help: "Reset the statistics (pg_stat_statements_reset()).") var reset = false
     @OptionGroup var options: ProjectOptions
 
     func validate() throws {
+        try options.selection.check(positionalName)
         guard (1...1000).contains(limit) else { throw ValidationError("--limit \(limit): use 1 to 1000") }
     }
 
@@ -53,11 +57,16 @@ struct TopCommand: AsyncParsableCommand {
 struct SlowCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slow", abstract: "The latest plans of slow statements (auto_explain, from the journal of amp@NAME).")
-    @Argument(help: "Project name.", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    @OptionGroup var selection: ProjectSelection
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { selection.project ?? positionalName }
     @Option(name: [.customShort("n"), .customLong("limit")], help: "How many plans (1–100).") var limit = 5
     @Flag(name: .customLong("json"), help: "Print data as JSON.") var json = false
 
     func validate() throws {
+        try selection.check(positionalName)
         guard (1...100).contains(limit) else { throw ValidationError("--limit \(limit): use 1 to 100") }
     }
 

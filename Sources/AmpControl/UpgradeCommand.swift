@@ -25,7 +25,11 @@ struct UpgradeCommand: AsyncParsableCommand {
 
             """)
 
-    @Argument(help: "Project name (default: the project of the current directory).", completion: projectCompletion) var name: String?
+    @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
+    var positionalName: String?
+    @OptionGroup var selection: ProjectSelection
+    /// The project: `--project NAME` or the first argument.
+    var name: String? { selection.project ?? positionalName }
     @Option(name: .customLong("bin-dir"), help: ArgumentHelp("The new PostgreSQL's binary directory.", valueName: "DIR")) var binDir: String?
     @Option(name: .customLong("to"), help: ArgumentHelp("The new major version, from /usr/lib/postgresql/MAJOR/bin (default: the newest installed).", valueName: "MAJOR")) var to: Int?
     @Option(name: .customLong("old-bin-dir"), help: ArgumentHelp("The cluster's own PostgreSQL binaries (default: /usr/lib/postgresql/OLD/bin).", valueName: "DIR")) var oldBinDir: String?
@@ -36,6 +40,7 @@ struct UpgradeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("json"), help: "Print the outcome as JSON.") var json = false
 
     func validate() throws {
+        try selection.check(positionalName)
         if binDir != nil && to != nil { throw ValidationError("--bin-dir and --to both name the new version; give one") }
         if [check, rollback, finish].filter({ $0 }).count > 1 { throw ValidationError("--check, --rollback and --finish are separate steps; give one") }
         if let to, !(9...99).contains(to) { throw ValidationError("--to \(to): not a PostgreSQL major version (e.g. --to 17)") }
@@ -290,94 +295,6 @@ struct UpgradeCommand: AsyncParsableCommand {
 }
 
 // MARK: - helpers shared by commands that take the cluster over
-
-/// Whether the project's unit is active (or starting) under the user manager.
-func serviceRunning(_ project: Project) async -> Bool {
-    guard project.registered, findExecutable("systemctl") != nil else { return false }
-    let (_, state) = await runCaptured("systemctl", ["--user", "is-active", project.unit])
-    return ["active", "activating", "reloading"].contains(state.trimmingWhitespace)
-}
-
-/// The PID of the process holding the amp dir's lock (0 when it cannot be told), or nil when
-/// nobody holds it.
-func lockHolder(_ ampDir: AmpDirectory) -> Int32? {
-    do {
-        withExtendedLifetime(try AmpDirLock.acquire(ampDir.lockFile)) {}
-        return nil
-    } catch {
-        if case .held(let pid) = error { return pid ?? 0 }
-        return nil
-    }
-}
-
-/// Runs `body` holding the amp dir's lock, so no ampd starts meanwhile; refuses when a
-/// foreground `ampd run` holds it.
-func withLock<T>(_ ampDir: AmpDirectory, _ body: () async throws(AmpctlError) -> T) async throws(AmpctlError) -> T {
-    let lock: AmpDirLock
-    do {
-        lock = try AmpDirLock.acquire(ampDir.lockFile)
-    } catch .held(let pid) {
-        let who = pid.map { "ampd (PID \($0))" } ?? "another process"
-        throw AmpctlError(.tempFail, "\(ampDir.path) is in use by \(who); stop it first (Ctrl-C in its terminal, or `kill \(pid.map(String.init) ?? "PID")`), then run this again")
-    } catch {
-        guard case .io(let message) = error else { throw AmpctlError(.failure, "cannot lock \(ampDir.lockFile); check the permissions of \(ampDir.path)") }
-        throw AmpctlError(.cannotCreate, message)
-    }
-    let result = try await body()
-    withExtendedLifetime(lock) {}
-    return result
-}
-
-/// Finishes or rolls back an operation a crash cut short (``InterruptedOperations``), as the
-/// next start of ampd would, when no ampd holds the lock (a running one did it at its start).
-func recoverInterrupted(_ ampDir: AmpDirectory) async throws(AmpctlError) {
-    guard !InterruptedOperations.scan(dataDirectory: ampDir.metadb).isEmpty, lockHolder(ampDir) == nil else { return }
-    let report = try await withLock(ampDir) { () async throws(AmpctlError) -> InterruptedOperations.Report in
-        await InterruptedOperations.recover(
-            dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory, stopTimeout: .seconds(30), logger: PostgresBuilder.silentLogger)
-    }
-    for line in report.done { err("ampctl: \(line)") }
-    for line in report.left { err("ampctl: left for you: \(line)") }
-}
-
-/// Runs `body` with a private 0700 socket directory that is removed afterwards.
-func inSocketDirectory<T>(_ directory: String, _ body: () async throws(UpgradeError) -> T) async throws(AmpctlError) -> T {
-    do {
-        try makeDirectories(directory)
-    } catch {
-        throw AmpctlError(.cannotCreate, "\(error); set XDG_RUNTIME_DIR to a directory of yours")
-    }
-    defer { try? removeTree(directory) }
-    do throws(UpgradeError) {
-        return try await body()
-    } catch {
-        throw AmpctlError(error)
-    }
-}
-
-/// Starts the cluster with `binaries` on a private socket for `body` (no varlink, no unit),
-/// then stops it.
-func withTemporaryServer<T>(
-    _ dataDirectory: String, binaries: PostgresBinaries, version: PostgresVersion, socketDirectory: String,
-    describing what: String, _ body: (PostgresHandle) async -> T
-) async throws(AmpctlError) -> T {
-    do {
-        try makeDirectories(socketDirectory)
-    } catch {
-        throw AmpctlError(.cannotCreate, "cannot make a socket directory for \(what): \(error); set XDG_RUNTIME_DIR to a directory of yours")
-    }
-    defer { try? removeTree(socketDirectory) }
-    let server: PostgresServer
-    do {
-        server = try await PostgresBuilder(dataDirectory: dataDirectory).binaries(binaries, version: version).socketDirectory(socketDirectory)
-            .developmentDefaults(false).logger(PostgresBuilder.silentLogger).start()
-    } catch {
-        throw AmpctlError(.failure, "\(what) did not start: \(error.message)")
-    }
-    let result = await body(server.handle)
-    _ = await server.stop()
-    return result
-}
 
 extension AmpctlError {
     /// The exit code and message of an upgrade error.
