@@ -140,7 +140,7 @@ struct BranchListCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
+            let project = try resolveProject(name, address: options.address, environment: Platform.current.environment)
             let rows = try await branchDatabases(project)
             var out_: [(String, String, Int64, Bool)] = []
             for r in rows { out_.append((r.database, r.branch, r.size, await Git.branchExists(project.base, r.branch))) }
@@ -177,7 +177,7 @@ struct BranchPruneCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
+            let project = try resolveProject(name, address: options.address, environment: Platform.current.environment)
             guard !project.base.isEmpty else { throw AmpctlError(.noInput, "branch prune needs the project directory (run it inside the project)") }
             let current = try await Git.currentBranch(project.base)
             var gone: [(database: String, branch: String, size: Int64)] = []

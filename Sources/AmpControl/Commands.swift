@@ -69,7 +69,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let env = processEnvironment()
+            let env = Platform.current.environment
             let project = try resolveProject(name, address: options.address, environment: env)
             let o = Output(environment: env)
             let status = await fetchStatus(project)
@@ -212,7 +212,7 @@ struct ListCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let env = processEnvironment()
+            let env = Platform.current.environment
             guard let dir = Registry.defaultDirectory(environment: env) else { throw AmpctlError(.failure, "no home directory: no registry") }
             let (entries, problems) = Registry(directory: dir).load()
             for p in problems { err("ampctl: \(p) (skipped)") }
@@ -253,7 +253,7 @@ func connection(_ name: String?, address: String?, branch: Bool) async throws(Am
     guard branch else {
         return try await withProject(name, address: address) { client throws(MetadbClientError) in try await client.connectionInfo() }
     }
-    let project = try resolveProject(name, address: address, environment: processEnvironment())
+    let project = try resolveProject(name, address: address, environment: Platform.current.environment)
     return try await branchConnection(project, try connect(project))
 }
 
@@ -264,7 +264,7 @@ func tcpConnection(_ c: Metadb.GetConnection.Reply, project: String) throws(Ampc
     guard let listen = c.listen else {
         throw AmpctlError(.unavailable, "\(project) does not listen on TCP; add `listen = \"auto\"` (or \"127.0.0.1:5433\") to [postgres] in .amp/config.toml, then restart it (`ampctl restart \(project)`)")
     }
-    let env = processEnvironment()
+    let env = Platform.current.environment
     guard let file = AmpSecrets.tcpPasswordFile(project: project, environment: env) else {
         throw AmpctlError(.config, "neither XDG_CONFIG_HOME nor HOME is set, so the TCP password cannot be found; set HOME")
     }
@@ -305,7 +305,7 @@ struct URLCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
             var c = try await connection(name, address: options.address, branch: branch)
-            if tcp { c = try tcpConnection(c, project: try resolveProject(name, address: options.address, environment: processEnvironment()).name) }
+            if tcp { c = try tcpConnection(c, project: try resolveProject(name, address: options.address, environment: Platform.current.environment).name) }
             if options.json { outJSON(c) } else { out(c.url) }
             return .success
         }
@@ -327,7 +327,7 @@ struct EnvCommand: AsyncParsableCommand {
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
             var c = try await connection(name, address: options.address, branch: branch)
-            if tcp { c = try tcpConnection(c, project: try resolveProject(name, address: options.address, environment: processEnvironment()).name) }
+            if tcp { c = try tcpConnection(c, project: try resolveProject(name, address: options.address, environment: Platform.current.environment).name) }
             if options.json {
                 outJSON(c.environment)
             } else {

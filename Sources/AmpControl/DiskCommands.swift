@@ -21,7 +21,7 @@ struct ProjectUsage {
     /// The rest of `.amp` (config, logs of failed upgrades, …).
     var otherBytes: UInt64
 
-    static func measure(name: String, base: String, now: Int = Int(time(nil))) -> ProjectUsage {
+    static func measure(name: String, base: String, now: Int = Platform.current.now()) -> ProjectUsage {
         let ampDir = AmpDirectory(base: base, source: .flag)
         let cluster = diskUsage(ampDir.metadb)
         let copies = UpgradeCommand.rollbackCopies(ampDir).map { copy -> (String, UInt64, Int) in
@@ -61,7 +61,7 @@ struct DuCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let environment = processEnvironment()
+            let environment = Platform.current.environment
             let projects = knownProjects(environment: environment).map { ProjectUsage.measure(name: $0.name, base: $0.base) }
             let cacheDirectory = Registry.templateCacheDirectory(environment: environment)
             let templates = cacheDirectory.map { ClusterTemplateCache(directory: $0).entries() } ?? []
@@ -147,7 +147,7 @@ struct GcCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let environment = processEnvironment()
+            let environment = Platform.current.environment
             let cache = Registry.templateCacheDirectory(environment: environment).map(ClusterTemplateCache.init(directory:))
             let templates = (cache?.entries() ?? []).filter { !$0.current }
             let limit = olderThan * 86_400

@@ -34,7 +34,7 @@ struct DoctorCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let env = processEnvironment()
+            let env = Platform.current.environment
             let checks = await diagnose(env)
             if json {
                 outJSON(.array(checks.map(\.json)))

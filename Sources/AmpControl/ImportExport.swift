@@ -66,7 +66,7 @@ struct SourceURL: Equatable {
 extension ClientTools {
     /// The client tools for ampctl: `--bin-dir`, the distribution's directories, then `PATH`.
     static func find(_ tool: String, atLeast major: Int, explicit: String?) async throws(AmpctlError) -> ClientTools {
-        do { return try await find(tool, atLeast: major, explicit: explicit, searchPath: processEnvironment()["PATH"] ?? "") } catch {
+        do { return try await find(tool, atLeast: major, explicit: explicit, searchPath: Platform.current.environment["PATH"] ?? "") } catch {
             throw AmpctlError(error)
         }
     }
@@ -170,7 +170,7 @@ struct ImportCommand: AsyncParsableCommand {
     private func importDatabase(_ kind: ImportSource, url: SourceURL?) async throws(AmpctlError) -> ExitStatus {
         do {
             let started = ContinuousClock.now
-            let project = try resolveProject(name, address: options.address, environment: processEnvironment())
+            let project = try resolveProject(name, address: options.address, environment: Platform.current.environment)
             let client = try connect(project)
             let connection: Metadb.GetConnection.Reply, databases: [MetadbDatabase]
             do throws(MetadbClientError) {
@@ -306,7 +306,7 @@ struct ImportCommand: AsyncParsableCommand {
     /// the caller's own libpq password sources (`PGPASSWORD`, `PGPASSFILE` or `~/.pgpass`,
     /// `PGSERVICEFILE`).
     private func toolEnvironment(_ url: SourceURL?) -> [String: String] {
-        let caller = processEnvironment()
+        let caller = Platform.current.environment
         var env = ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"]
         for key in ["HOME", "PGPASSWORD", "PGPASSFILE", "PGSERVICEFILE", "PGSYSCONFDIR"] { env[key] = caller[key] }
         if let p = url?.password { env["PGPASSWORD"] = p }

@@ -79,12 +79,12 @@ struct PullCommand: AsyncParsableCommand {
 /// password (libpq reads amp's password file, `~/.pgpass` or the service file).
 func transfer(_ direction: TransferDirection, _ options: TransferOptions) async throws(AmpctlError) -> ExitStatus {
     let started = ContinuousClock.now
-    let env = processEnvironment()
+    let env = Platform.current.environment
     let project = try resolveProject(options.name, address: nil, environment: env)
     let ampDir = AmpDirectory(base: project.base, source: .flag)
     let layers: ConfigurationLayers
     do {
-        layers = try ConfigurationLayers.load(ampDir: ampDir, environment: env, workingDirectory: workingDirectory()) { _ in }
+        layers = try ConfigurationLayers.load(ampDir: ampDir, environment: env, workingDirectory: Platform.current.workingDirectory) { _ in }
     } catch {
         throw AmpctlError(.config, error.message)
     }

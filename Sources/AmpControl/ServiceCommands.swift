@@ -70,8 +70,8 @@ struct InitCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let env = processEnvironment()
-            let cwd = workingDirectory()
+            let env = Platform.current.environment
+            let cwd = Platform.current.workingDirectory
             let base = normalizePath((directory ?? cwd).hasPrefix("/") ? (directory ?? cwd) : cwd + "/" + (directory ?? ""))
             guard isDirectory(base) else { throw AmpctlError(.noInput, "\(base) is not a directory; create it first") }
             let projectName = name ?? suggestedInstanceName(forBase: base)
@@ -181,7 +181,7 @@ struct ForgetCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let env = processEnvironment()
+            let env = Platform.current.environment
             let project = try resolveProject(name, address: nil, environment: env)
             guard let dir = Registry.defaultDirectory(environment: env) else { throw AmpctlError(.failure, "no registry") }
             if await userManagerRunning() {
@@ -209,7 +209,7 @@ struct ForgetCommand: AsyncParsableCommand {
 
 /// A registered project, for the commands that go through systemd.
 func registeredProject(_ name: String?) throws(AmpctlError) -> Project {
-    let project = try resolveProject(name, address: nil, environment: processEnvironment())
+    let project = try resolveProject(name, address: nil, environment: Platform.current.environment)
     guard project.registered else {
         throw AmpctlError(.noInput, "\(project.base) is not registered, so there is no amp@ unit for it; run `ampctl init` there (or `ampd run` in the foreground)")
     }

@@ -166,7 +166,7 @@ func resolveProject(_ name: String?, address: String?, environment: [String: Str
         }
         throw AmpctlError(.noInput, "no project named \(name) in \(registry.directory); see `ampctl list`, or register one with `ampctl init --name \(name)` in its directory")
     }
-    let cwd = workingDirectory()
+    let cwd = Platform.current.workingDirectory
     var dir = cwd
     while true {
         if isDirectory(dir == "/" ? "/.amp" : dir + "/.amp") { break }
@@ -190,7 +190,7 @@ func resolveProject(_ name: String?, address: String?, environment: [String: Str
 
 /// Connects to the project's ampd; errors say how to start it.
 func connect(_ project: Project) throws(AmpctlError) -> MetadbClient {
-    let runtime = Metadb.runtimeDirectory(environment: processEnvironment())
+    let runtime = Metadb.runtimeDirectory(environment: Platform.current.environment)
     if project.socket == Metadb.socketPath(runtimeDirectory: runtime, name: project.name),
        let problem = Metadb.socketDirectoryProblem(runtimeDirectory: runtime, name: project.name) {
         throw AmpctlError(.noPermission, "not trusting the socket of \(project.name): \(problem); another user may have made it: remove it, or set XDG_RUNTIME_DIR to a directory of yours with mode 0700")
@@ -209,7 +209,7 @@ func startHint(_ project: Project) -> String {
 /// Resolves the project, connects to its ampd and runs `body` with the typed client; every
 /// failure becomes one line and an exit code through ``AmpctlError/init(_:project:)``.
 func withProject<T>(_ name: String?, address: String?, _ body: (MetadbClient) async throws(MetadbClientError) -> T) async throws(AmpctlError) -> T {
-    let project = try resolveProject(name, address: address, environment: processEnvironment())
+    let project = try resolveProject(name, address: address, environment: Platform.current.environment)
     let client = try connect(project)
     do {
         return try await body(client)
@@ -258,7 +258,7 @@ extension AmpctlError {
 /// it could not be started).
 func runInherited(_ executable: String, _ arguments: [String]) async -> Int32 {
     guard let path = findExecutable(executable) else { return 127 }
-    return (try? await runInteractive(path, arguments, environment: processEnvironment())) ?? 127
+    return (try? await runInteractive(path, arguments, environment: Platform.current.environment)) ?? 127
 }
 
 /// Runs a program and returns its output (stdout and stderr together) and status (1 when it
@@ -266,7 +266,7 @@ func runInherited(_ executable: String, _ arguments: [String]) async -> Int32 {
 func runCaptured(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async -> (Int32, String) {
     guard let path = findExecutable(executable) else { return (127, "\(executable): not found") }
     do {
-        let output = try await runCommand(path, arguments, environment: environment ?? processEnvironment())
+        let output = try await runCommand(path, arguments, environment: environment ?? Platform.current.environment)
         return (output.status ?? 1, output.text)
     } catch {
         return (127, "\(error)")
@@ -276,7 +276,7 @@ func runCaptured(_ executable: String, _ arguments: [String], environment: [Stri
 /// The full path of `name` on `PATH` (or `name` itself when it contains a slash).
 func findExecutable(_ name: String) -> String? {
     if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
-    let path = processEnvironment()["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+    let path = Platform.current.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
     for dir in path.split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 {
         return "\(dir)/\(name)"
     }
@@ -315,7 +315,7 @@ func humanDuration(_ seconds: Double) -> String {
 
 /// Shell completion of project names: the registry's entries.
 let projectCompletion = CompletionKind.custom { _, _, prefix in
-    guard let dir = Registry.defaultDirectory(environment: processEnvironment()) else { return [] }
+    guard let dir = Registry.defaultDirectory(environment: Platform.current.environment) else { return [] }
     return Registry(directory: dir).load().entries.map(\.name).filter { $0.hasPrefix(prefix) }
 }
 

@@ -35,12 +35,12 @@ struct TestdbCommand: AsyncParsableCommand {
             guard let executable = findExecutable(command[0]) else {
                 throw AmpctlError(.unavailable, "\(command[0]): command not found on PATH; give its full path, or add its directory to PATH")
             }
-            let project = try resolveProject(name, address: address, environment: processEnvironment())
+            let project = try resolveProject(name, address: address, environment: Platform.current.environment)
             let client = try connect(project)
             let lease: TestDatabaseLease
             do throws(MetadbClientError) { lease = try await client.acquireTestDatabase(template: template) } catch { throw AmpctlError(error, project: project) }
             err("ampctl: \(lease.reply.database), a clone of \(template ?? "the default database") (\(lease.reply.pooled ? "made ahead of time" : "made now")); dropped when \(command[0]) exits")
-            var environment = processEnvironment()
+            var environment = Platform.current.environment
             environment.merge(lease.reply.environment) { _, new in new }
             // The terminal's Ctrl-C and Ctrl-\\ reach the command (same process group); ampctl
             // outlives it to drop the database.

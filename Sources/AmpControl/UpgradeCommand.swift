@@ -48,7 +48,7 @@ struct UpgradeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let environment = processEnvironment()
+            let environment = Platform.current.environment
             let project = try resolveProject(name, address: nil, environment: environment)
             guard !project.base.isEmpty else { throw AmpctlError(.noInput, "no project directory; run ampctl upgrade in the project or name it") }
             let ampDir = AmpDirectory(base: project.base, source: .flag)
@@ -66,7 +66,7 @@ struct UpgradeCommand: AsyncParsableCommand {
         let started = ContinuousClock.now
         let layers: ConfigurationLayers
         do {
-            layers = try ConfigurationLayers.load(ampDir: ampDir, environment: environment, workingDirectory: workingDirectory()) { err("ampctl: \($0)") }
+            layers = try ConfigurationLayers.load(ampDir: ampDir, environment: environment, workingDirectory: Platform.current.workingDirectory) { err("ampctl: \($0)") }
         } catch {
             throw AmpctlError(.config, error.message)
         }

@@ -105,3 +105,28 @@ public func privateDirectoryProblem(_ path: String, owner: uid_t = geteuid(), re
     }
     return nil
 }
+
+/// What a command reads of the process it runs in — its environment, working directory and
+/// clock — as one value, read once at the edge (``current``) and replaceable for the length
+/// of a task (`Platform.$current.withValue(…)`), so that tests vary it without changing the
+/// process (its environment, its directory) that other tests share.
+public struct Platform: Sendable {
+    public var environment: [String: String]
+    public var workingDirectory: String
+    /// Seconds since the epoch.
+    public var now: @Sendable () -> Int
+
+    public init(environment: [String: String], workingDirectory: String, now: @escaping @Sendable () -> Int = { Int(time(nil)) }) {
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.now = now
+    }
+
+    /// This process's, read now.
+    public static func live() -> Platform {
+        Platform(environment: processEnvironment(), workingDirectory: SystemSupport.workingDirectory())
+    }
+
+    /// The platform commands read: this process's, read at first use, unless a task replaced it.
+    @TaskLocal public static var current = Platform.live()
+}
