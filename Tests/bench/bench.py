@@ -517,6 +517,108 @@ def idle(env, seconds, watchdog):
             "own_wakeups_per_minute": own * 60.0 / seconds, "dispatch_wakeups_per_minute": dispatch * 60.0 / seconds,
             "per_thread": per_thread, "threads": len(after), "watchdog_pings_seen": pings if watchdog else None}
 
+def smaps(pid):
+    """Pss and private (clean + dirty) bytes of a process (smaps_rollup)."""
+    pss = private = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1]) * 1024
+                elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    private += int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return pss, private
+
+def children(pid):
+    """PIDs whose parent is `pid`."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                pass
+    return out
+
+def many_projects(env, count=20, rounds=3):
+    """`count` projects started at once (each its own `ampd run`), timed until every one answers
+    a query; the same number of PostgreSQL servers started at once by hand (postgres -D, one
+    query each) as the reference of the same run. Then, with all of them idle, the memory per
+    project: the proportional set size of ampd and of its PostgreSQL processes, and ampd's
+    private memory."""
+    bases = [env.fresh_dir(f"many{i}") for i in range(count)]
+    # Clusters made first (not timed), one after the other.
+    for b in bases:
+        p, _ = start_ampd(env, b)
+        stop_process(p)
+    datadirs = []
+    for i in range(count):
+        d = os.path.join(env.fresh_dir(f"many-alone{i}"), "data")
+        initdb(env, d)
+        datadirs.append(d)
+    amp_times, alone_times, memory = [], [], None
+    for r in range(rounds):
+        settle()
+        t0 = now()
+        procs = [subprocess.Popen([env.args.ampd, "run", "--amp-dir", b], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  env=env.env, text=True) for b in bases]
+        urls = [None] * count
+        def wait(i):
+            for line in procs[i].stdout:
+                if line.startswith("ready in "):
+                    urls[i] = line.split(": ", 1)[1].split(" ")[0]
+                    query_until_ok(urls[i])
+                    return
+        threads = [threading.Thread(target=wait, args=(i,)) for i in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        amp_times.append(now() - t0)
+        if None in urls:
+            raise RuntimeError(f"{urls.count(None)} of {count} projects did not start")
+        if r == rounds - 1:
+            time.sleep(5)  # idle
+            per = []
+            for p in procs:
+                ampd_pss, ampd_private = smaps(p.pid)
+                pg = children(p.pid)
+                pg_pss = 0
+                for pm in pg:
+                    pg_pss += smaps(pm)[0] + sum(smaps(c)[0] for c in children(pm))
+                per.append((ampd_pss, ampd_private, pg_pss))
+            memory = {
+                "ampd_pss_bytes": statistics.median(x[0] for x in per),
+                "ampd_private_bytes": statistics.median(x[1] for x in per),
+                "ampd_private_bytes_max": max(x[1] for x in per),
+                "postgres_pss_bytes": statistics.median(x[2] for x in per),
+                "project_pss_bytes": statistics.median(x[0] + x[2] for x in per),
+            }
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=120)
+        # The reference: the same number of servers by hand, all at once.
+        settle()
+        t0 = now()
+        pgs = [subprocess.Popen([env.bin("postgres"), "-D", d, "-k", d, "-c", "listen_addresses="], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env.env) for d in datadirs]
+        threads = [threading.Thread(target=query_until_ok, args=(pg_conninfo(d), 120)) for d in datadirs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(130)
+        alone_times.append(now() - t0)
+        for p in pgs:
+            p.send_signal(signal.SIGINT)
+        for p in pgs:
+            p.wait(timeout=120)
+    return {"count": count, "ampd": summary(amp_times), "postgres_alone": summary(alone_times), "memory": memory}
+
 # ---------------------------------------------------------------- report
 
 def machine(args):
@@ -549,7 +651,15 @@ def main():
     ap.add_argument("--idle-seconds", type=int, default=20)
     ap.add_argument("--out", default=os.environ.get("BENCH_OUT", "bench-results.json"))
     ap.add_argument("--markdown")
+    ap.add_argument("--only", help="only this measurement (many_projects), printed as JSON")
     args = ap.parse_args()
+    if args.only:
+        work = tempfile.mkdtemp(prefix="amp-bench.", dir="/tmp")
+        try:
+            print(json.dumps(globals()[args.only](Env(args, work)), indent=2))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     work = tempfile.mkdtemp(prefix="amp-bench.", dir="/tmp")
     env = Env(args, work)
     r = {}
@@ -589,6 +699,7 @@ def main():
         r["branch"] = branch_latency(env, args.runs)
         r["idle"] = idle(env, args.idle_seconds, watchdog=False)
         r["idle_watchdog_30s"] = idle(env, args.idle_seconds, watchdog=True)
+        r["many_projects"] = many_projects(env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -606,6 +717,10 @@ def main():
         ("testdb (pool warm) p99 ≤ 20 ms", r["testdb"]["single"]["p99"] * 1000 / 20, 1.0),
         ("testdb ≥ 20 × faster than CREATE DATABASE … TEMPLATE", 20 * r["testdb"]["single"]["median"] / r["testdb"]["direct"]["median"], 1.0),
         ("testdb, 8 clients at once: median ≤ 5 ms", r["testdb"]["concurrent"]["median"] * 1000 / 5, 1.0),
+        ("20 projects started at once: all answer within 2 s", r["many_projects"]["ampd"]["median"] / 2, 1.0),
+        ("20 projects at once ≤ 1.5 × 20 PostgreSQL servers started at once by hand",
+         r["many_projects"]["ampd"]["median"] / r["many_projects"]["postgres_alone"]["median"], 1.5),
+        ("ampd's private memory with 20 projects idle ≤ 4 MiB", r["many_projects"]["memory"]["ampd_private_bytes"] / (4 * 1024 * 1024), 1.0),
     ]
     r["targets"] = [{"target": t, "value": v, "limit": l, "met": v <= l} for t, v, l in targets]
     r["machine"] = machine(args)
@@ -660,6 +775,12 @@ def main():
         lines.append(f"| snapshot {label}: `ampctl snapshot create` | {ms(sn['create']['median'])} | {ms(sn['create']['min'])} | {ms(sn['create']['max'])} | {sn['create']['median'] / sn['dump']['median']:.2f} × pg_dump -Fc |")
         lines.append(f"| snapshot {label}: `ampctl snapshot restore` | {ms(sn['restore']['median'])} | {ms(sn['restore']['min'])} | {ms(sn['restore']['max'])} | {sn['restore']['median'] / sn['pg_restore']['median']:.2f} × pg_restore |")
         lines.append(f"| snapshot {label}: `pg_dump -Fc` / `pg_restore` | {ms(sn['dump']['median'])} / {ms(sn['pg_restore']['median'])} | | | {sn['create']['runs']} run(s) |")
+    mp = r["many_projects"]
+    lines.append(f"| {mp['count']} projects started at once → every one answers | {ms(mp['ampd']['median'])} | {ms(mp['ampd']['min'])} | {ms(mp['ampd']['max'])} | {mp['ampd']['median'] / mp['postgres_alone']['median']:.2f} × {mp['count']} PostgreSQL started at once |")
+    lines.append(f"| {mp['count']} PostgreSQL servers started at once by hand → every one answers | {ms(mp['postgres_alone']['median'])} | {ms(mp['postgres_alone']['min'])} | {ms(mp['postgres_alone']['max'])} |  |")
+    mm = mp["memory"]
+    lines.append(f"| memory per idle project, {mp['count']} running: PSS of ampd + its PostgreSQL | {mm['project_pss_bytes'] / 2**20:.1f} MiB | | | ampd {mm['ampd_pss_bytes'] / 2**20:.1f} MiB, PostgreSQL {mm['postgres_pss_bytes'] / 2**20:.1f} MiB |")
+    lines.append(f"| ampd's private memory, {mp['count']} running | {mm['ampd_private_bytes'] / 2**20:.2f} MiB | | | max {mm['ampd_private_bytes_max'] / 2**20:.2f} MiB |")
     b = r["branch"]
     lines.append(f"| branch: `ampctl url --branch`, first use (clone of 50 tables) | {ms(b['first']['median'])} | {ms(b['first']['min'])} | {ms(b['first']['max'])} |  |")
     lines.append(f"| branch: `ampctl url --branch`, later use | {ms(b['later']['median'])} | {ms(b['later']['min'])} | {ms(b['later']['max'])} |  |")
