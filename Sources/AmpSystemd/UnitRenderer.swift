@@ -129,20 +129,22 @@ public struct ProjectUnitFacts: Sendable, Equatable {
     public static func read(_ entry: RegistryEntry, environment: [String: String]) -> ProjectUnitFacts {
         let ampDir = AmpDirectory(base: entry.base, source: .flag)
         var facts = ProjectUnitFacts(credential: nil, unixOnly: false)
-        let layer: SettingsLayer?
+        // The settings as decided for the unit: the file's (the service's environment and
+        // flags are not known here, and never narrow what the unit allows).
+        let settings: AmpSettings
         do {
-            layer = try ConfigLoader.readFile(path: ampDir.configFile, baseDirectory: entry.base)?.0
+            settings = try ConfigurationLayers.load(ampDir: ampDir, environment: [:], workingDirectory: entry.base) { _ in }.settings
         } catch {
             return facts  // ampd reports the bad file; the unit stays as permissive as the template
         }
-        if layer?.externalURL != nil {
+        if settings.externalURL != nil {
             if let file = AmpSecrets.externalPassFile(project: entry.name, environment: environment), access(file, R_OK) == 0 {
                 facts.credential = file
             }
             return facts
         }
         let major = FileContents.text(ampDir.metadb + "/PG_VERSION", limit: 64).flatMap { Int($0.trimmingWhitespace) } ?? 0
-        facts.unixOnly = layer?.listen == nil && major >= 15
+        facts.unixOnly = settings.listen == nil && major >= 15
         return facts
     }
 
