@@ -544,6 +544,20 @@ def children(pid):
                 pass
     return out
 
+def all_at_once(jobs, timeout=130):
+    """Runs each job on a thread of its own, all at once, and waits for them."""
+    threads = [threading.Thread(target=j) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+
+def stop_all(procs, sig):
+    for p in procs:
+        p.send_signal(sig)
+    for p in procs:
+        p.wait(timeout=120)
+
 def many_projects(env, count=20, rounds=3):
     """`count` projects started at once (each its own `ampd run`), timed until every one answers
     a query; the same number of PostgreSQL servers started at once by hand (postgres -D, one
@@ -573,11 +587,7 @@ def many_projects(env, count=20, rounds=3):
                     urls[i] = line.split(": ", 1)[1].split(" ")[0]
                     query_until_ok(urls[i])
                     return
-        threads = [threading.Thread(target=wait, args=(i,)) for i in range(count)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        all_at_once([lambda i=i: wait(i) for i in range(count)])
         amp_times.append(now() - t0)
         if None in urls:
             raise RuntimeError(f"{urls.count(None)} of {count} projects did not start")
@@ -598,25 +608,15 @@ def many_projects(env, count=20, rounds=3):
                 "postgres_pss_bytes": statistics.median(x[2] for x in per),
                 "project_pss_bytes": statistics.median(x[0] + x[2] for x in per),
             }
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=120)
+        stop_all(procs, signal.SIGTERM)
         # The reference: the same number of servers by hand, all at once.
         settle()
         t0 = now()
         pgs = [subprocess.Popen([env.bin("postgres"), "-D", d, "-k", d, "-c", "listen_addresses="], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=env.env) for d in datadirs]
-        threads = [threading.Thread(target=query_until_ok, args=(pg_conninfo(d), 120)) for d in datadirs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(130)
+        all_at_once([lambda d=d: query_until_ok(pg_conninfo(d), 120) for d in datadirs])
         alone_times.append(now() - t0)
-        for p in pgs:
-            p.send_signal(signal.SIGINT)
-        for p in pgs:
-            p.wait(timeout=120)
+        stop_all(pgs, signal.SIGINT)
     return {"count": count, "ampd": summary(amp_times), "postgres_alone": summary(alone_times), "memory": memory}
 
 # ---------------------------------------------------------------- report
