@@ -40,104 +40,57 @@ struct AmpdService: Service {
         try await Supervisor.supervising(notifier: notifier, board: board, logger: logger) { try await serve($0) }
     }
 
+    /// What the driver keeps between actions.
+    private struct Driving {
+        let began = ContinuousClock.now
+        var server: PostgresServer? = nil
+        var lastError: (any Error)? = nil
+        var readyAt = ContinuousClock.now
+        var startTook = Duration.zero
+        /// The maintenance job under way, what its work left, and when it came.
+        var job: (job: MaintenanceJob, step: MaintenanceStep, began: ContinuousClock.Instant)? = nil
+        /// What undoing the job said (nil: it is back as it was).
+        var undone: MetadbError? = nil
+    }
+
     /// Performs what the ``SupervisionStateMachine`` decides, one action at a time, and feeds
     /// it what came of each: the only place that starts, stops and waits.
     private func serve(_ supervisor: Supervisor) async throws {
         var machine = SupervisionStateMachine(hasSeeds: !(seeding?.files.isEmpty ?? true))
         var pending = machine.begin()
-        let began = ContinuousClock.now
+        var d = Driving()
         let unitRestarts = board.status.restarts
-        var server: PostgresServer? = nil
-        var lastError: (any Error)? = nil
-        var readyAt = ContinuousClock.now
-        var job: (job: MaintenanceJob, step: MaintenanceStep, began: ContinuousClock.Instant)? = nil
-        var undone: MetadbError? = nil
-        var startTook = Duration.zero
-
         while !pending.isEmpty {
             let action = pending.removeFirst()
             var event: SupervisionStateMachine.Event? = nil
             switch action {
             case .start:
-                let made = OneShot<Void>()
-                let startedAt = ContinuousClock.now
-                do {
-                    if let next = try await start(supervisor, created: made) {
-                        server = next
-                        startTook = ContinuousClock.now - startedAt
-                        event = .started(created: made.value != nil)
-                    } else {
-                        event = .stopRequested
-                    }
-                } catch let failure as PostgresError {
-                    lastError = failure
-                    if let job {
-                        logger.error("PostgreSQL did not start after \(job.job.description): \(failure.message)")
-                        event = .startFailed("PostgreSQL did not start after \(job.job.description) (\(failure.message))")
-                    } else {
-                        if machine.policy.restarts > 0 { logger.error("restart failed: \(failure.message)") }
-                        event = .startFailed(failure.message)
-                    }
-                }
+                event = try await startServer(&d, supervisor, restarted: machine.policy.restarts > 0)
             case .seed(let first):
-                guard let server, let seeding else {
-                    event = .seeded(problem: nil)
-                    break
-                }
-                if first {
-                    // A failure throws (the half-seeded cluster is removed); a stop request returns false.
-                    event = try await seed(server, seeding, supervisor, deadline: began + seeding.timeout) ? .seeded(problem: nil) : .stopRequested
-                } else {
-                    let problem = await cancelWhenGracefulShutdown { await runSeeds(server, seeding, supervisor, deadline: .now + seeding.timeout) }
-                    event = .seeded(problem: problem.map { $0 + "; the previous cluster is back" })
-                }
+                event = try await seed(&d, supervisor, first: first)
             case .announce(let made):
-                if let server { await onReady(server.handle, ContinuousClock.now - began, made) }
+                if let server = d.server { await onReady(server.handle, ContinuousClock.now - d.began, made) }
             case .restarted(let restart):
-                logger.notice("PostgreSQL restarted in \(startTook) (restart \(restart))")
+                logger.notice("PostgreSQL restarted in \(d.startTook) (restart \(restart))")
             case .serve:
-                guard let running = server else { break }
-                supervisor.attach(running)
-                board.ready(running.handle)
-                supervisor.handle(.phase(.ready(url: running.handle.url)))
-                readyAt = ContinuousClock.now
-                do {
-                    if let next = try await runUntilMaintenance(running, supervisor) {
-                        job = (next, MaintenanceStep(failure: nil), ContinuousClock.now)
-                        event = .maintenanceRequested
-                    } else {
-                        event = .stopRequested
-                    }
-                } catch let error as PostgresError where error.code == .exitedUnexpectedly {
-                    supervisor.detach()
-                    logger.error("\(error.message)")
-                    for line in error.details { logger.error("  \(line)") }
-                    lastError = error
-                    event = .exited(error.message, uptime: ContinuousClock.now - readyAt)
-                }
+                event = try await serveUntilNext(&d, supervisor)
             case .runJob:
                 // runUntilMaintenance stopped PostgreSQL before it returned the job.
-                guard let current = job else { break }
+                guard let current = d.job else { break }
                 let step = await current.job.work()
-                job = (current.job, step, current.began)
-                undone = nil
+                d.job = (current.job, step, current.began)
+                d.undone = nil
                 event = .jobWorked(reseed: step.failure == nil && step.reseed)
             case .finishJob:
-                guard let current = job else { break }
-                let after = await current.step.afterStart(true)
-                if current.step.failure == nil, after == nil, current.step.recreated, let server {
-                    await onReady(server.handle, ContinuousClock.now - current.began, true)
-                }
-                _ = current.job.result.fulfil(current.step.failure.map { .failure($0) } ?? after.map { .failure($0) } ?? .success(()))
-                job = nil
+                await finishJob(&d)
             case .stopServer:
-                await server?.stop()
+                await d.server?.stop()
             case .undoJob:
-                undone = await job?.step.afterStart(false)
+                d.undone = await d.job?.step.afterStart(false)
             case .failJob(let reason):
                 let message = reason.hasSuffix("the previous cluster is back") ? reason : reason + "; the previous cluster is back"
-                _ = job?.job.result.fulfil(.failure(undone ?? .snapshotFailed(message: message)))
-                job = nil
+                _ = d.job?.job.result.fulfil(.failure(d.undone ?? .snapshotFailed(message: message)))
+                d.job = nil
             case .wait(let delay, let restart, let reason):
                 supervisor.handle(.phase(.restarting(restart: restart, reason: reason)))
                 board.update { $0.restarts = unitRestarts + restart }
@@ -151,18 +104,83 @@ struct AmpdService: Service {
                 }
             case .giveUp(let message):
                 supervisor.handle(.phase(.failed(message)))
-                throw PostgresError(.exitedUnexpectedly, message, details: (lastError as? PostgresError)?.details ?? [])
+                throw PostgresError(.exitedUnexpectedly, message, details: (d.lastError as? PostgresError)?.details ?? [])
             case .abort:
-                _ = job?.job.result.fulfil(.failure(.notReady(state: "failed", phase: "PostgreSQL does not start")))
-                if let lastError { throw lastError }
+                _ = d.job?.job.result.fulfil(.failure(.notReady(state: "failed", phase: "PostgreSQL does not start")))
+                if let lastError = d.lastError { throw lastError }
                 return
             case .end:
                 // A job still waiting is told; a server still running stops with the service.
-                _ = job?.job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
+                _ = d.job?.job.result.fulfil(.failure(.notReady(state: "stopping", phase: "ampd is stopping")))
                 return
             }
             if let event { pending += machine.handle(event) }
         }
+    }
+
+    /// Starts PostgreSQL: `started`, `startFailed` (the error kept) or, when a stop request
+    /// came first, `stopRequested`.
+    private func startServer(_ d: inout Driving, _ supervisor: Supervisor, restarted: Bool) async throws -> SupervisionStateMachine.Event {
+        let made = OneShot<Void>()
+        let startedAt = ContinuousClock.now
+        do {
+            guard let next = try await start(supervisor, created: made) else { return .stopRequested }
+            d.server = next
+            d.startTook = ContinuousClock.now - startedAt
+            return .started(created: made.value != nil)
+        } catch let failure as PostgresError {
+            d.lastError = failure
+            if let job = d.job {
+                logger.error("PostgreSQL did not start after \(job.job.description): \(failure.message)")
+                return .startFailed("PostgreSQL did not start after \(job.job.description) (\(failure.message))")
+            }
+            if restarted { logger.error("restart failed: \(failure.message)") }
+            return .startFailed(failure.message)
+        }
+    }
+
+    /// Runs the seed scripts: those of the first start (a failure throws, the half-seeded
+    /// cluster removed), or those a job asked for (a failure is reported, the job undone).
+    private func seed(_ d: inout Driving, _ supervisor: Supervisor, first: Bool) async throws -> SupervisionStateMachine.Event {
+        guard let server = d.server, let seeding else { return .seeded(problem: nil) }
+        if first {
+            return try await seed(server, seeding, supervisor, deadline: d.began + seeding.timeout) ? .seeded(problem: nil) : .stopRequested
+        }
+        let problem = await cancelWhenGracefulShutdown { await runSeeds(server, seeding, supervisor, deadline: .now + seeding.timeout) }
+        return .seeded(problem: problem.map { $0 + "; the previous cluster is back" })
+    }
+
+    /// Serves until PostgreSQL exits (`exited`), a maintenance job comes (the server stopped
+    /// for it) or a stop request.
+    private func serveUntilNext(_ d: inout Driving, _ supervisor: Supervisor) async throws -> SupervisionStateMachine.Event? {
+        guard let running = d.server else { return nil }
+        supervisor.attach(running)
+        board.ready(running.handle)
+        supervisor.handle(.phase(.ready(url: running.handle.url)))
+        d.readyAt = ContinuousClock.now
+        do {
+            guard let next = try await runUntilMaintenance(running, supervisor) else { return .stopRequested }
+            d.job = (next, MaintenanceStep(failure: nil), ContinuousClock.now)
+            return .maintenanceRequested
+        } catch let error as PostgresError where error.code == .exitedUnexpectedly {
+            supervisor.detach()
+            logger.error("\(error.message)")
+            for line in error.details { logger.error("  \(line)") }
+            d.lastError = error
+            return .exited(error.message, uptime: ContinuousClock.now - d.readyAt)
+        }
+    }
+
+    /// The job succeeded and PostgreSQL is up: its after-start step, the ready line again for a
+    /// new cluster, and the caller's answer.
+    private func finishJob(_ d: inout Driving) async {
+        guard let current = d.job else { return }
+        let after = await current.step.afterStart(true)
+        if current.step.failure == nil, after == nil, current.step.recreated, let server = d.server {
+            await onReady(server.handle, ContinuousClock.now - current.began, true)
+        }
+        _ = current.job.result.fulfil(current.step.failure.map { .failure($0) } ?? after.map { .failure($0) } ?? .success(()))
+        d.job = nil
     }
 
     /// Runs the server until a graceful shutdown (nil) or a maintenance job (the job, with the

@@ -5,14 +5,18 @@ import Synchronization
 import Testing
 import ThreadSupport
 
-/// The threads of this process (`/proc/self/task`).
-func threadCount() -> Int {
+/// The threads of this process named `name` (`/proc/self/task/*/comm`); other tests run in
+/// parallel, so only names of one's own count.
+func threadCount(named name: String) -> Int {
     guard let dir = opendir("/proc/self/task") else { return -1 }
     defer { closedir(dir) }
     var n = 0
     while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { n += 1 }
+        let tid = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard tid != ".", tid != "..", let f = fopen("/proc/self/task/\(tid)/comm", "r") else { continue }
+        defer { fclose(f) }
+        var buffer = [CChar](repeating: 0, count: 32)
+        if fgets(&buffer, 32, f) != nil, String(decoding: buffer.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) == name { n += 1 }
     }
     return n
 }
@@ -21,7 +25,6 @@ func threadCount() -> Int {
 struct ThreadSupportTests {
     @Test("a timed wait gives the timeout's outcome, ends early when resolved, and leaves no thread behind")
     func timedWait() async {
-        let before = threadCount()
         let timedOut = await Race<Int>().wait(orAfter: .milliseconds(50), 7)
         #expect(timedOut == 7)
         let race = Race<Int>()
@@ -33,7 +36,17 @@ struct ThreadSupportTests {
             #expect(await result == 3)
         }
         #expect(took < .seconds(5), "resolved, not timed out: \(took)")
-        #expect(threadCount() <= before, "the timer threads ended: \(before) → \(threadCount())")
+        // 50 waits of a minute each, all resolved at once: their timer threads end with them
+        // (a leak would leave 50 threads asleep for a minute; other tests' timers are few).
+        for n in 0..<50 {
+            let early = Race<Int>()
+            async let got = early.wait(orAfter: .seconds(60), -1)
+            try? await Task.sleep(for: .milliseconds(2))
+            early.resolve(n)
+            #expect(await got == n)
+        }
+        let left = threadCount(named: "amp-timer")
+        #expect(left < 10, "timer threads left: \(left)")
     }
 
     @Test("a timed wait runs to its timeout in a cancelled task, unless it says what cancellation means")
@@ -52,9 +65,8 @@ struct ThreadSupportTests {
 
     @Test("a worker runs one job at a time, refuses another while busy, and is joined by stop()")
     func worker() async throws {
-        let before = threadCount()
         let worker = try WorkerThread(name: "amp-test-worker")
-        #expect(threadCount() == before + 1)
+        #expect(threadCount(named: "amp-test-worker") == 1)
         let started = Race<Void>()
         let done = Race<Int>()
         #expect(worker.submit {
@@ -71,7 +83,7 @@ struct ThreadSupportTests {
         #expect(worker.submit { again.resolve(5) })
         #expect(await again.wait() == 5)
         worker.stop()
-        #expect(threadCount() == before, "joined")
+        #expect(threadCount(named: "amp-test-worker") == 0, "joined")
         #expect(!worker.submit {}, "stopped: refused")
     }
 }
