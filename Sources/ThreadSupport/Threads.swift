@@ -128,7 +128,8 @@ public final class Race<Outcome: Sendable>: Sendable {
     /// The timer is a thread of its own that polls an eventfd; whoever resolves the race
     /// wakes it, and this call waits for it to end before returning: nothing outlives the
     /// call, and no shared queue is involved.
-    public func wait(orAfter delay: Duration, _ outcome: Outcome, onCancel: Outcome? = nil) async -> Outcome {
+    /// `timerName` names the timer's thread (as `top -H` shows it).
+    public func wait(orAfter delay: Duration, _ outcome: Outcome, onCancel: Outcome? = nil, timerName: String = "amp-timer") async -> Outcome {
         if let resolved = shot.value { return resolved }
         let wake = EventDescriptor()
         let timerEnded = OneShot<Void>()
@@ -136,7 +137,7 @@ public final class Race<Outcome: Sendable>: Sendable {
         shot.onFulfil { _ in wake.signal() }
         let deadline = ContinuousClock.now + delay
         do {
-            try startDetachedThread(name: "amp-timer") { [shot] in
+            try startDetachedThread(name: timerName) { [shot] in
                 if wake.wait(until: deadline) == false { shot.fulfil(outcome) }
                 timerEnded.fulfil(())
             }
