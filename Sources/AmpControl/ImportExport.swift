@@ -179,15 +179,7 @@ struct ImportCommand: AsyncParsableCommand {
             } catch {
                 throw AmpctlError(error, project: project)
             }
-            guard let target = database ?? url?.database ?? defaultName(kind) else {
-                throw AmpctlError(.usage, "name the database to create with --db NAME")
-            }
-            if let reason = Metadb.databaseNameProblem(target) ?? Metadb.reservedDatabaseNameProblem(target) {
-                throw AmpctlError(.usage, "database name \(target): \(reason); choose one with --db NAME")
-            }
-            if Metadb.protectedDatabases.contains(target) { throw AmpctlError(.dataError, "database \(target) cannot be replaced; choose another with --db NAME") }
-            let exists = databases.contains { $0.name == target }
-            if exists && !replace { throw AmpctlError(.dataError, "database \(target) exists already; add --replace to replace it, or choose another name with --db") }
+            let (target, exists) = try chooseTarget(kind, url: url, existing: databases)
 
             let local = connection.server
             let transfer = DatabaseTransfer(into: target, on: local, temporarySuffix: Metadb.importSuffix)
@@ -207,20 +199,7 @@ struct ImportCommand: AsyncParsableCommand {
             }
 
             // 1. The source's version decides the tools.
-            var sourceMajor = 0
-            if let url {
-                do throws(LibPQError) {
-                    sourceMajor = try DatabaseServer.majorVersion(conninfo: url.withoutPassword + (url.withoutPassword.contains("?") ? "&" : "?") + "connect_timeout=10" + passwordParameter(url))
-                } catch {
-                    let reason = url.redacted(error.message.split(separator: "\n").first.map(String.init) ?? error.message)
-                    if reason.contains("authentication failed") || reason.contains("no password supplied") {
-                        throw AmpctlError(.noPermission, "cannot connect to \(url.display): \(reason); check the user and password in the URL")
-                    }
-                    throw AmpctlError(.unavailable, "cannot connect to \(url.display): \(reason); check the host and port, and that the server runs")
-                }
-            }
-            let localMajor = (try? DatabaseServer.majorVersion(conninfo: local.conninfo(connection.database))) ?? 0
-            let dumpTools = try await ClientTools.find(url == nil ? "pg_restore" : "pg_dump", atLeast: max(sourceMajor, localMajor), explicit: binDir)
+            let dumpTools = try await tools(for: url, kind: kind, localMajor: (try? DatabaseServer.majorVersion(conninfo: local.conninfo(connection.database))) ?? 0)
 
             // 2. Roles, when asked.
             if roles, let url {
@@ -266,6 +245,39 @@ struct ImportCommand: AsyncParsableCommand {
             err("ampctl: imported \(target) (\(humanBytes(local.size(of: target))), \(format2(seconds(since: started))) s); connect: ampctl psql -d \(target)")
             return .success
         }
+    }
+
+    /// The database to make (`--db`, the URL's, or the file's name) and whether it exists; refused
+    /// when amp reserves the name, it is protected, or it exists without `--replace`.
+    private func chooseTarget(_ kind: ImportSource, url: SourceURL?, existing databases: [MetadbDatabase]) throws(AmpctlError) -> (String, Bool) {
+        guard let target = database ?? url?.database ?? defaultName(kind) else {
+            throw AmpctlError(.usage, "name the database to create with --db NAME")
+        }
+        if let reason = Metadb.databaseNameProblem(target) ?? Metadb.reservedDatabaseNameProblem(target) {
+            throw AmpctlError(.usage, "database name \(target): \(reason); choose one with --db NAME")
+        }
+        if Metadb.protectedDatabases.contains(target) { throw AmpctlError(.dataError, "database \(target) cannot be replaced; choose another with --db NAME") }
+        let exists = databases.contains { $0.name == target }
+        if exists && !replace { throw AmpctlError(.dataError, "database \(target) exists already; add --replace to replace it, or choose another name with --db") }
+        return (target, exists)
+    }
+
+    /// pg_dump (a URL) or pg_restore (a dump) of at least the source server's and the local
+    /// server's version; a source that does not answer is named with the fix.
+    private func tools(for url: SourceURL?, kind: ImportSource, localMajor: Int) async throws(AmpctlError) -> ClientTools {
+        var sourceMajor = 0
+        if let url {
+            do throws(LibPQError) {
+                sourceMajor = try DatabaseServer.majorVersion(conninfo: url.withoutPassword + (url.withoutPassword.contains("?") ? "&" : "?") + "connect_timeout=10" + passwordParameter(url))
+            } catch {
+                let reason = url.redacted(error.message.split(separator: "\n").first.map(String.init) ?? error.message)
+                if reason.contains("authentication failed") || reason.contains("no password supplied") {
+                    throw AmpctlError(.noPermission, "cannot connect to \(url.display): \(reason); check the user and password in the URL")
+                }
+                throw AmpctlError(.unavailable, "cannot connect to \(url.display): \(reason); check the host and port, and that the server runs")
+            }
+        }
+        return try await ClientTools.find(url == nil ? "pg_restore" : "pg_dump", atLeast: max(sourceMajor, localMajor), explicit: binDir)
     }
 
     private func classify() throws(AmpctlError) -> ImportSource {

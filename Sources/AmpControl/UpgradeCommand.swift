@@ -70,34 +70,7 @@ struct UpgradeCommand: AsyncParsableCommand {
         } catch {
             throw AmpctlError(.config, error.message)
         }
-        guard let clusterText = FileContents.text(ampDir.metadb + "/PG_VERSION"), let clusterMajor = Int(clusterText.trimmingWhitespace) else {
-            throw AmpctlError(.noInput, "\(ampDir.metadb) holds no cluster yet; nothing to upgrade (start the project once: \(startHint(project)))")
-        }
-        let newBinaries = try locateNew()
-        let newVersion: PostgresVersion
-        do { newVersion = try await newBinaries.version() } catch { throw AmpctlError(.unavailable, error.message) }
-        let oldBinaries = await locateOld(clusterMajor, configured: layers.settings.binDir)
-        var checksums = false
-        if let oldBinaries {
-            do {
-                checksums = try await ClusterUpgrader.hasChecksums(dataDirectory: ampDir.metadb, binaries: oldBinaries)
-            } catch {
-                throw AmpctlError(.unavailable, error.description)
-            }
-        }
-        var facts = UpgradePlan.Facts(
-            clusterMajor: clusterMajor, oldBinaries: oldBinaries, newBinaries: newBinaries, newMajor: newVersion.majorNumber,
-            checksums: checksums, clusterBytes: diskUsage(ampDir.metadb), freeBytes: DiskSpace.available(at: ampDir.path),
-            locale: layers.settings.locale, encoding: layers.settings.encoding)
-        facts.sharesExtents = DiskSpace.sharesExtents(at: ampDir.path)
-        let plan: UpgradePlan
-        switch UpgradePlan.decide(facts) {
-        case .success(let p): plan = p
-        case .failure(let e): throw AmpctlError(e)
-        }
-        err("ampctl: \(project.name): PostgreSQL \(plan.oldMajor) (\(plan.oldBinaries.directory)) → \(newVersion) (\(plan.newBinaries.directory)); "
-            + "cluster \(DiskSpace.megabytes(facts.clusterBytes)), needs \(DiskSpace.megabytes(plan.neededBytes)) free, has \(plan.freeBytes.map(DiskSpace.megabytes) ?? "an unknown amount")")
-
+        let (plan, newVersion) = try await planUpgrade(project, ampDir, settings: layers.settings)
         let socketDirectory = Metadb.runtimeDirectory(environment: environment) + "/amp/upgrade-\(getpid())"
         let upgrader = ClusterUpgrader(dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory, socketDirectory: socketDirectory, plan: plan)
         if check {
@@ -132,32 +105,74 @@ struct UpgradeCommand: AsyncParsableCommand {
             if wasRunning { _ = await runCaptured("systemctl", ["--user", "start", project.unit]) }
             throw error
         }
+        let notes = upgrader.notes.withLock { $0 }
+            + (await followUp(project, ampDir, plan: plan, newVersion: newVersion, wasRunning: wasRunning, socketDirectory: socketDirectory))
+        for note in notes { err("ampctl: \(note)") }
+        if let pinned = layers.settings.binDir, pinned != plan.newBinaries.directory {
+            err("ampctl: bin_dir is set to \(pinned) (config.toml or AMP_PG_BIN_DIR): set it to \(plan.newBinaries.directory), or ampd refuses the upgraded cluster")
+        }
+        report(project, plan: plan, newVersion: newVersion, transfer: transfer, rollbackCopy: upgrader.rollbackCopy, seconds: seconds(since: started))
+        return .success
+    }
 
-        // The new cluster is in place: start it, rebuild statistics, update extensions.
+    /// Measures the facts (the cluster's version and checksums, the binaries, the space) and
+    /// decides the plan (``UpgradePlan/decide(_:)``); says it in one line.
+    private func planUpgrade(_ project: Project, _ ampDir: AmpDirectory, settings: AmpSettings) async throws(AmpctlError) -> (UpgradePlan, PostgresVersion) {
+        guard let clusterMajor = InterruptedOperations.clusterMajor(ampDir.metadb) else {
+            throw AmpctlError(.noInput, "\(ampDir.metadb) holds no cluster yet; nothing to upgrade (start the project once: \(startHint(project)))")
+        }
+        let newBinaries = try locateNew()
+        let newVersion: PostgresVersion
+        do { newVersion = try await newBinaries.version() } catch { throw AmpctlError(.unavailable, error.message) }
+        let oldBinaries = await locateOld(clusterMajor, configured: settings.binDir)
+        var checksums = false
+        if let oldBinaries {
+            do {
+                checksums = try await ClusterUpgrader.hasChecksums(dataDirectory: ampDir.metadb, binaries: oldBinaries)
+            } catch {
+                throw AmpctlError(.unavailable, error.description)
+            }
+        }
+        var facts = UpgradePlan.Facts(
+            clusterMajor: clusterMajor, oldBinaries: oldBinaries, newBinaries: newBinaries, newMajor: newVersion.majorNumber,
+            checksums: checksums, clusterBytes: diskUsage(ampDir.metadb), freeBytes: DiskSpace.available(at: ampDir.path),
+            locale: settings.locale, encoding: settings.encoding)
+        facts.sharesExtents = DiskSpace.sharesExtents(at: ampDir.path)
+        let plan: UpgradePlan
+        switch UpgradePlan.decide(facts) {
+        case .success(let p): plan = p
+        case .failure(let e): throw AmpctlError(e)
+        }
+        err("ampctl: \(project.name): PostgreSQL \(plan.oldMajor) (\(plan.oldBinaries.directory)) → \(newVersion) (\(plan.newBinaries.directory)); "
+            + "cluster \(DiskSpace.megabytes(facts.clusterBytes)), needs \(DiskSpace.megabytes(plan.neededBytes)) free, has \(plan.freeBytes.map(DiskSpace.megabytes) ?? "an unknown amount")")
+        return (plan, newVersion)
+    }
+
+    /// The new cluster is in place: starts it (the service again, or a private server), then
+    /// rebuilds the statistics and updates the extensions. What it could not do is a note.
+    private func followUp(
+        _ project: Project, _ ampDir: AmpDirectory, plan: UpgradePlan, newVersion: PostgresVersion, wasRunning: Bool, socketDirectory: String
+    ) async -> [String] {
         progress(.starting)
-        var notes: [String] = upgrader.notes.withLock { $0 }
         do throws(AmpctlError) {
             if wasRunning {
                 let (code, text) = await runCaptured("systemctl", ["--user", "start", project.unit])
                 if code != 0 { throw AmpctlError(.failure, "systemctl --user start \(project.unit) failed: \(text)") }
                 let connection = try await withProject(project.name, address: nil) { client async throws(MetadbClientError) in try await client.connectionInfo() }
-                notes += await afterUpgrade(socketDirectory: connection.socketDirectory, port: connection.port, binaries: plan.newBinaries)
-            } else {
-                notes += try await withLock(ampDir) { () async throws(AmpctlError) -> [String] in
-                    try await withTemporaryServer(ampDir.metadb, binaries: plan.newBinaries, version: newVersion, socketDirectory: socketDirectory, describing: "the upgraded cluster") { handle in
-                        await afterUpgrade(socketDirectory: handle.socketDirectory, port: handle.port, binaries: plan.newBinaries)
-                    }
+                return await afterUpgrade(socketDirectory: connection.socketDirectory, port: connection.port, binaries: plan.newBinaries)
+            }
+            return try await withLock(ampDir) { () async throws(AmpctlError) -> [String] in
+                try await withTemporaryServer(ampDir.metadb, binaries: plan.newBinaries, version: newVersion, socketDirectory: socketDirectory, describing: "the upgraded cluster") { handle in
+                    await afterUpgrade(socketDirectory: handle.socketDirectory, port: handle.port, binaries: plan.newBinaries)
                 }
             }
         } catch {
-            notes.append("the upgrade is done, but the follow-up failed: \(error.message); run `vacuumdb --all --analyze-in-stages` yourself")
+            return ["the upgrade is done, but the follow-up failed: \(error.message); run `vacuumdb --all --analyze-in-stages` yourself"]
         }
-        for note in notes { err("ampctl: \(note)") }
-        if let pinned = layers.settings.binDir, pinned != plan.newBinaries.directory {
-            err("ampctl: bin_dir is set to \(pinned) (config.toml or AMP_PG_BIN_DIR): set it to \(plan.newBinaries.directory), or ampd refuses the upgraded cluster")
-        }
-        let seconds = seconds(since: started)
-        let copy = upgrader.rollbackCopy
+    }
+
+    /// The outcome: JSON on stdout with --json, and the line with the next commands.
+    private func report(_ project: Project, plan: UpgradePlan, newVersion: PostgresVersion, transfer: UpgradeTransfer, rollbackCopy copy: String, seconds: Double) {
         if json {
             var o: JSONObject = [:]
             o["project"] = .string(project.name)
@@ -171,7 +186,6 @@ struct UpgradeCommand: AsyncParsableCommand {
         let suffix = nameSuffix(project)
         let done = "ampctl: upgraded \(project.name) from PostgreSQL \(plan.oldMajor) to \(newVersion) in \(format2(seconds)) s (--\(transfer.rawValue))"
         err("\(done); the old cluster is kept in \(copy): roll back with `ampctl upgrade --rollback\(suffix)`, drop it with `ampctl upgrade --finish\(suffix)`")
-        return .success
     }
 
     private func progress(_ phase: UpgradePhase) { err("ampctl: \(phase.numbered)") }
