@@ -69,7 +69,12 @@ struct AmpdService: Service {
             case .seed(let first):
                 event = try await seed(&d, supervisor, first: first)
             case .announce(let made):
-                if let server = d.server { await onReady(server.handle, ContinuousClock.now - d.began, made) }
+                // The board says ready before the ready line does (a client that saw the line
+                // and asks must hear "ready").
+                if let server = d.server {
+                    board.ready(server.handle)
+                    await onReady(server.handle, ContinuousClock.now - d.began, made)
+                }
             case .restarted(let restart):
                 logger.notice("PostgreSQL restarted in \(d.startTook) (restart \(restart))")
             case .serve:

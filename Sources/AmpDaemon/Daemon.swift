@@ -29,7 +29,8 @@ enum Daemon {
             ampDirFlag: command.ampDir, instance: command.instance, commandLine: command.server, environment: environment, workingDirectory: workingDirectory())
         let level = parseLogLevel(command.logLevel)
         // Where the log goes needs the amp dir and the name; a bad --instance is logged after.
-        let located = try? StartupPlan.locate(inputs)
+        let locating = Result { () throws(DaemonError) in try StartupPlan.locate(inputs) }
+        let located = try? locating.get()
         let journal: Bool
         switch command.logTarget {
         case "journal": journal = true
@@ -56,7 +57,7 @@ enum Daemon {
         }
         let plan: StartupPlan
         do throws(DaemonError) {
-            let located = try StartupPlan.locate(inputs)
+            let located = try locating.get()
             logger.debug("amp dir \(located.ampDir.path) (from \(located.ampDir.source.rawValue))")
             plan = try await StartupPlan.make(inputs, located: located) { logger.warning("\($0)") }
         } catch {

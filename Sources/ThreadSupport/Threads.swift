@@ -226,23 +226,27 @@ final class EventDescriptor: Sendable {
 /// A thread that runs submitted jobs one at a time, owned by whoever made it: ``stop()`` ends
 /// it and joins it. For blocking work whose answer may come too late to wait for (a query on
 /// a hung server): ``submit(_:)`` refuses a job while one still runs, so a hang costs one
-/// thread, never a pile of them.
+/// thread, never a pile of them. The thread starts with the first job (an idle daemon that is
+/// never asked keeps no thread for it).
 public final class WorkerThread: Sendable {
     private struct State {
         var job: (@Sendable () -> Void)? = nil
         var busy = false
         var stopping = false
+        var thread: pthread_t? = nil
     }
     private let state = Mutex(State())
     private let wake: EventDescriptor
-    private let thread: Mutex<pthread_t?>
     public let name: String
 
     public init(name: String) throws(ThreadStartError) {
         self.name = name
         guard let wake = EventDescriptor() else { throw ThreadStartError(name: name, errno: errno) }
         self.wake = wake
-        self.thread = Mutex(nil)
+    }
+
+    /// Starts the thread (called with the state locked, once).
+    private func startThread() -> pthread_t? {
         final class Box: @unchecked Sendable {
             let worker: WorkerThread
             init(_ worker: WorkerThread) { self.worker = worker }
@@ -258,9 +262,9 @@ public final class WorkerThread: Sendable {
         }, box.toOpaque())
         guard rc == 0 else {
             box.release()
-            throw ThreadStartError(name: name, errno: rc)
+            return nil
         }
-        thread.withLock { $0 = t }
+        return t
     }
 
     private func loop() {
@@ -286,6 +290,10 @@ public final class WorkerThread: Sendable {
     public func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
         let taken = state.withLock { s -> Bool in
             guard !s.busy, !s.stopping else { return false }
+            if s.thread == nil {
+                guard let t = startThread() else { return false }
+                s.thread = t
+            }
             s.busy = true
             s.job = job
             return true
@@ -296,10 +304,13 @@ public final class WorkerThread: Sendable {
 
     /// Ends the thread after the job it runs, and joins it.
     public func stop() {
-        state.withLock { $0.stopping = true }
+        let thread = state.withLock { s -> pthread_t? in
+            s.stopping = true
+            defer { s.thread = nil }
+            return s.thread
+        }
         wake.signal()
-        guard let t = thread.withLock({ t -> pthread_t? in defer { t = nil }; return t }) else { return }
-        pthread_join(t, nil)
+        if let thread { pthread_join(thread, nil) }
     }
 }
 
