@@ -182,65 +182,29 @@ struct ImportCommand: AsyncParsableCommand {
             let (target, exists) = try chooseTarget(kind, url: url, existing: databases)
 
             let local = connection.server
-            let transfer = DatabaseTransfer(into: target, on: local, temporarySuffix: Metadb.importSuffix)
-            let environment = toolEnvironment(url)
             if roles && url == nil { throw AmpctlError(.usage, "--roles takes the roles from a running server: give a postgresql:// URL, or leave --roles out") }
-            var steps = 3
-            if roles { steps += 1 }
-            var step = 0
-            func phase(_ text: String) throws(AmpctlError) {
-                if Task.isCancelled { throw AmpctlError(.interrupted, "interrupted") }
-                step += 1
-                err("ampctl: [\(step)/\(steps)] \(text)")
+            let redact: @Sendable (String) -> String = { url?.redacted($0) ?? $0 }
+            let source: DatabaseImport.Source
+            switch kind {
+            case .server:
+                guard let url else { throw AmpctlError(.usage, "give a postgresql:// URL") }
+                source = .server(conninfo: url.withoutPassword, display: url.display)
+            case .directoryDump(let path): source = .directoryDump(path: path)
+            case .customDump(let path): source = .customDump(path: path)
+            case .sqlScript(let path): source = .sqlScript(path: path)
             }
-            let redact: (String) -> String = { url?.redacted($0) ?? $0 }
-            func failed(_ error: TransferError) -> AmpctlError {
-                error.code == .failed ? AmpctlError(.failure, error.message + "; nothing was left behind") : AmpctlError(error)
-            }
+            let job = DatabaseImport(
+                source: source, target: target, replacing: exists, server: local, temporarySuffix: Metadb.importSuffix, jobs: jobs, roles: roles,
+                environment: toolEnvironment(url), redact: redact, scratch: project.ampDir + "/.import-\(getpid())")
 
-            // 1. The source's version decides the tools.
-            let dumpTools = try await tools(for: url, kind: kind, localMajor: (try? DatabaseServer.majorVersion(conninfo: local.conninfo(connection.database))) ?? 0)
-
-            // 2. Roles, when asked.
-            if roles, let url {
-                try phase("roles from \(url.display) (pg_dumpall --roles-only, passwords dropped)")
-                do throws(TransferError) {
-                    let created = try await RoleCopy.copy(from: url.withoutPassword, pgDumpall: dumpTools.path("pg_dumpall"), environment: environment, into: local, redact: redact)
-                    err("ampctl: created \(created) role(s); existing ones were left as they are")
-                } catch {
-                    throw AmpctlError(error)
-                }
-            }
-
-            // 3. Into a temporary database, renamed at the end.
-            try phase("creating \(transfer.temporary)")
-            do throws(TransferError) { try transfer.create() } catch {
-                throw AmpctlError(.failure, "\(error.message); nothing was imported (see `ampctl status`)")
-            }
-            // Each step of the transfer: its failure says nothing was left behind.
-            func transferring(_ body: () async throws(TransferError) -> Void) async throws(AmpctlError) {
-                do throws(TransferError) { try await body() } catch { throw failed(error) }
-            }
-            try await transfer.discardingOnFailure { () async throws(AmpctlError) in
-                switch kind {
-                case .server:
-                    guard let url else { break }
-                    try phase("copying \(url.display) with pg_dump \(dumpTools.major) (\(jobs) jobs)")
-                    let source = DatabaseServer(display: url.display) { _ in url.withoutPassword }
-                    try await transferring { () async throws(TransferError) in
-                        try await transfer.copy(url.withoutPassword, from: source, tools: dumpTools, jobs: jobs, scratch: project.ampDir + "/.import-\(getpid())",
-                                                keepOwners: roles, environment: environment, redact: redact)
-                    }
-                case .directoryDump(let path), .customDump(let path):
-                    try phase("restoring \(path) with pg_restore \(dumpTools.major) (\(jobs) jobs)")
-                    try await transferring { () async throws(TransferError) in try await transfer.restore(path, tools: dumpTools, jobs: jobs, keepOwners: roles, environment: environment) }
-                case .sqlScript(let path):
-                    let psql = try await ClientTools.find("psql", atLeast: 0, explicit: binDir)
-                    try phase("running \(path) with psql (stops at the first error)")
-                    try await transferring { () async throws(TransferError) in try await transfer.runScript(path, tools: psql, environment: environment) }
-                }
-                try phase("renaming \(transfer.temporary) to \(target)")
-                try await transferring { () async throws(TransferError) in try transfer.commit(replacing: exists) }
+            // The source's version decides the tools.
+            let dumpTools = try await tools(for: url, localMajor: (try? DatabaseServer.majorVersion(conninfo: local.conninfo(connection.database))) ?? 0)
+            var psql: ClientTools? = nil
+            if case .sqlScript = kind { psql = try await ClientTools.find("psql", atLeast: 0, explicit: binDir) }
+            do throws(TransferError) {
+                try await job.run(tools: dumpTools, psql: psql) { err("ampctl: \($0)") }
+            } catch {
+                throw AmpctlError(error)
             }
             err("ampctl: imported \(target) (\(humanBytes(local.size(of: target))), \(format2(seconds(since: started))) s); connect: ampctl psql -d \(target)")
             return .success
@@ -263,18 +227,14 @@ struct ImportCommand: AsyncParsableCommand {
     }
 
     /// pg_dump (a URL) or pg_restore (a dump) of at least the source server's and the local
-    /// server's version; a source that does not answer is named with the fix.
-    private func tools(for url: SourceURL?, kind: ImportSource, localMajor: Int) async throws(AmpctlError) -> ClientTools {
+    /// server's version.
+    private func tools(for url: SourceURL?, localMajor: Int) async throws(AmpctlError) -> ClientTools {
         var sourceMajor = 0
         if let url {
-            do throws(LibPQError) {
-                sourceMajor = try DatabaseServer.majorVersion(conninfo: url.withoutPassword + (url.withoutPassword.contains("?") ? "&" : "?") + "connect_timeout=10" + passwordParameter(url))
+            do throws(TransferError) {
+                sourceMajor = try DatabaseImport.sourceMajor(url: url.withoutPassword, password: url.password, display: url.display, redact: url.redacted)
             } catch {
-                let reason = url.redacted(error.message.split(separator: "\n").first.map(String.init) ?? error.message)
-                if reason.contains("authentication failed") || reason.contains("no password supplied") {
-                    throw AmpctlError(.noPermission, "cannot connect to \(url.display): \(reason); check the user and password in the URL")
-                }
-                throw AmpctlError(.unavailable, "cannot connect to \(url.display): \(reason); check the host and port, and that the server runs")
+                throw AmpctlError(error)
             }
         }
         return try await ClientTools.find(url == nil ? "pg_restore" : "pg_dump", atLeast: max(sourceMajor, localMajor), explicit: binDir)
@@ -308,10 +268,6 @@ struct ImportCommand: AsyncParsableCommand {
             return Metadb.databaseNameProblem(base) == nil ? base : nil
         }
         return nil
-    }
-
-    private func passwordParameter(_ url: SourceURL) -> String {
-        url.password.map { "&password=" + PostgresHandle.percentEncode($0) } ?? ""
     }
 
     /// The tools' environment: the password of the URL (or the prompt) in `PGPASSWORD`, else

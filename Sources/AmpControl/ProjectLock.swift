@@ -83,11 +83,14 @@ func withTemporaryServer<T>(
     _ dataDirectory: String, binaries: PostgresBinaries, version: PostgresVersion, socketDirectory: String,
     describing what: String, _ body: (PostgresHandle) async -> T
 ) async throws(AmpctlError) -> T {
-    do throws(PostgresError) {
+    do throws(PrivateServer.Failure) {
         return try await PrivateServer.with(dataDirectory: dataDirectory, binaries: binaries, version: version, socketDirectory: socketDirectory, body)
-    } catch where error.code == .dataDirectoryUnusable && error.message.hasPrefix("cannot make the socket directory") {
-        throw AmpctlError(.cannotCreate, "cannot make a socket directory for \(what): \(error.message); set XDG_RUNTIME_DIR to a directory of yours")
     } catch {
-        throw AmpctlError(.failure, "\(what) did not start: \(error.message)")
+        switch error {
+        case .socketDirectory(let reason):
+            throw AmpctlError(.cannotCreate, "cannot make a socket directory for \(what): \(reason); set XDG_RUNTIME_DIR to a directory of yours")
+        case .start(let failure):
+            throw AmpctlError(.failure, "\(what) did not start: \(failure.message)")
+        }
     }
 }

@@ -98,7 +98,7 @@ func transfer(_ direction: TransferDirection, _ options: TransferOptions) async 
     }
     let server: ExternalServer
     do {
-        server = try ExternalServer(url: url, passFile: passFile, libpqMajor: LibPQ.libraryMajorVersion)
+        server = try ExternalServer(url: url, passFile: passFile)
     } catch {
         throw AmpctlError(.config, "\(ampDir.configFile): postgres.url: \(error.message)")
     }
@@ -143,51 +143,17 @@ func transfer(_ direction: TransferDirection, _ options: TransferOptions) async 
             let local = DatabaseServer.socket(display: "the local cluster", directory: handle.socketDirectory, port: handle.port,
                                               user: handle.user, application: application)
             let (from, to) = direction == .push ? (local, remote) : (remote, local)
-            do throws(AmpctlError) {
-                return .success(try await copy(database, from: from, to: to, tools: tools, options: options, scratch: ampDir.path + "/.\(direction.rawValue)-\(getpid())", phase: phase))
+            do throws(TransferError) {
+                return .success(try await DatabaseTransfer.copyDatabase(
+                    database, from: from, to: to, temporarySuffix: Metadb.copySuffix, tools: tools, jobs: options.jobs, replace: options.replace,
+                    scratch: ampDir.path + "/.\(direction.rawValue)-\(getpid())", environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"],
+                    phase: phase))
             } catch {
-                return .failure(error)
+                return .failure(AmpctlError(error))
             }
         }
         let size = try result.get()
         err("ampctl: \(direction == .push ? "pushed" : "pulled") \(database) (\(humanBytes(size))) \(direction == .push ? "to \(server.display)" : "from \(server.display)") in \(format2(seconds(since: started))) s")
         return .success
-    }
-}
-
-/// Copies `database` between two running servers through a ``DatabaseTransfer``; returns its
-/// size on the receiving side. Nothing is left on the receiving side when it fails; the
-/// sending side is only read.
-private func copy(
-    _ database: String, from: DatabaseServer, to: DatabaseServer, tools: ClientTools, options: TransferOptions, scratch: String,
-    phase: (String) -> Void
-) async throws(AmpctlError) -> Int64 {
-    do throws(TransferError) {
-        guard try from.hasDatabase(database) else {
-            throw TransferError(.data, "\(from.display) has no database \(database); see the names with `ampctl databases`, or give another with --db")
-        }
-        let exists = try to.hasDatabase(database)
-        if exists && !options.replace {
-            throw TransferError(.data, "\(to.display) has a database \(database) already; add --replace to replace it, or copy another with --db")
-        }
-        let transfer = DatabaseTransfer(into: database, on: to, temporarySuffix: Metadb.copySuffix)
-        let environment = ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"]
-        defer { try? removeTree(scratch) }
-        phase("dumping \(database) from \(from.display) with pg_dump \(tools.major) (\(options.jobs) jobs)")
-        try await DatabaseTransfer.dump(database, from: from, tools: tools, jobs: options.jobs, into: scratch, environment: environment)
-        phase("restoring into \(transfer.temporary) on \(to.display)")
-        try transfer.create()
-        try await transfer.discardingOnFailure { () async throws(TransferError) in
-            do throws(TransferError) {
-                try await transfer.restore(scratch, tools: tools, jobs: options.jobs, environment: environment)
-                phase(exists ? "replacing \(database) on \(to.display)" : "renaming \(transfer.temporary) to \(database) on \(to.display)")
-                try transfer.commit(replacing: exists)
-            } catch {
-                throw TransferError(error.code, error.message + "; \(to.display) is as it was (the partial copy was dropped)")
-            }
-        }
-        return to.size(of: database)
-    } catch {
-        throw AmpctlError(error)
     }
 }

@@ -126,7 +126,7 @@ extension InitCommand {
         if let problem = ExternalURL.problem(url) { throw AmpctlError(.usage, "--external: the URL \(problem)") }
         let server: ExternalServer
         do {
-            server = try ExternalServer(url: url, passFile: nil, libpqMajor: LibPQ.libraryMajorVersion)
+            server = try ExternalServer(url: url, passFile: nil)
         } catch {
             throw AmpctlError(.usage, "--external: \(error.message); give a URL such as postgresql://app@db.example.com:5432/app")
         }
@@ -160,7 +160,7 @@ extension InitCommand {
         } catch {
             throw AmpctlError(.cannotCreate, "cannot write \(ampDir.configFile): \(error)")
         }
-        let probing = try? ExternalServer(url: url, passFile: passFile, libpqMajor: LibPQ.libraryMajorVersion)
+        let probing = try? ExternalServer(url: url, passFile: passFile)
         let answer = probing?.probe()  // bounded by connect_timeout
         let stored = passFile.map { "the password is in \($0) (0600), " } ?? ""
         switch answer {

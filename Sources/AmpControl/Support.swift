@@ -332,6 +332,8 @@ extension AmpctlError {
         case .unavailable: self.init(.unavailable, error.message)
         case .failed: self.init(.failure, error.message)
         case .cannotCreate: self.init(.cannotCreate, error.message)
+        case .refused: self.init(.noPermission, error.message)
+        case .interrupted: self.init(.interrupted, error.message)
         }
     }
 }

@@ -221,40 +221,8 @@ struct UpgradeCommand: AsyncParsableCommand {
         await PostgresBinaries.forMajor(major, preferring: (oldBinDir.map { [absolutePath($0)] } ?? []) + (configured.map { [$0] } ?? []))
     }
 
-    /// `vacuumdb --all --analyze-in-stages`, then `ALTER EXTENSION … UPDATE` for every
-    /// extension whose installed version is older than the new server's default; returns
-    /// what to tell the user.
-    ///
-    /// Command: `vacuumdb --all --analyze-in-stages -h SOCKETDIR -p PORT`; see
-    /// <https://www.postgresql.org/docs/18/app-vacuumdb.html>.
     private func afterUpgrade(socketDirectory: String, port: Int, binaries: PostgresBinaries) async -> [String] {
-        var notes: [String] = []
-        progress(.analysing)
-        let vacuum = try? await runCommand(
-            binaries.path("vacuumdb"), ["--all", "--analyze-in-stages", "-h", socketDirectory, "-p", "\(port)"],
-            environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"], timeout: nil)
-        if vacuum?.succeeded != true {
-            notes.append("vacuumdb --analyze-in-stages failed (\(vacuum?.text.split(separator: "\n").last.map(String.init) ?? "not run")); run it yourself")
-        }
-        progress(.extensions)
-        let base = LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("connect_timeout", "10")])
-        let databases = (try? LibPQ.query(base + " dbname=postgres", "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1")) ?? []
-        for case let database? in databases {
-            let conninfo = LibPQ.conninfo([("host", socketDirectory), ("port", "\(port)"), ("dbname", database), ("connect_timeout", "10")])
-            let stale = (try? LibPQ.query(conninfo, """
-                SELECT e.extname FROM pg_extension e JOIN pg_available_extensions a ON a.name = e.extname
-                WHERE a.default_version IS DISTINCT FROM e.extversion
-                """)) ?? []
-            for case let ext? in stale {
-                do {
-                    _ = try LibPQ.rows(conninfo, "ALTER EXTENSION \(LibPQ.quoteIdentifier(ext)) UPDATE")
-                    notes.append("updated extension \(ext) in \(database)")
-                } catch {
-                    notes.append("could not update extension \(ext) in \(database): \(error.message)")
-                }
-            }
-        }
-        return notes
+        await ClusterUpgrader.followUp(socketDirectory: socketDirectory, port: port, binaries: binaries, progress: progress)
     }
 
     // MARK: - rollback / finish

@@ -250,7 +250,7 @@ enum Daemon {
         logger.info("\(passwordSource)")
         let server: ExternalServer
         do {
-            server = try ExternalServer(url: url, passFile: passFile, libpqMajor: LibPQ.libraryMajorVersion)
+            server = try ExternalServer(url: url, passFile: passFile)
         } catch {
             return fail(.config, "\(ampDir.configFile): postgres.url: \(error.message); fix the URL", [])
         }

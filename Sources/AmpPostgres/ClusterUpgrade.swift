@@ -389,6 +389,42 @@ public final class ClusterUpgrader: Sendable {
         }
     }
 
+    /// After an upgrade, on the new cluster running at `socketDirectory`/`port`:
+    /// `vacuumdb --all --analyze-in-stages`, then `ALTER EXTENSION … UPDATE` for every extension
+    /// whose installed version is older than the new server's default. `progress` is told each
+    /// phase; returns what to tell the user (nothing here is fatal: the upgrade is done).
+    ///
+    /// Command: `vacuumdb --all --analyze-in-stages -h SOCKETDIR -p PORT`; see
+    /// <https://www.postgresql.org/docs/18/app-vacuumdb.html>.
+    public static func followUp(socketDirectory: String, port: Int, binaries: PostgresBinaries, progress: (UpgradePhase) -> Void) async -> [String] {
+        var notes: [String] = []
+        progress(.analysing)
+        let vacuum = try? await runCommand(
+            binaries.path("vacuumdb"), ["--all", "--analyze-in-stages", "-h", socketDirectory, "-p", "\(port)"], environment: environment, timeout: nil)
+        if vacuum?.succeeded != true {
+            notes.append("vacuumdb --analyze-in-stages failed (\(vacuum?.text.split(separator: "\n").last.map(String.init) ?? "not run")); run it yourself")
+        }
+        progress(.extensions)
+        let databases = (try? LibPQ.query(LibPQ.socketConninfo(directory: socketDirectory, port: port, database: "postgres"),
+                                          "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1")) ?? []
+        for case let database? in databases {
+            let conninfo = LibPQ.socketConninfo(directory: socketDirectory, port: port, database: database)
+            let stale = (try? LibPQ.query(conninfo, """
+                SELECT e.extname FROM pg_extension e JOIN pg_available_extensions a ON a.name = e.extname
+                WHERE a.default_version IS DISTINCT FROM e.extversion
+                """)) ?? []
+            for case let ext? in stale {
+                do {
+                    _ = try LibPQ.rows(conninfo, "ALTER EXTENSION \(LibPQ.quoteIdentifier(ext)) UPDATE")
+                    notes.append("updated extension \(ext) in \(database)")
+                } catch {
+                    notes.append("could not update extension \(ext) in \(database): \(error.message)")
+                }
+            }
+        }
+        return notes
+    }
+
     /// Whether the cluster has data checksums (`pg_controldata`'s "Data page checksum version").
     ///
     /// Command: `pg_controldata -D DATADIR`; see <https://www.postgresql.org/docs/15/app-pgcontroldata.html>.

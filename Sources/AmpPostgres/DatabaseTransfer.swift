@@ -16,6 +16,10 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
         case failed
         /// A file cannot be written.
         case cannotCreate
+        /// A server refused the credentials.
+        case refused
+        /// The task was cancelled (a signal) between steps.
+        case interrupted
     }
 
     public var code: Code

@@ -20,7 +20,7 @@ public struct ExternalServer: Sendable {
     /// Reads `url` with libpq's own parser. A password in it is refused (it belongs in a
     /// password file). `libpqMajor` decides how the system CA store is reached: libpq 16+
     /// knows `sslrootcert=system`; for older ones amp names the bundle itself.
-    public init(url: String, passFile: String?, libpqMajor: Int?) throws(LibPQError) {
+    public init(url: String, passFile: String?, libpqMajor: Int? = LibPQ.libraryMajorVersion) throws(LibPQError) {
         var options = try LibPQ.parseConninfo(url)
         if options.contains(where: { $0.key == "password" }) {
             throw LibPQError(message: "the URL holds a password; amp keeps passwords out of URLs: use ~/.pgpass or `ampctl init --external`")

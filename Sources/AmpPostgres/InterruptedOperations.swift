@@ -189,7 +189,7 @@ public enum InterruptedOperations {
             case .rollBack(let kept):
                 if FileSystem.exists(dataDirectory + "/postmaster.pid") {
                     do {
-                        try await LeftoverCleanup.run(dataDirectory: dataDirectory, socketLockFile: dataDirectory + "/.none", stopTimeout: stopTimeout, logger: logger)
+                        try await LeftoverCleanup.run(dataDirectory: dataDirectory, socketLockFile: nil, stopTimeout: stopTimeout, logger: logger)
                     } catch {
                         left("\(kept): kept; \(error.message)")
                         continue

@@ -15,7 +15,7 @@ enum LeftoverCleanup {
     /// of this data directory, through a pidfd opened *before* the check so the signal cannot
     /// reach a process that took over the PID in between. It gets a fast shutdown (SIGINT), then
     /// an immediate shutdown (SIGQUIT), then SIGKILL.
-    static func run(dataDirectory: String, socketLockFile: String, stopTimeout: Duration, logger: Logger) async throws(PostgresError) {
+    static func run(dataDirectory: String, socketLockFile: String?, stopTimeout: Duration, logger: Logger) async throws(PostgresError) {
         let pidFile = dataDirectory + "/postmaster.pid"
         if let text = FileSystem.readText(pidFile) {
             if let parsed = PostmasterPidFile.parse(text) {
@@ -25,7 +25,7 @@ enum LeftoverCleanup {
                 try FileSystem.remove(pidFile)
             }
         }
-        if let text = FileSystem.readText(socketLockFile) {
+        if let socketLockFile, let text = FileSystem.readText(socketLockFile) {
             if let parsed = PostmasterPidFile.parse(text) {
                 try await handle(pid: parsed.pid, lockFile: socketLockFile, dataDirectory: dataDirectory, stopTimeout: stopTimeout, logger: logger)
             } else {
