@@ -232,6 +232,10 @@ public struct PostgresBinaries: Sendable, Equatable {
                 underlying: error)
         }
         let text = output.text
+        // A cancelled task ends the child: that is the cancellation, not a broken binary.
+        if !output.succeeded && Task.isCancelled {
+            throw PostgresError(.startFailed, "cancelled while asking \(path("postgres")) for its version", underlying: CancellationError())
+        }
         guard output.succeeded, let version = PostgresVersion.parse(versionOutput: text) else {
             let status = output.status.map { "exit status \($0)" } ?? "no answer"
             throw PostgresError(
