@@ -76,6 +76,10 @@ let package = Package(
             ],
             swiftSettings: strict),
         .target(
+            name: "AmpBackup",
+            dependencies: ["AmpPostgres", "ChildProcess", "SystemSupport", "ThreadSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
             name: "AmpConfig",
             dependencies: ["AmpTuning", "SystemSupport"],
             swiftSettings: strict),
@@ -113,7 +117,7 @@ let package = Package(
         .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSupervision", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSocket", "SystemSupport", "ThreadSupport",
+                "AmpBackup", "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSupervision", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSocket", "SystemSupport", "ThreadSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -126,7 +130,7 @@ let package = Package(
         .target(
             name: "AmpControl",
             dependencies: [
-                "AmpConfig", "AmpPostgres", "AmpProtocol", "AmpRegistry", "AmpSystemd", "Varlink", "ChildProcess", "SystemSupport",
+                "AmpBackup", "AmpConfig", "AmpPostgres", "AmpProtocol", "AmpRegistry", "AmpSystemd", "Varlink", "ChildProcess", "SystemSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 // SIGINT/SIGTERM/SIGHUP as an async sequence, so an interrupted import cleans up.
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

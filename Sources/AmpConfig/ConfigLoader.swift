@@ -4,7 +4,7 @@ import SystemSupport
 /// Reads the configuration layers and combines them.
 public enum ConfigLoader {
     /// Keys of the `[postgres]` table (for messages), from ``Setting/all``.
-    public static var postgresKeys: [String] { Setting.all.map(\.key) + [Setting.parametersKey] }
+    public static var postgresKeys: [String] { Setting.all.filter { $0.table == "postgres" }.map(\.key) + [Setting.parametersKey] }
 
     /// At most this many seed scripts.
     public static let maximumSeedScripts = 100
@@ -49,25 +49,26 @@ public enum ConfigLoader {
         var layer = SettingsLayer()
         for key in document.keys {
             guard let entry = document[key] else { continue }
-            guard key == "postgres" else {
-                warnings.append("\(path):\(entry.line): unknown key '\(key)' ignored (amp reads only the [postgres] table)")
+            guard Setting.tables.contains(key) else {
+                warnings.append("\(path):\(entry.line): unknown key '\(key)' ignored (amp reads only the \(Setting.tables.map { "[\($0)]" }.joined(separator: " and ")) tables)")
                 continue
             }
             guard case .table(let pg) = entry.value else {
-                throw invalid(path, entry.line, "postgres", "must be a table ([postgres]), not a \(entry.value.typeName)")
+                throw invalid(path, entry.line, key, "must be a table ([\(key)]), not a \(entry.value.typeName)")
             }
             for k in pg.keys {
                 guard let e = pg[k] else { continue }
-                let name = "postgres.\(k)"
-                if k == Setting.parametersKey {
+                let name = "\(key).\(k)"
+                if key == "postgres", k == Setting.parametersKey {
                     guard case .table(let params) = e.value else {
                         throw invalid(path, e.line, name, "must be a table ([postgres.parameters]), not \(Setting.describe(e.value))")
                     }
                     layer.parameters = try flattenParameters(params, prefix: "", path: path)
                     continue
                 }
-                guard let setting = Setting.named(k) else {
-                    warnings.append("\(path):\(e.line): unknown key '\(name)' ignored (known: \(postgresKeys.sorted().joined(separator: ", ")))")
+                guard let setting = Setting.named(k, in: key) else {
+                    let known = key == "postgres" ? postgresKeys : Setting.all.filter { $0.table == key }.map(\.key)
+                    warnings.append("\(path):\(e.line): unknown key '\(name)' ignored (known: \(known.sorted().joined(separator: ", ")))")
                     continue
                 }
                 switch setting.parse(toml: e.value, baseDirectory: baseDirectory) {

@@ -20,18 +20,27 @@ public struct Setting: Sendable, Hashable {
     public let summary: String
     /// Reads and writes the setting in a layer.
     let field: SettingField
+    /// The table of `config.toml` that holds it: `postgres` or `backup`.
+    public var table = "postgres"
 
-    public static func == (a: Setting, b: Setting) -> Bool { a.key == b.key }
-    public func hash(into hasher: inout Hasher) { hasher.combine(key) }
+    /// `table.key`, as messages and the documentation name it (`backup.window`).
+    public var qualifiedKey: String { table + "." + key }
+
+    public static func == (a: Setting, b: Setting) -> Bool { a.key == b.key && a.table == b.table }
+    public func hash(into hasher: inout Hasher) { hasher.combine(table); hasher.combine(key) }
 
     /// Every setting, in the order the documentation lists them.
     public static let all: [Setting] = [
         binDir, locale, encoding, initdbArgs, postgresUser, socketDir, startTimeout, stopTimeout, templateCache, profile, memory,
         cpus, listen, tls, tlsCertificate, tlsKey, externalURL, seed, seedOutsideProject,
+        backupArchive, backupTarget, backupWindow, backupMaxSize, backupSynchronous, backupInterval, backupSlotLimit,
     ]
 
-    /// The setting of a `[postgres]` key.
-    public static func named(_ key: String) -> Setting? { all.first { $0.key == key } }
+    /// The tables of `config.toml` amp reads.
+    public static let tables = ["postgres", "backup"]
+
+    /// The setting of a key of `table`.
+    public static func named(_ key: String, in table: String = "postgres") -> Setting? { all.first { $0.key == key && $0.table == table } }
 
     public static let binDir = Setting(
         key: "bin_dir", variable: "AMP_PG_BIN_DIR", flag: "--bin-dir", kind: .path, defaultText: "discovered (PATH, then Debian's and RPM layouts, newest first)",
@@ -65,7 +74,7 @@ public struct Setting: Sendable, Hashable {
         summary: "dev (fast, non-durable) or durable (fsync, full page writes, checksums)", field: .profile)
     public static let memory = Setting(
         key: "memory", variable: "AMP_PG_MEMORY", flag: "--memory", kind: .memory, defaultText: "the cgroup's limit, else a share of RAM",
-        summary: "Memory budget for sizing", field: .memory)
+        summary: "Memory budget for sizing", field: .memory(\.memory))
     public static let cpus = Setting(
         key: "cpus", variable: "AMP_PG_CPUS", flag: "--cpus", kind: .cpus, defaultText: "the cgroup's quota, the affinity mask, the online CPUs",
         summary: "CPU count for sizing", field: .cpus)
@@ -91,6 +100,35 @@ public struct Setting: Sendable, Hashable {
         key: "seed_outside_project", variable: nil, flag: nil, kind: .boolean, defaultText: "false",
         summary: "Allow seed scripts outside the project directory", field: .boolean(\.seedOutsideProject))
 
+    public static let backupArchive = Setting(
+        key: "archive", variable: "AMP_BACKUP_ARCHIVE", flag: nil, kind: .boolean, defaultText: "true",
+        summary: "Stream the cluster's WAL into the archive (pg_receivewal on a slot) and take base backups, for restores to any moment",
+        field: .boolean(\.backupArchive), table: "backup")
+    public static let backupTarget = Setting(
+        key: "target", variable: "AMP_BACKUP_TARGET", flag: nil, kind: .path, defaultText: ".amp/backup",
+        summary: "Directory of the archive (WAL and base backups); another disk or a network mount keeps them off the cluster's disk",
+        field: .text(\.backupTarget), table: "backup")
+    public static let backupWindow = Setting(
+        key: "window", variable: "AMP_BACKUP_WINDOW", flag: nil, kind: .period, defaultText: "24h",
+        summary: "How far back restores reach: older base backups and WAL are removed, oldest first",
+        field: .duration(\.backupWindow), table: "backup")
+    public static let backupMaxSize = Setting(
+        key: "max_size", variable: "AMP_BACKUP_MAX_SIZE", flag: nil, kind: .memory, defaultText: "5GB",
+        summary: "Bound on the archive's size: the oldest base backups and their WAL go first (the newest backup always stays)",
+        field: .memory(\.backupMaxSize), table: "backup")
+    public static let backupSynchronous = Setting(
+        key: "synchronous", variable: "AMP_BACKUP_SYNCHRONOUS", flag: nil, kind: .boolean, defaultText: "false",
+        summary: "Commits wait until their WAL is flushed in the archive (synchronous_standby_names); a stopped archiver then holds commits",
+        field: .boolean(\.backupSynchronous), table: "backup")
+    public static let backupInterval = Setting(
+        key: "base_interval", variable: "AMP_BACKUP_BASE_INTERVAL", flag: nil, kind: .period, defaultText: "6h",
+        summary: "Time between scheduled base backups (a restore replays at most this much WAL)",
+        field: .duration(\.backupInterval), table: "backup")
+    public static let backupSlotLimit = Setting(
+        key: "max_slot_wal", variable: "AMP_BACKUP_MAX_SLOT_WAL", flag: nil, kind: .memory, defaultText: "1GB",
+        summary: "WAL the cluster keeps for a stopped or lagging archiver (max_slot_wal_keep_size); beyond it the archive has a gap and a new base backup starts",
+        field: .memory(\.backupSlotLimit), table: "backup")
+
     /// The server parameters' table, variables and flag (not a single value; documented with
     /// the others).
     public static let parametersKey = "parameters"
@@ -109,6 +147,7 @@ public struct Setting: Sendable, Hashable {
             return .success(.text(kind == .url ? text : Self.absolute(text, baseDirectory)))
         case .arguments, .seedPaths: return .success(.list(text.split(whereSeparator: \.isWhitespace).map(String.init)))
         case .duration: return parseTimeout(text).map { .success(.duration($0)) } ?? .failure(.init("a duration \(SettingBounds.timeoutText)"))
+        case .period: return parsePeriod(text).map { .success(.duration($0)) } ?? .failure(.init("a duration \(SettingBounds.periodText)"))
         case .boolean:
             switch text.lowercased() {
             case "1", "true", "yes", "on": return .success(.boolean(true))
@@ -137,6 +176,8 @@ public struct Setting: Sendable, Hashable {
         case (.duration, .integer(let n)) where n > 0 && n <= 86_400: return .success(.duration(.seconds(n)))
         case (.duration, .string(let s)): return parseTimeout(s).map { .success(.duration($0)) } ?? must("a duration \(SettingBounds.timeoutText) (or whole seconds)")
         case (.duration, _): return must("a duration \(SettingBounds.timeoutText) (or whole seconds)")
+        case (.period, .string(let s)): return parsePeriod(s).map { .success(.duration($0)) } ?? must("a duration \(SettingBounds.periodText)")
+        case (.period, _): return must("a duration \(SettingBounds.periodText)")
         case (.boolean, .boolean(let b)): return .success(.boolean(b))
         case (.boolean, _): return must("true or false")
         case (.profile, .string(let s)) where Profile(rawValue: s) != nil: return parse(text: s, baseDirectory: baseDirectory)
@@ -189,7 +230,7 @@ public struct Setting: Sendable, Hashable {
 
 /// The kinds of value a setting takes, each with its parser and bounds.
 public enum SettingKind: Sendable, Equatable {
-    case text, path, url, duration, boolean, profile, memory, cpus, listen, arguments, seedPaths
+    case text, path, url, duration, period, boolean, profile, memory, cpus, listen, arguments, seedPaths
 
     /// The word the documentation and `--help` use for a value of this kind.
     public var valueName: String {
@@ -197,7 +238,7 @@ public enum SettingKind: Sendable, Equatable {
         case .text: "TEXT"
         case .path: "PATH"
         case .url: "URL"
-        case .duration: "DURATION"
+        case .duration, .period: "DURATION"
         case .boolean: "BOOL"
         case .profile: "PROFILE"
         case .memory: "SIZE"
@@ -243,7 +284,8 @@ enum SettingField: Sendable {
     case list(WritableKeyPath<SettingsLayer, [String]?> & Sendable)
     case duration(WritableKeyPath<SettingsLayer, Duration?> & Sendable)
     case boolean(WritableKeyPath<SettingsLayer, Bool?> & Sendable)
-    case profile, memory, cpus, listen
+    case memory(WritableKeyPath<SettingsLayer, MemorySize?> & Sendable)
+    case profile, cpus, listen
 
     func store(_ value: SettingValue, in layer: inout SettingsLayer) {
         switch (self, value) {
@@ -252,7 +294,7 @@ enum SettingField: Sendable {
         case (.duration(let k), .duration(let v)): layer[keyPath: k] = v
         case (.boolean(let k), .boolean(let v)): layer[keyPath: k] = v
         case (.profile, .profile(let v)): layer.profile = v
-        case (.memory, .memory(let v)): layer.memory = v
+        case (.memory(let k), .memory(let v)): layer[keyPath: k] = v
         case (.cpus, .cpus(let v)): layer.cpus = v
         case (.listen, .listen(let v)): layer.listen = v
         default: break
@@ -266,7 +308,7 @@ enum SettingField: Sendable {
         case .duration(let k): layer[keyPath: k] != nil
         case .boolean(let k): layer[keyPath: k] != nil
         case .profile: layer.profile != nil
-        case .memory: layer.memory != nil
+        case .memory(let k): layer[keyPath: k] != nil
         case .cpus: layer.cpus != nil
         case .listen: layer.listen != nil
         }
@@ -281,7 +323,7 @@ enum SettingField: Sendable {
         case .duration(let k): return layer[keyPath: k].map(formatDuration)
         case .boolean(let k): return layer[keyPath: k].map { $0 ? "true" : "false" }
         case .profile: return layer.profile?.rawValue
-        case .memory: return layer.memory?.description
+        case .memory(let k): return layer[keyPath: k]?.description
         case .cpus: return layer.cpus.map(String.init)
         case .listen: return layer.listen?.description
         }
@@ -291,6 +333,8 @@ enum SettingField: Sendable {
 /// `90s`, `500ms`, `2min`.
 func formatDuration(_ d: Duration) -> String {
     let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+    if ms % 86_400_000 == 0 && ms >= 86_400_000 { return "\(ms / 86_400_000)d" }
+    if ms % 3_600_000 == 0 && ms >= 3_600_000 { return "\(ms / 3_600_000)h" }
     if ms % 60_000 == 0 && ms >= 60_000 { return "\(ms / 60_000)min" }
     if ms % 1000 == 0 { return "\(ms / 1000)s" }
     return "\(ms)ms"
@@ -309,7 +353,7 @@ extension Setting {
         var lines = [manReferenceBegin, ".SS \"Every setting\"", "Key, environment variable, flag of", ".BR \"ampd run\" ,", "default, and what it does."]
         for s in all {
             lines.append(".TP")
-            lines.append(".B " + s.key)
+            lines.append(".B " + (s.table == "postgres" ? s.key : s.qualifiedKey))
             var how: [String] = []
             if let v = s.variable { how.append(v) }
             if let f = s.flag { how.append(s.kind == .boolean ? f : f + " " + s.kind.valueName) }

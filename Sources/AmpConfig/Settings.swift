@@ -45,6 +45,20 @@ public struct AmpSettings: Sendable, Equatable {
     public var tlsKey: String?
     /// An external server this project uses instead of a local cluster (no password in it).
     public var externalURL: String?
+    /// `[backup] archive`: the continuous archive and base backups.
+    public var backupArchive = true
+    /// `[backup] target`: the archive's directory; nil: `.amp/backup`.
+    public var backupTarget: String?
+    /// `[backup] window`: how far back restores reach.
+    public var backupWindow: Duration = .seconds(86_400)
+    /// `[backup] max_size`: bound on the archive's size.
+    public var backupMaxSize = MemorySize(parsing: "5GB") ?? MemorySize.minimum
+    /// `[backup] synchronous`: commits wait for the archive.
+    public var backupSynchronous = false
+    /// `[backup] base_interval`: time between scheduled base backups.
+    public var backupInterval: Duration = .seconds(6 * 3600)
+    /// `[backup] max_slot_wal`: WAL kept for a stopped archiver (max_slot_wal_keep_size).
+    public var backupSlotLimit = MemorySize(parsing: "1GB") ?? MemorySize.minimum
 
     public struct Parameter: Sendable, Equatable {
         public var name: String
@@ -69,6 +83,13 @@ public struct AmpSettings: Sendable, Equatable {
         l.tlsCertificate = tlsCertificate
         l.tlsKey = tlsKey
         l.externalURL = externalURL
+        l.backupArchive = backupArchive
+        l.backupTarget = backupTarget
+        l.backupWindow = backupWindow
+        l.backupMaxSize = backupMaxSize
+        l.backupSynchronous = backupSynchronous
+        l.backupInterval = backupInterval
+        l.backupSlotLimit = backupSlotLimit
         return l
     }
 
@@ -93,6 +114,13 @@ public struct AmpSettings: Sendable, Equatable {
         if let v = layer.tlsCertificate { tlsCertificate = v }
         if let v = layer.tlsKey { tlsKey = v }
         if let v = layer.externalURL { externalURL = v }
+        if let v = layer.backupArchive { backupArchive = v }
+        if let v = layer.backupTarget { backupTarget = v }
+        if let v = layer.backupWindow { backupWindow = v }
+        if let v = layer.backupMaxSize { backupMaxSize = v }
+        if let v = layer.backupSynchronous { backupSynchronous = v }
+        if let v = layer.backupInterval { backupInterval = v }
+        if let v = layer.backupSlotLimit { backupSlotLimit = v }
         for p in layer.parameters {
             if let i = parameters.firstIndex(where: { $0.name.lowercased() == p.name.lowercased() }) {
                 parameters[i] = p
@@ -126,6 +154,13 @@ public struct SettingsLayer: Sendable, Equatable {
     public var tlsCertificate: String?
     public var tlsKey: String?
     public var externalURL: String?
+    public var backupArchive: Bool?
+    public var backupTarget: String?
+    public var backupWindow: Duration?
+    public var backupMaxSize: MemorySize?
+    public var backupSynchronous: Bool?
+    public var backupInterval: Duration?
+    public var backupSlotLimit: MemorySize?
     public var parameters: [AmpSettings.Parameter] = []
 
     public init(
@@ -160,6 +195,9 @@ public enum SettingBounds {
     public static let cpus: ClosedRange<Int> = 1...4096
     public static let cpusText = "a whole number of CPUs from 1 to 4096"
     public static let profileText = "dev or durable"
+    /// Backup periods (`[backup] window`, `base_interval`): from a minute to a year.
+    public static let period: ClosedRange<Duration> = .seconds(60) ... .seconds(366 * 86_400)
+    public static let periodText = "from 1min to 366d, such as \"30min\", \"24h\" or \"7d\""
 }
 
 /// Parses durations such as `90s`, `500ms`, `2min`, `1h`, or a bare number of seconds.
@@ -179,6 +217,7 @@ public func parseDuration(_ text: String) -> Duration? {
     case "ms", "msec", "millisecond", "milliseconds": scale = 0.001
     case "m", "min", "mins", "minute", "minutes": scale = 60
     case "h", "hour", "hours": scale = 3600
+    case "d", "day", "days": scale = 86_400
     default: return nil
     }
     let milliseconds = (value * scale * 1000).rounded()
@@ -190,6 +229,11 @@ public func parseDuration(_ text: String) -> Duration? {
 /// A duration within ``SettingBounds/timeout``, else nil.
 public func parseTimeout(_ text: String) -> Duration? {
     parseDuration(text).flatMap { SettingBounds.timeout.contains($0) ? $0 : nil }
+}
+
+/// A duration within ``SettingBounds/period``, else nil.
+public func parsePeriod(_ text: String) -> Duration? {
+    parseDuration(text).flatMap { SettingBounds.period.contains($0) ? $0 : nil }
 }
 
 /// Whether `name` can be a PostgreSQL parameter name (`work_mem`, `auto_explain.log_min_duration`).

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import AmpBackup
 import AmpConfig
 import AmpPostgres
 import AmpTuning
@@ -82,6 +83,7 @@ struct ServerSettings {
             serverMajor: version.majorNumber, hasLZ4: facts.hasLZ4, availableLibraries: libraries)
         var entries = PostgresBuilder.fixedParameters.map { EffectiveSetting(name: $0.name, value: $0.value, source: .builtIn) }
         entries += tuningPlan(input)
+        entries += archiveParameters(settings)
         // The user's parameters, each from the layer that set it.
         let known = facts.parameterNames
         func add(_ layer: SettingsLayer?, _ source: (String) -> SettingSource) throws(ServerSettingsError) {
@@ -116,6 +118,19 @@ struct ServerSettings {
             createExtensions: libraries.contains("pg_stat_statements") ? ["pg_stat_statements"] : [],
             notes: notes, version: version, binaries: binaries)
     }
+}
+
+/// The server parameters the continuous archive needs: a bound on the WAL its slot may hold
+/// back (`max_slot_wal_keep_size`, so a dead archiver never fills the cluster's disk), and with
+/// `[backup] synchronous` the archiver as the synchronous standby (commits wait for its flush).
+/// See <https://www.postgresql.org/docs/15/runtime-config-replication.html>.
+func archiveParameters(_ settings: AmpSettings) -> [EffectiveSetting] {
+    guard settings.backupArchive, settings.externalURL == nil else { return [] }
+    var out = [EffectiveSetting(name: "max_slot_wal_keep_size", value: "\(settings.backupSlotLimit.bytes >> 20)MB", source: .backup("max_slot_wal"))]
+    if settings.backupSynchronous {
+        out.append(EffectiveSetting(name: "synchronous_standby_names", value: "\"\(WALArchiver.applicationName)\"", source: .backup("synchronous = true")))
+    }
+    return out
 }
 
 /// What the server settings are decided from, measured once per start: the binaries and

@@ -56,7 +56,7 @@ public struct SettingsCommand: AsyncParsableCommand {
                 for setting in Setting.all {
                     guard let value = setting.display(plan.settings), !value.isEmpty else { continue }
                     let shown = setting == .externalURL ? "(set)" : value
-                    printLine("# \(setting.key) = \(shown)  \(plan.layers.source(of: setting) ?? "default")")
+                    printLine("# \(setting.table == "postgres" ? setting.key : setting.qualifiedKey) = \(shown)  \(plan.layers.source(of: setting) ?? "default")")
                 }
             }
             guard case .local(let server) = plan.target else {

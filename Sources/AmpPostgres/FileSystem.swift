@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ChildProcess
 import SystemSupport
 
 /// Small, error-reporting file-system helpers. Every error names the path (IC-8).
@@ -83,3 +84,18 @@ enum FileSystem {
     }
 }
 
+
+/// Copies of whole clusters (base backups into a restore's directory, and the like).
+public enum ClusterFiles {
+    /// Copies the directory tree `source` to the new directory `target` (reflinks where the
+    /// file system shares extents, else a sparse copy), owned by `owner` when given (ampd as
+    /// root copying for the project's account).
+    /// - Returns: whether any file was reflinked.
+    @discardableResult
+    public static func copy(_ source: String, to target: String, owner: ProcessCredentials?) throws(PostgresError) -> Bool {
+        var reflinked = false
+        try ClusterTemplateCache.copyTree(source, to: target, reflinked: &reflinked)
+        if let owner, geteuid() == 0 { try FileSystem.chown(target, to: (owner.uid, owner.gid), recursive: true) }
+        return reflinked
+    }
+}

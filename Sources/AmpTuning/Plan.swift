@@ -54,6 +54,8 @@ public enum SettingSource: Sendable, Equatable, CustomStringConvertible {
     case sizing(String)
     case version(String)
     case extensions
+    /// The continuous archive (`[backup]`): why.
+    case backup(String)
     case file(String)
     case environment(String)
     case commandLine(String)
@@ -65,6 +67,7 @@ public enum SettingSource: Sendable, Equatable, CustomStringConvertible {
         case .sizing(let why): return "sizing (\(why))"
         case .version(let v): return "PostgreSQL \(v)"
         case .extensions: return "baseline extensions"
+        case .backup(let why): return "backup (\(why))"
         case .file(let f): return f
         case .environment(let v): return "environment \(v)"
         case .commandLine(let f): return "command line \(f)"
@@ -79,6 +82,7 @@ public enum SettingSource: Sendable, Equatable, CustomStringConvertible {
         case .sizing: return "sizing"
         case .version: return "version"
         case .extensions: return "extensions"
+        case .backup: return "backup"
         case .file: return "file"
         case .environment: return "environment"
         case .commandLine: return "command-line"

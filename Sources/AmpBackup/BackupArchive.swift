@@ -1,0 +1,212 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemSupport
+
+/// A project's archive (`[backup] target`, default `.amp/backup`): `wal/` holds every WAL
+/// segment `pg_receivewal` streamed (the newest one `….partial` while it is written),
+/// `base/ID/` the base backups (`pg_basebackup` plain format with its `backup_manifest`, and
+/// `amp-backup`, amp's record of it), `restore-points` the named points.
+public struct BackupArchive: Sendable {
+    public let directory: String
+
+    public init(directory: String) { self.directory = directory }
+
+    public var walDirectory: String { directory + "/wal" }
+    public var baseDirectory: String { directory + "/base" }
+    public var restorePointsFile: String { directory + "/restore-points" }
+
+    /// Makes the layout (0700).
+    public func prepare() throws(BackupError) {
+        for dir in [directory, walDirectory, baseDirectory] {
+            do { try makeDirectories(dir) } catch {
+                throw BackupError(.io, "cannot create \(dir): \(error); check [backup] target and its permissions")
+            }
+        }
+    }
+
+    // MARK: - base backups
+
+    /// The finished base backups, oldest first. A directory without a readable record (a
+    /// backup cut short) is not one.
+    public func backups() -> [BaseBackup] {
+        listDirectory(baseDirectory).compactMap { id in
+            guard !id.hasPrefix("."), let text = FileContents.text(baseDirectory + "/" + id + "/" + BaseBackup.recordName, limit: 1 << 16) else { return nil }
+            return BaseBackup(id: id, record: text)
+        }.sorted { $0.finished < $1.finished }
+    }
+
+    public func path(of backup: BaseBackup) -> String { baseDirectory + "/" + backup.id }
+
+    // MARK: - WAL
+
+    /// The archive's WAL files, in segment order.
+    public func walFiles() -> [WALFile] {
+        listDirectory(walDirectory).compactMap { WALFile(name: $0) }.sorted { ($0.segment, $0.timeline) < ($1.segment, $1.timeline) }
+    }
+
+    /// The history of the newest timeline in the archive (a timeline without a history file:
+    /// timeline 1, or the newest segment's).
+    public func newestHistory(files: [WALFile]) -> TimelineHistory {
+        let newest = files.map(\.timeline).max() ?? 1
+        if let text = FileContents.text(walDirectory + "/" + historyName(newest), limit: 1 << 20),
+           let history = TimelineHistory(timeline: newest, text: text) {
+            return history
+        }
+        return TimelineHistory(timeline: newest)
+    }
+
+    func historyName(_ tli: UInt32) -> String {
+        let s = String(tli, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, 8 - s.count)) + s + ".history"
+    }
+
+    /// Seconds since the epoch of the last write to the archive's WAL (nil: no WAL yet).
+    public func lastWALWrite(files: [WALFile]) -> Double? {
+        guard let newest = files.last(where: { $0.kind != .history }) else { return nil }
+        var st = stat()
+        guard stat(walDirectory + "/" + newest.name, &st) == 0 else { return nil }
+        return Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+    }
+
+    /// The bytes the archive takes.
+    public func sizeBytes() -> UInt64 { diskUsage(directory) }
+
+    // MARK: - restore points
+
+    /// The named restore points, oldest first (`NAME<TAB>TIME<TAB>LSN<TAB>TIMELINE` per line).
+    public func restorePoints() -> [RestorePoint] {
+        guard let text = FileContents.text(restorePointsFile, limit: 4 << 20) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false)
+            guard f.count == 4, let time = Double(f[1]), let lsn = LSN(f[2]), let tli = UInt32(f[3]) else { return nil }
+            return RestorePoint(name: String(f[0]), time: time, lsn: lsn, timeline: tli)
+        }
+    }
+
+    /// Records a restore point (appended, then flushed).
+    public func record(_ point: RestorePoint) throws(BackupError) {
+        let existing = FileContents.text(restorePointsFile, limit: 4 << 20) ?? ""
+        let line = "\(point.name)\t\(point.time)\t\(point.lsn)\t\(point.timeline)\n"
+        do {
+            try writeFileAtomically(restorePointsFile, Array((existing + line).utf8), mode: 0o600)
+        } catch {
+            throw BackupError(.io, "cannot record restore point \(point.name) in \(restorePointsFile): \(error)")
+        }
+    }
+
+    /// Why `name` cannot name a restore point, or nil.
+    public static func restorePointNameProblem(_ name: String) -> String? {
+        guard !name.isEmpty, name.utf8.count <= 63 else { return "it must be 1 to 63 bytes long" }
+        guard name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.:".unicodeScalars.contains($0)) }) else {
+            return "only letters, digits, _ - . and : are allowed"
+        }
+        guard name != "latest", !(name.first?.isNumber ?? false) else { return "it must not be latest or start with a digit (those name times)" }
+        return nil
+    }
+}
+
+/// A named moment (`pg_create_restore_point`), recorded by amp so that `restore --to NAME`
+/// knows it exists and when it was.
+public struct RestorePoint: Sendable, Equatable {
+    public var name: String
+    public var time: Double
+    public var lsn: LSN
+    public var timeline: UInt32
+
+    public init(name: String, time: Double, lsn: LSN, timeline: UInt32) {
+        self.name = name
+        self.time = time
+        self.lsn = lsn
+        self.timeline = timeline
+    }
+}
+
+/// One base backup, as amp recorded it after `pg_basebackup` and `pg_verifybackup` succeeded.
+public struct BaseBackup: Sendable, Equatable {
+    /// The name of amp's record inside the backup's directory.
+    public static let recordName = "amp-backup"
+
+    public var id: String
+    /// When the backup began and when it was consistent (seconds since the epoch).
+    public var started: Double
+    public var finished: Double
+    public var timeline: UInt32
+    public var startLSN: LSN
+    public var endLSN: LSN
+    /// PG_VERSION of the cluster.
+    public var postgresVersion: String
+    public var sizeBytes: UInt64
+    /// When `ampctl backup verify` last restored it and found it sound (nil: never).
+    public var verified: Double?
+
+    public init(id: String, started: Double, finished: Double, timeline: UInt32, startLSN: LSN, endLSN: LSN,
+                postgresVersion: String, sizeBytes: UInt64, verified: Double? = nil) {
+        self.id = id
+        self.started = started
+        self.finished = finished
+        self.timeline = timeline
+        self.startLSN = startLSN
+        self.endLSN = endLSN
+        self.postgresVersion = postgresVersion
+        self.sizeBytes = sizeBytes
+        self.verified = verified
+    }
+
+    /// Parses a record (`key=value` lines); nil when a field is missing or malformed.
+    public init?(id: String, record: String) {
+        var fields: [Substring: Substring] = [:]
+        for line in record.split(separator: "\n") {
+            guard let eq = line.firstIndex(of: "=") else { continue }
+            fields[line[..<eq]] = line[line.index(after: eq)...]
+        }
+        guard let started = fields["started"].flatMap({ Double($0) }), let finished = fields["finished"].flatMap({ Double($0) }),
+              let tli = fields["timeline"].flatMap({ UInt32($0) }), let start = fields["start_lsn"].flatMap({ LSN($0) }),
+              let end = fields["end_lsn"].flatMap({ LSN($0) }), let version = fields["postgres_version"], !version.isEmpty,
+              let size = fields["size_bytes"].flatMap({ UInt64($0) }) else { return nil }
+        self.init(id: id, started: started, finished: finished, timeline: tli, startLSN: start, endLSN: end,
+                  postgresVersion: String(version), sizeBytes: size, verified: fields["verified"].flatMap { Double($0) })
+    }
+
+    /// The record's text.
+    public var record: String {
+        "started=\(started)\nfinished=\(finished)\ntimeline=\(timeline)\nstart_lsn=\(startLSN)\nend_lsn=\(endLSN)\n"
+            + "postgres_version=\(postgresVersion)\nsize_bytes=\(sizeBytes)\n" + (verified.map { "verified=\($0)\n" } ?? "")
+    }
+}
+
+/// Why a backup or restore failed: a code for the exit status, and a message naming the fix.
+public struct BackupError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        /// Files of the archive could not be read or written.
+        case io
+        /// A PostgreSQL tool (pg_basebackup, pg_verifybackup, pg_receivewal, the restored server) failed.
+        case tool
+        /// The archive holds nothing that reaches the requested moment.
+        case notRestorable
+        /// The request itself is wrong (a bad time, an unknown restore point).
+        case usage
+        /// A check found damage (verify).
+        case damaged
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// Seconds since the epoch, now.
+public func epochNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// `2026-12-04T22:30:05Z` for seconds since the epoch.
+public func isoTime(_ seconds: Double) -> String { utcTimestamp(Int64(seconds.rounded(.down))) }

@@ -1,0 +1,256 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AmpPostgres
+import ChildProcess
+import Logging
+import Synchronization
+import SystemSupport
+import ThreadSupport
+
+/// What a restore to a moment made.
+public struct RecoveredCluster: Sendable, Equatable {
+    /// The data directory, a promoted cluster, stopped.
+    public var dataDirectory: String
+    /// The base backup it began from.
+    public var backup: String
+    /// The time of the last transaction it holds (seconds since the epoch; nil: none replayed).
+    public var reachedTime: Double?
+    /// The WAL position where replay ended.
+    public var reachedLSN: LSN?
+    /// The WAL replayed, in bytes.
+    public var replayedBytes: UInt64
+    /// Set when replay ended before the archive's end although more was asked for: which WAL
+    /// was damaged or missing.
+    public var stoppedEarly: String?
+}
+
+extension BackupArchive {
+    /// The base backup a restore to `target` begins from: the newest one on the archive's
+    /// current history that was consistent by then.
+    public func chooseBackup(for target: RestoreTarget, postgresVersion: String?) throws(BackupError) -> (BaseBackup, RestorePoint?) {
+        let files = walFiles()
+        let history = newestHistory(files: files)
+        let all = backups()
+        let candidates = all.filter { b in
+            history.contains(timeline: b.timeline, upTo: b.endLSN) && (postgresVersion == nil || b.postgresVersion == postgresVersion)
+        }
+        guard let newest = candidates.last else {
+            if let other = all.last, let postgresVersion, other.postgresVersion != postgresVersion {
+                throw BackupError(.notRestorable, "the archive's base backups are of PostgreSQL \(other.postgresVersion), the cluster is \(postgresVersion); restore with that version's binaries")
+            }
+            throw BackupError(.notRestorable, "the archive \(directory) has no base backup yet; take one with `ampctl backup create`")
+        }
+        switch target {
+        case .latest: return (newest, nil)
+        case .time(let t):
+            guard let b = candidates.last(where: { $0.finished <= t }) else {
+                let first = candidates.first?.finished ?? newest.finished
+                throw BackupError(.notRestorable, "\(isoTime(t)) is before the earliest restorable moment, \(isoTime(first)) (the oldest base backup); choose a later time (`ampctl backup list` shows the range)")
+            }
+            return (b, nil)
+        case .point(let name):
+            guard let point = restorePoints().last(where: { $0.name == name }) else {
+                let known = restorePoints().map(\.name)
+                throw BackupError(.usage, "no restore point named \(name)\(known.isEmpty ? " (there are none; make one with `ampctl restore-point NAME`)" : "; known: " + known.suffix(10).joined(separator: ", "))")
+            }
+            guard let b = candidates.last(where: { $0.endLSN <= point.lsn }) else {
+                throw BackupError(.notRestorable, "restore point \(name) (\(isoTime(point.time))) is older than every kept base backup; it can no longer be restored")
+            }
+            return (b, point)
+        }
+    }
+
+    /// Where the archive's WAL ends: the newest segment's start plus what its file holds.
+    public func walEnd(files: [WALFile], segmentSize: UInt64 = WALFile.defaultSegmentSize) -> LSN? {
+        guard let last = files.last(where: { $0.kind != .history }) else { return nil }
+        var st = stat()
+        let size = stat(walDirectory + "/" + last.name, &st) == 0 ? UInt64(clamping: st.st_size) : 0
+        var used = size
+        if last.kind == .partial {
+            // pg_receivewal pads the partial segment to full size: count what it holds (the
+            // written part ends where zeros begin; an estimate from the file's blocks).
+            used = min(size, UInt64(clamping: st.st_blocks) &* 512)
+        }
+        return LSN(last.segment &* segmentSize &+ min(used, segmentSize))
+    }
+
+    /// Restores the archive to `target` into the new directory `dataDirectory`: copies the
+    /// chosen base backup there, starts it on a private socket with the archive as its WAL
+    /// source until it reaches the target and is promoted, then stops it. The current cluster
+    /// is not touched; a failure removes `dataDirectory`.
+    ///
+    /// Server parameters for the replay (`postgres -c`): `restore_command = 'cp ARCHIVE/wal/%f %p
+    /// || cp ARCHIVE/wal/%f.partial %p'` (the segment being written is `.partial`),
+    /// `recovery_target_time`/`recovery_target_name` (none for `latest`: to the archive's end),
+    /// `recovery_target_action = promote`, `recovery_target_timeline = latest`,
+    /// `hot_standby = off` (ready only once promoted) and `log_startup_progress_interval = 1s`
+    /// (the progress); see <https://www.postgresql.org/docs/15/runtime-config-wal.html#RUNTIME-CONFIG-WAL-ARCHIVE-RECOVERY>.
+    public func recover(
+        to target: RestoreTarget, into dataDirectory: String, binaries: PostgresBinaries, version: PostgresVersion,
+        account: ProcessCredentials?, socketDirectory: String, timeout: Duration,
+        progress: @escaping @Sendable (_ replayed: UInt64, _ total: UInt64) -> Void = { _, _ in }
+    ) async throws(BackupError) -> RecoveredCluster {
+        guard !walDirectory.contains("'") && !walDirectory.contains("\n") else {
+            throw BackupError(.usage, "the archive's path \(walDirectory) contains a quote or a line break, which restore_command cannot carry; move the archive ([backup] target)")
+        }
+        let (backup, point) = try chooseBackup(for: target, postgresVersion: "\(version.majorNumber)")
+        let files = walFiles()
+        let end = walEnd(files: files)
+        let total = end.map { $0.value > backup.endLSN.value ? $0.value - backup.endLSN.value : 0 } ?? 0
+        let first = try await replay(backup, target: target, point: point, into: dataDirectory, binaries: binaries, version: version,
+                                     account: account, socketDirectory: socketDirectory, timeout: timeout, total: total, progress: progress)
+        switch first {
+        case .success(var recovered):
+            recovered.stoppedEarly = stoppedEarly(recovered.reachedLSN, end: end, files: files, target: target)
+            return recovered
+        case .failure(let notReached):
+            // A time after the last transaction: replay never met a later commit, so the
+            // moment asked for is the archive's end. Replayed again, to the end.
+            guard case .time = target else { throw notReached }
+            var recovered = try await replay(backup, target: .latest, point: nil, into: dataDirectory, binaries: binaries, version: version,
+                                             account: account, socketDirectory: socketDirectory, timeout: timeout, total: total, progress: progress).get()
+            recovered.stoppedEarly = stoppedEarly(recovered.reachedLSN, end: end, files: files, target: .latest)
+            return recovered
+        }
+    }
+
+    /// Why replay ended before the archive's end, or nil.
+    func stoppedEarly(_ reached: LSN?, end: LSN?, files: [WALFile], target: RestoreTarget) -> String? {
+        guard target == .latest, let reached, let end, reached.segment() < end.segment() else { return nil }
+        let history = newestHistory(files: files)
+        let next = reached.segment() + 1
+        let missing = !files.contains { $0.kind != .history && $0.segment == next }
+        let name = WALFile.segmentName(timeline: history.timeline(ofSegment: reached.segment()), segment: reached.segment())
+        return missing
+            ? "replay stopped at \(reached): the archive lacks the WAL after segment \(name)"
+            : "replay stopped at \(reached) in segment \(name): the WAL there is damaged; what came after it was not restored"
+    }
+
+    /// One replay of `backup` into `dataDirectory` (made here, removed on failure). The
+    /// failure case is the server's "recovery ended before configured recovery target was
+    /// reached"; other failures are thrown.
+    private func replay(
+        _ backup: BaseBackup, target: RestoreTarget, point: RestorePoint?, into dataDirectory: String, binaries: PostgresBinaries,
+        version: PostgresVersion, account: ProcessCredentials?, socketDirectory: String, timeout: Duration, total: UInt64,
+        progress: @escaping @Sendable (UInt64, UInt64) -> Void
+    ) async throws(BackupError) -> Result<RecoveredCluster, BackupError> {
+        try? removeTree(dataDirectory)
+        do {
+            try ClusterFiles.copy(path(of: backup), to: dataDirectory, owner: account)
+        } catch {
+            try? removeTree(dataDirectory)
+            throw BackupError(.io, "cannot copy base backup \(backup.id) to \(dataDirectory): \(error.message)")
+        }
+        unlink(dataDirectory + "/" + BaseBackup.recordName)
+        let signal = dataDirectory + "/recovery.signal"
+        let fd = open(signal, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd >= 0 { close(fd) }
+        if let account, geteuid() == 0 { _ = lchown(signal, account.uid, account.gid) }
+        let wal = walDirectory.replacing("%", with: "%%")
+        var parameters: [(String, String)] = [
+            ("restore_command", "cp '\(wal)/%f' '%p' 2>/dev/null || cp '\(wal)/%f.partial' '%p' 2>/dev/null"),
+            ("recovery_target_timeline", "latest"), ("recovery_target_action", "promote"), ("hot_standby", "off"),
+            ("archive_mode", "off"), ("synchronous_standby_names", ""), ("log_startup_progress_interval", version.majorNumber >= 15 ? "1s" : ""),
+        ]
+        parameters.removeAll { $0.1.isEmpty && $0.0 == "log_startup_progress_interval" }
+        switch target {
+        case .latest: break
+        case .time(let t): parameters.append(("recovery_target_time", Self.postgresTime(t)))
+        case .point: if let point { parameters.append(("recovery_target_name", point.name)) }
+        }
+        let start = backup.endLSN.value
+        let watcher = ReplayWatcher(start: start, total: total, progress: progress)
+        var builder = PostgresBuilder(dataDirectory: dataDirectory).binaries(binaries, version: version).socketDirectory(socketDirectory)
+            .developmentDefaults(false).user(account).startTimeout(timeout).logger(watcher.logger)
+        for (name, value) in parameters { builder = builder.configParameter(name, value) }
+        do {
+            try makeDirectories(socketDirectory)
+            if let account, geteuid() == 0 { _ = chown(socketDirectory, account.uid, account.gid) }
+        } catch {
+            try? removeTree(dataDirectory)
+            throw BackupError(.io, "cannot create the restore's socket directory \(socketDirectory): \(error)")
+        }
+        defer { try? removeTree(socketDirectory) }
+        let server: PostgresServer
+        do {
+            server = try await builder.start()
+        } catch {
+            try? removeTree(dataDirectory)
+            let lines = error.details + [error.message]
+            if lines.contains(where: { $0.contains("recovery ended before configured recovery target was reached") }) {
+                return .failure(BackupError(.notRestorable, "the archive ends before \(target)"))
+            }
+            let cause = lines.last { $0.contains("FATAL") || $0.contains("PANIC") } ?? error.message
+            throw BackupError(.tool, "the restored cluster did not come up: \(cause.trimmingWhitespace)")
+        }
+        let conninfo = server.handle.conninfo
+        let facts = await runOnThread(name: "amp-restore") {
+            (try? LibPQ.rows(conninfo, "SELECT extract(epoch FROM pg_catalog.pg_last_xact_replay_timestamp())::float8, pg_catalog.pg_current_wal_lsn()::text"))?.first
+        }
+        _ = await server.stop()
+        let reachedTime = facts.flatMap { $0.first ?? nil }.flatMap { Double($0) }
+        let reachedLSN = watcher.redoEnd ?? facts.flatMap { $0.count > 1 ? $0[1] : nil }.flatMap { LSN($0) }
+        let replayed = reachedLSN.map { $0.value > start ? $0.value - start : 0 } ?? 0
+        progress(replayed, max(total, replayed))
+        return .success(RecoveredCluster(dataDirectory: dataDirectory, backup: backup.id, reachedTime: reachedTime, reachedLSN: reachedLSN,
+                                         replayedBytes: replayed, stoppedEarly: nil))
+    }
+
+    /// `2026-12-04 22:30:05.250+00` for `recovery_target_time`.
+    static func postgresTime(_ seconds: Double) -> String {
+        let whole = seconds.rounded(.down)
+        let iso = isoTime(whole)  // 2026-12-04T22:30:05Z
+        let micros = Int(((seconds - whole) * 1_000_000).rounded())
+        let fraction = String(micros + 1_000_000).dropFirst()
+        return iso.dropLast().replacing("T", with: " ") + "." + fraction + "+00"
+    }
+}
+
+/// Follows a replay through the server's log: `redo in progress, elapsed time: …, current
+/// LSN: 0/1E2D3C8` (every `log_startup_progress_interval`) for the progress, and `redo done at
+/// 0/1E2D3C8` for where it ended.
+final class ReplayWatcher: Sendable {
+    private let state = Mutex<(redoEnd: LSN?, last: UInt64)>((nil, 0))
+    let start: UInt64
+    let total: UInt64
+    let progress: @Sendable (UInt64, UInt64) -> Void
+
+    init(start: UInt64, total: UInt64, progress: @escaping @Sendable (UInt64, UInt64) -> Void) {
+        self.start = start
+        self.total = total
+        self.progress = progress
+    }
+
+    var redoEnd: LSN? { state.withLock { $0.redoEnd } }
+
+    var logger: Logger {
+        Logger(label: "amp.restore") { _ in ReplayLogHandler(watcher: self) }
+    }
+
+    func line(_ text: String) {
+        if let r = text.firstRange(of: "current LSN: ") {
+            let lsn = text[r.upperBound...].prefix { $0.isHexDigit || $0 == "/" }
+            if let position = LSN(lsn), position.value > start {
+                progress(position.value - start, max(total, position.value - start))
+            }
+        } else if let r = text.firstRange(of: "redo done at ") {
+            let lsn = text[r.upperBound...].prefix { $0.isHexDigit || $0 == "/" }
+            if let position = LSN(lsn) { state.withLock { $0.redoEnd = position } }
+        }
+    }
+}
+
+/// Hands each log message of the restore's server to its ``ReplayWatcher``.
+struct ReplayLogHandler: LogHandler {
+    let watcher: ReplayWatcher
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) { watcher.line("\(event.message)") }
+}
