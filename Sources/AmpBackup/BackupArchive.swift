@@ -210,3 +210,57 @@ public func epochNow() -> Double {
 
 /// `2026-12-04T22:30:05Z` for seconds since the epoch.
 public func isoTime(_ seconds: Double) -> String { utcTimestamp(Int64(seconds.rounded(.down))) }
+
+extension BackupArchive {
+    /// The cluster the archive belongs to, as `system-identifier` records it.
+    public var systemIdentifierFile: String { directory + "/system-identifier" }
+
+    /// Why the archive's WAL and backups cannot be continued by the cluster `systemIdentifier`
+    /// now writing at `position` on `timeline`, or nil: another cluster (a reset made a new
+    /// one), or the same cluster behind the archive's end on the same timeline (a snapshot was
+    /// restored: its WAL would overwrite the archive's later segments).
+    public func continuityProblem(systemIdentifier: String, timeline: UInt32, position: LSN) -> String? {
+        if let recorded = FileContents.text(systemIdentifierFile)?.trimmingWhitespace, !recorded.isEmpty, recorded != systemIdentifier {
+            return "the cluster is a new one (system identifier \(systemIdentifier), the archive's is \(recorded))"
+        }
+        let files = walFiles().filter { $0.kind != .history && $0.timeline == timeline }
+        if let newest = files.last, newest.segment > position.segment() {
+            return "the cluster's WAL (\(position) on timeline \(timeline)) is behind the archive's (segment \(newest.name)): it was replaced by an older copy"
+        }
+        return nil
+    }
+
+    /// Moves the current WAL, base backups and restore points to `earlier/TIME/` (kept for
+    /// the retention window, never overwritten) and records the cluster the archive now
+    /// belongs to.
+    public func startGeneration(systemIdentifier: String) throws(BackupError) {
+        try prepare()
+        let hasContent = !walFiles().isEmpty || !backups().isEmpty
+        if hasContent {
+            let earlier = directory + "/earlier"
+            let aside = earlier + "/" + isoTime(epochNow()).filter { $0 != "-" && $0 != ":" }
+            do { try makeDirectories(aside) } catch { throw BackupError(.io, "cannot create \(aside): \(error)") }
+            for name in ["wal", "base", "restore-points", "system-identifier"] where access(directory + "/" + name, F_OK) == 0 {
+                guard rename(directory + "/" + name, aside + "/" + name) == 0 else {
+                    throw BackupError(.io, "cannot move \(directory)/\(name) to \(aside): \(String(cString: strerror(errno)))")
+                }
+            }
+            try prepare()
+        }
+        do {
+            try writeFileAtomically(systemIdentifierFile, Array((systemIdentifier + "\n").utf8), mode: 0o600)
+        } catch {
+            throw BackupError(.io, "cannot write \(systemIdentifierFile): \(error)")
+        }
+    }
+
+    /// Removes earlier generations older than `window`.
+    public func removeEarlierGenerations(olderThan horizon: Double) {
+        let earlier = directory + "/earlier"
+        for name in listDirectory(earlier) {
+            var st = stat()
+            guard stat(earlier + "/" + name, &st) == 0, Double(st.st_mtim.tv_sec) < horizon else { continue }
+            try? removeTree(earlier + "/" + name)
+        }
+    }
+}

@@ -76,7 +76,7 @@ extension BackupArchive {
     }
 
     /// Restores the archive to `target` into the new directory `dataDirectory`: copies the
-    /// chosen base backup there, starts it on a private socket with the archive as its WAL
+    /// chosen base backup there, starts it (its socket in that directory, no TCP) with the archive as its WAL
     /// source until it reaches the target and is promoted, then stops it. The current cluster
     /// is not touched; a failure removes `dataDirectory`.
     ///
@@ -88,7 +88,7 @@ extension BackupArchive {
     /// (the progress); see <https://www.postgresql.org/docs/15/runtime-config-wal.html#RUNTIME-CONFIG-WAL-ARCHIVE-RECOVERY>.
     public func recover(
         to target: RestoreTarget, into dataDirectory: String, binaries: PostgresBinaries, version: PostgresVersion,
-        account: ProcessCredentials?, socketDirectory: String, timeout: Duration,
+        account: ProcessCredentials?, timeout: Duration,
         progress: @escaping @Sendable (_ replayed: UInt64, _ total: UInt64) -> Void = { _, _ in }
     ) async throws(BackupError) -> RecoveredCluster {
         guard !walDirectory.contains("'") && !walDirectory.contains("\n") else {
@@ -99,7 +99,7 @@ extension BackupArchive {
         let end = walEnd(files: files)
         let total = end.map { $0.value > backup.endLSN.value ? $0.value - backup.endLSN.value : 0 } ?? 0
         let first = try await replay(backup, target: target, point: point, into: dataDirectory, binaries: binaries, version: version,
-                                     account: account, socketDirectory: socketDirectory, timeout: timeout, total: total, progress: progress)
+                                     account: account, timeout: timeout, total: total, progress: progress)
         switch first {
         case .success(var recovered):
             recovered.stoppedEarly = stoppedEarly(recovered.reachedLSN, end: end, files: files, target: target)
@@ -109,7 +109,7 @@ extension BackupArchive {
             // moment asked for is the archive's end. Replayed again, to the end.
             guard case .time = target else { throw notReached }
             var recovered = try await replay(backup, target: .latest, point: nil, into: dataDirectory, binaries: binaries, version: version,
-                                             account: account, socketDirectory: socketDirectory, timeout: timeout, total: total, progress: progress).get()
+                                             account: account, timeout: timeout, total: total, progress: progress).get()
             recovered.stoppedEarly = stoppedEarly(recovered.reachedLSN, end: end, files: files, target: .latest)
             return recovered
         }
@@ -132,7 +132,7 @@ extension BackupArchive {
     /// reached"; other failures are thrown.
     private func replay(
         _ backup: BaseBackup, target: RestoreTarget, point: RestorePoint?, into dataDirectory: String, binaries: PostgresBinaries,
-        version: PostgresVersion, account: ProcessCredentials?, socketDirectory: String, timeout: Duration, total: UInt64,
+        version: PostgresVersion, account: ProcessCredentials?, timeout: Duration, total: UInt64,
         progress: @escaping @Sendable (UInt64, UInt64) -> Void
     ) async throws(BackupError) -> Result<RecoveredCluster, BackupError> {
         try? removeTree(dataDirectory)
@@ -161,17 +161,10 @@ extension BackupArchive {
         }
         let start = backup.endLSN.value
         let watcher = ReplayWatcher(start: start, total: total, progress: progress)
-        var builder = PostgresBuilder(dataDirectory: dataDirectory).binaries(binaries, version: version).socketDirectory(socketDirectory)
+        // The socket goes in the data directory (or a short private one when that path is too long).
+        var builder = PostgresBuilder(dataDirectory: dataDirectory).binaries(binaries, version: version)
             .developmentDefaults(false).user(account).startTimeout(timeout).logger(watcher.logger)
         for (name, value) in parameters { builder = builder.configParameter(name, value) }
-        do {
-            try makeDirectories(socketDirectory)
-            if let account, geteuid() == 0 { _ = chown(socketDirectory, account.uid, account.gid) }
-        } catch {
-            try? removeTree(dataDirectory)
-            throw BackupError(.io, "cannot create the restore's socket directory \(socketDirectory): \(error)")
-        }
-        defer { try? removeTree(socketDirectory) }
         let server: PostgresServer
         do {
             server = try await builder.start()

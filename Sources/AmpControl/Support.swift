@@ -243,6 +243,8 @@ extension AmpctlError {
             case .snapshotIncompatible(let name, let snapshot, let cluster):
                 self.init(.dataError, "snapshot \(name) is of PostgreSQL \(snapshot), the cluster of \(cluster); it cannot be restored here (keep it, or delete it)")
             case .snapshotFailed(let message): self.init(.failure, "\(project.name): \(message)")
+            case .backupFailed(let message): self.init(.failure, "\(project.name): \(message)")
+            case .notRestorable(let message): self.init(.noInput, "\(project.name): \(message)")
             }
         case .varlink(let e) where e == .permissionDenied:
             self.init(.noPermission, "\(project.socket): permission denied; run ampctl as the project's owner")

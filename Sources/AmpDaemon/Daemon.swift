@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import AmpBackup
 import AmpConfig
 import AmpLogging
 import AmpPostgres
@@ -120,11 +121,23 @@ enum Daemon {
         let testDatabases = TestDatabasePool(board: board, sessions: sessions, logger: logger)
         let statistics = try? WorkerThread(name: "amp-statistics")
         defer { statistics?.stop() }
+        var backups: BackupContext? = nil
+        if settings.backupArchive {
+            let archive = BackupArchive(directory: settings.backupTarget ?? ampDir.path + "/backup")
+            let coordinator = BackupCoordinator(
+                archive: archive, archiver: WALArchiver(archive: archive, binaries: server.binaries, account: account), board: board, logger: logger,
+                policy: BackupPolicy(synchronous: settings.backupSynchronous, interval: Double(settings.backupInterval.components.seconds),
+                                     window: Double(settings.backupWindow.components.seconds), maxBytes: settings.backupMaxSize.bytes))
+            backups = BackupContext(coordinator: coordinator, dataDirectory: ampDir.metadb, binaries: server.binaries, version: server.version,
+                                    account: account, queue: maintenance, timeout: .seconds(24 * 3600))
+        } else {
+            board.update { $0.archive = "off" }
+        }
         let varlink = try makeVarlinkServer(
             name: projectName, environment: environment, board: board, logger: logger,
             snapshots: SnapshotContext(store: ClusterSnapshots(directory: ampDir.path + "/snapshots"), dataDirectory: ampDir.metadb,
                                        projectBase: ampDir.base, queue: maintenance, seedsConfigured: !settings.seed.isEmpty),
-            testDatabases: testDatabases, sessions: sessions, statistics: statistics)
+            backups: backups, testDatabases: testDatabases, sessions: sessions, statistics: statistics)
         logger.info("varlink API at unix:\(varlink.path)")
 
         let extensions = server.createExtensions
@@ -142,11 +155,15 @@ enum Daemon {
                 files: settings.seed, psql: server.binaries.path("psql"), configFile: ampDir.configFile, dataDirectory: ampDir.metadb,
                 account: account, projectBase: ampDir.base, allowOutsideProject: settings.seedOutsideProject, timeout: settings.startTimeout)
         }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            // Dependency order: started first, stopped last.
+            .init(service: VarlinkService(server: varlink, board: board), serviceName: "varlink"),
+            .init(service: TestDatabasePoolService(pool: testDatabases), serviceName: "testdb-pool"),
+        ]
+        // The archiver stops after PostgreSQL: its receiver takes the shutdown's last WAL.
+        if let backups { services.append(.init(service: ArchiverService(coordinator: backups.coordinator), serviceName: "archiver")) }
         let group = ServiceGroup(configuration: .init(
-            services: [
-                // Dependency order: started first, stopped last.
-                .init(service: VarlinkService(server: varlink, board: board), serviceName: "varlink"),
-                .init(service: TestDatabasePoolService(pool: testDatabases), serviceName: "testdb-pool"),
+            services: services + [
                 .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                       failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "postgres"),
             ],
@@ -287,7 +304,7 @@ enum Daemon {
 
     /// Binds the `io.amp.Metadb` socket at `RUNTIME/amp/NAME/io.amp.Metadb` (directories 0700).
     static func makeVarlinkServer(
-        name: String, environment: [String: String], board: StatusBoard, logger: Logger, snapshots: SnapshotContext? = nil,
+        name: String, environment: [String: String], board: StatusBoard, logger: Logger, snapshots: SnapshotContext? = nil, backups: BackupContext? = nil,
         testDatabases: TestDatabasePool? = nil, sessions: LibPQSessions = LibPQSessions(), statistics: WorkerThread? = nil, external: ExternalServer? = nil
     ) throws(DaemonError) -> VarlinkServer {
         let runtime = Metadb.runtimeDirectory(environment: environment)
@@ -311,6 +328,7 @@ enum Daemon {
         }
         var operations = MetadbOperations(board: board, logger: logger)
         operations.snapshots = snapshots
+        operations.backups = backups
         operations.testDatabases = testDatabases
         operations.sessions = sessions
         operations.readOnlySession = sessions.slot()

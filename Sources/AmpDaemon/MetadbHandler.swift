@@ -68,6 +68,16 @@ struct MetadbHandler: VarlinkHandler {
                 guard let pool = operations.testDatabases, await pool.release(p.name, handle: handle) else { throw .noSuchDatabase(name: p.name) }
             }
             return try Metadb.ReleaseTestDatabase.encode(NoParameters())
+        case .listBackups:
+            return try Metadb.ListBackups.encode(try await mapped { () async throws(MetadbError) in try await operations.listBackups() })
+        case .createBackup:
+            return try Metadb.CreateBackup.encode(.init(backup: try await mapped { () async throws(MetadbError) in try await operations.createBackup() }))
+        case .verifyBackup:
+            return try Metadb.VerifyBackup.encode(try await mapped { () async throws(MetadbError) in try await operations.verifyBackup() })
+        case .createRestorePoint(let p):
+            return try Metadb.CreateRestorePoint.encode(try await mapped { () async throws(MetadbError) in try await operations.createRestorePoint(p.name) })
+        case .restoreToTime(let p):
+            return try Metadb.RestoreToTime.encode(.init(restored: try await mapped { () async throws(MetadbError) in try await operations.restoreToTime(p.target) }))
         case .deleteSnapshot(let p):
             try await mapped { () async throws(MetadbError) in try operations.deleteSnapshot(p.name) }
             return try Metadb.DeleteSnapshot.encode(NoParameters())

@@ -32,6 +32,8 @@ struct MetadbOperations: Sendable {
     /// Snapshots: the store, the data directory, the project (for its git commit) and the
     /// queue to the service that stops and starts PostgreSQL around them.
     var snapshots: SnapshotContext? = nil
+    /// The continuous archive, when `[backup] archive` is on.
+    var backups: BackupContext? = nil
     /// Throwaway test databases and their pool.
     var testDatabases: TestDatabasePool? = nil
     /// The external server this ampd serves instead of a local cluster (`[postgres] url`).

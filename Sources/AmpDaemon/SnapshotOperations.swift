@@ -71,6 +71,7 @@ extension MetadbOperations {
             throw .snapshotIncompatible(name: name, snapshotVersion: snapshot.postgresVersion, clusterVersion: current)
         }
         _ = try readyHandle()
+        await automaticRestorePoint("before-snapshot-restore")
         sessions.closeAll()
         sizeCache.invalidate()
         let job = MaintenanceJob(description: "restoring snapshot \(name)") {
@@ -102,6 +103,7 @@ extension MetadbOperations {
             throw .snapshotFailed(message: "no seed scripts are configured ([postgres] seed in .amp/config.toml), so --seed has nothing to run; nothing was changed: add them, or reset without --seed")
         }
         _ = try readyHandle()
+        await automaticRestorePoint("before-reset")
         sessions.closeAll()
         sizeCache.invalidate()
         let job = MaintenanceJob(description: seed ? "resetting the cluster (with the seed scripts)" : "resetting the cluster") {

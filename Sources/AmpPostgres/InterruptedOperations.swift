@@ -18,11 +18,15 @@ import SystemSupport
 /// - `.upgrade-N`: the new cluster pg_upgrade fills, or (after the swap, before the move to
 ///   `rollback/`) the old one;
 /// - `.upgrade-source-N`: a prepared copy of the old cluster pg_upgrade reads;
+/// - `.pitr-PID`, `.verify-PID`: a cluster a restore to a moment or `backup verify` was
+///   replaying (always scratch: the swap into place is a rename of a finished one);
 /// - `.removing-*`: a tree being removed (renamed first, so a half-removed tree never has a
 ///   name that a recovery would put back in place).
 public enum InterruptedOperations {
     public enum Kind: Sendable, Equatable {
         case restoreStaging
+        /// A restore to a moment or a backup check, replaying.
+        case replayScratch
         case beforeRestore
         case beforeReset
         case upgradeWork
@@ -33,6 +37,7 @@ public enum InterruptedOperations {
         public var label: String {
             switch self {
             case .restoreStaging: "copy of an interrupted snapshot restore"
+            case .replayScratch: "cluster of an interrupted restore to a moment or backup check"
             case .beforeRestore: "cluster kept by an interrupted snapshot restore"
             case .beforeReset: "cluster kept by an interrupted reset"
             case .upgradeWork: "cluster of an interrupted upgrade"
@@ -48,6 +53,7 @@ public enum InterruptedOperations {
             name.hasPrefix(prefix) && name.count > prefix.count && name.dropFirst(prefix.count).allSatisfy { $0.isASCII && $0.isNumber }
         }
         if numbered(".restore-") { return .restoreStaging }
+        if numbered(".pitr-") || numbered(".verify-") { return .replayScratch }
         if numbered(".before-restore-") { return .beforeRestore }
         if numbered(".before-reset-") { return .beforeReset }
         if numbered(".upgrade-source-") { return .upgradeSource }
@@ -130,7 +136,7 @@ public enum InterruptedOperations {
         let usable = kept.filter { $0.clusterMajor != nil }
         for entry in entries {
             switch entry.kind {
-            case .restoreStaging, .upgradeSource, .removing:
+            case .restoreStaging, .replayScratch, .upgradeSource, .removing:
                 actions.append(.remove(entry.path))
             case .beforeRestore, .beforeReset:
                 if entry.clusterMajor == nil {

@@ -1,3 +1,4 @@
+import ChildProcess
 import Logging
 import SystemSupport
 
@@ -14,19 +15,26 @@ public enum PrivateServer {
         case start(PostgresError)
     }
 
+    /// - Parameters:
+    ///   - socketDirectory: made here and removed afterwards; nil: the data directory (or a
+    ///     short private directory when that path is too long).
+    ///   - account: the account PostgreSQL runs as when the caller is root.
     public static func with<T>(
-        dataDirectory: String, binaries: PostgresBinaries, version: PostgresVersion, socketDirectory: String, _ body: (PostgresHandle) async -> T
+        dataDirectory: String, binaries: PostgresBinaries, version: PostgresVersion, socketDirectory: String?, account: ProcessCredentials? = nil,
+        _ body: (PostgresHandle) async -> T
     ) async throws(Failure) -> T {
-        do {
-            try makeDirectories(socketDirectory)
-        } catch {
-            throw .socketDirectory("\(error)")
+        if let socketDirectory {
+            do {
+                try makeDirectories(socketDirectory)
+            } catch {
+                throw .socketDirectory("\(error)")
+            }
         }
-        defer { try? removeTree(socketDirectory) }
+        defer { if let socketDirectory { try? removeTree(socketDirectory) } }
         let server: PostgresServer
         do {
             server = try await PostgresBuilder(dataDirectory: dataDirectory).binaries(binaries, version: version).socketDirectory(socketDirectory)
-                .developmentDefaults(false).logger(PostgresBuilder.silentLogger).start()
+                .user(account).developmentDefaults(false).logger(PostgresBuilder.silentLogger).start()
         } catch {
             throw .start(error)
         }

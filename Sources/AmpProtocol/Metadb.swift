@@ -51,7 +51,57 @@ public enum Metadb {
           # Whether TCP connections use TLS (listen), or the external server asks for it.
           tls: ?bool,
           # The external server, HOST:PORT (state external).
-          server: ?string
+          server: ?string,
+          # The continuous archive ([backup]): streaming, starting, stopped: WHY, off.
+          archive: ?string,
+          # Seconds the archive is behind the server's WAL (0: caught up).
+          archive_lag_seconds: ?float,
+          # What a restore can reach (UTC, 2026-12-04T22:30:00Z).
+          restorable_from: ?string,
+          restorable_to: ?string,
+          # Why the archive cannot reach the newest WAL (a gap, no base backup yet).
+          archive_problem: ?string,
+          # A long operation under way and how far it got (a restore's replay).
+          operation: ?string
+        )
+
+        # A base backup in the archive.
+        type Backup (
+          id: string,
+          # When it began and when it was consistent, UTC.
+          started: string,
+          finished: string,
+          timeline: int,
+          start_lsn: string,
+          end_lsn: string,
+          postgres_version: string,
+          size_bytes: int,
+          # When `ampctl backup verify` last found it sound, UTC.
+          verified: ?string
+        )
+
+        # The archive: where it is and what it can restore.
+        type Archive (
+          state: string,
+          target: string,
+          size_bytes: int,
+          lag_seconds: ?float,
+          restorable_from: ?string,
+          restorable_to: ?string,
+          problem: ?string,
+          # The named restore points, oldest first (NAME at TIME).
+          restore_points: []string
+        )
+
+        # What a restore to a moment reached.
+        type Restored (
+          backup: string,
+          # The last transaction it holds, UTC.
+          reached_time: ?string,
+          reached_lsn: ?string,
+          replayed_bytes: int,
+          # Replay ended before the archive's end: which WAL was damaged or missing.
+          stopped_early: ?string
         )
 
         type Database (name: string, size_bytes: int, owner: string)
@@ -142,6 +192,24 @@ public enum Metadb {
         # Drops a test database handed out by AcquireTestDatabase now.
         method ReleaseTestDatabase(name: string) -> ()
 
+        # The base backups and what the archive can restore.
+        method ListBackups() -> (backups: []Backup, archive: Archive)
+
+        # Takes a base backup now (online; checked with pg_verifybackup).
+        method CreateBackup() -> (backup: Backup)
+
+        # Restores the newest base backup and the WAL after it into a scratch directory, starts
+        # it on a private socket, runs pg_amcheck and a query, and removes it.
+        method VerifyBackup() -> (backup: string, checks: []string)
+
+        # Names the current moment (pg_create_restore_point) for `restore --to NAME`.
+        method CreateRestorePoint(name: string) -> (lsn: string, time: string)
+
+        # Replaces the cluster with the archive's state at target (an ISO time, "N minutes ago",
+        # latest, or a restore point); the current cluster is kept as a rollback copy in
+        # .amp/rollback until the restored one is up, then dropped. Progress is in the status.
+        method RestoreToTime(target: string) -> (restored: Restored)
+
         # PostgreSQL is not ready (starting, stopping or failed).
         error NotReady (state: string, phase: string)
 
@@ -169,6 +237,12 @@ public enum Metadb {
 
         # Copying, starting or removing failed; the cluster is as it was.
         error SnapshotFailed (message: string)
+
+        # The archive is off, or a backup, verification or restore failed; the cluster is as it was.
+        error BackupFailed (message: string)
+
+        # The archive holds nothing that reaches the moment asked for (message: the range it has).
+        error NotRestorable (message: string)
 
         """
 
@@ -284,6 +358,12 @@ public struct MetadbStatus: Codable, Sendable, Equatable {
     public var listen: String?
     public var tls: Bool?
     public var server: String?
+    public var archive: String?
+    public var archiveLagSeconds: Double?
+    public var restorableFrom: String?
+    public var restorableTo: String?
+    public var archiveProblem: String?
+    public var operation: String?
 
     public init(state: State, phase: String, project: String, ampdPID: Int, ampDir: String, dataDir: String, restarts: Int = 0) {
         self.state = state
@@ -299,7 +379,8 @@ public struct MetadbStatus: Codable, Sendable, Equatable {
         case state, phase, project, ampdPID = "ampd_pid", postmasterPID = "postmaster_pid", version, ampDir = "amp_dir"
         case dataDir = "data_dir", socketDir = "socket_dir", url, uptimeSeconds = "uptime_seconds"
         case databaseSizeBytes = "database_size_bytes", connections, restarts, healthy, lastError = "last_error"
-        case listen, tls, server
+        case listen, tls, server, archive, archiveLagSeconds = "archive_lag_seconds", restorableFrom = "restorable_from"
+        case restorableTo = "restorable_to", archiveProblem = "archive_problem", operation
     }
 }
 
@@ -358,4 +439,85 @@ public struct MetadbDatabase: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey { case name, sizeBytes = "size_bytes", owner }
+}
+
+/// A base backup (`type Backup`).
+public struct MetadbBackup: Codable, Sendable, Equatable {
+    public var id: String
+    public var started: String
+    public var finished: String
+    public var timeline: Int
+    public var startLSN: String
+    public var endLSN: String
+    public var postgresVersion: String
+    public var sizeBytes: Int64
+    public var verified: String?
+
+    public init(id: String, started: String, finished: String, timeline: Int, startLSN: String, endLSN: String,
+                postgresVersion: String, sizeBytes: Int64, verified: String?) {
+        self.id = id
+        self.started = started
+        self.finished = finished
+        self.timeline = timeline
+        self.startLSN = startLSN
+        self.endLSN = endLSN
+        self.postgresVersion = postgresVersion
+        self.sizeBytes = sizeBytes
+        self.verified = verified
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, started, finished, timeline, startLSN = "start_lsn", endLSN = "end_lsn", postgresVersion = "postgres_version"
+        case sizeBytes = "size_bytes", verified
+    }
+}
+
+/// The archive and its reach (`type Archive`).
+public struct MetadbArchive: Codable, Sendable, Equatable {
+    public var state: String
+    public var target: String
+    public var sizeBytes: Int64
+    public var lagSeconds: Double?
+    public var restorableFrom: String?
+    public var restorableTo: String?
+    public var problem: String?
+    public var restorePoints: [String]
+
+    public init(state: String, target: String, sizeBytes: Int64, lagSeconds: Double?, restorableFrom: String?, restorableTo: String?,
+                problem: String?, restorePoints: [String]) {
+        self.state = state
+        self.target = target
+        self.sizeBytes = sizeBytes
+        self.lagSeconds = lagSeconds
+        self.restorableFrom = restorableFrom
+        self.restorableTo = restorableTo
+        self.problem = problem
+        self.restorePoints = restorePoints
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case state, target, sizeBytes = "size_bytes", lagSeconds = "lag_seconds", restorableFrom = "restorable_from"
+        case restorableTo = "restorable_to", problem, restorePoints = "restore_points"
+    }
+}
+
+/// What a restore to a moment reached (`type Restored`).
+public struct MetadbRestored: Codable, Sendable, Equatable {
+    public var backup: String
+    public var reachedTime: String?
+    public var reachedLSN: String?
+    public var replayedBytes: Int64
+    public var stoppedEarly: String?
+
+    public init(backup: String, reachedTime: String?, reachedLSN: String?, replayedBytes: Int64, stoppedEarly: String?) {
+        self.backup = backup
+        self.reachedTime = reachedTime
+        self.reachedLSN = reachedLSN
+        self.replayedBytes = replayedBytes
+        self.stoppedEarly = stoppedEarly
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case backup, reachedTime = "reached_time", reachedLSN = "reached_lsn", replayedBytes = "replayed_bytes", stoppedEarly = "stopped_early"
+    }
 }

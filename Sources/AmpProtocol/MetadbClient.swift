@@ -114,6 +114,26 @@ public struct MetadbClient: Sendable {
         _ = try await call(Metadb.ReleaseTestDatabase.self, .init(name: name), timeout: .seconds(120))
     }
 
+    public func backups() async throws(MetadbClientError) -> Metadb.ListBackups.Reply {
+        try await call(Metadb.ListBackups.self, NoParameters())
+    }
+
+    public func createBackup() async throws(MetadbClientError) -> MetadbBackup {
+        try await call(Metadb.CreateBackup.self, NoParameters(), timeout: .seconds(6 * 3600)).backup
+    }
+
+    public func verifyBackup() async throws(MetadbClientError) -> Metadb.VerifyBackup.Reply {
+        try await call(Metadb.VerifyBackup.self, NoParameters(), timeout: .seconds(6 * 3600))
+    }
+
+    public func createRestorePoint(_ name: String) async throws(MetadbClientError) -> Metadb.CreateRestorePoint.Reply {
+        try await call(Metadb.CreateRestorePoint.self, .init(name: name))
+    }
+
+    public func restore(to target: String) async throws(MetadbClientError) -> MetadbRestored {
+        try await call(Metadb.RestoreToTime.self, .init(target: target), timeout: .seconds(24 * 3600)).restored
+    }
+
     public func deleteSnapshot(_ name: String) async throws(MetadbClientError) {
         _ = try await call(Metadb.DeleteSnapshot.self, .init(name: name), timeout: .seconds(600))
     }

@@ -251,6 +251,76 @@ extension Metadb {
 }
 
 /// A call of `io.amp.Metadb`, decoded: what ampd dispatches on.
+extension Metadb {
+    /// `ListBackups() -> (backups: []Backup, archive: Archive)`.
+    public enum ListBackups: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public struct Reply: Codable, Sendable, Equatable {
+            public var backups: [MetadbBackup]
+            public var archive: MetadbArchive
+            public init(backups: [MetadbBackup], archive: MetadbArchive) {
+                self.backups = backups
+                self.archive = archive
+            }
+        }
+        public static let name = "ListBackups"
+    }
+
+    /// `CreateBackup() -> (backup: Backup)`.
+    public enum CreateBackup: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public struct Reply: Codable, Sendable, Equatable {
+            public var backup: MetadbBackup
+            public init(backup: MetadbBackup) { self.backup = backup }
+        }
+        public static let name = "CreateBackup"
+    }
+
+    /// `VerifyBackup() -> (backup: string, checks: []string)`.
+    public enum VerifyBackup: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public struct Reply: Codable, Sendable, Equatable {
+            public var backup: String
+            public var checks: [String]
+            public init(backup: String, checks: [String]) {
+                self.backup = backup
+                self.checks = checks
+            }
+        }
+        public static let name = "VerifyBackup"
+    }
+
+    /// `CreateRestorePoint(name) -> (lsn, time)`.
+    public enum CreateRestorePoint: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var name: String
+            public init(name: String) { self.name = name }
+        }
+        public struct Reply: Codable, Sendable, Equatable {
+            public var lsn: String
+            public var time: String
+            public init(lsn: String, time: String) {
+                self.lsn = lsn
+                self.time = time
+            }
+        }
+        public static let name = "CreateRestorePoint"
+    }
+
+    /// `RestoreToTime(target) -> (restored: Restored)`.
+    public enum RestoreToTime: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var target: String
+            public init(target: String) { self.target = target }
+        }
+        public struct Reply: Codable, Sendable, Equatable {
+            public var restored: MetadbRestored
+            public init(restored: MetadbRestored) { self.restored = restored }
+        }
+        public static let name = "RestoreToTime"
+    }
+}
+
 public enum MetadbCall: Sendable, Equatable {
     case getStatus
     case getConnection
@@ -267,6 +337,11 @@ public enum MetadbCall: Sendable, Equatable {
     case resetCluster(Metadb.ResetCluster.Parameters)
     case getTopStatements(Metadb.GetTopStatements.Parameters)
     case resetStatementStatistics
+    case listBackups
+    case createBackup
+    case verifyBackup
+    case createRestorePoint(Metadb.CreateRestorePoint.Parameters)
+    case restoreToTime(Metadb.RestoreToTime.Parameters)
 
     /// Decodes `call` (already checked against the IDL by the connection).
     public init(_ call: VarlinkCall) throws(VarlinkError) {
@@ -286,6 +361,11 @@ public enum MetadbCall: Sendable, Equatable {
         case Metadb.ResetCluster.qualifiedName: self = .resetCluster(try Metadb.ResetCluster.parameters(of: call))
         case Metadb.GetTopStatements.qualifiedName: self = .getTopStatements(try Metadb.GetTopStatements.parameters(of: call))
         case Metadb.ResetStatementStatistics.qualifiedName: self = .resetStatementStatistics
+        case Metadb.ListBackups.qualifiedName: self = .listBackups
+        case Metadb.CreateBackup.qualifiedName: self = .createBackup
+        case Metadb.VerifyBackup.qualifiedName: self = .verifyBackup
+        case Metadb.CreateRestorePoint.qualifiedName: self = .createRestorePoint(try Metadb.CreateRestorePoint.parameters(of: call))
+        case Metadb.RestoreToTime.qualifiedName: self = .restoreToTime(try Metadb.RestoreToTime.parameters(of: call))
         default: throw .methodNotImplemented(call.method)
         }
     }
@@ -308,6 +388,8 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
     case snapshotExists(name: String)
     case snapshotIncompatible(name: String, snapshotVersion: String, clusterVersion: String)
     case snapshotFailed(message: String)
+    case backupFailed(message: String)
+    case notRestorable(message: String)
 
     /// The unqualified error names, as in the IDL.
     public static let names = [
@@ -329,6 +411,8 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
         case .snapshotExists: return "SnapshotExists"
         case .snapshotIncompatible: return "SnapshotIncompatible"
         case .snapshotFailed: return "SnapshotFailed"
+        case .backupFailed: return "BackupFailed"
+        case .notRestorable: return "NotRestorable"
         }
     }
 
@@ -348,7 +432,7 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
         case .noSuchSnapshot(let name), .snapshotExists(let name): parameters = ["name": .string(name)]
         case .snapshotIncompatible(let name, let snapshot, let cluster):
             parameters = ["name": .string(name), "snapshot_version": .string(snapshot), "cluster_version": .string(cluster)]
-        case .snapshotFailed(let message): parameters = ["message": .string(message)]
+        case .snapshotFailed(let message), .backupFailed(let message), .notRestorable(let message): parameters = ["message": .string(message)]
         }
         return VarlinkError(Metadb.interfaceName + "." + name, parameters)
     }
@@ -381,6 +465,8 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
             guard let n = s("name"), let a = s("snapshot_version"), let b = s("cluster_version") else { return nil }
             self = .snapshotIncompatible(name: n, snapshotVersion: a, clusterVersion: b)
         case "SnapshotFailed": guard let m = s("message") else { return nil }; self = .snapshotFailed(message: m)
+        case "BackupFailed": guard let m = s("message") else { return nil }; self = .backupFailed(message: m)
+        case "NotRestorable": guard let m = s("message") else { return nil }; self = .notRestorable(message: m)
         default: return nil
         }
     }
