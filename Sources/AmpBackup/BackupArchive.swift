@@ -3,8 +3,9 @@ import Glibc
 #endif
 import SystemSupport
 
-/// A project's archive (`[backup] target`, default `.amp/backup`): `wal/` holds every WAL
-/// segment `pg_receivewal` streamed (the newest one `….partial` while it is written),
+/// A project's archive (`[backup] target`, default `.amp/backup`): `receiving/` is where
+/// `pg_receivewal` writes (the segment under way is `….partial`), `wal/` holds every segment
+/// it finished and the last partial segment of each abandoned timeline,
 /// `base/ID/` the base backups (`pg_basebackup` plain format with its `backup_manifest`, and
 /// `amp-backup`, amp's record of it), `restore-points` the named points.
 public struct BackupArchive: Sendable {
@@ -13,12 +14,13 @@ public struct BackupArchive: Sendable {
     public init(directory: String) { self.directory = directory }
 
     public var walDirectory: String { directory + "/wal" }
+    public var receivingDirectory: String { directory + "/receiving" }
     public var baseDirectory: String { directory + "/base" }
     public var restorePointsFile: String { directory + "/restore-points" }
 
     /// Makes the layout (0700).
     public func prepare() throws(BackupError) {
-        for dir in [directory, walDirectory, baseDirectory] {
+        for dir in [directory, walDirectory, receivingDirectory, baseDirectory] {
             do { try makeDirectories(dir) } catch {
                 throw BackupError(.io, "cannot create \(dir): \(error); check [backup] target and its permissions")
             }
@@ -40,20 +42,45 @@ public struct BackupArchive: Sendable {
 
     // MARK: - WAL
 
-    /// The archive's WAL files, in segment order.
+    /// The archive's WAL files (finished and being received), in segment order.
     public func walFiles() -> [WALFile] {
-        listDirectory(walDirectory).compactMap { WALFile(name: $0) }.sorted { ($0.segment, $0.timeline) < ($1.segment, $1.timeline) }
+        let names = Set(listDirectory(walDirectory) + listDirectory(receivingDirectory))
+        return names.compactMap { WALFile(name: $0) }.sorted { ($0.segment, $0.timeline, $0.kind == .partial ? 1 : 0) < ($1.segment, $1.timeline, $1.kind == .partial ? 1 : 0) }
+    }
+
+    /// The path of a file of ``walFiles()``: in `receiving/` while it is there, else in `wal/`.
+    public func path(of file: WALFile) -> String { walPath(file.name) }
+
+    func walPath(_ name: String) -> String {
+        let receiving = receivingDirectory + "/" + name
+        return access(receiving, F_OK) == 0 ? receiving : walDirectory + "/" + name
+    }
+
+    /// Moves what `pg_receivewal` finished (whole segments, history files) from `receiving/`
+    /// to `wal/`; with `abandoningTimelinesOtherThan`, also the partial segments of any other
+    /// timeline (the cluster moved to a new one: `pg_receivewal` must begin afresh, from the
+    /// slot, and would otherwise insist on continuing the old timeline).
+    public func settleReceived(abandoningTimelinesOtherThan current: UInt32? = nil) {
+        let files = listDirectory(receivingDirectory).compactMap { WALFile(name: $0) }
+        let abandon = current.map { tli in files.contains { $0.kind != .history && $0.timeline != tli } } ?? false
+        for f in files where f.kind != .partial || abandon {
+            _ = rename(receivingDirectory + "/" + f.name, walDirectory + "/" + f.name)
+        }
     }
 
     /// The history of the newest timeline in the archive (a timeline without a history file:
     /// timeline 1, or the newest segment's).
     public func newestHistory(files: [WALFile]) -> TimelineHistory {
-        let newest = files.map(\.timeline).max() ?? 1
-        if let text = FileContents.text(walDirectory + "/" + historyName(newest), limit: 1 << 20),
-           let history = TimelineHistory(timeline: newest, text: text) {
+        history(of: files.map(\.timeline).max() ?? 1)
+    }
+
+    /// The history of timeline `tli` (none recorded: a timeline without parents).
+    public func history(of tli: UInt32) -> TimelineHistory {
+        if let text = FileContents.text(walPath(historyName(tli)), limit: 1 << 20),
+           let history = TimelineHistory(timeline: tli, text: text) {
             return history
         }
-        return TimelineHistory(timeline: newest)
+        return TimelineHistory(timeline: tli)
     }
 
     func historyName(_ tli: UInt32) -> String {
@@ -65,7 +92,7 @@ public struct BackupArchive: Sendable {
     public func lastWALWrite(files: [WALFile]) -> Double? {
         guard let newest = files.last(where: { $0.kind != .history }) else { return nil }
         var st = stat()
-        guard stat(walDirectory + "/" + newest.name, &st) == 0 else { return nil }
+        guard stat(path(of: newest), &st) == 0 else { return nil }
         return Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
     }
 
@@ -240,7 +267,7 @@ extension BackupArchive {
             let earlier = directory + "/earlier"
             let aside = earlier + "/" + isoTime(epochNow()).filter { $0 != "-" && $0 != ":" }
             do { try makeDirectories(aside) } catch { throw BackupError(.io, "cannot create \(aside): \(error)") }
-            for name in ["wal", "base", "restore-points", "system-identifier"] where access(directory + "/" + name, F_OK) == 0 {
+            for name in ["wal", "receiving", "base", "restore-points", "system-identifier"] where access(directory + "/" + name, F_OK) == 0 {
                 guard rename(directory + "/" + name, aside + "/" + name) == 0 else {
                     throw BackupError(.io, "cannot move \(directory)/\(name) to \(aside): \(String(cString: strerror(errno)))")
                 }

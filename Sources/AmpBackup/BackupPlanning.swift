@@ -99,7 +99,7 @@ extension BackupArchive {
         var out: [UInt64: UInt64] = [:]
         for f in walFiles() where f.kind != .history {
             var st = stat()
-            if stat(walDirectory + "/" + f.name, &st) == 0 { out[f.segment, default: 0] &+= UInt64(clamping: st.st_blocks) &* 512 }
+            if stat(path(of: f), &st) == 0 { out[f.segment, default: 0] &+= UInt64(clamping: st.st_blocks) &* 512 }
         }
         return out
     }
@@ -119,7 +119,7 @@ extension BackupArchive {
         if let bound = plan.removeSegmentsBelow {
             var count = 0
             for f in walFiles() where f.kind != .history && f.segment < bound {
-                if unlink(walDirectory + "/" + f.name) == 0 { count += 1 }
+                if unlink(path(of: f)) == 0 { count += 1 }
             }
             if count > 0 { done.append("\(count) WAL file(s)") }
         }

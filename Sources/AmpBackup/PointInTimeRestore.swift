@@ -28,9 +28,20 @@ public struct RecoveredCluster: Sendable, Equatable {
 extension BackupArchive {
     /// The base backup a restore to `target` begins from: the newest one on the archive's
     /// current history that was consistent by then.
-    public func chooseBackup(for target: RestoreTarget, postgresVersion: String?) throws(BackupError) -> (BaseBackup, RestorePoint?) {
+    public func chooseBackup(for target: RestoreTarget, postgresVersion: String?) throws(BackupError) -> (BaseBackup, RestorePoint?, TimelineHistory) {
         let files = walFiles()
-        let history = newestHistory(files: files)
+        let point: RestorePoint?
+        if case .point(let name) = target {
+            guard let found = restorePoints().last(where: { $0.name == name }) else {
+                let known = restorePoints().map(\.name)
+                throw BackupError(.usage, "no restore point named \(name)\(known.isEmpty ? " (there are none; make one with `ampctl restore-point NAME`)" : "; known: " + known.suffix(10).joined(separator: ", "))")
+            }
+            point = found
+        } else {
+            point = nil
+        }
+        // A restore point lies on its own timeline (maybe one a later restore left behind).
+        let history = point.map { self.history(of: $0.timeline) } ?? newestHistory(files: files)
         let all = backups()
         let candidates = all.filter { b in
             history.contains(timeline: b.timeline, upTo: b.endLSN) && (postgresVersion == nil || b.postgresVersion == postgresVersion)
@@ -42,37 +53,44 @@ extension BackupArchive {
             throw BackupError(.notRestorable, "the archive \(directory) has no base backup yet; take one with `ampctl backup create`")
         }
         switch target {
-        case .latest: return (newest, nil)
+        case .latest: return (newest, nil, history)
         case .time(let t):
             guard let b = candidates.last(where: { $0.finished <= t }) else {
                 let first = candidates.first?.finished ?? newest.finished
                 throw BackupError(.notRestorable, "\(isoTime(t)) is before the earliest restorable moment, \(isoTime(first)) (the oldest base backup); choose a later time (`ampctl backup list` shows the range)")
             }
-            return (b, nil)
+            return (b, nil, history)
         case .point(let name):
-            guard let point = restorePoints().last(where: { $0.name == name }) else {
-                let known = restorePoints().map(\.name)
-                throw BackupError(.usage, "no restore point named \(name)\(known.isEmpty ? " (there are none; make one with `ampctl restore-point NAME`)" : "; known: " + known.suffix(10).joined(separator: ", "))")
-            }
+            guard let point else { throw BackupError(.usage, "no restore point named \(name)") }
             guard let b = candidates.last(where: { $0.endLSN <= point.lsn }) else {
                 throw BackupError(.notRestorable, "restore point \(name) (\(isoTime(point.time))) is older than every kept base backup; it can no longer be restored")
             }
-            return (b, point)
+            return (b, point, history)
         }
     }
 
-    /// Where the archive's WAL ends: the newest segment's start plus what its file holds.
+    /// Where the archive's WAL ends: the end of the last page that holds WAL in the newest
+    /// segment (`pg_receivewal` pads the segment it writes with zeros; a page whose header
+    /// magic is zero was never written).
     public func walEnd(files: [WALFile], segmentSize: UInt64 = WALFile.defaultSegmentSize) -> LSN? {
         guard let last = files.last(where: { $0.kind != .history }) else { return nil }
-        var st = stat()
-        let size = stat(walDirectory + "/" + last.name, &st) == 0 ? UInt64(clamping: st.st_size) : 0
-        var used = size
-        if last.kind == .partial {
-            // pg_receivewal pads the partial segment to full size: count what it holds (the
-            // written part ends where zeros begin; an estimate from the file's blocks).
-            used = min(size, UInt64(clamping: st.st_blocks) &* 512)
+        let start = last.segment &* segmentSize
+        guard last.kind == .partial else { return LSN(start &+ segmentSize) }
+        let fd = open(path(of: last), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return LSN(start) }
+        defer { close(fd) }
+        let page = 8192
+        var header = [UInt8](repeating: 0, count: 2)
+        var written: UInt64 = 0
+        var offset: UInt64 = 0
+        while offset < segmentSize {
+            let n = pread(fd, &header, 2, off_t(offset))
+            guard n == 2 else { break }
+            if header[0] == 0 && header[1] == 0 { break }
+            offset += UInt64(page)
+            written = offset
         }
-        return LSN(last.segment &* segmentSize &+ min(used, segmentSize))
+        return LSN(start &+ written)
     }
 
     /// Restores the archive to `target` into the new directory `dataDirectory`: copies the
@@ -81,7 +99,8 @@ extension BackupArchive {
     /// is not touched; a failure removes `dataDirectory`.
     ///
     /// Server parameters for the replay (`postgres -c`): `restore_command = 'cp ARCHIVE/wal/%f %p
-    /// || cp ARCHIVE/wal/%f.partial %p'` (the segment being written is `.partial`),
+    /// || cp ARCHIVE/receiving/%f %p || …/%f.partial …'` (a segment being written, or the last
+    /// one of an abandoned timeline, is `.partial`),
     /// `recovery_target_time`/`recovery_target_name` (none for `latest`: to the archive's end),
     /// `recovery_target_action = promote`, `recovery_target_timeline = latest`,
     /// `hot_standby = off` (ready only once promoted) and `log_startup_progress_interval = 1s`
@@ -91,11 +110,12 @@ extension BackupArchive {
         account: ProcessCredentials?, timeout: Duration,
         progress: @escaping @Sendable (_ replayed: UInt64, _ total: UInt64) -> Void = { _, _ in }
     ) async throws(BackupError) -> RecoveredCluster {
-        guard !walDirectory.contains("'") && !walDirectory.contains("\n") else {
-            throw BackupError(.usage, "the archive's path \(walDirectory) contains a quote or a line break, which restore_command cannot carry; move the archive ([backup] target)")
+        guard !directory.contains("'") && !directory.contains("\n") else {
+            throw BackupError(.usage, "the archive's path \(directory) contains a quote or a line break, which restore_command cannot carry; move the archive ([backup] target)")
         }
-        let (backup, point) = try chooseBackup(for: target, postgresVersion: "\(version.majorNumber)")
-        let files = walFiles()
+        let (backup, point, history) = try chooseBackup(for: target, postgresVersion: "\(version.majorNumber)")
+        // The WAL of the history replay follows (not that of timelines it left).
+        let files = walFiles().filter { $0.kind == .history || $0.timeline == history.timeline(ofSegment: $0.segment) }
         let end = walEnd(files: files)
         let total = end.map { $0.value > backup.endLSN.value ? $0.value - backup.endLSN.value : 0 } ?? 0
         let first = try await replay(backup, target: target, point: point, into: dataDirectory, binaries: binaries, version: version,
@@ -117,9 +137,10 @@ extension BackupArchive {
 
     /// Why replay ended before the archive's end, or nil.
     func stoppedEarly(_ reached: LSN?, end: LSN?, files: [WALFile], target: RestoreTarget) -> String? {
-        guard target == .latest, let reached, let end, reached.segment() < end.segment() else { return nil }
-        let history = newestHistory(files: files)
+        // Replay ends at the start of the last record; the archive's end is a page boundary.
+        guard target == .latest, let reached, let end, reached.value &+ 2 * 8192 < end.value else { return nil }
         let next = reached.segment() + 1
+        let history = newestHistory(files: files)
         let missing = !files.contains { $0.kind != .history && $0.segment == next }
         let name = WALFile.segmentName(timeline: history.timeline(ofSegment: reached.segment()), segment: reached.segment())
         return missing
@@ -142,14 +163,17 @@ extension BackupArchive {
             try? removeTree(dataDirectory)
             throw BackupError(.io, "cannot copy base backup \(backup.id) to \(dataDirectory): \(error.message)")
         }
+        // amp's record, and the socket lock files of the server the backup was taken from
+        // (its socket sat in the data directory; pg_basebackup copies them).
         unlink(dataDirectory + "/" + BaseBackup.recordName)
+        for name in listDirectory(dataDirectory) where name.hasPrefix(".s.PGSQL.") { unlink(dataDirectory + "/" + name) }
         let signal = dataDirectory + "/recovery.signal"
         let fd = open(signal, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         if fd >= 0 { close(fd) }
         if let account, geteuid() == 0 { _ = lchown(signal, account.uid, account.gid) }
-        let wal = walDirectory.replacing("%", with: "%%")
+        let wal = walDirectory.replacing("%", with: "%%"), receiving = receivingDirectory.replacing("%", with: "%%")
         var parameters: [(String, String)] = [
-            ("restore_command", "cp '\(wal)/%f' '%p' 2>/dev/null || cp '\(wal)/%f.partial' '%p' 2>/dev/null"),
+            ("restore_command", "cp '\(wal)/%f' '%p' 2>/dev/null || cp '\(receiving)/%f' '%p' 2>/dev/null || cp '\(receiving)/%f.partial' '%p' 2>/dev/null || cp '\(wal)/%f.partial' '%p' 2>/dev/null"),
             ("recovery_target_timeline", "latest"), ("recovery_target_action", "promote"), ("hot_standby", "off"),
             ("archive_mode", "off"), ("synchronous_standby_names", ""), ("log_startup_progress_interval", version.majorNumber >= 15 ? "1s" : ""),
         ]
@@ -157,7 +181,12 @@ extension BackupArchive {
         switch target {
         case .latest: break
         case .time(let t): parameters.append(("recovery_target_time", Self.postgresTime(t)))
-        case .point: if let point { parameters.append(("recovery_target_name", point.name)) }
+        case .point:
+            if let point {
+                parameters.append(("recovery_target_name", point.name))
+                parameters.removeAll { $0.0 == "recovery_target_timeline" }
+                parameters.append(("recovery_target_timeline", "\(point.timeline)"))
+            }
         }
         let start = backup.endLSN.value
         let watcher = ReplayWatcher(start: start, total: total, progress: progress)

@@ -69,14 +69,14 @@ public struct WALArchiver: Sendable {
 
     /// `pg_receivewal` streaming into the archive's `wal/` on the slot.
     ///
-    /// Command: `pg_receivewal -D ARCHIVE/wal -S amp_archive --no-loop -s 1 -h SOCKETDIR -p PORT -U USER -w [--synchronous]`;
+    /// Command: `pg_receivewal -D ARCHIVE/receiving -S amp_archive --no-loop -s 1 -h SOCKETDIR -p PORT -U USER -w [--synchronous]`;
     /// `-s 1` reports its position every second (the lag `ampctl status` shows), and
     /// `--synchronous` flushes each write (and tells the server at once), which
     /// `[backup] synchronous` needs. `PGAPPNAME=amp_archive` names it for
     /// `synchronous_standby_names` and `pg_stat_replication`.
     /// See <https://www.postgresql.org/docs/15/app-pgreceivewal.html>.
     public func receiver(handle: PostgresHandle, synchronous: Bool, output: @escaping @Sendable ([String]) -> Void) -> SpawnConfiguration {
-        var arguments = ["-D", archive.walDirectory, "-S", Self.slotName, "--no-loop", "-s", "1",
+        var arguments = ["-D", archive.receivingDirectory, "-S", Self.slotName, "--no-loop", "-s", "1",
                          "-h", handle.socketDirectory, "-p", "\(handle.port)", "-U", handle.user, "-w"]
         if synchronous { arguments.append("--synchronous") }
         return SpawnConfiguration(

@@ -6,6 +6,7 @@ import AmpConfig
 import AmpPostgres
 import AmpProtocol
 import AmpRegistry
+import ChildProcess
 import ArgumentParser
 import Synchronization
 import SystemSupport
@@ -135,10 +136,19 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            if case .failure(let e) = RestoreTarget.parse(target, now: epochNow()) { throw AmpctlError(.usage, e.message) }
-            if let into { return try await restoreInto(into) }
+            let parsed: RestoreTarget
+            switch RestoreTarget.parse(target, now: epochNow()) {
+            case .success(let t): parsed = t
+            case .failure(let e): throw AmpctlError(.usage, e.message)
+            }
+            if let into { return try await restoreInto(into, parsed) }
             if newName != nil { throw AmpctlError(.usage, "--name names the new project of --into; add --into DIR or drop --name") }
-            try confirm("Replace the cluster with its state at \(target)? Changes made after that moment leave the cluster (the archive keeps them: a restore point before-restore-… marks them), and connections are ended.", yes: yes)
+            let project = try resolveProject(name, address: options.address, environment: Platform.current.environment)
+            try confirm("Replace the cluster of \(project.name) with its state at \(target)? Changes made after that moment leave the cluster (the archive keeps them: a restore point before-restore-… marks them), and connections are ended.", yes: yes)
+            // Through ampd when it runs (also when its cluster is gone); else here, under the
+            // project's lock.
+            let running = (try? await connect(project).status(timeout: .seconds(5))) != nil
+            guard running else { return try await restoreStopped(project, parsed) }
             let r = try await withProgress(name, address: options.address) { client throws(MetadbClientError) in try await client.restore(to: target) }
             if options.json { outJSON(.object((try? JSONValueEncoder().encodeObject(r)) ?? [:])) } else {
                 err("ampctl: restored to \(r.reachedTime.map { "the last transaction before it, \($0)" } ?? "the backup \(r.backup) (no transaction after it)"); \(humanBytes(r.replayedBytes)) of WAL replayed from backup \(r.backup)")
@@ -148,38 +158,55 @@ struct RestoreCommand: AsyncParsableCommand {
         }
     }
 
-    /// `--into DIR`: replays the archive into DIR/.amp/metadb with the project's binaries, then
-    /// registers DIR as a project of its own and starts it.
-    private func restoreInto(_ directory: String) async throws(AmpctlError) -> ExitStatus {
+    /// In place while no ampd serves the project (stopped, or failed because its data
+    /// directory is gone): the archive is replayed beside the cluster under the project's
+    /// lock, the cluster (if any) moves to `.amp/rollback/`, and the unit is started again.
+    private func restoreStopped(_ project: Project, _ parsed: RestoreTarget) async throws(AmpctlError) -> ExitStatus {
+        let ampDir = AmpDirectory(base: project.base, source: .flag)
+        err("ampctl: \(project.name) is not running; restoring here (ampd is not needed)")
+        let recovered = try await withLock(ampDir) { () async throws(AmpctlError) -> RecoveredCluster in
+            let staging = ampDir.path + "/.pitr-\(getpid())"
+            let recovered = try await recoverLocally(project, parsed, into: staging)
+            if access(ampDir.metadb, F_OK) == 0 {
+                let kept = ampDir.rollbackDirectory + "/metadb-before-restore-" + isoTime(epochNow()).filter { $0 != "-" && $0 != ":" }
+                do { try makeDirectories(ampDir.rollbackDirectory) } catch { throw AmpctlError(.cannotCreate, "\(error)") }
+                guard rename(ampDir.metadb, kept) == 0 else {
+                    try? removeTree(staging)
+                    throw AmpctlError(.cannotCreate, "cannot move the cluster aside to \(kept): \(String(cString: strerror(errno))); the cluster is as it was")
+                }
+                err("ampctl: the replaced cluster is kept in \(kept) (remove it with `ampctl gc` once you are sure)")
+            }
+            guard rename(staging, ampDir.metadb) == 0 else {
+                throw AmpctlError(.cannotCreate, "cannot move the restored cluster into \(ampDir.metadb): \(String(cString: strerror(errno))); it is in \(staging)")
+            }
+            return recovered
+        }
+        var started = false
+        if project.registered, await userManagerRunning() {
+            _ = await runCaptured("systemctl", ["--user", "reset-failed", "amp@\(project.name).service"])
+            started = (await runCaptured("systemctl", ["--user", "start", "amp@\(project.name).service"])).0 == 0
+        }
+        report(recovered, json: ["name": .string(project.name), "path": .string(project.base), "started": .bool(started)])
+        err(started ? "ampctl: amp@\(project.name) started again; see `ampctl status \(project.name)`" : "next: \(startHint(project))")
+        return .success
+    }
+
+    /// Replays the project's archive to `target` into `dataDirectory` with the project's
+    /// binaries (`[postgres] bin_dir`, else the installed ones of the backup's major), as the
+    /// project directory's owner when run as root. Progress on standard error past a second.
+    private func recoverLocally(_ project: Project, _ target: RestoreTarget, into dataDirectory: String) async throws(AmpctlError) -> RecoveredCluster {
         let env = Platform.current.environment
-        let cwd = Platform.current.workingDirectory
-        let project = try resolveProject(name, address: options.address, environment: env)
         let source = AmpDirectory(base: project.base, source: .flag)
         let layers: ConfigurationLayers
         do {
-            layers = try ConfigurationLayers.load(ampDir: source, environment: env, workingDirectory: cwd) { _ in }
+            layers = try ConfigurationLayers.load(ampDir: source, environment: env, workingDirectory: Platform.current.workingDirectory) { _ in }
         } catch {
             throw AmpctlError(.config, error.message)
         }
         let settings = layers.settings
         let archive = BackupArchive(directory: settings.backupTarget ?? source.path + "/backup")
-        let base = normalizePath(directory.hasPrefix("/") ? directory : cwd + "/" + directory)
-        if base == project.base { throw AmpctlError(.usage, "--into \(directory) is the project itself; restore in place without --into, or name another directory") }
-        let target = AmpDirectory(base: base, source: .flag)
-        if access(target.metadb, F_OK) == 0 || access(target.path, F_OK) == 0 {
-            throw AmpctlError(.dataError, "\(target.path) exists already; choose a directory without a project (--into DIR)")
-        }
-        let newProject = newName ?? suggestedInstanceName(forBase: base)
-        guard isValidInstanceName(newProject) else { throw AmpctlError(.usage, "--name \(newProject): use 1–64 of letters, digits, '-', '_', '.', starting with a letter or digit") }
-        guard let registryDir = Registry.defaultDirectory(environment: env) else { throw AmpctlError(.cannotCreate, "no home directory for the registry") }
-        let registry = Registry(directory: registryDir)
-        if registry.load().0.contains(where: { $0.name == newProject }) {
-            throw AmpctlError(.dataError, "the name \(newProject) is taken; choose another with --name")
-        }
-        // The backup's binaries: [postgres] bin_dir, else the installed ones of its major.
-        let backups = archive.backups()
-        guard let major = backups.last?.postgresVersion else {
-            throw AmpctlError(.noInput, "the archive \(archive.directory) has no base backup yet; take one with `ampctl backup create`")
+        guard let major = archive.backups().last?.postgresVersion else {
+            throw AmpctlError(.noInput, "the archive \(archive.directory) has no base backup; nothing can be restored from it")
         }
         let binaries: PostgresBinaries, version: PostgresVersion
         do {
@@ -190,35 +217,82 @@ struct RestoreCommand: AsyncParsableCommand {
         } catch {
             throw AmpctlError(.unavailable, "\(error); install PostgreSQL \(major) or set [postgres] bin_dir")
         }
-        do {
-            if access(base, F_OK) != 0 { try makeDirectories(base, mode: 0o755) }
-            try target.ensureLayout()
-        } catch {
-            throw AmpctlError(.cannotCreate, "cannot create \(target.path): \(error)")
+        var account: ProcessCredentials? = nil
+        if geteuid() == 0 {
+            var st = stat()
+            guard stat(project.base, &st) == 0, st.st_uid != 0, let owner = ProcessCredentials.lookup(uid: st.st_uid) else {
+                throw AmpctlError(.noPermission, "PostgreSQL refuses root and \(project.base) belongs to root; run ampctl as the project's owner")
+            }
+            account = owner
         }
-        err("ampctl: restoring \(project.name) to \(self.target) into \(target.metadb) (the current cluster is not touched)")
         let started = ContinuousClock.now
         let shown = Mutex(ContinuousClock.now)
-        let recovered: RecoveredCluster
         do throws(BackupError) {
-            recovered = try await archive.recover(
-                to: try RestoreTarget.parse(self.target, now: epochNow()).get(), into: target.metadb, binaries: binaries, version: version,
-                account: nil, timeout: .seconds(24 * 3600)) { replayed, total in
+            return try await archive.recover(to: target, into: dataDirectory, binaries: binaries, version: version, account: account, timeout: .seconds(24 * 3600)) { replayed, total in
                 guard ContinuousClock.now - started > .seconds(1) else { return }
                 let due = shown.withLock { last -> Bool in
                     guard ContinuousClock.now - last > .seconds(1) else { return false }
-                    last = .now
+                    last = ContinuousClock.now
                     return true
                 }
                 if due { err("ampctl: replayed \(replayed >> 20) of \(total >> 20) MB of WAL") }
             }
         } catch {
-            try? removeTree(target.path)
-            rmdir(base)
+            try? removeTree(dataDirectory)
             throw AmpctlError(error.code == .notRestorable ? .noInput : (error.code == .usage ? .usage : .failure), error.message)
         }
+    }
+
+    private func report(_ recovered: RecoveredCluster, json fields: JSONObject) {
+        if options.json {
+            var o = fields
+            o["backup"] = .string(recovered.backup)
+            o["reached_time"] = recovered.reachedTime.map { .string(isoTime($0)) } ?? .null
+            o["replayed_bytes"] = .int(Int64(clamping: recovered.replayedBytes))
+            o["stopped_early"] = recovered.stoppedEarly.map { .string($0) } ?? .null
+            outJSON(.object(o))
+        } else {
+            err("ampctl: restored to \(recovered.reachedTime.map { "the last transaction before it, \(isoTime($0))" } ?? "backup \(recovered.backup)"); \(humanBytes(Int64(clamping: recovered.replayedBytes))) of WAL replayed")
+        }
+        if let early = recovered.stoppedEarly { err("ampctl: warning: \(early)") }
+    }
+
+    /// `--into DIR`: replays the archive into DIR/.amp/metadb (the current cluster is not
+    /// touched), then registers DIR as a project of its own and starts it.
+    private func restoreInto(_ directory: String, _ parsed: RestoreTarget) async throws(AmpctlError) -> ExitStatus {
+        let env = Platform.current.environment
+        let cwd = Platform.current.workingDirectory
+        let project = try resolveProject(name, address: options.address, environment: env)
+        let base = normalizePath(directory.hasPrefix("/") ? directory : cwd + "/" + directory)
+        if base == project.base { throw AmpctlError(.usage, "--into \(directory) is the project itself; restore in place without --into, or name another directory") }
+        let target = AmpDirectory(base: base, source: .flag)
+        if access(target.path, F_OK) == 0 {
+            throw AmpctlError(.dataError, "\(target.path) exists already; choose a directory without a project (--into DIR)")
+        }
+        let newProject = newName ?? suggestedInstanceName(forBase: base)
+        guard isValidInstanceName(newProject) else { throw AmpctlError(.usage, "--name \(newProject): use 1–64 of letters, digits, '-', '_', '.', starting with a letter or digit") }
+        guard let registryDir = Registry.defaultDirectory(environment: env) else { throw AmpctlError(.cannotCreate, "no home directory for the registry") }
+        let registry = Registry(directory: registryDir)
+        if registry.load().0.contains(where: { $0.name == newProject }) {
+            throw AmpctlError(.dataError, "the name \(newProject) is taken; choose another with --name")
+        }
+        let madeBase = access(base, F_OK) != 0
+        do {
+            if madeBase { try makeDirectories(base, mode: 0o755) }
+            try target.ensureLayout()
+        } catch {
+            throw AmpctlError(.cannotCreate, "cannot create \(target.path): \(error)")
+        }
+        err("ampctl: restoring \(project.name) to \(self.target) into \(target.metadb) (the current cluster is not touched)")
+        let recovered: RecoveredCluster
+        do {
+            recovered = try await recoverLocally(project, parsed, into: target.metadb)
+        } catch {
+            try? removeTree(target.path)
+            if madeBase { rmdir(base) }
+            throw error
+        }
         let note = "# Restored from \(project.name) (\(project.base)) to \(self.target) by ampctl restore --into.\n"
-            + (settings.binDir.map { "[postgres]\nbin_dir = \"\($0)\"\n" } ?? "")
         try? writeFileAtomically(target.configFile, Array(note.utf8), mode: 0o644)
         do {
             try registry.write(RegistryEntry(name: newProject, base: base, autostart: false))
@@ -228,18 +302,12 @@ struct RestoreCommand: AsyncParsableCommand {
         let done = try await makeUnitsAvailable(env)
         var startedUnit = false
         if await userManagerRunning() {
-            let (code, _) = await runCaptured("systemctl", ["--user", "start", "amp@\(newProject).service"])
-            startedUnit = code == 0
+            startedUnit = (await runCaptured("systemctl", ["--user", "start", "amp@\(newProject).service"])).0 == 0
         }
-        if options.json {
-            outJSON(.object(["name": .string(newProject), "path": .string(base), "backup": .string(recovered.backup),
-                             "reached_time": recovered.reachedTime.map { .string(isoTime($0)) } ?? .null, "started": .bool(startedUnit)]))
-        } else {
-            err("ampctl: restored to \(recovered.reachedTime.map { "the last transaction before it, \(isoTime($0))" } ?? "backup \(recovered.backup)") in \(humanDuration(Double((ContinuousClock.now - started).components.seconds))); registered as amp@\(newProject) (\(done))")
-            err(startedUnit ? "ampctl: amp@\(newProject) started; connect with `ampctl psql \(newProject)`"
-                : "next: systemctl --user start amp@\(newProject)   (or in the foreground: ampd run --amp-dir '\(base)')")
-        }
-        if let early = recovered.stoppedEarly { err("ampctl: warning: \(early)") }
+        report(recovered, json: ["name": .string(newProject), "path": .string(base), "started": .bool(startedUnit)])
+        err("ampctl: registered \(base) as amp@\(newProject) (\(done))")
+        err(startedUnit ? "ampctl: amp@\(newProject) started; connect with `ampctl psql \(newProject)`"
+            : "next: systemctl --user start amp@\(newProject)   (or in the foreground: ampd run --amp-dir '\(base)')")
         return .success
     }
 }

@@ -184,6 +184,15 @@ func humanStatus(_ ps: ProjectStatus, project: Project, output o: Output) async 
             row("Data", data)
         }
         if let c = s.connections { row("Connections", "\(c)") }
+        if let archive = s.archive {
+            var text = archive
+            if let from = s.restorableFrom, let to = s.restorableTo {
+                text += "; restorable from \(from) to \(to)" + (s.archiveLagSeconds.map { " (lag \(($0 * 10).rounded() / 10) s)" } ?? "")
+            }
+            row("Archive", text)
+            if let problem = s.archiveProblem { row("", o.yellow(problem)) }
+        }
+        if let op = s.operation { row("Operation", op) }
         if s.restarts > 0 { row("Restarts", "\(s.restarts)") }
         if let e = s.lastError { row("Last error", e) }
     } else {

@@ -35,6 +35,10 @@ struct AmpdService: Service {
     var maintenance: MaintenanceQueue? = nil
     /// Runs after every start, before the server is called ready (the TCP password).
     var prepare: (@Sendable (PostgresHandle) async -> Void)? = nil
+    /// Why a start that finds no cluster must not make a new one (the archive holds the
+    /// cluster that was there: a deleted data directory is restored, not replaced), or nil.
+    /// Not asked when a job (a reset) removed the cluster on purpose.
+    var refuseNewCluster: (@Sendable () -> String?)? = nil
 
     func run() async throws {
         try await Supervisor.supervising(notifier: notifier, board: board, logger: logger) { try await serve($0) }
@@ -129,6 +133,9 @@ struct AmpdService: Service {
         let made = OneShot<Void>()
         let startedAt = ContinuousClock.now
         do {
+            if d.job == nil, let refuse = refuseNewCluster, let why = refuse() {
+                throw PostgresError(.dataDirectoryUnusable, why)
+            }
             guard let next = try await start(supervisor, created: made) else { return .stopRequested }
             d.server = next
             d.startTook = ContinuousClock.now - startedAt
@@ -207,7 +214,18 @@ struct AmpdService: Service {
                 try await Task.sleep(for: .seconds(365 * 86_400))  // until cancelled
                 return .ended
             }
-            guard let first = try await group.next() else { return nil }
+            let first: Outcome?
+            do {
+                first = try await group.next()
+            } catch {
+                // PostgreSQL exited; a job the other task took meanwhile is answered, not lost.
+                group.cancelAll()
+                while let other = try? await group.next() {
+                    if case .job(let job) = other { _ = job.result.fulfil(.failure(.notReady(state: "starting", phase: "PostgreSQL exited; try again once it is back"))) }
+                }
+                throw error
+            }
+            guard let first else { return nil }
             switch first {
             case .ended:
                 group.cancelAll()

@@ -127,9 +127,14 @@ extension MetadbOperations {
         case .success(let t): target = t
         case .failure(let e): throw Self.mapped(e)
         }
-        let handle = try readyHandle()
-        await automaticRestorePoint("before-restore")
-        await settleArchive(handle, limit: .seconds(10))
+        // A data directory deleted under ampd: PostgreSQL is failing or already gone, and
+        // the archive is all there is.
+        let gone = access(c.dataDirectory + "/PG_VERSION", F_OK) != 0
+        if !gone {
+            let handle = try readyHandle()
+            await automaticRestorePoint("before-restore")
+            await settleArchive(handle, limit: .seconds(10))
+        }
         let staging = parentDirectory(c.dataDirectory) + "/.pitr-\(getpid())"
         let board = self.board
         let label = "restoring to \(target)"
@@ -147,25 +152,45 @@ extension MetadbOperations {
             throw Self.mapped(error)
         }
         board.update { $0.operation = "\(label): swapping the restored cluster in" }
+        if gone, board.handle == nil, access(c.dataDirectory, F_OK) != 0 {
+            // No server runs: the restored cluster goes into place, and the service's next
+            // start attempt (it refuses to make a new cluster while there is none) takes it.
+            guard rename(staging, c.dataDirectory) == 0 else {
+                let reason = String(cString: strerror(errno))
+                try? removeTree(staging)
+                throw .backupFailed(message: "cannot move the restored cluster into \(c.dataDirectory): \(reason)")
+            }
+            let deadline = ContinuousClock.now + .seconds(120)
+            while board.handle == nil, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(200)) }
+            if board.handle == nil {
+                throw .backupFailed(message: "the restored cluster is in \(c.dataDirectory) but PostgreSQL is not up yet; see `ampctl status` and `ampctl logs`")
+            }
+            logger.notice("restored the missing cluster to \(target) from backup \(recovered.backup)")
+            return MetadbRestored(backup: recovered.backup, reachedTime: recovered.reachedTime.map(isoTime), reachedLSN: recovered.reachedLSN.map { "\($0)" },
+                                  replayedBytes: Int64(clamping: recovered.replayedBytes), stoppedEarly: recovered.stoppedEarly)
+        }
         sessions.closeAll()
         sizeCache.invalidate()
         let dataDirectory = c.dataDirectory
         let job = MaintenanceJob(description: label) {
             let kept = parentDirectory(dataDirectory) + "/.before-restore-\(getpid())"
             try? removeTree(kept)
-            guard rename(dataDirectory, kept) == 0 else {
+            // A data directory deleted under the running server: nothing to keep.
+            let present = access(dataDirectory, F_OK) == 0
+            guard !present || rename(dataDirectory, kept) == 0 else {
                 return MaintenanceStep(failure: .backupFailed(message: "cannot move the cluster aside: \(String(cString: strerror(errno))); the cluster is as it was"))
             }
             guard rename(staging, dataDirectory) == 0 else {
                 let reason = String(cString: strerror(errno))
-                _ = InterruptedOperations.putBack(kept, into: dataDirectory)
+                if present { _ = InterruptedOperations.putBack(kept, into: dataDirectory) }
                 return MaintenanceStep(failure: .backupFailed(message: "cannot move the restored cluster into place: \(reason); the cluster is as it was"))
             }
             return MaintenanceStep(failure: nil) { started in
                 if started {
-                    InterruptedOperations.discardTree(kept)
+                    if present { InterruptedOperations.discardTree(kept) }
                     return nil
                 }
+                guard present else { return .backupFailed(message: "the restored cluster did not start (why: the ampd log, `ampctl logs`); it is in \(dataDirectory)") }
                 if let problem = InterruptedOperations.putBack(kept, into: dataDirectory) {
                     return .backupFailed(message: "the restored cluster did not start, and the previous one is not back: \(problem)")
                 }

@@ -142,7 +142,7 @@ final class BackupCoordinator: Sendable {
         do throws(BackupError) {
             try archive.prepare()
             if let account = archiver.account, geteuid() == 0 {
-                for dir in [archive.directory, archive.walDirectory, archive.baseDirectory] { _ = chown(dir, account.uid, account.gid) }
+                for dir in [archive.directory, archive.walDirectory, archive.receivingDirectory, archive.baseDirectory] { _ = chown(dir, account.uid, account.gid) }
             }
             if let why = archive.continuityProblem(systemIdentifier: sysid, timeline: tli, position: position) {
                 logger.warning("archive: \(why); its WAL and backups move to \(archive.directory)/earlier and a new archive begins")
@@ -155,6 +155,8 @@ final class BackupCoordinator: Sendable {
         } catch {
             return error.message
         }
+        // A timeline the cluster left (a restore made a new one): its partial segment is final.
+        archive.settleReceived(abandoningTimelinesOtherThan: tli)
         switch await WALArchiver.ensureSlot(conninfo: conninfo) {
         case .failure(let e): return e.message
         case .success(.kept): break
@@ -168,7 +170,8 @@ final class BackupCoordinator: Sendable {
         let child: ChildProcess
         do {
             child = try await ChildProcess.spawn(archiver.receiver(handle: handle, synchronous: policy.synchronous) { lines in
-                for line in lines where !line.isEmpty {
+                for raw in lines where !raw.isEmpty {
+                    let line = raw.hasPrefix("pg_receivewal: ") ? String(raw.dropFirst(15)) : raw
                     log.info("pg_receivewal: \(line)")
                     lastLines.withLock { $0 = Array(($0 + [line]).suffix(5)) }
                 }
@@ -176,7 +179,7 @@ final class BackupCoordinator: Sendable {
         } catch {
             return "cannot start pg_receivewal: \(error)"
         }
-        logger.info("archiving WAL into \(archive.walDirectory) (pg_receivewal, PID \(child.pid)\(policy.synchronous ? ", synchronous" : ""))")
+        logger.info("archiving WAL into \(archive.receivingDirectory) (pg_receivewal, PID \(child.pid)\(policy.synchronous ? ", synchronous" : ""))")
         await publish("streaming")
         var ticks = 0
         while true {
@@ -199,6 +202,7 @@ final class BackupCoordinator: Sendable {
 
     /// Once a second while streaming: the status; a base backup when one is due; retention hourly.
     private func tick(_ n: Int) async {
+        archive.settleReceived()
         if n % 2 == 0 { await publish("streaming") }
         let backups = archive.backups()
         let files = archive.walFiles()
