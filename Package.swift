@@ -163,6 +163,10 @@ let package = Package(
             dependencies: ["AmpPostgres", "ChildProcess"],
             swiftSettings: strict),
         .testTarget(
+            name: "AmpBackupTests",
+            dependencies: ["AmpBackup", "AmpPostgres", "SystemSupport"],
+            swiftSettings: strict),
+        .testTarget(
             name: "AmpDaemonTests",
             dependencies: ["AmpDaemon", "AmpConfig", "AmpPostgres", "AmpTuning"],
             swiftSettings: strict),

@@ -210,13 +210,13 @@ extension MetadbOperations {
     /// Restores the newest backup and all WAL after it into a scratch directory, checks it
     /// (pg_verifybackup on the backup; after the replay pg_amcheck and a query), and removes it.
     ///
-    /// Commands: `pg_verifybackup -q BACKUP`; `pg_amcheck --all --install-missing -h SOCKETDIR -p PORT -U USER`
+    /// Commands: `pg_verifybackup -q -i amp-backup BACKUP`; `pg_amcheck --all --install-missing -h SOCKETDIR -p PORT -U USER`
     /// (<https://www.postgresql.org/docs/15/app-pgamcheck.html>).
     func verifyBackup() async throws(MetadbError) -> Metadb.VerifyBackup.Reply {
         let c = try backupContext()
         guard let newest = c.archive.backups().last else { throw .notRestorable(message: "the archive has no base backup yet; take one with `ampctl backup create`") }
         var checks: [String] = []
-        let verify = try await tool(c, "pg_verifybackup", ["-q", c.archive.path(of: newest)])
+        let verify = try await tool(c, "pg_verifybackup", ["-q", "-i", BaseBackup.recordName, c.archive.path(of: newest)])
         guard verify.ok else { throw .backupFailed(message: "backup \(newest.id) is damaged: pg_verifybackup: \(verify.text)") }
         checks.append("pg_verifybackup: every file of \(newest.id) matches its backup_manifest")
         let scratch = parentDirectory(c.dataDirectory) + "/.verify-\(getpid())"

@@ -219,6 +219,7 @@ extension Metadb {
         GetStatus.self, GetConnection.self, WatchStatus.self, ListDatabases.self, CreateDatabase.self, DropDatabase.self,
         CreateSnapshot.self, ListSnapshots.self, RestoreSnapshot.self, DeleteSnapshot.self,
         AcquireTestDatabase.self, ReleaseTestDatabase.self, ResetCluster.self, GetTopStatements.self, ResetStatementStatistics.self,
+        ListBackups.self, CreateBackup.self, VerifyBackup.self, CreateRestorePoint.self, RestoreToTime.self,
     ]
 
     /// Snapshot names: the same rule as database names (1 to 63 of a-z, 0-9, _ and -).
@@ -394,7 +395,7 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The unqualified error names, as in the IDL.
     public static let names = [
         "NotReady", "DatabaseExists", "NoSuchDatabase", "InvalidDatabaseName", "ProtectedDatabase", "DatabaseInUse", "QueryFailed",
-        "NoSuchSnapshot", "SnapshotExists", "SnapshotIncompatible", "SnapshotFailed",
+        "NoSuchSnapshot", "SnapshotExists", "SnapshotIncompatible", "SnapshotFailed", "BackupFailed", "NotRestorable",
     ]
 
     /// The error's name within the interface.

@@ -14,6 +14,7 @@ struct SettingDescriptorTests {
         case .path: "/opt/pg/bin"
         case .url: "postgresql://app@db.example.com:5432/app"
         case .duration: "42s"
+        case .period: "7d"
         case .boolean: "false"
         case .profile: "durable"
         case .memory: "3GB"
@@ -23,12 +24,28 @@ struct SettingDescriptorTests {
         }
     }
 
-    @Test("keys, variables and flags are unique; every variable is AMP_PG_ and every flag --")
+    @Test("keys (per table), variables and flags are unique; variables are AMP_PG_ ([postgres]) or AMP_BACKUP_ ([backup]), flags --")
     func unique() {
-        let keys = Setting.all.map(\.key), variables = Setting.all.compactMap(\.variable), flags = Setting.all.compactMap(\.flag)
+        let keys = Setting.all.map(\.qualifiedKey), variables = Setting.all.compactMap(\.variable), flags = Setting.all.compactMap(\.flag)
         #expect(Set(keys).count == keys.count && Set(variables).count == variables.count && Set(flags).count == flags.count)
-        #expect(variables.allSatisfy { $0.hasPrefix("AMP_PG_") } && flags.allSatisfy { $0.hasPrefix("--") })
-        #expect(Set(ConfigLoader.postgresKeys) == Set(keys + ["parameters"]))
+        #expect(Setting.all.allSatisfy { s in s.variable.map { $0.hasPrefix(s.table == "postgres" ? "AMP_PG_" : "AMP_BACKUP_") } ?? true })
+        #expect(flags.allSatisfy { $0.hasPrefix("--") } && Setting.all.allSatisfy { Setting.tables.contains($0.table) })
+        #expect(Set(ConfigLoader.postgresKeys) == Set(Setting.all.filter { $0.table == "postgres" }.map(\.key) + ["parameters"]))
+    }
+
+    @Test("[backup] keys are read from their table; a bad window names the file, line and key")
+    func backupTable() throws {
+        let (layer, warnings) = try ConfigLoader.parseFile("[backup]\nwindow = \"7d\"\nsynchronous = true\ntarget = \"../elsewhere\"\n", path: "/p/.amp/config.toml", baseDirectory: "/p")
+        #expect(warnings.isEmpty)
+        #expect(layer.backupWindow == .seconds(7 * 86_400) && layer.backupSynchronous == true && layer.backupTarget == "/elsewhere")
+        do {
+            _ = try ConfigLoader.parseFile("[backup]\nwindow = \"2s\"\n", path: "/p/config.toml", baseDirectory: "/p")
+            Issue.record("accepted a 2 s window")
+        } catch {
+            #expect(error.message.hasPrefix("/p/config.toml:2: backup.window must be a duration from 1min to 366d"))
+        }
+        let (_, unknown) = try ConfigLoader.parseFile("[backup]\nretention = 3\n", path: "/p/config.toml", baseDirectory: "/p")
+        #expect(unknown.first?.contains("unknown key 'backup.retention'") == true)
     }
 
     @Test("each setting parses, lands in its layer field, and AmpSettings.apply takes it")

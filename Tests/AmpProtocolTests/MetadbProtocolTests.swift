@@ -24,11 +24,20 @@ struct MetadbProtocolTests {
         s.listen = "127.0.0.1:5433"
         s.tls = true
         s.server = "db:5432"
+        s.archive = "streaming"
+        s.archiveLagSeconds = 0.3
+        s.restorableFrom = "2026-12-04T20:00:00Z"
+        s.restorableTo = "2026-12-04T22:30:00Z"
+        s.archiveProblem = "p"
+        s.operation = "restoring"
         return s
     }()
     static let bareStatus = MetadbStatus(state: .starting, phase: "checking the cluster", project: "p", ampdPID: 1, ampDir: "/a", dataDir: "/d")
     static let database = MetadbDatabase(name: "app", sizeBytes: 8_000_000, owner: "me")
     static let snapshot = MetadbSnapshot(name: "before", created: "2026-11-26T04:30:00Z", postgresVersion: "15", sizeBytes: 40_000_000, gitCommit: String(repeating: "a", count: 40))
+
+    static let backup = MetadbBackup(id: "20261204T220000Z", started: "2026-12-04T22:00:00Z", finished: "2026-12-04T22:00:01Z", timeline: 1,
+                                     startLSN: "0/2000028", endLSN: "0/2000100", postgresVersion: "15", sizeBytes: 40_000_000, verified: "2026-12-04T22:10:00Z")
 
     /// Sample parameters and replies of every method, with every optional set.
     static func samples(_ method: any MetadbMethod.Type) -> (parameters: JSONObject, reply: JSONObject)? {
@@ -65,6 +74,19 @@ struct MetadbProtocolTests {
             return encode(Metadb.AcquireTestDatabase.Parameters(template: "app")).flatMap { p in encode(r).map { (p, $0) } }
         case is Metadb.ReleaseTestDatabase.Type:
             return encode(Metadb.ReleaseTestDatabase.Parameters(name: "amp_testdb_1")).flatMap { p in encode(NoParameters()).map { (p, $0) } }
+        case is Metadb.ListBackups.Type:
+            let a = MetadbArchive(state: "streaming", target: "/p/.amp/backup", sizeBytes: 1 << 30, lagSeconds: 0.2, restorableFrom: "2026-12-04T22:00:01Z",
+                                  restorableTo: "2026-12-04T22:30:00Z", problem: "p", restorePoints: ["a at 2026-12-04T22:05:00Z"])
+            return encode(NoParameters()).flatMap { p in encode(Metadb.ListBackups.Reply(backups: [backup], archive: a)).map { (p, $0) } }
+        case is Metadb.CreateBackup.Type:
+            return encode(NoParameters()).flatMap { p in encode(Metadb.CreateBackup.Reply(backup: backup)).map { (p, $0) } }
+        case is Metadb.VerifyBackup.Type:
+            return encode(NoParameters()).flatMap { p in encode(Metadb.VerifyBackup.Reply(backup: backup.id, checks: ["ok"])).map { (p, $0) } }
+        case is Metadb.CreateRestorePoint.Type:
+            return encode(Metadb.CreateRestorePoint.Parameters(name: "a")).flatMap { p in encode(Metadb.CreateRestorePoint.Reply(lsn: "0/3000000", time: "2026-12-04T22:05:00Z")).map { (p, $0) } }
+        case is Metadb.RestoreToTime.Type:
+            let r = MetadbRestored(backup: backup.id, reachedTime: "2026-12-04T22:04:59Z", reachedLSN: "0/3000000", replayedBytes: 1 << 24, stoppedEarly: "s")
+            return encode(Metadb.RestoreToTime.Parameters(target: "10 minutes ago")).flatMap { p in encode(Metadb.RestoreToTime.Reply(restored: r)).map { (p, $0) } }
         case is Metadb.DeleteSnapshot.Type:
             return encode(Metadb.DeleteSnapshot.Parameters(name: "before")).flatMap { p in encode(NoParameters()).map { (p, $0) } }
         default:
@@ -128,6 +150,7 @@ struct MetadbProtocolTests {
             .invalidDatabaseName(name: "A", reason: "r"), .protectedDatabase(name: "postgres"),
             .databaseInUse(name: "a", connections: 2, sessions: ["PID 1 (user u, psql, since t)"]), .databaseInUse(name: "a", connections: 1, sessions: []),
             .noSuchSnapshot(name: "s"), .snapshotExists(name: "s"), .snapshotIncompatible(name: "s", snapshotVersion: "15", clusterVersion: "18"), .snapshotFailed(message: "m"), .queryFailed(message: "m", sqlstate: "42P01"), .queryFailed(message: "m", sqlstate: nil),
+            .backupFailed(message: "m"), .notRestorable(message: "m"),
         ]
         #expect(Set(all.map(\.name)) == Set(interface.errors.keys))
         #expect(Set(MetadbError.names) == Set(interface.errors.keys))
