@@ -69,13 +69,14 @@ extension BackupArchive {
         }
     }
 
-    /// Where the archive's WAL ends: the end of the last page that holds WAL in the newest
-    /// segment (`pg_receivewal` pads the segment it writes with zeros; a page whose header
-    /// magic is zero was never written).
+    /// Where the archive's WAL ends, as far as its files tell: for a finished newest segment,
+    /// that segment's start (it holds WAL to its end, or to a switch record); for a partial
+    /// one, the end of its last written page (`pg_receivewal` pads the segment it writes with
+    /// zeros; a page whose header magic is zero was never written).
     public func walEnd(files: [WALFile], segmentSize: UInt64 = WALFile.defaultSegmentSize) -> LSN? {
         guard let last = files.last(where: { $0.kind != .history }) else { return nil }
         let start = last.segment &* segmentSize
-        guard last.kind == .partial else { return LSN(start &+ segmentSize) }
+        guard last.kind == .partial else { return LSN(start) }
         let fd = open(path(of: last), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return LSN(start) }
         defer { close(fd) }
@@ -90,6 +91,8 @@ extension BackupArchive {
             offset += UInt64(page)
             written = offset
         }
+        // Nothing written yet: the WAL ends in the segment before.
+        if written == 0 { return LSN(start >= segmentSize ? start - segmentSize : 0) }
         return LSN(start &+ written)
     }
 
@@ -117,7 +120,9 @@ extension BackupArchive {
         // The WAL of the history replay follows (not that of timelines it left).
         let files = walFiles().filter { $0.kind == .history || $0.timeline == history.timeline(ofSegment: $0.segment) }
         let end = walEnd(files: files)
-        let total = end.map { $0.value > backup.endLSN.value ? $0.value - backup.endLSN.value : 0 } ?? 0
+        // Progress counts whole segments for finished ones.
+        let endForProgress = end.map { $0.value % WALFile.defaultSegmentSize == 0 ? $0.value + WALFile.defaultSegmentSize : $0.value } ?? 0
+        let total = endForProgress > backup.endLSN.value ? endForProgress - backup.endLSN.value : 0
         let first = try await replay(backup, target: target, point: point, into: dataDirectory, binaries: binaries, version: version,
                                      account: account, timeout: timeout, total: total, progress: progress)
         switch first {
@@ -137,8 +142,10 @@ extension BackupArchive {
 
     /// Why replay ended before the archive's end, or nil.
     func stoppedEarly(_ reached: LSN?, end: LSN?, files: [WALFile], target: RestoreTarget) -> String? {
-        // Replay ends at the start of the last record; the archive's end is a page boundary.
-        guard target == .latest, let reached, let end, reached.value &+ 2 * 8192 < end.value else { return nil }
+        // Replay ends at the start of the last record; a partial segment's end is a page boundary.
+        guard target == .latest, let reached, let end else { return nil }
+        let partialEnd = end.value % WALFile.defaultSegmentSize != 0
+        guard reached.segment() < end.segment() || (partialEnd && reached.value &+ 2 * 8192 < end.value) else { return nil }
         let next = reached.segment() + 1
         let history = newestHistory(files: files)
         let missing = !files.contains { $0.kind != .history && $0.segment == next }
