@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AmpPostgres
 import FoundationEssentials
+import SystemSupport
 import Testing
 import Varlink
 
@@ -129,6 +130,47 @@ struct SystemdUnitTests {
             #expect(await f.property(unit, "StatusText").hasPrefix("ready: "))
             let warnings = await f.journal(unit).filter { ($0["MESSAGE"] ?? "").contains("restarting PostgreSQL in") }
             #expect(warnings.count == 10, "\(warnings.count) restart entries in the journal")
+        }
+    }
+
+    @Test("the archive under amp@NAME: pg_receivewal in the unit's cgroup, a base backup in the journal, a restore to a moment, nothing left after stop")
+    func archiveUnderUnit() async throws {
+        try await SystemdFixture.with { f in
+            let base = try await f.project("arch")
+            let unit = f.unit("arch")
+            #expect(await f.systemctl("start", unit).ok)
+            let url = try #require(await f.url(unit))
+            let address = "unix:" + UserManager.runtimeDirectory + "/amp/arch/io.amp.Metadb"
+            func ampctl(_ args: [String]) async -> ToolResult { await runIn(base, ampctlPath, args + ["--address", address], environment: toolEnvironment(["NO_COLOR": "1"])) }
+            let streaming = await eventuallyAsync(timeout: .seconds(60), every: .milliseconds(300)) {
+                let list = await ampctl(["backup", "list"])
+                return list.ok && list.output.contains("restorable from") && list.output.contains("streaming")
+            }
+            let listed = await ampctl(["backup", "list"])
+            #expect(streaming, "\(listed.output)")
+            let cgroup = await f.property(unit, "ControlGroup")
+            func members() -> [Int32] {
+                ["unified", "systemd", ""].flatMap { (readFile("/sys/fs/cgroup/\($0)\(cgroup)/cgroup.procs") ?? "").split(separator: "\n").compactMap { Int32($0) } }
+            }
+            let procs = members()
+            #expect(procs.contains { (readFile("/proc/\($0)/comm") ?? "").hasPrefix("pg_receivewal") }, "pg_receivewal runs in \(cgroup)")
+            _ = try query(url, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+            try await Task.sleep(for: .milliseconds(1100))
+            var ts = timespec()
+            clock_gettime(CLOCK_REALTIME, &ts)
+            let between = String(utcTimestamp(Int64(ts.tv_sec)).dropLast()) + ".\(String(String(1_000_000 + Int(ts.tv_nsec / 1000)).dropFirst()))Z"
+            try await Task.sleep(for: .milliseconds(1100))
+            _ = try query(url, "INSERT INTO t VALUES (2)")
+            let restored = await ampctl(["restore", "--to", between, "--yes"])
+            #expect(restored.ok, "\(restored.output)")
+            let back = await eventuallyAsync(timeout: .seconds(20)) { (try? query(url, "SELECT string_agg(n::text, ',') FROM t")) == "1" }
+            #expect(back, "the first commit and not the second")
+            let messages = await f.journal(unit).compactMap { $0["MESSAGE"] }
+            #expect(messages.contains { $0.contains("checked with pg_verifybackup") }, "the base backup is in the journal")
+            #expect(messages.contains { $0.contains("restored the cluster to") })
+            #expect(await f.systemctl("stop", unit).ok)
+            #expect(await f.property(unit, "Result") == "success")
+            #expect(members().isEmpty, "pg_receivewal stopped with the unit")
         }
     }
 
