@@ -96,6 +96,21 @@ public struct BackupArchive: Sendable {
         return Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
     }
 
+    /// The bytes free for the archive on its file system (nil: unknown).
+    public func freeBytes() -> UInt64? {
+        var st = statvfs()
+        guard statvfs(directory, &st) == 0 else { return nil }
+        return UInt64(st.f_bavail) &* UInt64(st.f_frsize)
+    }
+
+    /// Why the archive cannot take more WAL, in words, when its disk has less than two
+    /// segments free; nil otherwise.
+    public func diskFullProblem() -> String? {
+        guard let free = freeBytes(), free < 2 * WALFile.defaultSegmentSize else { return nil }
+        return "the archive's disk is full (\(directory), \(free >> 20) MB free): free space there or move [backup] target; "
+            + "the cluster keeps at most [backup] max_slot_wal of WAL for it, then the archive has a gap and a new base backup starts"
+    }
+
     /// The bytes the archive takes.
     public func sizeBytes() -> UInt64 { diskUsage(directory) }
 

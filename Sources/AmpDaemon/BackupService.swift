@@ -86,7 +86,7 @@ final class BackupCoordinator: Sendable {
         return MetadbArchive(
             state: state ?? current.archive ?? "off", target: archive.directory, sizeBytes: Int64(clamping: archive.sizeBytes()),
             lagSeconds: lag.map { $0.bytes == 0 ? 0 : ($0.seconds ?? 0) }, restorableFrom: coverage.from.map(isoTime), restorableTo: coverage.to.map(isoTime),
-            problem: coverage.problem, restorePoints: archive.restorePoints().map { "\($0.name) at \(isoTime($0.time))" })
+            problem: archive.diskFullProblem() ?? coverage.problem, restorePoints: archive.restorePoints().map { "\($0.name) at \(isoTime($0.time))" })
     }
 
     private func publish(_ state: String, problem: String? = nil) async {
@@ -191,9 +191,14 @@ final class BackupCoordinator: Sendable {
             }
             if let status = await child.wait(timeout: .seconds(1)) {
                 await child.waitForOutput(timeout: .seconds(1))
-                let last = lastLines.withLock { $0.last } ?? "no output"
-                if last.contains("has already been removed") { await WALArchiver.dropSlot(conninfo: conninfo) }
-                return "pg_receivewal ended (\(status)): \(last)"
+                let lines = lastLines.withLock { $0 }
+                if lines.contains(where: { $0.contains("has already been removed") }) { await WALArchiver.dropSlot(conninfo: conninfo) }
+                if lines.contains(where: { $0.contains("No space left on device") }) || archive.diskFullProblem() != nil {
+                    return archive.diskFullProblem() ?? "the archive's disk is full (\(archive.directory), No space left on device): free space there or move [backup] target"
+                }
+                // The cause, not pg_receivewal's closing "disconnected".
+                let cause = lines.last { $0.contains("error:") && !$0.hasSuffix("disconnected") } ?? lines.last ?? "no output"
+                return "pg_receivewal ended (\(status)): \(cause)"
             }
             ticks += 1
             await tick(ticks)

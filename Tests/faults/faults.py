@@ -873,9 +873,285 @@ class Suite:
                     f"{rounds} rounds of testdb --template, createdb --from postgres and testdb on the default database: "
                     f"{len(failures)} failed" + "".join("\n    " + f for f in failures[:5]))
 
+    # --- the continuous archive (issue 20) ---------------------------------------------------
+
+    def ampctl(self, base, args, timeout=300):
+        exe = os.path.join(os.path.dirname(self.ampd_source), "ampctl")
+        return subprocess.run([exe] + args, cwd=base, env=self.env(base), capture_output=True, text=True, timeout=timeout)
+
+    def archive_ready(self, d, timeout=60):
+        """Waits until the archive streams and has a base backup; its ListBackups reply."""
+        t0, reply = time.time(), {}
+        while time.time() - t0 < timeout:
+            reply = varlink_call(d.socket, "io.amp.Metadb.ListBackups").get("parameters", {})
+            if reply.get("backups") and reply.get("archive", {}).get("state") == "streaming":
+                return reply
+            time.sleep(0.3)
+        return None
+
+    def receivers(self, base):
+        """PIDs of the pg_receivewal this suite's ampd started for `base` (by its command line)."""
+        found = []
+        for pid in (int(n) for n in os.listdir("/proc") if n.isdigit()):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"pg_receivewal") and (base + "/.amp/backup/receiving").encode() in cmd:
+                found.append(pid)
+        return found
+
+    def writer(self, url, acked, stop):
+        """Commits one row per transaction until `stop`; `acked` gets (id, time acknowledged)."""
+        def run():
+            try:
+                c = PG(url)
+            except RuntimeError:
+                return
+            n = len(acked)
+            try:
+                while not stop.is_set():
+                    n += 1
+                    c.exec(f"INSERT INTO t VALUES ({n})")
+                    acked.append((n, time.time()))
+            except RuntimeError:
+                pass
+            finally:
+                c.close()
+        w = threading.Thread(target=run, daemon=True)
+        w.start()
+        return w
+
+    def restored_ids(self, url):
+        return {int(r[0]) for r in query(url, "SELECT id FROM t")}
+
+    # The archiver (pg_receivewal) SIGKILLed under load: no gap, or the gap named and a new base backup.
+    def archiver_killed(self):
+        rounds = 3 if self.quick else 10
+        base = self.project("archiver-killed")
+        d = Ampd(self, base)
+        if not d.wait_ready() or not self.archive_ready(d):
+            self.record("archiver-killed", False, "no archive: " + d.text[-500:])
+            return
+        query(d.url, "CREATE TABLE t (id bigint PRIMARY KEY)")
+        acked, stop = [], threading.Event()
+        w = self.writer(d.url, acked, stop)
+        kills, restarts = 0, 0
+        for _ in range(rounds):
+            time.sleep(random.uniform(0.8, 2.0))
+            pids = self.receivers(base)
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+                kills += 1
+            t0 = time.time()
+            while time.time() - t0 < 15:
+                now = self.receivers(base)
+                if now and not set(now) & set(pids):
+                    restarts += 1
+                    break
+                time.sleep(0.1)
+        time.sleep(1.5)
+        stop.set()
+        w.join(10)
+        time.sleep(1.5)
+        reply = varlink_call(d.socket, "io.amp.Metadb.ListBackups").get("parameters", {})
+        problem = reply.get("archive", {}).get("problem")
+        into = base + "-copy"
+        p = self.ampctl(base, ["restore", "--to", "latest", "--into", into, "--json"], timeout=300)
+        got, missing = set(), []
+        if p.returncode == 0:
+            c = Ampd(self, into)
+            if c.wait_ready():
+                got = self.restored_ids(c.url)
+            c.stop()
+        missing = [i for i, _ in acked if i not in got]
+        d.stop()
+        ok = p.returncode == 0 and kills == rounds and restarts == rounds and not missing and problem is None
+        self.record("archiver-killed", ok,
+                    f"{kills} SIGKILLs of pg_receivewal under load, {restarts} restarts by ampd, {len(acked)} commits acknowledged, "
+                    f"{len(missing)} missing from a restore of the archive's end; archive problem: {problem or 'none'}"
+                    + ("" if p.returncode == 0 else f"; restore: {p.stderr.strip()[-300:]}"))
+
+    # `rm -rf .amp/metadb` under load, then a restore to the archive's end.
+    def deleted_cluster(self):
+        cases = [("dev", False), ("dev", True)] if self.quick else [("dev", False), ("durable", False), ("dev", True), ("durable", True)]
+        for profile, sync in cases:
+            name = f"deleted-cluster[{profile}{', synchronous' if sync else ''}]"
+            base = self.project(f"deleted-{profile}-{int(sync)}")
+            if sync:
+                os.makedirs(base + "/.amp", exist_ok=True)
+                with open(base + "/.amp/config.toml", "w") as f:
+                    f.write("[backup]\nsynchronous = true\n")
+            d = Ampd(self, base, ["--profile", profile])
+            if not d.wait_ready() or not self.archive_ready(d):
+                self.record(name, False, "no archive: " + d.text[-500:])
+                continue
+            query(d.url, "CREATE TABLE t (id bigint PRIMARY KEY)")
+            acked, stop = [], threading.Event()
+            w = self.writer(d.url, acked, stop)
+            time.sleep(random.uniform(1.5, 3.0))
+            deleted = time.time()
+            shutil.rmtree(base + "/.amp/metadb", ignore_errors=True)
+            time.sleep(0.5)
+            stop.set()
+            w.join(10)
+            t0 = time.time()
+            reply = varlink_call(d.socket, "io.amp.Metadb.RestoreToTime", {"target": "latest"}, timeout=300)
+            took = time.time() - t0
+            restored = reply.get("parameters", {}).get("restored", {})
+            got = set()
+            if d.wait_ready(30):
+                try:
+                    got = self.restored_ids(d.url)
+                except RuntimeError as err:
+                    reply.setdefault("error", str(err))
+            margin = 0 if sync else 1.0
+            must = [i for i, at in acked if at < deleted - margin]
+            missing = [i for i in must if i not in got]
+            before_deletion = [i for i, at in acked if at < deleted]
+            d.stop()
+            ok = "error" not in reply and bool(must) and not missing
+            self.record(name, ok,
+                        f"{len(before_deletion)} commits acknowledged before the deletion, {len(must)} of them more than {margin:.0f} s before; "
+                        f"{len(missing)} missing after restore --to latest ({len(got)} rows back, restored in {took:.1f} s, "
+                        f"{restored.get('replayed_bytes', 0) >> 20} MB of WAL replayed)" + (f"; error: {reply.get('error')} {reply.get('parameters')}" if "error" in reply else ""))
+
+    # A damaged WAL segment in the archive: the restore stops at the last good moment and says which.
+    def damaged_wal(self):
+        base = self.project("damaged-wal")
+        d = Ampd(self, base)
+        if not d.wait_ready() or not self.archive_ready(d):
+            self.record("damaged-wal", False, "no archive: " + d.text[-500:])
+            return
+        query(d.url, "CREATE TABLE t (id bigint PRIMARY KEY)")
+        batches = []
+        for b in range(3):
+            query(d.url, f"INSERT INTO t SELECT g FROM generate_series({b * 1000 + 1}, {b * 1000 + 1000}) g")
+            batches.append(query(d.url, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0])
+            query(d.url, "SELECT pg_switch_wal()")
+        time.sleep(1.5)
+        d.stop()
+        wal = base + "/.amp/backup/wal"
+        # Damage the segment of the second batch in its middle (a record's body, not only padding).
+        target = os.path.join(wal, batches[1]) if os.path.exists(os.path.join(wal, batches[1])) else os.path.join(base + "/.amp/backup/receiving", batches[1])
+        with open(target, "r+b") as f:
+            f.seek(8192 * 4 + 100)
+            f.write(os.urandom(4096))
+        into = base + "-copy"
+        p = self.ampctl(base, ["restore", "--to", "latest", "--into", into, "--json"])
+        got = set()
+        if p.returncode == 0:
+            c = Ampd(self, into)
+            if c.wait_ready():
+                got = self.restored_ids(c.url)
+            c.stop()
+        said = batches[1] in (p.stdout + p.stderr)
+        ok = p.returncode == 0 and set(range(1, 1001)) <= got and not (set(range(2001, 3001)) & got) and said
+        self.record("damaged-wal", ok,
+                    f"segment {batches[1]} damaged: restore --to latest ended with {len(got)} rows (batch 1: {len(set(range(1, 1001)) & got)}, "
+                    f"batch 3: {len(set(range(2001, 3001)) & got)}); named the segment: {said}: "
+                    + next((l for l in (p.stderr + p.stdout).splitlines() if "stopped" in l), p.stderr.strip()[-200:])[:200])
+
+    # A restore to a moment killed midway (ampd SIGKILLed during the replay): the cluster as it was.
+    def restore_killed(self):
+        rounds = 2 if self.quick else 8
+        base = self.project("restore-killed")
+        d = Ampd(self, base)
+        if not d.wait_ready() or not self.archive_ready(d):
+            self.record("restore-killed", False, "no archive: " + d.text[-500:])
+            return
+        query(d.url, "CREATE TABLE t (id bigint PRIMARY KEY, pad text)")
+        query(d.url, "INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g")  # WAL to replay
+        figures, ok, hit = [], True, 0
+        for i in range(rounds):
+            query(d.url, f"INSERT INTO t VALUES ({1_000_000 + i}, 'marker')")
+            expected = query(d.url, "SELECT count(*) FROM t")[0][0]
+            caller = threading.Thread(target=lambda: varlink_call(d.socket, "io.amp.Metadb.RestoreToTime", {"target": "latest"}, timeout=300), daemon=True)
+            caller.start()
+            # Kill at a random moment of the replay (the scratch cluster exists while it runs).
+            t0 = time.time()
+            while time.time() - t0 < 10 and not any(n.startswith(".pitr-") for n in os.listdir(base + "/.amp")):
+                time.sleep(0.005)
+            time.sleep(random.uniform(0, 0.2))
+            if any(n.startswith(".pitr-") for n in os.listdir(base + "/.amp")):
+                hit += 1
+            d.proc.kill()
+            d.proc.wait()
+            caller.join(10)
+            d = Ampd(self, base)
+            if not d.wait_ready():
+                ok = False
+                figures.append(f"round {i}: no start after the kill: {d.text[-300:]}")
+                break
+            count = query(d.url, "SELECT count(*) FROM t")[0][0]
+            left = [n for n in os.listdir(base + "/.amp") if n.startswith((".pitr-", ".before-restore"))]
+            if count != expected or left:
+                ok = False
+                figures.append(f"round {i}: {count} rows, expected {expected}; left: {left}")
+        d.stop()
+        self.record("restore-killed", ok and hit > 0, f"{rounds} restores to latest SIGKILLed ({hit} during the replay): the cluster as it was each time, nothing left aside"
+                    + "".join("\n    " + f for f in figures))
+
+    # As root: the archive's disk full: the cluster keeps serving, the status names it, its own disk does not fill.
+    def archive_disk_full(self):
+        if not self.root_user:
+            self.results.append(None)
+            print("fault archive-disk-full: skipped — needs root to mount a small tmpfs for the archive", flush=True)
+            return
+        mnt = tempfile.mkdtemp(prefix="amp-archivefull.", dir=self.tmp)
+        figures, ok = [], True
+        try:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=80m,mode=0755", "tmpfs", mnt], check=True)
+            shutil.chown(mnt, self.root_user)
+            base = self.project("archive-full")
+            os.makedirs(base + "/.amp", exist_ok=True)
+            with open(base + "/.amp/config.toml", "w") as f:
+                f.write(f'[backup]\ntarget = "{mnt}/archive"\nmax_slot_wal = "64MB"\n\n[postgres.parameters]\nmax_wal_size = "64MB"\n')
+            for p in (base + "/.amp", base + "/.amp/config.toml"):
+                shutil.chown(p, self.root_user)
+            d = Ampd(self, base, user=self.root_user)
+            ok = d.wait_ready()
+            t0 = time.time()
+            while ok and time.time() - t0 < 60:
+                st = varlink_call_as(self.root_user, d.socket, "io.amp.Metadb.GetStatus").get("parameters", {}).get("status", {})
+                if st.get("archive") == "streaming" and st.get("restorable_from"):
+                    break
+                time.sleep(0.3)
+            query(d.url, "CREATE TABLE t (b text)")
+            failed = 0
+            for _ in range(40):  # about 400 MB of WAL against an 80 MB archive disk
+                try:
+                    query(d.url, "INSERT INTO t SELECT repeat(md5(g::text), 8) FROM generate_series(1, 30000) g; CHECKPOINT")
+                except RuntimeError:
+                    failed += 1
+            st = {}
+            t0 = time.time()
+            while time.time() - t0 < 30:
+                st = varlink_call_as(self.root_user, d.socket, "io.amp.Metadb.GetStatus").get("parameters", {}).get("status", {})
+                if "disk is full" in (st.get("archive") or "") + (st.get("archive_problem") or ""):
+                    break
+                time.sleep(0.5)
+            named = "disk is full" in (st.get("archive") or "") + (st.get("archive_problem") or "")
+            pg_wal = sum(os.path.getsize(os.path.join(base + "/.amp/metadb/pg_wal", n)) for n in os.listdir(base + "/.amp/metadb/pg_wal")
+                         if os.path.isfile(os.path.join(base + "/.amp/metadb/pg_wal", n)))
+            serving = query(d.url, "SELECT count(*) FROM t")[0][0]
+            bound = (64 + 64 + 64) << 20  # max_wal_size + max_slot_wal + a few segments
+            ok = ok and failed == 0 and named and pg_wal <= bound
+            figures.append(f"400 MB of WAL against an 80 MB archive disk: {failed} of 40 inserts failed, the cluster serves ({serving} rows), "
+                           f"pg_wal {pg_wal >> 20} MB (bound {bound >> 20} MB), status: '{(st.get('archive_problem') or st.get('archive') or '?')[:110]}'")
+            d.stop()
+        except Exception as err:  # noqa: BLE001 - report, never crash the suite
+            ok = False
+            figures.append(f"error: {err}")
+        finally:
+            subprocess.run(["umount", "-l", mnt], check=False)
+        self.record("archive-disk-full", ok, "; ".join(figures))
+
 FAULTS = ["commit_loss", "ampd_sigkill", "hung_postmaster", "concurrent_starts", "stale_pid", "bad_input", "varlink_abuse", "full_disk",
-          "two_accounts", "interrupted_operations", "pool_sessions"]
-ROOT_FAULTS = ["full_disk", "two_accounts"]
+          "two_accounts", "interrupted_operations", "pool_sessions", "archiver_killed", "deleted_cluster", "damaged_wal", "restore_killed",
+          "archive_disk_full"]
+ROOT_FAULTS = ["full_disk", "two_accounts", "archive_disk_full"]
 
 
 def main():
