@@ -94,12 +94,19 @@ public struct WALArchiver: Sendable {
     /// when no receiver is connected.
     /// See <https://www.postgresql.org/docs/15/monitoring-stats.html#MONITORING-PG-STAT-REPLICATION-VIEW>.
     public static func lag(conninfo: String) -> (bytes: Int64, seconds: Double?)? {
-        let sql = """
-            SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), write_lsn)::bigint,
-                   extract(epoch FROM write_lag)::float8
-            FROM pg_catalog.pg_stat_replication WHERE application_name = '\(applicationName)' ORDER BY backend_start DESC LIMIT 1
-            """
-        guard let row = (try? LibPQ.rows(conninfo, sql))?.first, let bytes = row.first.flatMap({ $0 }).flatMap({ Int64($0) }) else { return nil }
+        (try? LibPQ.rows(conninfo, lagQuery)).flatMap(lag(rows:))
+    }
+
+    /// The query behind ``lag(conninfo:)``, for a caller with a connection of its own.
+    public static let lagQuery = """
+        SELECT pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), write_lsn)::bigint,
+               extract(epoch FROM write_lag)::float8
+        FROM pg_catalog.pg_stat_replication WHERE application_name = '\(applicationName)' ORDER BY backend_start DESC LIMIT 1
+        """
+
+    /// The lag in the rows of ``lagQuery``; nil when no receiver is connected.
+    public static func lag(rows: [[String?]]) -> (bytes: Int64, seconds: Double?)? {
+        guard let row = rows.first, let bytes = row.first.flatMap({ $0 }).flatMap({ Int64($0) }) else { return nil }
         let seconds = row.count > 1 ? row[1].flatMap { Double($0) } : nil
         return (max(0, bytes), bytes <= 0 ? 0 : seconds)
     }

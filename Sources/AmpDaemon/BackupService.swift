@@ -31,12 +31,20 @@ final class BackupCoordinator: Sendable {
     let board: StatusBoard
     let logger: Logger
     let policy: BackupPolicy
+    /// One kept connection for the lag query (closed with the others before a clone).
+    let session: LibPQSessionSlot
     private let busy = Mutex(false)
+    /// When a scheduled base backup was last tried (a failing one is retried after a minute).
+    private let lastAttempt = Mutex(0.0)
     /// Set when the archive lost continuity (a new slot, a new generation): a base backup is due.
     private let needsBase = Mutex(false)
     private let lastRetention = Mutex(0.0)
 
-    init(archive: BackupArchive, archiver: WALArchiver, board: StatusBoard, logger: Logger, policy: BackupPolicy) {
+    /// How often the archive's state is refreshed and the schedule looked at while streaming.
+    static let tickInterval = Duration.seconds(5)
+
+    init(archive: BackupArchive, archiver: WALArchiver, board: StatusBoard, logger: Logger, policy: BackupPolicy, session: LibPQSessionSlot) {
+        self.session = session
         self.archive = archive
         self.archiver = archiver
         self.board = board
@@ -77,7 +85,10 @@ final class BackupCoordinator: Sendable {
     /// The archive's reach and state, as the status and `ListBackups` show them.
     func describe(state: String? = nil) async -> MetadbArchive {
         let conninfo = board.handle?.conninfo
-        let lag: (bytes: Int64, seconds: Double?)? = await conninfo.asyncMap { c in await runOnThread(name: "amp-archive-lag") { WALArchiver.lag(conninfo: c) } } ?? nil
+        let session = self.session
+        let lag: (bytes: Int64, seconds: Double?)? = await conninfo.asyncMap { c in
+            await runOnThread(name: "amp-archive-lag") { (try? session.rows(c, WALArchiver.lagQuery)).flatMap(WALArchiver.lag(rows:)) }
+        } ?? nil
         let files = archive.walFiles()
         let caughtUp = lag.map { $0.bytes == 0 || ($0.seconds ?? 0) < 5 } ?? false
         let end = caughtUp ? epochNow() : archive.lastWALWrite(files: files)
@@ -181,7 +192,8 @@ final class BackupCoordinator: Sendable {
         }
         logger.info("archiving WAL into \(archive.receivingDirectory) (pg_receivewal, PID \(child.pid)\(policy.synchronous ? ", synchronous" : ""))")
         await publish("streaming")
-        var ticks = 0
+        // The first look comes after a second (a new archive's first base backup), then every tick.
+        var wait = Duration.seconds(1)
         while true {
             if Task.isCancelled {
                 child.signal(SIGTERM)
@@ -189,7 +201,7 @@ final class BackupCoordinator: Sendable {
                 _ = await child.wait()
                 return "stopped"
             }
-            if let status = await child.wait(timeout: .seconds(1)) {
+            if let status = await child.wait(timeout: wait) {
                 await child.waitForOutput(timeout: .seconds(1))
                 let lines = lastLines.withLock { $0 }
                 if lines.contains(where: { $0.contains("has already been removed") }) { await WALArchiver.dropSlot(conninfo: conninfo) }
@@ -200,37 +212,42 @@ final class BackupCoordinator: Sendable {
                 let cause = lines.last { $0.contains("error:") && !$0.hasSuffix("disconnected") } ?? lines.last ?? "no output"
                 return "pg_receivewal ended (\(status)): \(cause)"
             }
-            ticks += 1
-            await tick(ticks)
+            wait = Self.tickInterval
+            await tick()
         }
     }
 
-    /// Once a second while streaming: the status; a base backup when one is due; retention hourly.
-    private func tick(_ n: Int) async {
+    /// Every tick while streaming: finished segments into `wal/`, the status, a base backup
+    /// when one is due (the first, after a gap or a new archive, on the schedule; a failed one
+    /// again after a minute), retention hourly.
+    private func tick() async {
         archive.settleReceived()
-        if n % 2 == 0 { await publish("streaming") }
+        await publish("streaming")
         let backups = archive.backups()
         let files = archive.walFiles()
         let coverage = ArchiveCoverage(backups: backups, files: files, history: archive.newestHistory(files: files), end: nil)
         let due: String?
         if needsBase.withLock({ $0 }) || backups.isEmpty {
             due = backups.isEmpty ? "the archive's first" : "the archive began anew"
-        } else if coverage.problem != nil, n % 60 == 1 {
+        } else if coverage.problem != nil {
             due = "a gap in the archive"
         } else if let newest = backups.last, epochNow() - newest.finished >= policy.interval {
             due = "scheduled, every \(Int(policy.interval / 60)) min"
         } else {
             due = nil
         }
-        if let due, !busy.withLock({ $0 }), n % 5 == 1 || backups.isEmpty {
+        let now = epochNow()
+        if let due, !busy.withLock({ $0 }), now - lastAttempt.withLock({ $0 }) >= 60 {
+            lastAttempt.withLock { $0 = now }
             do {
                 _ = try await takeBaseBackup(reason: due)
+                lastAttempt.withLock { $0 = 0 }
             } catch {
-                logger.warning("base backup failed: \(error.message); trying again later")
+                logger.warning("base backup failed: \(error.message); trying again in a minute")
             }
             await publish("streaming")
         }
-        if epochNow() - lastRetention.withLock({ $0 }) > 3600 { applyRetention() }
+        if now - lastRetention.withLock({ $0 }) > 3600 { applyRetention() }
     }
 }
 
