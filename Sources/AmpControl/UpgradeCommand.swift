@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import AmpBackup
 import AmpConfig
 import AmpPostgres
 import AmpProtocol
@@ -90,6 +91,11 @@ struct UpgradeCommand: AsyncParsableCommand {
 
         let wasRunning = await serviceRunning(project)
         if wasRunning {
+            // The archive marks the moment before (the old major's WAL stays in it).
+            let stamp = isoTime(epochNow()).filter { $0 != "-" && $0 != ":" }
+            if let client = try? connect(project), (try? await client.createRestorePoint("before-upgrade-" + stamp)) != nil {
+                err("ampctl: restore point before-upgrade-\(stamp) set")
+            }
             progress(.stopping)
             let (code, text) = await runCaptured("systemctl", ["--user", "stop", project.unit])
             if code != 0 { throw AmpctlError(.failure, "systemctl --user stop \(project.unit) failed: \(text); nothing was changed") }
@@ -245,6 +251,11 @@ struct UpgradeCommand: AsyncParsableCommand {
         try confirm("Put PostgreSQL \(copy.major) back in place of the \(current) cluster of \(project.name)? Changes made since the upgrade are lost.", yes: yes)
         let wasRunning = await serviceRunning(project)
         if wasRunning {
+            // The archive marks the moment before (the old major's WAL stays in it).
+            let stamp = isoTime(epochNow()).filter { $0 != "-" && $0 != ":" }
+            if let client = try? connect(project), (try? await client.createRestorePoint("before-upgrade-" + stamp)) != nil {
+                err("ampctl: restore point before-upgrade-\(stamp) set")
+            }
             progress(.stopping)
             let (code, text) = await runCaptured("systemctl", ["--user", "stop", project.unit])
             if code != 0 { throw AmpctlError(.failure, "systemctl --user stop \(project.unit) failed: \(text); nothing was changed") }

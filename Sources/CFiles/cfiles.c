@@ -87,3 +87,5 @@ int amp_can_reflink(const char *dir) {
     close(d);
     return ok;
 }
+
+int amp_syncfs(int fd) { return syncfs(fd); }

@@ -619,6 +619,189 @@ def many_projects(env, count=20, rounds=3):
         stop_all(pgs, signal.SIGINT)
     return {"count": count, "ampd": summary(amp_times), "postgres_alone": summary(alone_times), "memory": memory}
 
+# ---------------------------------------------------------------- the continuous archive (issue 20)
+
+def rows1(conninfo, statement):
+    """The first column of each row of `statement` (a small query on a new connection)."""
+    conn = libpq.PQconnectdb(conninfo.encode())
+    try:
+        res = libpq.PQexec(conn, statement.encode())
+        libpq.PQgetvalue.restype = ctypes.c_char_p
+        libpq.PQgetvalue.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        libpq.PQntuples.argtypes = [ctypes.c_void_p]
+        libpq.PQgetisnull.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        out = [None if libpq.PQgetisnull(res, i, 0) else libpq.PQgetvalue(res, i, 0).decode() for i in range(libpq.PQntuples(res))]
+        libpq.PQclear(res)
+        return out
+    finally:
+        libpq.PQfinish(conn)
+
+def archive_project(env, name, config, profile):
+    base = env.fresh_dir(name)
+    os.makedirs(base + "/.amp")
+    with open(base + "/.amp/config.toml", "w") as f:
+        f.write(config)
+    p, url = start_ampd(env, base, ["--profile", profile])
+    return base, p, url
+
+def wait_archiving(env, base, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = subprocess.run([env.args.ampctl, "backup", "list", "--json"], cwd=base, env=env.env, capture_output=True, text=True)
+        if r.returncode == 0:
+            j = json.loads(r.stdout)
+            if j.get("backups") and j.get("archive", {}).get("state") == "streaming":
+                return
+        time.sleep(0.3)
+    raise RuntimeError(f"the archive of {base} did not start")
+
+def pgbench(env, url, seconds, clients=4):
+    r = subprocess.run([env.bin("pgbench"), "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), url],
+                       capture_output=True, text=True, env=env.env)
+    for line in r.stdout.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise RuntimeError("pgbench: " + (r.stderr or r.stdout)[-400:])
+
+LAG_SQL = ("SELECT CASE WHEN pg_wal_lsn_diff(pg_current_wal_lsn(), write_lsn) <= 0 THEN 0 ELSE coalesce(extract(epoch FROM write_lag), 0) END "
+           "FROM pg_stat_replication WHERE application_name = 'amp_archive'")
+
+def archive_cost(env, seconds=15, rounds=3):
+    """pgbench tps with the archive off, on and synchronous, per profile (interleaved rounds),
+    and the archive's lag under pgbench (sampled every 100 ms)."""
+    out = {}
+    for profile in ("dev", "durable"):
+        modes = {"off": "[backup]\narchive = false\n", "on": "", "synchronous": "[backup]\nsynchronous = true\n"}
+        projects = {}
+        for mode, config in modes.items():
+            base, p, url = archive_project(env, f"archive-{profile}-{mode}", config, profile)
+            if mode != "off":
+                wait_archiving(env, base)
+            subprocess.run([env.bin("pgbench"), "-i", "-q", "-s", "10", url], check=True, capture_output=True, env=env.env)
+            projects[mode] = (base, p, url)
+        tps = {m: [] for m in modes}
+        lags = []
+        for _ in range(rounds):
+            for mode, (base, p, url) in projects.items():
+                stop = threading.Event()
+                def sample(url=url):
+                    while not stop.is_set():
+                        try:
+                            v = rows1(url, LAG_SQL)
+                            if v and v[0] is not None:
+                                lags.append(float(v[0]))
+                        except Exception:  # noqa: BLE001 - a missed sample is not a figure
+                            pass
+                        time.sleep(0.1)
+                sampler = threading.Thread(target=sample, daemon=True) if mode == "on" else None
+                if sampler:
+                    sampler.start()
+                settle()
+                tps[mode].append(pgbench(env, url, seconds))
+                stop.set()
+                if sampler:
+                    sampler.join()
+        for base, p, url in projects.values():
+            stop_process(p)
+        out[profile] = {m: summary(v) for m, v in tps.items()}
+        out[profile]["lag_p99_seconds"] = percentile(lags, 99) if lags else None
+        out[profile]["lag_samples"] = len(lags)
+    return out
+
+def pitr_restore(env, scale=None, seconds=None):
+    """Time to the first query after a restore to the archive's end of a cluster of about 1 GB
+    (pgbench scale 70) with `seconds` of pgbench WAL after its base backup: `ampctl restore
+    --into`, `ampctl restore` in place, pgBackRest's restore of the same (fed by
+    archive_command on the same cluster, from a full backup taken at the same point), and
+    pg_restore of a dump of the same data. BENCH_PITR_SECONDS and BENCH_PITR_SCALE shorten it."""
+    scale = scale or int(os.environ.get("BENCH_PITR_SCALE", "70"))
+    seconds = seconds or int(os.environ.get("BENCH_PITR_SECONDS", "600"))
+    work = env.fresh_dir("pitr")
+    repo, conf = work + "/pgbackrest-repo", work + "/pgbackrest.conf"
+    os.makedirs(repo)
+    base = env.fresh_dir("pitr-project")
+    metadb = base + "/.amp/metadb"
+    with open(conf, "w") as f:
+        f.write(f"[global]\nrepo1-path={repo}\nlog-path={work}\nlock-path={work}\nspool-path={work}\nlog-level-console=warn\n"
+                f"log-level-file=off\nstart-fast=y\ncompress-type=lz4\nprocess-max=2\narchive-async=n\n\n[bench]\npg1-path={metadb}\npg1-socket-path={metadb}\n")
+    os.makedirs(base + "/.amp")
+    with open(base + "/.amp/config.toml", "w") as f:
+        f.write(f'[postgres.parameters]\narchive_mode = "on"\narchive_command = "pgbackrest --config={conf} --stanza=bench archive-push %p"\n')
+    p, url = start_ampd(env, base)
+    wait_archiving(env, base)
+    subprocess.run([env.bin("pgbench"), "-i", "-q", "-s", str(scale), url], check=True, capture_output=True, env=env.env)
+    pgbr = ["pgbackrest", f"--config={conf}", "--stanza=bench"]
+    subprocess.run(pgbr + ["stanza-create"], check=True, capture_output=True, env=env.env)
+    subprocess.run(pgbr + ["--type=full", "backup"], check=True, capture_output=True, env=env.env)
+    subprocess.run([env.args.ampctl, "backup", "create"], cwd=base, check=True, capture_output=True, env=env.env)
+    size = int(rows1(url, "SELECT pg_database_size('postgres')")[0])
+    tps = pgbench(env, url, seconds)
+    wal = int(rows1(url, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')")[0])
+    # The end: every segment in both archives (pgBackRest takes finished segments only).
+    rows1(url, "SELECT pg_switch_wal()")
+    last = rows1(url, "SELECT pg_walfile_name(pg_current_wal_lsn() - 1)")[0]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (rows1(url, "SELECT last_archived_wal FROM pg_stat_archiver")[0] or "") < last:
+        time.sleep(0.2)
+    time.sleep(2)
+    expected = rows1(url, "SELECT sum(abalance) FROM pgbench_accounts")[0]
+    dump = work + "/dump"
+    subprocess.run([env.bin("pg_dump"), "-Fd", "-j", "2", "-f", dump, url], check=True, capture_output=True, env=env.env)
+    out = {"size_bytes": size, "wal_bytes": wal, "pgbench_seconds": seconds, "pgbench_tps": tps}
+
+    # amp: --into (a new project), then its first query.
+    into = work + "/into"
+    settle()
+    t0 = now()
+    r = subprocess.run([env.args.ampctl, "restore", "--to", "latest", "--into", into, "--name", f"bench-{os.getpid()}"], cwd=base,
+                       capture_output=True, text=True, env=dict(env.env, HOME=work))
+    if r.returncode != 0:
+        raise RuntimeError("ampctl restore --into: " + r.stderr[-400:])
+    q, qurl = start_ampd(env, into)
+    query_until_ok(qurl)
+    out["amp_into"] = now() - t0
+    out["amp_into_correct"] = rows1(qurl, "SELECT sum(abalance) FROM pgbench_accounts")[0] == expected
+    stop_process(q)
+
+    # pgBackRest: restore to the end of its archive, start, first query.
+    target = work + "/pgbackrest-restore"
+    settle()
+    t0 = now()
+    subprocess.run(pgbr + [f"--pg1-path={target}", "restore"], check=True, capture_output=True, env=env.env)
+    # The source's socket lock files came along (its socket sat in the data directory).
+    for n in os.listdir(target):
+        if n.startswith(".s.PGSQL."):
+            os.unlink(os.path.join(target, n))
+    g = subprocess.Popen([env.bin("postgres"), "-D", target, "-k", target, "-c", "listen_addresses=", "-c", "archive_mode=off",
+                          "-c", "hot_standby=off"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env.env)
+    deadline = time.monotonic() + 3600
+    while not query_ok(pg_conninfo(target)):
+        if g.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server pgBackRest restored did not come up (exit {g.poll()})")
+        time.sleep(0.005)
+    out["pgbackrest"] = now() - t0
+    out["pgbackrest_correct"] = rows1(pg_conninfo(target), "SELECT sum(abalance) FROM pgbench_accounts")[0] == expected
+    stop_process(g, signal.SIGINT)
+
+    # pg_restore of a dump into a new database of the running cluster.
+    settle()
+    t0 = now()
+    rows1(url, "CREATE DATABASE from_dump")
+    subprocess.run([env.bin("pg_restore"), "-j", "2", "-d", with_db(url, "from_dump"), dump], check=True, capture_output=True, env=env.env)
+    query_until_ok(with_db(url, "from_dump"))
+    out["pg_restore"] = now() - t0
+
+    # amp in place (ampd replays beside the running cluster, then swaps).
+    settle()
+    t0 = now()
+    r = subprocess.run([env.args.ampctl, "restore", "--to", "latest", "--yes"], cwd=base, capture_output=True, text=True, env=env.env)
+    if r.returncode != 0:
+        raise RuntimeError("ampctl restore: " + r.stderr[-400:])
+    query_until_ok(url)
+    out["amp_in_place"] = now() - t0
+    stop_process(p)
+    return out
+
 # ---------------------------------------------------------------- report
 
 def machine(args):
@@ -651,7 +834,7 @@ def main():
     ap.add_argument("--idle-seconds", type=int, default=20)
     ap.add_argument("--out", default=os.environ.get("BENCH_OUT", "bench-results.json"))
     ap.add_argument("--markdown")
-    ap.add_argument("--only", help="only this measurement (many_projects), printed as JSON")
+    ap.add_argument("--only", help="only this measurement (many_projects, archive_cost, pitr_restore), printed as JSON")
     args = ap.parse_args()
     if args.only:
         work = tempfile.mkdtemp(prefix="amp-bench.", dir="/tmp")
@@ -700,6 +883,8 @@ def main():
         r["idle"] = idle(env, args.idle_seconds, watchdog=False)
         r["idle_watchdog_30s"] = idle(env, args.idle_seconds, watchdog=True)
         r["many_projects"] = many_projects(env)
+        r["archive_cost"] = archive_cost(env)
+        r["pitr_restore"] = pitr_restore(env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -721,6 +906,11 @@ def main():
         ("20 projects at once ≤ 1.5 × 20 PostgreSQL servers started at once by hand",
          r["many_projects"]["ampd"]["median"] / r["many_projects"]["postgres_alone"]["median"], 1.5),
         ("ampd's private memory with 20 projects idle ≤ 4 MiB", r["many_projects"]["memory"]["ampd_private_bytes"] / (4 * 1024 * 1024), 1.0),
+        ("archive on: pgbench tps ≥ 0.95 × off, durable", r["archive_cost"]["durable"]["off"]["median"] * 0.95 / r["archive_cost"]["durable"]["on"]["median"], 1.0),
+        ("archive on: pgbench tps ≥ 0.90 × off, dev", r["archive_cost"]["dev"]["off"]["median"] * 0.90 / r["archive_cost"]["dev"]["on"]["median"], 1.0),
+        ("archive lag under pgbench, p99 ≤ 1 s (dev)", r["archive_cost"]["dev"]["lag_p99_seconds"] or 0, 1.0),
+        ("archive lag under pgbench, p99 ≤ 1 s (durable)", r["archive_cost"]["durable"]["lag_p99_seconds"] or 0, 1.0),
+        ("restore to the end, first query: ampctl restore --into ≤ 1 × pgBackRest", r["pitr_restore"]["amp_into"] / r["pitr_restore"]["pgbackrest"], 1.0),
     ]
     r["targets"] = [{"target": t, "value": v, "limit": l, "met": v <= l} for t, v, l in targets]
     r["machine"] = machine(args)
@@ -781,6 +971,18 @@ def main():
     mm = mp["memory"]
     lines.append(f"| memory per idle project, {mp['count']} running: PSS of ampd + its PostgreSQL | {mm['project_pss_bytes'] / 2**20:.1f} MiB | | | ampd {mm['ampd_pss_bytes'] / 2**20:.1f} MiB, PostgreSQL {mm['postgres_pss_bytes'] / 2**20:.1f} MiB |")
     lines.append(f"| ampd's private memory, {mp['count']} running | {mm['ampd_private_bytes'] / 2**20:.2f} MiB | | | max {mm['ampd_private_bytes_max'] / 2**20:.2f} MiB |")
+    for profile in ("dev", "durable"):
+        a = r["archive_cost"][profile]
+        for mode in ("off", "on", "synchronous"):
+            lines.append(f"| pgbench tps, {profile}, archive {mode} | {a[mode]['median']:.0f} tps | {a[mode]['min']:.0f} | {a[mode]['max']:.0f} | "
+                         f"{a[mode]['median'] / a['off']['median']:.2f} × archive off |")
+        lines.append(f"| archive lag under pgbench, {profile}, p99 | {(a['lag_p99_seconds'] or 0) * 1000:.0f} ms | | | {a['lag_samples']} samples every 100 ms |")
+    pr = r["pitr_restore"]
+    lines.append(f"| restore to the end: cluster {pr['size_bytes'] / 2**30:.2f} GiB + {pr['wal_bytes'] / 2**30:.2f} GiB WAL ({pr['pgbench_seconds']} s of pgbench, {pr['pgbench_tps']:.0f} tps) | | | | |")
+    lines.append(f"| restore → first query: `ampctl restore --to latest --into` | {ms(pr['amp_into'])} | | | {pr['amp_into'] / pr['pgbackrest']:.2f} × pgBackRest; data {'right' if pr['amp_into_correct'] else 'WRONG'} |")
+    lines.append(f"| restore → first query: `ampctl restore --to latest` in place | {ms(pr['amp_in_place'])} | | | {pr['amp_in_place'] / pr['pgbackrest']:.2f} × pgBackRest |")
+    lines.append(f"| restore → first query: `pgbackrest restore` + start | {ms(pr['pgbackrest'])} | | | data {'right' if pr['pgbackrest_correct'] else 'WRONG'} |")
+    lines.append(f"| restore → first query: `pg_restore -j 2` of a dump | {ms(pr['pg_restore'])} | | | {pr['amp_into'] / pr['pg_restore']:.2f} × (amp --into ÷ pg_restore) |")
     b = r["branch"]
     lines.append(f"| branch: `ampctl url --branch`, first use (clone of 50 tables) | {ms(b['first']['median'])} | {ms(b['first']['min'])} | {ms(b['first']['max'])} |  |")
     lines.append(f"| branch: `ampctl url --branch`, later use | {ms(b['later']['median'])} | {ms(b['later']['min'])} | {ms(b['later']['max'])} |  |")

@@ -19,4 +19,7 @@ int amp_flock_exclusive(int fd);
 /// the same file system. Returns 0 or an errno value.
 int amp_exchange(const char *a, const char *b);
 
+/// syncfs(2) on the file system holding the open descriptor `fd` (0, or -1 with errno).
+int amp_syncfs(int fd);
+
 #endif
