@@ -197,17 +197,13 @@ public struct BaseBackup: Sendable, Equatable {
 
     /// Parses a record (`key=value` lines); nil when a field is missing or malformed.
     public init?(id: String, record: String) {
-        var fields: [Substring: Substring] = [:]
-        for line in record.split(separator: "\n") {
-            guard let eq = line.firstIndex(of: "=") else { continue }
-            fields[line[..<eq]] = line[line.index(after: eq)...]
-        }
+        let fields = keyValueLines(record)
         guard let started = fields["started"].flatMap({ Double($0) }), let finished = fields["finished"].flatMap({ Double($0) }),
               let tli = fields["timeline"].flatMap({ UInt32($0) }), let start = fields["start_lsn"].flatMap({ LSN($0) }),
               let end = fields["end_lsn"].flatMap({ LSN($0) }), let version = fields["postgres_version"], !version.isEmpty,
               let size = fields["size_bytes"].flatMap({ UInt64($0) }) else { return nil }
         self.init(id: id, started: started, finished: finished, timeline: tli, startLSN: start, endLSN: end,
-                  postgresVersion: String(version), sizeBytes: size, verified: fields["verified"].flatMap { Double($0) })
+                  postgresVersion: version, sizeBytes: size, verified: fields["verified"].flatMap { Double($0) })
     }
 
     /// The record's text.

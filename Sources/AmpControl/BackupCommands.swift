@@ -211,7 +211,7 @@ struct RestoreCommand: AsyncParsableCommand {
         let binaries: PostgresBinaries, version: PostgresVersion
         do {
             binaries = try settings.binDir.map { try PostgresBinaries.locate(explicit: $0, searchPath: nil) }
-                ?? PostgresBinaries.distributionDirectories().first { $0.hasSuffix("/\(major)/bin") }.map { PostgresBinaries(directory: $0) }
+                ?? PostgresBinaries.installed(major: major)
                 ?? PostgresBinaries.locate(explicit: nil, searchPath: env["PATH"])
             version = try await binaries.version(cacheDirectory: nil)
         } catch {

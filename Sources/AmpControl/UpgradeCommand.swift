@@ -202,16 +202,13 @@ struct UpgradeCommand: AsyncParsableCommand {
     private func locateNew() throws(AmpctlError) -> PostgresBinaries {
         do {
             if let binDir { return try PostgresBinaries.locate(explicit: absolutePath(binDir), searchPath: nil) }
-            let directories = PostgresBinaries.distributionDirectories()
             if let to {
-                guard let dir = directories.first(where: { $0.hasSuffix("/\(to)/bin") || $0.hasSuffix("pgsql-\(to)/bin") }),
-                      PostgresBinaries.required.allSatisfy({ access(dir + "/" + $0, X_OK) == 0 })
-                else {
+                guard let binaries = PostgresBinaries.installed(major: "\(to)") else {
                     throw AmpctlError(.unavailable, "PostgreSQL \(to) is not installed; install it (Debian: sudo apt install postgresql-\(to)) or pass --bin-dir DIR")
                 }
-                return PostgresBinaries(directory: dir)
+                return binaries
             }
-            return try PostgresBinaries.locate(explicit: nil, searchPath: nil, distributionDirectories: directories)
+            return try PostgresBinaries.locate(explicit: nil, searchPath: nil, distributionDirectories: PostgresBinaries.distributionDirectories())
         } catch let error as PostgresError {
             throw AmpctlError(.unavailable, error.message)
         } catch let error as AmpctlError {

@@ -43,11 +43,7 @@ public struct ClusterSnapshots: Sendable {
 
     func read(_ name: String) -> Snapshot? {
         guard let text = FileContents.text(directory + "/" + name + "/manifest", limit: 1 << 16) else { return nil }
-        var fields: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            guard let eq = line.firstIndex(of: "=") else { continue }
-            fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
-        }
+        let fields = keyValueLines(text)
         guard let created = fields["created"], let version = fields["postgres_version"] else { return nil }
         return Snapshot(name: name, created: created, postgresVersion: version, sizeBytes: UInt64(fields["size_bytes"] ?? "") ?? 0,
                         gitCommit: fields["git_commit"].flatMap { $0.isEmpty ? nil : $0 })

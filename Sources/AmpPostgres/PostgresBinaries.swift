@@ -72,6 +72,14 @@ public struct PostgresBinaries: Sendable, Equatable {
     /// The binaries every cluster needs.
     public static let required = ["postgres", "initdb"]
 
+    /// The installed binaries of major version `major` in a distribution layout
+    /// (`/usr/lib/postgresql/N/bin`, `/usr/pgsql-N/bin`), nil when it is not installed.
+    public static func installed(major: String) -> PostgresBinaries? {
+        distributionDirectories().first { dir in
+            (dir.hasSuffix("/\(major)/bin") || dir.hasSuffix("pgsql-\(major)/bin")) && required.allSatisfy { access(dir + "/" + $0, X_OK) == 0 }
+        }.map { PostgresBinaries(directory: $0) }
+    }
+
     /// The distribution layouts searched after `PATH`, newest version first:
     /// Debian/Ubuntu `/usr/lib/postgresql/N/bin`, PGDG RPM `/usr/pgsql-N/bin`, and the
     /// source-install default `/usr/local/pgsql/bin`.

@@ -33,3 +33,14 @@ public func utcTimestamp(_ seconds: Int64 = Int64(time(nil))) -> String {
     func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
     return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
 }
+
+/// The `key=value` lines of a small record file (amp's manifests): the text after the first
+/// `=` is the value; lines without one are skipped; a later key wins.
+public func keyValueLines(_ text: String) -> [String: String] {
+    var fields: [String: String] = [:]
+    for line in text.split(separator: "\n") {
+        guard let eq = line.firstIndex(of: "=") else { continue }
+        fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
+    }
+    return fields
+}
