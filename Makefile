@@ -143,6 +143,9 @@ install-files:
 	  "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d"
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' units/amp@.service.in > "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service"
 	chmod 0644 "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service"
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' units/amp-backup-verify@.service.in > "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp-backup-verify@.service"
+	install -m 0644 units/amp-backup-verify@.timer "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp-backup-verify@.timer"
+	chmod 0644 "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp-backup-verify@.service"
 	for s in 1 5 8; do install -m 0644 man/man$$s/*.$$s "$(DESTDIR)$(PREFIX)/share/man/man$$s/"; done
 	"$(BIN_PATH)/ampctl" --generate-completion-script bash | sed "1{/^#!/d}" > "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/ampctl"
 	"$(BIN_PATH)/ampctl" --generate-completion-script zsh > "$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_ampctl"
@@ -168,6 +171,8 @@ install-user: build-all
 	install -d "$(USER_PREFIX)/share/systemd/user" "$(USER_PREFIX)/share/man/man8" "$(USER_PREFIX)/share/man/man1"
 	install -m 0644 man/man1/*.1 "$(USER_PREFIX)/share/man/man1/"
 	sed 's|@BINDIR@|$(USER_PREFIX)/bin|g' units/amp@.service.in > "$(USER_PREFIX)/share/systemd/user/amp@.service"
+	sed 's|@BINDIR@|$(USER_PREFIX)/bin|g' units/amp-backup-verify@.service.in > "$(USER_PREFIX)/share/systemd/user/amp-backup-verify@.service"
+	install -m 0644 units/amp-backup-verify@.timer "$(USER_PREFIX)/share/systemd/user/amp-backup-verify@.timer"
 	install -m 0644 man/man8/*.8 "$(USER_PREFIX)/share/man/man8/"
 	"$(USER_PREFIX)/bin/amp-generator" --sync-user-units
 	-systemctl --user daemon-reload
@@ -175,6 +180,7 @@ install-user: build-all
 uninstall:
 	rm -f "$(DESTDIR)$(PREFIX)/bin/ampd" "$(DESTDIR)$(PREFIX)/bin/ampctl" \
 	  "$(DESTDIR)$(PREFIX)/lib/systemd/user-generators/amp-generator" "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp@.service" \
+	  "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp-backup-verify@.service" "$(DESTDIR)$(PREFIX)/lib/systemd/user/amp-backup-verify@.timer" \
 	  "$(DESTDIR)$(PREFIX)/share/man/man1/ampctl.1" "$(DESTDIR)$(PREFIX)/share/man/man5/amp.toml.5" \
 	  "$(DESTDIR)$(PREFIX)/share/man/man5/amp@.service.5" "$(DESTDIR)$(PREFIX)/share/man/man8/ampd.8" \
 	  "$(DESTDIR)$(PREFIX)/share/man/man8/amp-generator.8" \
@@ -183,6 +189,7 @@ uninstall:
 
 uninstall-user:
 	rm -f "$(USER_PREFIX)/bin/ampd" "$(USER_PREFIX)/bin/ampctl" "$(USER_PREFIX)/share/man/man1/ampctl.1" "$(USER_PREFIX)/bin/amp-generator" "$(USER_PREFIX)/share/systemd/user/amp@.service" \
+	  "$(USER_PREFIX)/share/systemd/user/amp-backup-verify@.service" "$(USER_PREFIX)/share/systemd/user/amp-backup-verify@.timer" \
 	  "$(USER_PREFIX)/share/man/man8/ampd.8" "$(USER_PREFIX)/share/man/man8/amp-generator.8"
 	-systemctl --user daemon-reload
 

@@ -19,8 +19,9 @@ struct BackupCommand: AsyncParsableCommand {
         discussion: """
             While the project runs, ampd streams its WAL into the archive ([backup] target, default .amp/backup) within about a \
             second of each commit, takes a base backup at once and every [backup] base_interval, and removes what is older than \
-            [backup] window (or over max_size). It protects against a DROP TABLE, a bad migration or a deleted .amp/metadb; put \
-            the target on another disk to survive the loss of the cluster's disk.
+            [backup] window (or over max_size).
+            It protects against a DROP TABLE, a bad migration or a deleted .amp/metadb; put the target on another disk to survive \
+            the loss of the cluster's disk.
             """,
         subcommands: [BackupListCommand.self, BackupCreateCommand.self, BackupVerifyCommand.self])
 }
@@ -119,9 +120,10 @@ struct RestoreCommand: AsyncParsableCommand {
         abstract: "Bring back the cluster as it was at a moment: in place (asks first), or --into DIR as a new project beside this one.",
         discussion: """
             --to takes an ISO time (2026-12-04T22:30:00Z; without a zone, UTC), "10 minutes ago", latest (the archive's end: \
-            after a deleted .amp/metadb) or a restore point's name. In place, the current cluster is kept until the restored one \
-            is up, and a restore point before-restore-TIME marks the moment before, so a restore can itself be undone. --into \
-            leaves the current cluster untouched and opens the moment as its own project (registered, and started when a \
+            after a deleted .amp/metadb) or a restore point's name.
+            In place, the current cluster is kept until the restored one is up, and a restore point before-restore-TIME marks \
+            the moment before, so a restore can itself be undone.
+            --into leaves the current cluster untouched and opens the moment as its own project (registered, and started when a \
             systemd user manager runs), to look at it or copy rows back.
             """)
     @Option(name: .customLong("to"), help: ArgumentHelp("The moment: ISO time, \"N minutes ago\", latest, or a restore point.", valueName: "TIME"))

@@ -303,6 +303,11 @@ struct SystemdUnitTests {
         #expect(result.output.trimmedSpace.isEmpty, "no warnings: \(result.output)")
         let template = await run("/usr/bin/systemd-analyze", ["--user", "verify", dir + "/amp@.service"], environment: verifyEnv)
         #expect(template.ok && template.output.trimmedSpace.isEmpty, "\(template.output)")
+        // The backup check and its timer.
+        writeFile(dir + "/amp-backup-verify@.service", (readFile(repositoryRoot + "/units/amp-backup-verify@.service.in") ?? "").replacing("@BINDIR@", with: productsDirectory))
+        writeFile(dir + "/amp-backup-verify@.timer", readFile(repositoryRoot + "/units/amp-backup-verify@.timer") ?? "")
+        let timer = await run("/usr/bin/systemd-analyze", ["--user", "verify", "amp-backup-verify@shop.timer", "amp-backup-verify@shop.service"], environment: verifyEnv)
+        #expect(timer.ok && timer.output.trimmedSpace.isEmpty, "\(timer.output)")
     }
 
     @Test("--sync-user-units writes the generator's files into a unit directory and removes stale ones")

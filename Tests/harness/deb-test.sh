@@ -80,7 +80,7 @@ as_user lintian --fail-on error,warning "$deb" || fail "lintian reports errors o
 say "apt-get install $deb"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null || fail "apt-get install"
 installed_here=1
-for f in /usr/bin/ampd /usr/bin/ampctl /usr/lib/systemd/user/amp@.service /usr/lib/systemd/user-generators/amp-generator \
+for f in /usr/bin/ampd /usr/bin/ampctl /usr/lib/systemd/user/amp@.service /usr/lib/systemd/user/amp-backup-verify@.timer /usr/lib/systemd/user/amp-backup-verify@.service /usr/lib/systemd/user-generators/amp-generator \
          /usr/share/man/man1/ampctl.1.gz /usr/share/bash-completion/completions/ampctl /usr/share/doc/amp/changelog.Debian.gz; do
   [ -e "$f" ] || fail "$f is not installed"
 done
