@@ -155,6 +155,16 @@ public struct PostgresBuilder: Sendable {
     /// When the calling task is cancelled during start-up, the server is stopped again
     /// before this throws `CancellationError` (wrapped as ``PostgresError/Code/startFailed``).
     public func start() async throws(PostgresError) -> PostgresServer {
+        do {
+            return try await starting()
+        } catch where Task.isCancelled && !(error.underlying is CancellationError) {
+            // Whatever step the cancellation cut short (initdb, the template copy, a probe),
+            // the caller asked for it: say so, keeping that step's words.
+            throw PostgresError(.startFailed, "start-up was cancelled (\(error.message))", details: error.details, underlying: CancellationError())
+        }
+    }
+
+    private func starting() async throws(PostgresError) -> PostgresServer {
         let logger = loggerValue
         let progress = progressHandler ?? { _ in }
         progress(.checking)

@@ -166,7 +166,7 @@ struct ServerRecoveryTests {
             // Start finished before the cancellation arrived: fine, but stop it.
             await server.stop()
         } else if case .failure(let error as PostgresError) = result {
-            #expect(error.underlying is CancellationError || error.code == .startFailed)
+            #expect(error.underlying is CancellationError || error.code == .startFailed, "\(error.code): \(error.message); underlying \(String(describing: error.underlying))")
         }
         #expect(readFile(dir.file("data/postmaster.pid")) == nil)
     }
