@@ -164,7 +164,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "AmpBackupTests",
-            dependencies: ["AmpBackup", "AmpPostgres", "SystemSupport"],
+            dependencies: ["AmpBackup"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpDaemonTests",
