@@ -876,8 +876,12 @@ class Suite:
     # --- the continuous archive (issue 20) ---------------------------------------------------
 
     def ampctl(self, base, args, timeout=300):
+        """ampctl in `base`, with a HOME of the suite's own (restore --into registers a project there)."""
         exe = os.path.join(os.path.dirname(self.ampd_source), "ampctl")
-        return subprocess.run([exe] + args, cwd=base, env=self.env(base), capture_output=True, text=True, timeout=timeout)
+        home = self.tmp + "/home"
+        os.makedirs(home, mode=0o700, exist_ok=True)
+        return subprocess.run([exe] + args, cwd=base, env=dict(self.env(base), HOME=home, XDG_CONFIG_HOME=home + "/.config"),
+                              capture_output=True, text=True, timeout=timeout)
 
     def archive_ready(self, d, timeout=60):
         """Waits until the archive streams and has a base backup; its ListBackups reply."""
