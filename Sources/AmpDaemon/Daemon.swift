@@ -126,7 +126,7 @@ enum Daemon {
             let archive = BackupArchive(directory: settings.backupTarget ?? ampDir.path + "/backup")
             let coordinator = BackupCoordinator(
                 archive: archive, archiver: WALArchiver(archive: archive, binaries: server.binaries, account: account), board: board, logger: logger,
-                policy: BackupPolicy(synchronous: settings.backupSynchronous, interval: Double(settings.backupInterval.components.seconds),
+                policy: BackupPolicy(synchronous: settings.backupSynchronous, flushEachWrite: settings.backupSynchronous, interval: Double(settings.backupInterval.components.seconds),
                                      window: Double(settings.backupWindow.components.seconds), maxBytes: settings.backupMaxSize.bytes),
                 session: sessions.slot())
             backups = BackupContext(coordinator: coordinator, dataDirectory: ampDir.metadb, binaries: server.binaries, version: server.version,
