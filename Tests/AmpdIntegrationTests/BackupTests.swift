@@ -142,6 +142,23 @@ struct BackupTests {
                 "no second, empty cluster: \(run.text)")
     }
 
+    @Test("archive = false: no receiver, no slot, the status says off, and backup commands name the setting")
+    func off() async throws {
+        let f = AmpdFixture()
+        mkdir(f.ampDir, 0o700)
+        writeFile(f.ampDir + "/config.toml", "[backup]\narchive = false\n")
+        let run = try await f.ready()
+        let url = try #require(run.url)
+        try await Task.sleep(for: .seconds(2))
+        #expect(json(await ampctl(f, ["status", "--json"]))?["archive"] == .string("off"))
+        #expect(try LibPQ.query(url, "SELECT count(*) FROM pg_replication_slots").first == "0")
+        #expect(access(f.ampDir + "/backup", F_OK) != 0, "no archive directory")
+        let list = await ampctl(f, ["backup", "list"])
+        #expect(exitCode(list) == 1 && list.output.contains("archive = false"), "\(list.output)")
+        let restore = await ampctl(f, ["restore", "--to", "latest", "--yes"])
+        #expect(exitCode(restore) == 1 && restore.output.contains("archive = false"), "\(restore.output)")
+    }
+
     @Test("retention keeps the newest backup and the WAL it needs; verify passes a sound backup and catches a damaged one")
     func retentionAndVerify() async throws {
         let f = AmpdFixture()
