@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ChildProcess
 import SystemSupport
 
 /// A project's archive (`[backup] target`, default `.amp/backup`): `receiving/` is where
@@ -10,20 +11,33 @@ import SystemSupport
 /// `amp-backup`, amp's record of it), `restore-points` the named points.
 public struct BackupArchive: Sendable {
     public let directory: String
+    /// The account that owns the archive when ampd runs as root (the cluster's): files amp
+    /// writes are given to it, so the project's own ampd and ampctl can read them later.
+    public let owner: ProcessCredentials?
 
-    public init(directory: String) { self.directory = directory }
+    public init(directory: String, owner: ProcessCredentials? = nil) {
+        self.directory = directory
+        self.owner = owner
+    }
+
+    /// Writes one of amp's small files of the archive (0600), owned by ``owner`` as root.
+    func writeOwned(_ path: String, _ text: String) throws(FileError) {
+        try writeFileAtomically(path, Array(text.utf8), mode: 0o600)
+        if let owner, geteuid() == 0 { _ = lchown(path, owner.uid, owner.gid) }
+    }
 
     public var walDirectory: String { directory + "/wal" }
     public var receivingDirectory: String { directory + "/receiving" }
     public var baseDirectory: String { directory + "/base" }
     public var restorePointsFile: String { directory + "/restore-points" }
 
-    /// Makes the layout (0700).
+    /// Makes the layout (0700; owned by ``owner`` as root).
     public func prepare() throws(BackupError) {
         for dir in [directory, walDirectory, receivingDirectory, baseDirectory] {
             do { try makeDirectories(dir) } catch {
                 throw BackupError(.io, "cannot create \(dir): \(error); check [backup] target and its permissions")
             }
+            if let owner, geteuid() == 0 { _ = lchown(dir, owner.uid, owner.gid) }
         }
     }
 
@@ -131,7 +145,7 @@ public struct BackupArchive: Sendable {
         let existing = FileContents.text(restorePointsFile, limit: 4 << 20) ?? ""
         let line = "\(point.name)\t\(point.time)\t\(point.lsn)\t\(point.timeline)\n"
         do {
-            try writeFileAtomically(restorePointsFile, Array((existing + line).utf8), mode: 0o600)
+            try writeOwned(restorePointsFile, existing + line)
         } catch {
             throw BackupError(.io, "cannot record restore point \(point.name) in \(restorePointsFile): \(error)")
         }
@@ -286,7 +300,7 @@ extension BackupArchive {
             try prepare()
         }
         do {
-            try writeFileAtomically(systemIdentifierFile, Array((systemIdentifier + "\n").utf8), mode: 0o600)
+            try writeOwned(systemIdentifierFile, systemIdentifier + "\n")
         } catch {
             throw BackupError(.io, "cannot write \(systemIdentifierFile): \(error)")
         }

@@ -128,7 +128,7 @@ extension BackupArchive {
             let kept = points.filter { $0.time >= before }
             if kept.count < points.count {
                 let text = kept.map { "\($0.name)\t\($0.time)\t\($0.lsn)\t\($0.timeline)\n" }.joined()
-                try? writeFileAtomically(restorePointsFile, Array(text.utf8), mode: 0o600)
+                try? writeOwned(restorePointsFile, text)
             }
         }
         // Leftovers of removals or backups cut short.

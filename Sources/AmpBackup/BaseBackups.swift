@@ -26,7 +26,6 @@ extension BackupArchive {
         if access(baseDirectory + "/" + id, F_OK) == 0 { id += "-\(getpid())" }
         let work = baseDirectory + "/.partial-" + id
         try? removeTree(work)
-        if let account { _ = chown(baseDirectory, account.uid, account.gid) }
         let base = try await runTool(
             binaries.path("pg_basebackup"),
             ["-D", work, "-X", "stream", "-c", "fast", "-l", "amp-\(id)", "-h", handle.socketDirectory, "-p", "\(handle.port)", "-U", handle.user, "-w"],
@@ -49,7 +48,7 @@ extension BackupArchive {
         let backup = BaseBackup(id: id, started: started, finished: epochNow(), timeline: range.timeline, startLSN: range.start, endLSN: range.end,
                                 postgresVersion: version, sizeBytes: diskUsage(work))
         do {
-            try writeFileAtomically(work + "/" + BaseBackup.recordName, Array(backup.record.utf8), mode: 0o600)
+            try writeOwned(work + "/" + BaseBackup.recordName, backup.record)
         } catch {
             try? removeTree(work)
             throw BackupError(.io, "cannot record the new base backup: \(error)")
@@ -66,7 +65,7 @@ extension BackupArchive {
     public func markVerified(_ backup: BaseBackup) {
         var b = backup
         b.verified = epochNow()
-        try? writeFileAtomically(path(of: backup) + "/" + BaseBackup.recordName, Array(b.record.utf8), mode: 0o600)
+        try? writeOwned(path(of: backup) + "/" + BaseBackup.recordName, b.record)
     }
 
     /// The timeline and the WAL range of a `backup_manifest` (`"WAL-Ranges": [{ "Timeline": 1,

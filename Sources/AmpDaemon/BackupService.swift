@@ -157,9 +157,6 @@ final class BackupCoordinator: Sendable {
         }
         do throws(BackupError) {
             try archive.prepare()
-            if let account = archiver.account, geteuid() == 0 {
-                for dir in [archive.directory, archive.walDirectory, archive.receivingDirectory, archive.baseDirectory] { _ = chown(dir, account.uid, account.gid) }
-            }
             if let why = archive.continuityProblem(systemIdentifier: sysid, timeline: tli, position: position) {
                 logger.warning("archive: \(why); its WAL and backups move to \(archive.directory)/earlier and a new archive begins")
                 try archive.startGeneration(systemIdentifier: sysid)

@@ -123,7 +123,7 @@ enum Daemon {
         defer { statistics?.stop() }
         var backups: BackupContext? = nil
         if settings.backupArchive {
-            let archive = BackupArchive(directory: settings.backupTarget ?? ampDir.path + "/backup")
+            let archive = BackupArchive(directory: settings.backupTarget ?? ampDir.path + "/backup", owner: account)
             let coordinator = BackupCoordinator(
                 archive: archive, archiver: WALArchiver(archive: archive, binaries: server.binaries, account: account), board: board, logger: logger,
                 policy: BackupPolicy(synchronous: settings.backupSynchronous, flushEachWrite: settings.backupSynchronous, interval: Double(settings.backupInterval.components.seconds),
