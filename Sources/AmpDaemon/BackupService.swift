@@ -89,11 +89,11 @@ final class BackupCoordinator: Sendable {
 
     /// The archive's reach and state, as the status and `ListBackups` show them.
     func describe(state: String? = nil) async -> MetadbArchive {
-        let conninfo = board.handle?.conninfo
-        let session = self.session
-        let lag: (bytes: Int64, seconds: Double?)? = await conninfo.asyncMap { c in
-            await runOnThread(name: "amp-archive-lag") { (try? session.rows(c, WALArchiver.lagQuery)).flatMap(WALArchiver.lag(rows:)) }
-        } ?? nil
+        var lag: (bytes: Int64, seconds: Double?)? = nil
+        if let conninfo = board.handle?.conninfo {
+            let session = self.session
+            lag = await runOnThread(name: "amp-archive-lag") { (try? session.rows(conninfo, WALArchiver.lagQuery)).flatMap(WALArchiver.lag(rows:)) }
+        }
         let files = archive.walFiles()
         let caughtUp = lag.map { $0.bytes == 0 || ($0.seconds ?? 0) < 5 } ?? false
         let end = caughtUp ? epochNow() : archive.lastWALWrite(files: files)
@@ -250,13 +250,6 @@ final class BackupCoordinator: Sendable {
             await publish("streaming")
         }
         if now - lastRetention.withLock({ $0 }) > 3600 { applyRetention() }
-    }
-}
-
-extension Optional {
-    func asyncMap<U>(_ body: (Wrapped) async -> U) async -> U? {
-        guard let self else { return nil }
-        return await body(self)
     }
 }
 
