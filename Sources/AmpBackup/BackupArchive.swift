@@ -263,6 +263,9 @@ public func epochNow() -> Double {
 /// `2026-12-04T22:30:05Z` for seconds since the epoch.
 public func isoTime(_ seconds: Double) -> String { utcTimestamp(Int64(seconds.rounded(.down))) }
 
+/// `20261204T223005Z`: the time in names (backup IDs, restore points, directories); now by default.
+public func compactTime(_ seconds: Double = epochNow()) -> String { isoTime(seconds).filter { $0 != "-" && $0 != ":" } }
+
 extension BackupArchive {
     /// The cluster the archive belongs to, as `system-identifier` records it.
     public var systemIdentifierFile: String { directory + "/system-identifier" }
@@ -290,7 +293,7 @@ extension BackupArchive {
         let hasContent = !walFiles().isEmpty || !backups().isEmpty
         if hasContent {
             let earlier = directory + "/earlier"
-            let aside = earlier + "/" + isoTime(epochNow()).filter { $0 != "-" && $0 != ":" }
+            let aside = earlier + "/" + compactTime()
             do { try makeDirectories(aside) } catch { throw BackupError(.io, "cannot create \(aside): \(error)") }
             for name in ["wal", "receiving", "base", "restore-points", "system-identifier"] where access(directory + "/" + name, F_OK) == 0 {
                 guard rename(directory + "/" + name, aside + "/" + name) == 0 else {

@@ -22,7 +22,7 @@ extension BackupArchive {
                                deadline: ContinuousClock.Instant) async throws(BackupError) -> BaseBackup {
         try prepare()
         let started = epochNow()
-        var id = isoTime(started).filter { $0 != "-" && $0 != ":" }
+        var id = compactTime(started)
         if access(baseDirectory + "/" + id, F_OK) == 0 { id += "-\(getpid())" }
         let work = baseDirectory + "/.partial-" + id
         try? removeTree(work)

@@ -300,3 +300,41 @@ struct ReplayLogHandler: LogHandler {
 
     func log(event: LogEvent) { watcher.line("\(event.message)") }
 }
+
+extension BackupArchive {
+    /// The binaries that restore this archive: `binDir` when given, else the installed ones of
+    /// the newest backup's major, else the first on `searchPath`; with their version.
+    public func restoreBinaries(binDir: String?, searchPath: String?) async throws(BackupError) -> (PostgresBinaries, PostgresVersion) {
+        guard let major = backups().last?.postgresVersion else {
+            throw BackupError(.notRestorable, "the archive \(directory) has no base backup; nothing can be restored from it")
+        }
+        do {
+            let binaries = try binDir.map { try PostgresBinaries.locate(explicit: $0, searchPath: nil) }
+                ?? PostgresBinaries.installed(major: major)
+                ?? PostgresBinaries.locate(explicit: nil, searchPath: searchPath)
+            return (binaries, try await binaries.version(cacheDirectory: nil))
+        } catch {
+            throw BackupError(.tool, "\(error); install PostgreSQL \(major) or set [postgres] bin_dir")
+        }
+    }
+
+    /// Puts a replayed cluster in place of a stopped one (or of none): the current cluster, if
+    /// any, moves to `rollbackDirectory/metadb-before-restore-TIME` first, by renames only.
+    /// - Returns: where the replaced cluster was kept, nil when there was none.
+    public static func putInPlace(_ replayed: String, dataDirectory: String, rollbackDirectory: String) throws(BackupError) -> String? {
+        var kept: String? = nil
+        if access(dataDirectory, F_OK) == 0 {
+            let aside = rollbackDirectory + "/metadb-before-restore-" + compactTime()
+            do { try makeDirectories(rollbackDirectory) } catch { throw BackupError(.io, "cannot create \(rollbackDirectory): \(error); the cluster is as it was") }
+            guard rename(dataDirectory, aside) == 0 else {
+                throw BackupError(.io, "cannot move the cluster aside to \(aside): \(String(cString: strerror(errno))); the cluster is as it was")
+            }
+            kept = aside
+        }
+        guard rename(replayed, dataDirectory) == 0 else {
+            throw BackupError(.io, "cannot move the restored cluster into \(dataDirectory): \(String(cString: strerror(errno))); it is in \(replayed)"
+                + (kept.map { ", the previous one in \($0)" } ?? ""))
+        }
+        return kept
+    }
+}

@@ -169,17 +169,13 @@ struct RestoreCommand: AsyncParsableCommand {
         let recovered = try await withLock(ampDir) { () async throws(AmpctlError) -> RecoveredCluster in
             let staging = ampDir.path + "/.pitr-\(getpid())"
             let recovered = try await recoverLocally(project, parsed, into: staging)
-            if access(ampDir.metadb, F_OK) == 0 {
-                let kept = ampDir.rollbackDirectory + "/metadb-before-restore-" + isoTime(epochNow()).filter { $0 != "-" && $0 != ":" }
-                do { try makeDirectories(ampDir.rollbackDirectory) } catch { throw AmpctlError(.cannotCreate, "\(error)") }
-                guard rename(ampDir.metadb, kept) == 0 else {
-                    try? removeTree(staging)
-                    throw AmpctlError(.cannotCreate, "cannot move the cluster aside to \(kept): \(String(cString: strerror(errno))); the cluster is as it was")
+            do throws(BackupError) {
+                if let kept = try BackupArchive.putInPlace(staging, dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory) {
+                    err("ampctl: the replaced cluster is kept in \(kept) (remove it with `ampctl gc` once you are sure)")
                 }
-                err("ampctl: the replaced cluster is kept in \(kept) (remove it with `ampctl gc` once you are sure)")
-            }
-            guard rename(staging, ampDir.metadb) == 0 else {
-                throw AmpctlError(.cannotCreate, "cannot move the restored cluster into \(ampDir.metadb): \(String(cString: strerror(errno))); it is in \(staging)")
+            } catch {
+                if access(ampDir.metadb, F_OK) == 0 { try? removeTree(staging) }
+                throw AmpctlError(.cannotCreate, error.message)
             }
             return recovered
         }
@@ -207,17 +203,11 @@ struct RestoreCommand: AsyncParsableCommand {
         }
         let settings = layers.settings
         let archive = BackupArchive(directory: settings.backupTarget ?? source.path + "/backup")
-        guard let major = archive.backups().last?.postgresVersion else {
-            throw AmpctlError(.noInput, "the archive \(archive.directory) has no base backup; nothing can be restored from it")
-        }
         let binaries: PostgresBinaries, version: PostgresVersion
-        do {
-            binaries = try settings.binDir.map { try PostgresBinaries.locate(explicit: $0, searchPath: nil) }
-                ?? PostgresBinaries.installed(major: major)
-                ?? PostgresBinaries.locate(explicit: nil, searchPath: env["PATH"])
-            version = try await binaries.version(cacheDirectory: nil)
+        do throws(BackupError) {
+            (binaries, version) = try await archive.restoreBinaries(binDir: settings.binDir, searchPath: env["PATH"])
         } catch {
-            throw AmpctlError(.unavailable, "\(error); install PostgreSQL \(major) or set [postgres] bin_dir")
+            throw AmpctlError(error.code == .notRestorable ? .noInput : .unavailable, error.message)
         }
         var account: ProcessCredentials? = nil
         if geteuid() == 0 {

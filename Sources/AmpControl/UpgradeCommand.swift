@@ -91,11 +91,7 @@ struct UpgradeCommand: AsyncParsableCommand {
 
         let wasRunning = await serviceRunning(project)
         if wasRunning {
-            // The archive marks the moment before (the old major's WAL stays in it).
-            let stamp = isoTime(epochNow()).filter { $0 != "-" && $0 != ":" }
-            if let client = try? connect(project), (try? await client.createRestorePoint("before-upgrade-" + stamp)) != nil {
-                err("ampctl: restore point before-upgrade-\(stamp) set")
-            }
+            await setRestorePoint(project, "before-upgrade")
             progress(.stopping)
             let (code, text) = await runCaptured("systemctl", ["--user", "stop", project.unit])
             if code != 0 { throw AmpctlError(.failure, "systemctl --user stop \(project.unit) failed: \(text); nothing was changed") }
@@ -196,6 +192,15 @@ struct UpgradeCommand: AsyncParsableCommand {
 
     private func progress(_ phase: UpgradePhase) { err("ampctl: \(phase.numbered)") }
 
+    /// A restore point `PREFIX-TIME` in the running project's archive, when it has one (the
+    /// old major's WAL stays in it); nothing when the archive is off or ampd does not answer.
+    private func setRestorePoint(_ project: Project, _ prefix: String) async {
+        let name = prefix + "-" + compactTime()
+        if let client = try? connect(project), (try? await client.createRestorePoint(name)) != nil {
+            err("ampctl: restore point \(name) set")
+        }
+    }
+
     private func nameSuffix(_ project: Project) -> String { name == nil ? "" : " \(project.name)" }
 
     /// The new binaries: `--bin-dir`, `--to MAJOR`, else the newest installed.
@@ -248,11 +253,7 @@ struct UpgradeCommand: AsyncParsableCommand {
         try confirm("Put PostgreSQL \(copy.major) back in place of the \(current) cluster of \(project.name)? Changes made since the upgrade are lost.", yes: yes)
         let wasRunning = await serviceRunning(project)
         if wasRunning {
-            // The archive marks the moment before (the old major's WAL stays in it).
-            let stamp = isoTime(epochNow()).filter { $0 != "-" && $0 != ":" }
-            if let client = try? connect(project), (try? await client.createRestorePoint("before-upgrade-" + stamp)) != nil {
-                err("ampctl: restore point before-upgrade-\(stamp) set")
-            }
+            await setRestorePoint(project, "before-upgrade-rollback")
             progress(.stopping)
             let (code, text) = await runCaptured("systemctl", ["--user", "stop", project.unit])
             if code != 0 { throw AmpctlError(.failure, "systemctl --user stop \(project.unit) failed: \(text); nothing was changed") }

@@ -98,7 +98,7 @@ extension MetadbOperations {
     /// when the archive is on; a failure is logged, never fatal.
     func automaticRestorePoint(_ prefix: String) async {
         guard let c = backups else { return }
-        let name = prefix + "-" + isoTime(epochNow()).filter { $0 != "-" && $0 != ":" }
+        let name = prefix + "-" + compactTime()
         do throws(MetadbError) { _ = try await makeRestorePoint(name, c) } catch {
             logger.warning("could not set restore point \(name): \(error)")
         }
