@@ -9,6 +9,10 @@ public enum DiskSpace {
     public static let newClusterBytes: UInt64 = 64 << 20
     /// What a start needs free at least: room for a new WAL segment (16 MB by default).
     public static let startBytes: UInt64 = 16 << 20
+    /// What a running server that reported a full disk needs free to be counted healthy again:
+    /// two WAL segments. Lower than ``newClusterBytes``: the project's archive and backups often
+    /// share the disk, and a server that can write its next segments is serving again.
+    public static let runningBytes: UInt64 = 32 << 20
 
     /// Bytes available to an unprivileged user on the file system holding `path` (the
     /// nearest existing ancestor is asked when `path` does not exist yet).

@@ -158,7 +158,7 @@ public final class PostgresServer: Service, Sendable {
                             progress(.recovering)
                         }
                         if DiskSpace.indicatesFull([entry.text]) {
-                            let reason = "disk full on \(dataDirectory): \(DiskSpace.shortfall(needs: DiskSpace.newClusterBytes, on: dataDirectory)); free some space there"
+                            let reason = "disk full on \(dataDirectory): \(DiskSpace.shortfall(needs: DiskSpace.runningBytes, on: dataDirectory)); free some space there"
                             if diskFull.set(reason) { onDiskFull(reason) }
                         }
                     }
@@ -320,7 +320,7 @@ public final class PostgresServer: Service, Sendable {
         let answered = await runOnThread(name: "amp-health", { WireProbe.probe(socketPath: socketPath, user: user, database: database, query: nil, timeout: timeout) })
         // Alive, but it reported a full disk: degraded until there is room again.
         if let reason = diskFull.reason {
-            if (DiskSpace.available(at: handle.dataDirectory) ?? 0) >= DiskSpace.newClusterBytes {
+            if (DiskSpace.available(at: handle.dataDirectory) ?? 0) >= DiskSpace.runningBytes {
                 diskFull.clear()
             } else if case .ok = answered {
                 return .degraded(reason)
