@@ -77,7 +77,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "AmpBackup",
-            dependencies: ["AmpPostgres", "CFiles", "ChildProcess", "SystemSupport", "ThreadSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AmpPostgres", "CFiles", "ChildProcess", "SystemSupport", "ThreadSupport", "Varlink", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "AmpConfig",

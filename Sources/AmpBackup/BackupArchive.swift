@@ -145,6 +145,11 @@ public struct BackupArchive: Sendable {
         let existing = FileContents.text(restorePointsFile, limit: 4 << 20) ?? ""
         let line = "\(point.name)\t\(point.time)\t\(point.lsn)\t\(point.timeline)\n"
         do {
+            // With pgBackRest and a remote repository, this record may be all the directory holds.
+            if access(directory, F_OK) != 0 {
+                try makeDirectories(directory)
+                if let owner, geteuid() == 0 { _ = lchown(directory, owner.uid, owner.gid) }
+            }
             try writeOwned(restorePointsFile, existing + line)
         } catch {
             throw BackupError(.io, "cannot record restore point \(point.name) in \(restorePointsFile): \(error)")

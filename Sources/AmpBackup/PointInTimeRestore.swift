@@ -199,7 +199,59 @@ extension BackupArchive {
                 parameters.append(("recovery_target_timeline", "\(point.timeline)"))
             }
         }
-        let start = backup.endLSN.value
+        return try await Recovery.run(dataDirectory: dataDirectory, parameters: parameters, target: target, backup: backup.id, binaries: binaries,
+                                      version: version, account: account, timeout: timeout, start: backup.endLSN.value, total: total, progress: progress)
+    }
+
+    /// Restores to `target` into the new directory `dataDirectory` with amp's archive
+    /// (``recover(to:into:binaries:version:account:timeout:progress:)``), or with `pgBackRest`
+    /// when it keeps the backups (restore points named from this archive's record; with
+    /// `archiving`, the replay pushes its new timeline to the repository).
+    public func recover(
+        to target: RestoreTarget, into dataDirectory: String, binaries: PostgresBinaries, version: PostgresVersion,
+        account: ProcessCredentials?, timeout: Duration, pgBackRest: PgBackRest?, archiving: Bool,
+        progress: @escaping @Sendable (_ replayed: UInt64, _ total: UInt64) -> Void = { _, _ in }
+    ) async throws(BackupError) -> RecoveredCluster {
+        guard let pgBackRest else {
+            return try await recover(to: target, into: dataDirectory, binaries: binaries, version: version, account: account, timeout: timeout, progress: progress)
+        }
+        var point: RestorePoint? = nil
+        if case .point(let name) = target { point = restorePoints().last { $0.name == name } }
+        return try await pgBackRest.recover(to: target, point: point, into: dataDirectory, binaries: binaries, version: version,
+                                            timeout: timeout, archiving: archiving, progress: progress)
+    }
+
+    /// Flushes the file system holding `path` (syncfs(2)): the restored cluster, replayed
+    /// without fsync, is on disk before it is put anywhere.
+    static func syncFileSystem(of path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return amp_syncfs(fd) == 0
+    }
+
+    /// `2026-12-04 22:30:05.250+00` for `recovery_target_time`.
+    static func postgresTime(_ seconds: Double) -> String {
+        let whole = seconds.rounded(.down)
+        let iso = isoTime(whole)  // 2026-12-04T22:30:05Z
+        let micros = Int(((seconds - whole) * 1_000_000).rounded())
+        let fraction = String(micros + 1_000_000).dropFirst()
+        return iso.dropLast().replacing("T", with: " ") + "." + fraction + "+00"
+    }
+}
+
+
+/// The replay of a prepared data directory (a base backup with `recovery.signal`), shared by
+/// amp's archive and pgBackRest: started with `parameters` on its own socket, followed to its
+/// promotion, stopped, then flushed to disk with one syncfs.
+enum Recovery {
+    /// The failure case is the server's "recovery ended before configured recovery target was
+    /// reached"; other failures are thrown. A failure removes `dataDirectory`.
+    static func run(
+        dataDirectory: String, parameters: [(String, String)], target: RestoreTarget, backup: String, binaries: PostgresBinaries,
+        version: PostgresVersion, account: ProcessCredentials?, timeout: Duration, start: UInt64, total: UInt64,
+        progress: @escaping @Sendable (UInt64, UInt64) -> Void
+    ) async throws(BackupError) -> Result<RecoveredCluster, BackupError> {
         let watcher = ReplayWatcher(start: start, total: total, progress: progress)
         // The socket goes in the data directory (or a short private one when that path is too long).
         var builder = PostgresBuilder(dataDirectory: dataDirectory).binaries(binaries, version: version)
@@ -222,7 +274,7 @@ extension BackupArchive {
             (try? LibPQ.rows(conninfo, "SELECT extract(epoch FROM pg_catalog.pg_last_xact_replay_timestamp())::float8, pg_catalog.pg_current_wal_lsn()::text"))?.first
         }
         _ = await server.stop()
-        guard Self.syncFileSystem(of: dataDirectory) else {
+        guard BackupArchive.syncFileSystem(of: dataDirectory) else {
             try? removeTree(dataDirectory)
             throw BackupError(.io, "cannot flush the restored cluster to disk (syncfs \(dataDirectory): \(String(cString: strerror(errno)))); nothing was changed")
         }
@@ -230,26 +282,8 @@ extension BackupArchive {
         let reachedLSN = watcher.redoEnd ?? facts.flatMap { $0.count > 1 ? $0[1] : nil }.flatMap { LSN($0) }
         let replayed = reachedLSN.map { $0.value > start ? $0.value - start : 0 } ?? 0
         progress(replayed, max(total, replayed))
-        return .success(RecoveredCluster(dataDirectory: dataDirectory, backup: backup.id, reachedTime: reachedTime, reachedLSN: reachedLSN,
+        return .success(RecoveredCluster(dataDirectory: dataDirectory, backup: backup, reachedTime: reachedTime, reachedLSN: reachedLSN,
                                          replayedBytes: replayed, stoppedEarly: nil))
-    }
-
-    /// Flushes the file system holding `path` (syncfs(2)): the restored cluster, replayed
-    /// without fsync, is on disk before it is put anywhere.
-    static func syncFileSystem(of path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return amp_syncfs(fd) == 0
-    }
-
-    /// `2026-12-04 22:30:05.250+00` for `recovery_target_time`.
-    static func postgresTime(_ seconds: Double) -> String {
-        let whole = seconds.rounded(.down)
-        let iso = isoTime(whole)  // 2026-12-04T22:30:05Z
-        let micros = Int(((seconds - whole) * 1_000_000).rounded())
-        let fraction = String(micros + 1_000_000).dropFirst()
-        return iso.dropLast().replacing("T", with: " ") + "." + fraction + "+00"
     }
 }
 
@@ -304,9 +338,11 @@ struct ReplayLogHandler: LogHandler {
 extension BackupArchive {
     /// The binaries that restore this archive: `binDir` when given, else the installed ones of
     /// the newest backup's major, else the first on `searchPath`; with their version.
-    public func restoreBinaries(binDir: String?, searchPath: String?) async throws(BackupError) -> (PostgresBinaries, PostgresVersion) {
-        guard let major = backups().last?.postgresVersion else {
-            throw BackupError(.notRestorable, "the archive \(directory) has no base backup; nothing can be restored from it")
+    public func restoreBinaries(binDir: String?, searchPath: String?, pgBackRest: PgBackRest? = nil) async throws(BackupError) -> (PostgresBinaries, PostgresVersion) {
+        var newest = backups().last
+        if let pgBackRest { newest = try await pgBackRest.info().backups.last }
+        guard let major = newest?.postgresVersion else {
+            throw BackupError(.notRestorable, "\(pgBackRest.map { "the pgBackRest repository (stanza \($0.stanza))" } ?? "the archive \(directory)") has no base backup; nothing can be restored from it")
         }
         do {
             let binaries = try binDir.map { try PostgresBinaries.locate(explicit: $0, searchPath: nil) }

@@ -34,6 +34,7 @@ public struct Setting: Sendable, Hashable {
         binDir, locale, encoding, initdbArgs, postgresUser, socketDir, startTimeout, stopTimeout, templateCache, profile, memory,
         cpus, listen, tls, tlsCertificate, tlsKey, externalURL, seed, seedOutsideProject,
         backupArchive, backupTarget, backupWindow, backupMaxSize, backupSynchronous, backupInterval, backupSlotLimit,
+        backupEngine, backupRepository,
     ]
 
     /// The tables of `config.toml` amp reads.
@@ -128,6 +129,14 @@ public struct Setting: Sendable, Hashable {
         key: "max_slot_wal", variable: "AMP_BACKUP_MAX_SLOT_WAL", flag: nil, kind: .memory, defaultText: "1GB",
         summary: "WAL the cluster keeps for a stopped or lagging archiver (max_slot_wal_keep_size); beyond it the archive has a gap and a new base backup starts",
         field: .memory(\.backupSlotLimit), table: "backup")
+    public static let backupEngine = Setting(
+        key: "engine", variable: "AMP_BACKUP_ENGINE", flag: nil, kind: .engine, defaultText: "amp",
+        summary: "Who keeps the backups: amp (pg_receivewal and pg_basebackup into target) or pgbackrest (archive_command and pgbackrest backup, to any repository pgBackRest supports, such as S3)",
+        field: .engine, table: "backup")
+    public static let backupRepository = Setting(
+        key: "repository", variable: "AMP_BACKUP_REPOSITORY", flag: nil, kind: .options, defaultText: "a repository in target/pgbackrest",
+        summary: "pgBackRest options for engine = pgbackrest, as [\"NAME=VALUE\", …] (repo1-type=s3, repo1-s3-bucket=…, stanza=…); secrets are better in PGBACKREST_* variables of ampd's environment",
+        field: .list(\.backupRepository), table: "backup")
 
     /// The server parameters' table, variables and flag (not a single value; documented with
     /// the others).
@@ -146,6 +155,11 @@ public struct Setting: Sendable, Hashable {
             if kind == .url, let problem = ExternalURL.problem(text) { return .failure(.init(problem, phrase: true, echo: false)) }
             return .success(.text(kind == .url ? text : Self.absolute(text, baseDirectory)))
         case .arguments, .seedPaths: return .success(.list(text.split(whereSeparator: \.isWhitespace).map(String.init)))
+        case .options:
+            let items = text.split(whereSeparator: \.isWhitespace).map(String.init)
+            if let bad = items.first(where: { BackupRepositoryOption.split($0) == nil }) { return .failure(.init("\(SettingBounds.optionsText); \"\(bad)\" is not", phrase: true)) }
+            return .success(.list(items))
+        case .engine: return BackupEngine(rawValue: text).map { .success(.engine($0)) } ?? .failure(.init(SettingBounds.engineText))
         case .duration: return parseTimeout(text).map { .success(.duration($0)) } ?? .failure(.init("a duration \(SettingBounds.timeoutText)"))
         case .period: return parsePeriod(text).map { .success(.duration($0)) } ?? .failure(.init("a duration \(SettingBounds.periodText)"))
         case .boolean:
@@ -182,6 +196,18 @@ public struct Setting: Sendable, Hashable {
         case (.boolean, _): return must("true or false")
         case (.profile, .string(let s)) where Profile(rawValue: s) != nil: return parse(text: s, baseDirectory: baseDirectory)
         case (.profile, _): return must(SettingBounds.profileText)
+        case (.engine, .string(let s)) where BackupEngine(rawValue: s) != nil: return parse(text: s, baseDirectory: baseDirectory)
+        case (.engine, _): return must(SettingBounds.engineText)
+        case (.options, .array(let items)):
+            var out: [String] = []
+            for item in items {
+                guard case .string(let s) = item, BackupRepositoryOption.split(s) != nil else {
+                    return .failure(.init("must contain only \(SettingBounds.optionsText), found \(Self.describe(item))", phrase: true))
+                }
+                out.append(s)
+            }
+            return .success(.list(out))
+        case (.options, _): return must("an array of strings such as [\"repo1-type=s3\", \"repo1-s3-bucket=backups\"]")
         case (.memory, .string(let s)): return MemorySize(parsing: s).map { .success(.memory($0)) } ?? must("a size \(MemorySize.rangeText)")
         case (.memory, .integer(let n)): return MemorySize(parsing: "\(n)").map { .success(.memory($0)) } ?? must("a size \(MemorySize.rangeText)")
         case (.memory, _): return must("a size \(MemorySize.rangeText)")
@@ -230,7 +256,7 @@ public struct Setting: Sendable, Hashable {
 
 /// The kinds of value a setting takes, each with its parser and bounds.
 public enum SettingKind: Sendable, Equatable {
-    case text, path, url, duration, period, boolean, profile, memory, cpus, listen, arguments, seedPaths
+    case text, path, url, duration, period, boolean, profile, memory, cpus, listen, arguments, seedPaths, engine, options
 
     /// The word the documentation and `--help` use for a value of this kind.
     public var valueName: String {
@@ -246,6 +272,8 @@ public enum SettingKind: Sendable, Equatable {
         case .listen: "ADDRESS"
         case .arguments: "ARG"
         case .seedPaths: "PATHS"
+        case .engine: "ENGINE"
+        case .options: "OPTIONS"
         }
     }
 }
@@ -257,6 +285,7 @@ public enum SettingValue: Sendable, Equatable {
     case duration(Duration)
     case boolean(Bool)
     case profile(Profile)
+    case engine(BackupEngine)
     case memory(MemorySize)
     case cpus(Int)
     case listen(ListenAddress)
@@ -285,7 +314,7 @@ enum SettingField: Sendable {
     case duration(WritableKeyPath<SettingsLayer, Duration?> & Sendable)
     case boolean(WritableKeyPath<SettingsLayer, Bool?> & Sendable)
     case memory(WritableKeyPath<SettingsLayer, MemorySize?> & Sendable)
-    case profile, cpus, listen
+    case profile, cpus, listen, engine
 
     func store(_ value: SettingValue, in layer: inout SettingsLayer) {
         switch (self, value) {
@@ -294,6 +323,7 @@ enum SettingField: Sendable {
         case (.duration(let k), .duration(let v)): layer[keyPath: k] = v
         case (.boolean(let k), .boolean(let v)): layer[keyPath: k] = v
         case (.profile, .profile(let v)): layer.profile = v
+        case (.engine, .engine(let v)): layer.backupEngine = v
         case (.memory(let k), .memory(let v)): layer[keyPath: k] = v
         case (.cpus, .cpus(let v)): layer.cpus = v
         case (.listen, .listen(let v)): layer.listen = v
@@ -308,6 +338,7 @@ enum SettingField: Sendable {
         case .duration(let k): layer[keyPath: k] != nil
         case .boolean(let k): layer[keyPath: k] != nil
         case .profile: layer.profile != nil
+        case .engine: layer.backupEngine != nil
         case .memory(let k): layer[keyPath: k] != nil
         case .cpus: layer.cpus != nil
         case .listen: layer.listen != nil
@@ -323,6 +354,7 @@ enum SettingField: Sendable {
         case .duration(let k): return layer[keyPath: k].map(formatDuration)
         case .boolean(let k): return layer[keyPath: k].map { $0 ? "true" : "false" }
         case .profile: return layer.profile?.rawValue
+        case .engine: return layer.backupEngine?.rawValue
         case .memory(let k): return layer[keyPath: k]?.description
         case .cpus: return layer.cpus.map(String.init)
         case .listen: return layer.listen?.description

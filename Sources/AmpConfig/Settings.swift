@@ -59,6 +59,10 @@ public struct AmpSettings: Sendable, Equatable {
     public var backupInterval: Duration = .seconds(6 * 3600)
     /// `[backup] max_slot_wal`: WAL kept for a stopped archiver (max_slot_wal_keep_size).
     public var backupSlotLimit = MemorySize(parsing: "1GB") ?? MemorySize.minimum
+    /// `[backup] engine`: amp's own archive, or pgBackRest.
+    public var backupEngine = BackupEngine.amp
+    /// `[backup] repository`: pgBackRest options (`name=value`) for `engine = "pgbackrest"`.
+    public var backupRepository: [String] = []
 
     public struct Parameter: Sendable, Equatable {
         public var name: String
@@ -90,6 +94,8 @@ public struct AmpSettings: Sendable, Equatable {
         l.backupSynchronous = backupSynchronous
         l.backupInterval = backupInterval
         l.backupSlotLimit = backupSlotLimit
+        l.backupEngine = backupEngine
+        l.backupRepository = backupRepository
         return l
     }
 
@@ -121,6 +127,8 @@ public struct AmpSettings: Sendable, Equatable {
         if let v = layer.backupSynchronous { backupSynchronous = v }
         if let v = layer.backupInterval { backupInterval = v }
         if let v = layer.backupSlotLimit { backupSlotLimit = v }
+        if let v = layer.backupEngine { backupEngine = v }
+        if let v = layer.backupRepository { backupRepository = v }
         for p in layer.parameters {
             if let i = parameters.firstIndex(where: { $0.name.lowercased() == p.name.lowercased() }) {
                 parameters[i] = p
@@ -161,6 +169,8 @@ public struct SettingsLayer: Sendable, Equatable {
     public var backupSynchronous: Bool?
     public var backupInterval: Duration?
     public var backupSlotLimit: MemorySize?
+    public var backupEngine: BackupEngine?
+    public var backupRepository: [String]?
     public var parameters: [AmpSettings.Parameter] = []
 
     public init(
@@ -195,6 +205,8 @@ public enum SettingBounds {
     public static let cpus: ClosedRange<Int> = 1...4096
     public static let cpusText = "a whole number of CPUs from 1 to 4096"
     public static let profileText = "dev or durable"
+    public static let engineText = "amp or pgbackrest"
+    public static let optionsText = "pgBackRest options as NAME=VALUE, such as repo1-type=s3 (NAME of lower-case letters, digits and '-'; no line breaks)"
     /// Backup periods (`[backup] window`, `base_interval`): from a minute to a year.
     public static let period: ClosedRange<Duration> = .seconds(60) ... .seconds(366 * 86_400)
     public static let periodText = "from 1min to 366d, such as \"30min\", \"24h\" or \"7d\""
@@ -243,3 +255,25 @@ public func isValidParameterName(_ name: String) -> Bool {
         && !name.hasSuffix(".") && !name.contains("..")
 }
 
+
+/// Who keeps the backups (`[backup] engine`).
+public enum BackupEngine: String, Sendable, CaseIterable {
+    /// amp's own archive: `pg_receivewal` on a slot, `pg_basebackup`, in `[backup] target`.
+    case amp
+    /// pgBackRest: `archive_command` pushes whole segments, `pgbackrest backup` (full, then
+    /// incremental), to any repository it supports (a directory, S3, Azure, GCS, SFTP).
+    case pgbackrest
+}
+
+/// One pgBackRest option of `[backup] repository` (`repo1-type=s3`), checked at the edge.
+public enum BackupRepositoryOption {
+    /// The option's name and value, or nil when `text` is not `NAME=VALUE` with a name of
+    /// lower-case letters, digits and '-' and a value without line breaks or NUL.
+    public static func split(_ text: String) -> (name: String, value: String)? {
+        guard let eq = text.firstIndex(of: "=") else { return nil }
+        let name = String(text[..<eq]), value = String(text[text.index(after: eq)...])
+        guard !name.isEmpty, name.count <= 64, name.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }),
+              !value.isEmpty, !value.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\0" }) else { return nil }
+        return (name, value)
+    }
+}

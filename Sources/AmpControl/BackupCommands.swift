@@ -38,9 +38,10 @@ struct BackupListCommand: AsyncParsableCommand {
                 outJSON(.object((try? JSONValueEncoder().encodeObject(reply)) ?? [:]))
                 return .success
             }
-            out("ID                 FINISHED              SIZE       PG  TL  VERIFIED")
+            let width = max(17, reply.backups.map(\.id.count).max() ?? 0)
+            out("ID".padding(toLength: width) + "  FINISHED              SIZE       PG  TL  VERIFIED")
             for b in reply.backups {
-                out(b.id.padding(toLength: 17) + "  " + b.finished.padding(toLength: 20) + "  " + humanBytes(b.sizeBytes).padding(toLength: 9) + "  "
+                out(b.id.padding(toLength: width) + "  " + b.finished.padding(toLength: 20) + "  " + humanBytes(b.sizeBytes).padding(toLength: 9) + "  "
                     + b.postgresVersion.padding(toLength: 2) + "  " + "\(b.timeline)".padding(toLength: 2) + "  " + (b.verified ?? "-"))
             }
             out(archiveLine(reply.archive))
@@ -54,8 +55,8 @@ struct BackupListCommand: AsyncParsableCommand {
 /// "restorable from T0 to T1 (archive lag 0.3 s)", or why nothing is.
 func archiveLine(_ a: MetadbArchive) -> String {
     guard let from = a.restorableFrom, let to = a.restorableTo else { return "nothing restorable yet (archive \(a.state), \(a.target))" }
-    let lag = a.lagSeconds.map { "\(($0 * 10).rounded() / 10) s" } ?? "unknown"
-    return "restorable from \(from) to \(to) (archive lag \(lag); \(a.state); \(humanBytes(a.sizeBytes)) in \(a.target))"
+    let lag = a.lagSeconds.map { "archive lag \(($0 * 10).rounded() / 10) s; " } ?? ""
+    return "restorable from \(from) to \(to) (\(lag)\(a.state); \(humanBytes(a.sizeBytes)) in \(a.target))"
 }
 
 struct BackupCreateCommand: AsyncParsableCommand {
@@ -168,7 +169,7 @@ struct RestoreCommand: AsyncParsableCommand {
         err("ampctl: \(project.name) is not running; restoring here (ampd is not needed)")
         let recovered = try await withLock(ampDir) { () async throws(AmpctlError) -> RecoveredCluster in
             let staging = ampDir.path + "/.pitr-\(getpid())"
-            let recovered = try await recoverLocally(project, parsed, into: staging)
+            let recovered = try await recoverLocally(project, parsed, into: staging, inPlace: true)
             do throws(BackupError) {
                 if let kept = try BackupArchive.putInPlace(staging, dataDirectory: ampDir.metadb, rollbackDirectory: ampDir.rollbackDirectory) {
                     err("ampctl: the replaced cluster is kept in \(kept) (remove it with `ampctl gc` once you are sure)")
@@ -192,7 +193,7 @@ struct RestoreCommand: AsyncParsableCommand {
     /// Replays the project's archive to `target` into `dataDirectory` with the project's
     /// binaries (`[postgres] bin_dir`, else the installed ones of the backup's major), as the
     /// project directory's owner when run as root. Progress on standard error past a second.
-    private func recoverLocally(_ project: Project, _ target: RestoreTarget, into dataDirectory: String) async throws(AmpctlError) -> RecoveredCluster {
+    private func recoverLocally(_ project: Project, _ target: RestoreTarget, into dataDirectory: String, inPlace: Bool) async throws(AmpctlError) -> RecoveredCluster {
         let env = Platform.current.environment
         let source = AmpDirectory(base: project.base, source: .flag)
         let layers: ConfigurationLayers
@@ -202,13 +203,8 @@ struct RestoreCommand: AsyncParsableCommand {
             throw AmpctlError(.config, error.message)
         }
         let settings = layers.settings
-        let archive = BackupArchive(directory: settings.backupTarget ?? source.path + "/backup")
-        let binaries: PostgresBinaries, version: PostgresVersion
-        do throws(BackupError) {
-            (binaries, version) = try await archive.restoreBinaries(binDir: settings.binDir, searchPath: env["PATH"])
-        } catch {
-            throw AmpctlError(error.code == .notRestorable ? .noInput : .unavailable, error.message)
-        }
+        let archiveDirectory = settings.backupTarget ?? source.path + "/backup"
+        let archive = BackupArchive(directory: archiveDirectory)
         var account: ProcessCredentials? = nil
         if geteuid() == 0 {
             var st = stat()
@@ -217,17 +213,35 @@ struct RestoreCommand: AsyncParsableCommand {
             }
             account = owner
         }
+        var pgBackRest: PgBackRest? = nil
+        let binaries: PostgresBinaries, version: PostgresVersion
+        do throws(BackupError) {
+            if settings.backupEngine == .pgbackrest {
+                var engine = try PgBackRest.forProject(
+                    ampDirectory: source.path, dataDirectory: source.metadb, target: archiveDirectory, repository: settings.backupRepository,
+                    window: Double(settings.backupWindow.components.seconds), projectName: project.name, environment: env)
+                engine.account = account
+                try engine.writeConfiguration()
+                pgBackRest = engine
+            }
+            (binaries, version) = try await archive.restoreBinaries(binDir: settings.binDir, searchPath: env["PATH"], pgBackRest: pgBackRest)
+        } catch {
+            throw AmpctlError(error.code == .notRestorable ? .noInput : .unavailable, error.message)
+        }
         let started = ContinuousClock.now
         let shown = Mutex(ContinuousClock.now)
         do throws(BackupError) {
-            return try await archive.recover(to: target, into: dataDirectory, binaries: binaries, version: version, account: account, timeout: .seconds(24 * 3600)) { replayed, total in
+            // In place, the restored cluster keeps the stanza and pushes its new timeline there;
+            // --into makes another project, which must not write into this one's repository.
+            return try await archive.recover(to: target, into: dataDirectory, binaries: binaries, version: version, account: account,
+                                             timeout: .seconds(24 * 3600), pgBackRest: pgBackRest, archiving: inPlace) { replayed, total in
                 guard ContinuousClock.now - started > .seconds(1) else { return }
                 let due = shown.withLock { last -> Bool in
                     guard ContinuousClock.now - last > .seconds(1) else { return false }
                     last = ContinuousClock.now
                     return true
                 }
-                if due { err("ampctl: replayed \(replayed >> 20) of \(total >> 20) MB of WAL") }
+                if due { err("ampctl: replayed \(replayed >> 20)\(total > replayed ? " of \(total >> 20)" : "") MB of WAL") }
             }
         } catch {
             try? removeTree(dataDirectory)
@@ -278,7 +292,7 @@ struct RestoreCommand: AsyncParsableCommand {
         err("ampctl: restoring \(project.name) to \(self.target) into \(target.metadb) (the current cluster is not touched)")
         let recovered: RecoveredCluster
         do {
-            recovered = try await recoverLocally(project, parsed, into: target.metadb)
+            recovered = try await recoverLocally(project, parsed, into: target.metadb, inPlace: false)
         } catch {
             try? removeTree(target.path)
             if madeBase { rmdir(base) }

@@ -23,6 +23,13 @@ struct BackupContext: Sendable {
     var timeout: Duration
 
     var archive: BackupArchive { coordinator.archive }
+
+    /// Restores to `target` into `dataDirectory` with whichever engine keeps the backups.
+    func recover(to target: RestoreTarget, into dataDirectory: String, archiving: Bool,
+                 progress: @escaping @Sendable (UInt64, UInt64) -> Void) async throws(BackupError) -> RecoveredCluster {
+        try await archive.recover(to: target, into: dataDirectory, binaries: binaries, version: version, account: account, timeout: timeout,
+                                  pgBackRest: coordinator.pgBackRest, archiving: archiving, progress: progress)
+    }
 }
 
 extension MetadbOperations {
@@ -48,7 +55,8 @@ extension MetadbOperations {
 
     func listBackups() async throws(MetadbError) -> Metadb.ListBackups.Reply {
         let c = try backupContext()
-        return .init(backups: c.archive.backups().map(Self.wire), archive: await c.coordinator.describe())
+        _ = await c.coordinator.repositoryInfo(maxAge: 0)
+        return .init(backups: await c.coordinator.backups().map(Self.wire), archive: await c.coordinator.describe())
     }
 
     func createBackup() async throws(MetadbError) -> MetadbBackup {
@@ -133,7 +141,12 @@ extension MetadbOperations {
         if !gone {
             let handle = try readyHandle()
             await automaticRestorePoint("before-restore")
-            await settleArchive(handle, limit: .seconds(10))
+            if let engine = c.coordinator.pgBackRest {
+                // A switch to a new segment, pushed: every commit so far is in the repository.
+                do throws(BackupError) { try await engine.check() } catch { logger.warning("before the restore: \(error.message)") }
+            } else {
+                await settleArchive(handle, limit: .seconds(10))
+            }
         }
         let staging = parentDirectory(c.dataDirectory) + "/.pitr-\(getpid())"
         let board = self.board
@@ -142,10 +155,9 @@ extension MetadbOperations {
         defer { board.update { $0.operation = nil } }
         let recovered: RecoveredCluster
         do throws(BackupError) {
-            recovered = try await c.archive.recover(
-                to: target, into: staging, binaries: c.binaries, version: c.version, account: c.account, timeout: c.timeout) { replayed, total in
+            recovered = try await c.recover(to: target, into: staging, archiving: true) { replayed, total in
                 let percent = total > 0 ? min(100, replayed * 100 / total) : 100
-                board.update { $0.operation = "\(label): replayed \(replayed >> 20) of \(total >> 20) MB of WAL (\(percent) %)" }
+                board.update { $0.operation = total > replayed ? "\(label): replayed \(replayed >> 20) of \(total >> 20) MB of WAL (\(percent) %)" : "\(label): replayed \(replayed >> 20) MB of WAL" }
             }
         } catch {
             try? removeTree(staging)
@@ -214,11 +226,17 @@ extension MetadbOperations {
     /// (<https://www.postgresql.org/docs/15/app-pgamcheck.html>).
     func verifyBackup() async throws(MetadbError) -> Metadb.VerifyBackup.Reply {
         let c = try backupContext()
-        guard let newest = c.archive.backups().last else { throw .notRestorable(message: "the archive has no base backup yet; take one with `ampctl backup create`") }
+        _ = await c.coordinator.repositoryInfo(maxAge: 0)
+        guard let newest = await c.coordinator.backups().last else { throw .notRestorable(message: "the archive has no base backup yet; take one with `ampctl backup create`") }
         var checks: [String] = []
-        let verify = try await tool(c, "pg_verifybackup", ["-q", "-i", BaseBackup.recordName, c.archive.path(of: newest)])
-        guard verify.ok else { throw .backupFailed(message: "backup \(newest.id) is damaged: pg_verifybackup: \(verify.text)") }
-        checks.append("pg_verifybackup: every file of \(newest.id) matches its backup_manifest")
+        if let engine = c.coordinator.pgBackRest {
+            do throws(BackupError) { try await engine.verify(timeout: c.timeout) } catch { throw Self.mapped(error) }
+            checks.append("pgbackrest verify: every file of every backup and the WAL in the repository match their checksums")
+        } else {
+            let verify = try await tool(c, "pg_verifybackup", ["-q", "-i", BaseBackup.recordName, c.archive.path(of: newest)])
+            guard verify.ok else { throw .backupFailed(message: "backup \(newest.id) is damaged: pg_verifybackup: \(verify.text)") }
+            checks.append("pg_verifybackup: every file of \(newest.id) matches its backup_manifest")
+        }
         let scratch = parentDirectory(c.dataDirectory) + "/.verify-\(getpid())"
         defer { try? removeTree(scratch) }
         let board = self.board
@@ -226,8 +244,8 @@ extension MetadbOperations {
         defer { board.update { $0.operation = nil } }
         let recovered: RecoveredCluster
         do throws(BackupError) {
-            recovered = try await c.archive.recover(to: .latest, into: scratch, binaries: c.binaries, version: c.version, account: c.account, timeout: c.timeout) { replayed, total in
-                board.update { $0.operation = "verifying backup \(newest.id): replayed \(replayed >> 20) of \(total >> 20) MB of WAL" }
+            recovered = try await c.recover(to: .latest, into: scratch, archiving: false) { replayed, total in
+                board.update { $0.operation = "verifying backup \(newest.id): replayed \(replayed >> 20)\(total > replayed ? " of \(total >> 20)" : "") MB of WAL" }
             }
         } catch {
             throw .backupFailed(message: "backup \(newest.id) and its WAL do not restore: \(error.message)")
@@ -266,7 +284,7 @@ extension MetadbOperations {
         case .failure(let e): throw e
         case .success(let found): checks += found
         }
-        c.archive.markVerified(newest)
+        if c.coordinator.pgBackRest == nil { c.archive.markVerified(newest) }
         logger.notice("verified backup \(newest.id): \(checks.joined(separator: "; "))")
         return .init(backup: newest.id, checks: checks)
     }

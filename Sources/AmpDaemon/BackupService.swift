@@ -38,6 +38,10 @@ final class BackupCoordinator: Sendable {
     let policy: BackupPolicy
     /// One kept connection for the lag query (closed with the others before a clone).
     let session: LibPQSessionSlot
+    /// pgBackRest, when it keeps the backups instead of amp's archive (`[backup] engine`).
+    let pgBackRest: PgBackRest?
+    /// The newest `pgbackrest info` and when it was read (a network call for S3: once a minute).
+    private let repository = Mutex<(info: PgBackRestInfo?, read: Double)>((nil, 0))
     private let busy = Mutex(false)
     /// When a scheduled base backup was last tried (a failing one is retried after a minute).
     private let lastAttempt = Mutex(0.0)
@@ -48,8 +52,9 @@ final class BackupCoordinator: Sendable {
     /// How often the archive's state is refreshed and the schedule looked at while streaming.
     static let tickInterval = Duration.seconds(5)
 
-    init(archive: BackupArchive, archiver: WALArchiver, board: StatusBoard, logger: Logger, policy: BackupPolicy, session: LibPQSessionSlot) {
+    init(archive: BackupArchive, archiver: WALArchiver, board: StatusBoard, logger: Logger, policy: BackupPolicy, session: LibPQSessionSlot, pgBackRest: PgBackRest?) {
         self.session = session
+        self.pgBackRest = pgBackRest
         self.archive = archive
         self.archiver = archiver
         self.board = board
@@ -59,7 +64,9 @@ final class BackupCoordinator: Sendable {
 
     // MARK: - base backups
 
-    /// Takes a base backup (after any under way), then applies retention.
+    /// Takes a base backup (after any under way), then applies retention. With pgBackRest:
+    /// a full backup when none finished within the window, else an incremental one (pgBackRest
+    /// expires what its retention no longer keeps after each backup).
     func takeBaseBackup(reason: String) async throws(BackupError) -> BaseBackup {
         while busy.withLock({ let was = $0; if !was { $0 = true }; return was }) {
             do { try await Task.sleep(for: .milliseconds(200)) } catch { throw BackupError(.tool, "cancelled while another base backup ran") }
@@ -68,15 +75,49 @@ final class BackupCoordinator: Sendable {
         guard let handle = board.handle else { throw BackupError(.tool, "PostgreSQL is not ready; wait until `ampctl status` says ready") }
         logger.info("taking a base backup (\(reason))")
         let began = ContinuousClock.now
-        let backup = try await archive.takeBaseBackup(handle: handle, binaries: archiver.binaries, account: archiver.account, deadline: .now + .seconds(6 * 3600))
+        let backup: BaseBackup
+        if let engine = pgBackRest {
+            let known = await repositoryInfo(maxAge: 0)?.backups ?? []
+            let kinds = repository.withLock { $0.info?.kinds ?? [:] }
+            let full = !known.contains { kinds[$0.id] == "full" && epochNow() - $0.finished < policy.window }
+            try await engine.backup(full: full, timeout: .seconds(6 * 3600))
+            guard let newest = await repositoryInfo(maxAge: 0)?.backups.last else { throw BackupError(.tool, "pgbackrest backup ended, but pgbackrest info lists no backup") }
+            backup = newest
+            logger.notice("pgBackRest backup \(backup.id) (\(full ? "full" : "incremental")) taken in \(ContinuousClock.now - began) (\(backup.sizeBytes >> 20) MB into the repository, \(backup.startLSN)–\(backup.endLSN))")
+        } else {
+            backup = try await archive.takeBaseBackup(handle: handle, binaries: archiver.binaries, account: archiver.account, deadline: .now + .seconds(6 * 3600))
+            logger.notice("base backup \(backup.id) taken in \(ContinuousClock.now - began) (\(backup.sizeBytes >> 20) MB, \(backup.startLSN)–\(backup.endLSN)), checked with pg_verifybackup")
+        }
         needsBase.withLock { $0 = false }
-        logger.notice("base backup \(backup.id) taken in \(ContinuousClock.now - began) (\(backup.sizeBytes >> 20) MB, \(backup.startLSN)–\(backup.endLSN)), checked with pg_verifybackup")
         applyRetention()
         return backup
     }
 
-    /// Removes what the window and size bound no longer keep.
+    /// The base backups, oldest first: amp's archive's, or the pgBackRest repository's.
+    func backups() async -> [BaseBackup] {
+        guard pgBackRest != nil else { return archive.backups() }
+        return await repositoryInfo(maxAge: 60)?.backups ?? []
+    }
+
+    /// `pgbackrest info`, read again when older than `maxAge` seconds; nil when it fails.
+    func repositoryInfo(maxAge: Double) async -> PgBackRestInfo? {
+        guard let engine = pgBackRest else { return nil }
+        let (cached, read) = repository.withLock { ($0.info, $0.read) }
+        if let cached, epochNow() - read < maxAge { return cached }
+        do throws(BackupError) {
+            let info = try await engine.info()
+            repository.withLock { $0 = (info, epochNow()) }
+            return info
+        } catch {
+            logger.warning("pgBackRest: \(error.message)")
+            return cached
+        }
+    }
+
+    /// Removes what the window and size bound no longer keep (amp's archive; pgBackRest
+    /// applies its own retention after each backup).
     func applyRetention() {
+        guard pgBackRest == nil else { return }
         let now = epochNow()
         lastRetention.withLock { $0 = now }
         let plan = RetentionPlan(backups: archive.backups(), walBytesBySegment: archive.walBytesBySegment(), now: now, window: policy.window, maxBytes: policy.maxBytes)
@@ -89,6 +130,7 @@ final class BackupCoordinator: Sendable {
 
     /// The archive's reach and state, as the status and `ListBackups` show them.
     func describe(state: String? = nil) async -> MetadbArchive {
+        if let engine = pgBackRest { return await describeRepository(engine, state: state) }
         var lag: (bytes: Int64, seconds: Double?)? = nil
         if let conninfo = board.handle?.conninfo {
             let session = self.session
@@ -103,6 +145,40 @@ final class BackupCoordinator: Sendable {
             state: state ?? current.archive ?? "off", target: archive.directory, sizeBytes: Int64(clamping: archive.sizeBytes()),
             lagSeconds: lag.map { $0.bytes == 0 ? 0 : ($0.seconds ?? 0) }, restorableFrom: coverage.from.map(isoTime), restorableTo: coverage.to.map(isoTime),
             problem: archive.diskFullProblem() ?? coverage.problem, restorePoints: archive.restorePoints().map { "\($0.name) at \(isoTime($0.time))" })
+    }
+
+    /// The pgBackRest repository's reach: from the oldest backup to the last segment
+    /// PostgreSQL archived (`pg_stat_archiver`); a failed push after the last good one is
+    /// the problem. See <https://www.postgresql.org/docs/15/monitoring-stats.html#MONITORING-PG-STAT-ARCHIVER-VIEW>.
+    private func describeRepository(_ engine: PgBackRest, state: String?) async -> MetadbArchive {
+        let info = await repositoryInfo(maxAge: 60)
+        var archived: Double? = nil
+        var problem: String? = nil
+        if let conninfo = board.handle?.conninfo {
+            let session = self.session
+            let row = await runOnThread(name: "amp-archive-lag") {
+                (try? session.rows(conninfo, "SELECT extract(epoch FROM last_archived_time)::float8, last_failed_wal, extract(epoch FROM last_failed_time)::float8 FROM pg_catalog.pg_stat_archiver"))?.first
+            }
+            if let row, row.count == 3 {
+                archived = row[0].flatMap { Double($0) }
+                if let failed = row[2].flatMap({ Double($0) }), failed > (archived ?? 0) {
+                    problem = "archive-push of \(row[1] ?? "a WAL segment") failed at \(isoTime(failed)); pgBackRest's error is in `ampctl logs`"
+                }
+            }
+        }
+        if info == nil { problem = problem ?? "pgbackrest info failed; see `ampctl logs`" }
+        if let info, info.statusCode != 0, info.statusCode != 2 { problem = problem ?? "pgBackRest: \(info.statusMessage)" }
+        let backups = info?.backups ?? []
+        let to = [archived, backups.last?.finished].compactMap { $0 }.max()
+        let repo = engine.options.first { $0.name == "repo1-type" }.map { type in
+            "pgBackRest \(type.value) repository" + (engine.options.first { $0.name == "repo1-s3-bucket" }.map { " (bucket \($0.value))" } ?? "")
+        } ?? "pgBackRest repository " + (engine.options.first { $0.name == "repo1-path" }?.value ?? "")
+        return MetadbArchive(
+            state: state ?? board.status.archive ?? "off", target: repo + ", stanza " + engine.stanza,
+            sizeBytes: Int64(clamping: backups.reduce(UInt64(0)) { $0 &+ $1.sizeBytes }), lagSeconds: nil,
+            restorableFrom: backups.first.map { isoTime($0.finished) }, restorableTo: backups.isEmpty ? nil : to.map(isoTime),
+            problem: problem ?? (backups.isEmpty ? "no backup yet: the first one starts when PostgreSQL is ready" : nil),
+            restorePoints: archive.restorePoints().map { "\($0.name) at \(isoTime($0.time))" })
     }
 
     private func publish(_ state: String, problem: String? = nil) async {
@@ -121,6 +197,7 @@ final class BackupCoordinator: Sendable {
     /// Runs until cancelled: waits for a ready server, prepares the slot and the archive,
     /// streams with `pg_receivewal`, restarts it when it ends (1 s, doubling to 30 s).
     func supervise() async {
+        if let engine = pgBackRest { return await superviseRepository(engine) }
         var delay = Duration.seconds(1)
         board.update { $0.archive = "starting" }
         while !Task.isCancelled {
@@ -219,19 +296,56 @@ final class BackupCoordinator: Sendable {
         }
     }
 
+    /// pgBackRest's loop: once PostgreSQL is ready, the configuration with its socket and
+    /// `stanza-create` (again after 30 s when it fails), then every tick the status and the
+    /// schedule. PostgreSQL itself pushes the WAL (`archive_command`).
+    private func superviseRepository(_ engine: PgBackRest) async {
+        board.update { $0.archive = "starting" }
+        var prepared = false
+        while !Task.isCancelled {
+            guard let handle = board.handle else {
+                prepared = false
+                if (try? await Task.sleep(for: .milliseconds(300))) == nil { return }
+                continue
+            }
+            if !prepared {
+                do throws(BackupError) {
+                    try engine.writeConfiguration(socketDirectory: handle.socketDirectory, port: handle.port, user: handle.user)
+                    try await engine.createStanza()
+                    prepared = true
+                    logger.info("pgBackRest: stanza \(engine.stanza) ready (\(engine.configFile)); PostgreSQL pushes each WAL segment with archive-push")
+                } catch {
+                    logger.warning("pgBackRest: \(error.message); trying again in 30 s")
+                    await publish("stopped: \(error.message); trying again in 30 s", problem: error.message)
+                    if (try? await Task.sleep(for: .seconds(30))) == nil { return }
+                    continue
+                }
+            }
+            await scheduleBaseBackup(state: "archiving with pgBackRest", backups: await backups(), gap: false)
+            if (try? await Task.sleep(for: Self.tickInterval)) == nil { return }
+        }
+    }
+
     /// Every tick while streaming: finished segments into `wal/`, the status, a base backup
     /// when one is due (the first, after a gap or a new archive, on the schedule; a failed one
     /// again after a minute), retention hourly.
     private func tick() async {
         archive.settleReceived()
-        await publish("streaming")
         let backups = archive.backups()
         let files = archive.walFiles()
         let coverage = ArchiveCoverage(backups: backups, files: files, history: archive.newestHistory(files: files), end: nil)
+        await scheduleBaseBackup(state: "streaming", backups: backups, gap: coverage.problem != nil)
+        if epochNow() - lastRetention.withLock({ $0 }) > 3600 { applyRetention() }
+    }
+
+    /// Publishes `state`, then takes a base backup when one is due: the first, after a gap or
+    /// a new archive, on the schedule (a failed one again after a minute).
+    private func scheduleBaseBackup(state: String, backups: [BaseBackup], gap: Bool) async {
+        await publish(state)
         let due: String?
         if needsBase.withLock({ $0 }) || backups.isEmpty {
             due = backups.isEmpty ? "the archive's first" : "the archive began anew"
-        } else if coverage.problem != nil {
+        } else if gap {
             due = "a gap in the archive"
         } else if let newest = backups.last, epochNow() - newest.finished >= policy.interval {
             due = "scheduled, every \(Int(policy.interval / 60)) min"
@@ -239,17 +353,15 @@ final class BackupCoordinator: Sendable {
             due = nil
         }
         let now = epochNow()
-        if let due, !busy.withLock({ $0 }), now - lastAttempt.withLock({ $0 }) >= 60 {
-            lastAttempt.withLock { $0 = now }
-            do {
-                _ = try await takeBaseBackup(reason: due)
-                lastAttempt.withLock { $0 = 0 }
-            } catch {
-                logger.warning("base backup failed: \(error.message); trying again in a minute")
-            }
-            await publish("streaming")
+        guard let due, !busy.withLock({ $0 }), now - lastAttempt.withLock({ $0 }) >= 60 else { return }
+        lastAttempt.withLock { $0 = now }
+        do {
+            _ = try await takeBaseBackup(reason: due)
+            lastAttempt.withLock { $0 = 0 }
+        } catch {
+            logger.warning("base backup failed: \(error.message); trying again in a minute")
         }
-        if now - lastRetention.withLock({ $0 }) > 3600 { applyRetention() }
+        await publish(state)
     }
 }
 

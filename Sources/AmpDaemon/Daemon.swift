@@ -124,11 +124,17 @@ enum Daemon {
         var backups: BackupContext? = nil
         if settings.backupArchive {
             let archive = BackupArchive(directory: settings.backupTarget ?? ampDir.path + "/backup", owner: account)
+            var pgBackRest = server.pgBackRest
+            pgBackRest?.account = account
+            if let pgBackRest {
+                // archive_command names this file: it is there before PostgreSQL starts.
+                do throws(BackupError) { try pgBackRest.writeConfiguration() } catch { throw DaemonError(.cannotCreate, error.message) }
+            }
             let coordinator = BackupCoordinator(
                 archive: archive, archiver: WALArchiver(archive: archive, binaries: server.binaries, account: account), board: board, logger: logger,
                 policy: BackupPolicy(synchronous: settings.backupSynchronous, flushEachWrite: settings.backupSynchronous, interval: Double(settings.backupInterval.components.seconds),
                                      window: Double(settings.backupWindow.components.seconds), maxBytes: settings.backupMaxSize.bytes),
-                session: sessions.slot())
+                session: sessions.slot(), pgBackRest: pgBackRest)
             backups = BackupContext(coordinator: coordinator, dataDirectory: ampDir.metadb, binaries: server.binaries, version: server.version,
                                     account: account, queue: maintenance, timeout: .seconds(24 * 3600))
         } else {
@@ -150,7 +156,7 @@ enum Daemon {
             logger.info("PostgreSQL \(handle.serverVersion) ready in \(rounded)s: \(handle.url)", metadata: ["pid": "\(handle.pid)"])
         }
         service.maintenance = maintenance
-        if let archive = backups?.archive {
+        if let archive = backups?.archive, backups?.coordinator.pgBackRest == nil {
             let metadb = ampDir.metadb
             service.refuseNewCluster = {
                 guard access(metadb + "/PG_VERSION", F_OK) != 0, access(archive.systemIdentifierFile, F_OK) == 0, !archive.backups().isEmpty else { return nil }

@@ -22,6 +22,8 @@ struct ServerSettings {
     var notes: [String]
     var version: PostgresVersion
     var binaries: PostgresBinaries
+    /// The pgBackRest engine, when it keeps the backups (its `archive_command` is among the parameters).
+    var pgBackRest: PgBackRest? = nil
 
     /// Adds the TCP listener's parameters (``TCPListener/parameters``), with the layer that
     /// set `listen` as their source; they replace amp's fixed `listen_addresses = ''`.
@@ -83,7 +85,7 @@ struct ServerSettings {
             serverMajor: version.majorNumber, hasLZ4: facts.hasLZ4, availableLibraries: libraries)
         var entries = PostgresBuilder.fixedParameters.map { EffectiveSetting(name: $0.name, value: $0.value, source: .builtIn) }
         entries += tuningPlan(input)
-        entries += archiveParameters(settings)
+        entries += archiveParameters(settings, pgBackRest: facts.pgBackRest)
         // The user's parameters, each from the layer that set it.
         let known = facts.parameterNames
         func add(_ layer: SettingsLayer?, _ source: (String) -> SettingSource) throws(ServerSettingsError) {
@@ -116,16 +118,26 @@ struct ServerSettings {
             effective: effective, parameters: entries.filter { $0.source != .builtIn }.map { ($0.name, $0.value) },
             initdbArguments: initdb,
             createExtensions: libraries.contains("pg_stat_statements") ? ["pg_stat_statements"] : [],
-            notes: notes, version: version, binaries: binaries)
+            notes: notes, version: version, binaries: binaries, pgBackRest: facts.pgBackRest)
     }
 }
 
-/// The server parameters the continuous archive needs: a bound on the WAL its slot may hold
-/// back (`max_slot_wal_keep_size`, so a dead archiver never fills the cluster's disk), and with
-/// `[backup] synchronous` the archiver as the synchronous standby (commits wait for its flush).
-/// See <https://www.postgresql.org/docs/15/runtime-config-replication.html>.
-func archiveParameters(_ settings: AmpSettings) -> [EffectiveSetting] {
+/// The server parameters the continuous archive needs. amp's engine: a bound on the WAL its
+/// slot may hold back (`max_slot_wal_keep_size`, so a dead archiver never fills the cluster's
+/// disk), and with `[backup] synchronous` the archiver as the synchronous standby (commits wait
+/// for its flush); see <https://www.postgresql.org/docs/15/runtime-config-replication.html>.
+/// pgBackRest: `archive_mode = on`, its `archive-push` as `archive_command`, and
+/// `archive_timeout = 60s` (a quiet cluster's last commits reach the repository within a
+/// minute); see <https://www.postgresql.org/docs/15/runtime-config-wal.html#RUNTIME-CONFIG-WAL-ARCHIVING>.
+func archiveParameters(_ settings: AmpSettings, pgBackRest: PgBackRest?) -> [EffectiveSetting] {
     guard settings.backupArchive, settings.externalURL == nil else { return [] }
+    if let pgBackRest {
+        return [
+            EffectiveSetting(name: "archive_mode", value: "on", source: .backup("engine = pgbackrest")),
+            EffectiveSetting(name: "archive_command", value: pgBackRest.archiveCommand, source: .backup("engine = pgbackrest")),
+            EffectiveSetting(name: "archive_timeout", value: "60s", source: .backup("engine = pgbackrest")),
+        ]
+    }
     var out = [EffectiveSetting(name: "max_slot_wal_keep_size", value: "\(settings.backupSlotLimit.bytes >> 20)MB", source: .backup("max_slot_wal"))]
     if settings.backupSynchronous {
         out.append(EffectiveSetting(name: "synchronous_standby_names", value: "\"\(WALArchiver.applicationName)\"", source: .backup("synchronous = true")))
@@ -149,6 +161,8 @@ struct ServerFacts {
     var cgroupCPUs: (cpus: Int, file: String)?
     var affinityCPUs: Int?
     var onlineCPUs: Int
+    /// The pgBackRest engine, when `[backup] engine = "pgbackrest"` (located by ``StartupPlan``).
+    var pgBackRest: PgBackRest? = nil
 
     /// Locates the binaries (`binaryDirectory`, else discovery), reads their version and
     /// capabilities (cached in `cacheDirectory`) and the machine's resources.

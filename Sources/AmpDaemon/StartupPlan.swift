@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import AmpBackup
 import AmpConfig
 import AmpPostgres
 import AmpRegistry
@@ -86,15 +87,34 @@ struct StartupPlan {
             return StartupPlan(located: located, layers: layers, target: .external(url: url), cacheDirectory: nil)
         }
         let cacheDirectory = layers.settings.templateCache ? Registry.templateCacheDirectory(environment: inputs.environment) : nil
-        let facts: ServerFacts
+        var facts: ServerFacts
         do throws(PostgresError) {
             facts = try await ServerFacts.measure(
                 binaryDirectory: layers.settings.binDir, environment: inputs.environment, cacheDirectory: cacheDirectory.map { $0 + "/versions" })
         } catch {
             throw DaemonError(ExitStatus(error), error.message, details: error.details)
         }
+        facts.pgBackRest = try pgBackRest(layers.settings, located: located, environment: inputs.environment)
         let listener = TCPListener.planned(layers.settings, ampDir: ampDir)
         return try decide(located: located, layers: layers, facts: facts, listener: listener, cacheDirectory: cacheDirectory)
+    }
+
+    /// The pgBackRest engine of `[backup] engine = "pgbackrest"` (nil for amp's own archive):
+    /// the executable must be installed, and commits cannot wait for it (`synchronous`).
+    static func pgBackRest(_ settings: AmpSettings, located: Located, environment: [String: String]) throws(DaemonError) -> PgBackRest? {
+        guard settings.backupArchive, settings.backupEngine == .pgbackrest else { return nil }
+        guard !settings.backupSynchronous else {
+            throw DaemonError(.config, "[backup] synchronous = true works with engine = \"amp\" only (pgBackRest archives whole WAL segments); set synchronous = false or engine = \"amp\"")
+        }
+        let ampDir = located.ampDir
+        do throws(BackupError) {
+            return try PgBackRest.forProject(
+                ampDirectory: ampDir.path, dataDirectory: ampDir.metadb, target: settings.backupTarget ?? ampDir.path + "/backup",
+                repository: settings.backupRepository, window: Double(settings.backupWindow.components.seconds), projectName: located.projectName,
+                environment: environment)
+        } catch {
+            throw DaemonError(.config, error.message)
+        }
     }
 
     /// The local server's plan: a pure function of the typed settings and the measured facts

@@ -21,6 +21,8 @@ struct SettingDescriptorTests {
         case .cpus: "3"
         case .listen: "127.0.0.1:5499"
         case .arguments, .seedPaths: "--data-checksums"
+        case .engine: "pgbackrest"
+        case .options: "repo1-type=s3 repo1-s3-bucket=backups"
         }
     }
 
@@ -43,6 +45,19 @@ struct SettingDescriptorTests {
             Issue.record("accepted a 2 s window")
         } catch {
             #expect(error.message.hasPrefix("/p/config.toml:2: backup.window must be a duration from 1min to 366d"))
+        }
+        let (engine, _) = try ConfigLoader.parseFile("[backup]\nengine = \"pgbackrest\"\nrepository = [\"repo1-type=s3\", \"repo1-s3-uri-style=path\"]\n", path: "/p/config.toml", baseDirectory: "/p")
+        #expect(engine.backupEngine == .pgbackrest && engine.backupRepository == ["repo1-type=s3", "repo1-s3-uri-style=path"])
+        for (bad, says) in [("engine = \"barman\"", "backup.engine must be amp or pgbackrest, not the string \"barman\""),
+                            ("repository = [\"repo1 type=s3\"]", "backup.repository must contain only pgBackRest options as NAME=VALUE"),
+                            ("repository = [\"Repo1-type=s3\"]", "backup.repository must contain only"),
+                            ("repository = \"repo1-type=s3\"", "backup.repository must be an array of strings")] {
+            do {
+                _ = try ConfigLoader.parseFile("[backup]\n\(bad)\n", path: "/p/config.toml", baseDirectory: "/p")
+                Issue.record("accepted \(bad)")
+            } catch {
+                #expect(error.message.hasPrefix("/p/config.toml:2: \(says)"), "\(error.message)")
+            }
         }
         let (_, unknown) = try ConfigLoader.parseFile("[backup]\nretention = 3\n", path: "/p/config.toml", baseDirectory: "/p")
         #expect(unknown.first?.contains("unknown key 'backup.retention'") == true)

