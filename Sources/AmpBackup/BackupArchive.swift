@@ -200,9 +200,13 @@ public struct BaseBackup: Sendable, Equatable {
     public var sizeBytes: UInt64
     /// When `ampctl backup verify` last restored it and found it sound (nil: never).
     public var verified: Double?
+    /// The backup this one is incremental on (`pg_basebackup --incremental`, PostgreSQL 17+);
+    /// nil for a full backup.
+    public var parent: String?
 
     public init(id: String, started: Double, finished: Double, timeline: UInt32, startLSN: LSN, endLSN: LSN,
-                postgresVersion: String, sizeBytes: UInt64, verified: Double? = nil) {
+                postgresVersion: String, sizeBytes: UInt64, verified: Double? = nil, parent: String? = nil) {
+        self.parent = parent
         self.id = id
         self.started = started
         self.finished = finished
@@ -222,13 +226,14 @@ public struct BaseBackup: Sendable, Equatable {
               let end = fields["end_lsn"].flatMap({ LSN($0) }), let version = fields["postgres_version"], !version.isEmpty,
               let size = fields["size_bytes"].flatMap({ UInt64($0) }) else { return nil }
         self.init(id: id, started: started, finished: finished, timeline: tli, startLSN: start, endLSN: end,
-                  postgresVersion: version, sizeBytes: size, verified: fields["verified"].flatMap { Double($0) })
+                  postgresVersion: version, sizeBytes: size, verified: fields["verified"].flatMap { Double($0) }, parent: fields["parent"])
     }
 
     /// The record's text.
     public var record: String {
         "started=\(started)\nfinished=\(finished)\ntimeline=\(timeline)\nstart_lsn=\(startLSN)\nend_lsn=\(endLSN)\n"
             + "postgres_version=\(postgresVersion)\nsize_bytes=\(sizeBytes)\n" + (verified.map { "verified=\($0)\n" } ?? "")
+            + (parent.map { "parent=\($0)\n" } ?? "")
     }
 }
 

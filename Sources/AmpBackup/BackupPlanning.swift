@@ -84,6 +84,9 @@ public struct RetentionPlan: Sendable, Equatable {
             return base &+ wal
         }
         while firstKept < backups.count - 1, bytes(from: firstKept) > maxBytes { firstKept += 1 }
+        // An incremental backup needs every backup it is built on (its parent is the one
+        // before it): keep back to the full backup its chain starts from.
+        while firstKept > 0, backups[firstKept].parent != nil { firstKept -= 1 }
         removeBackups = backups[..<firstKept].map(\.id)
         let bound = backups[firstKept].startLSN.segment(size: segmentSize)
         removeSegmentsBelow = walBytesBySegment.keys.contains { $0 < bound } ? bound : nil
@@ -257,5 +260,44 @@ public enum RestoreTarget: Sendable, Equatable, CustomStringConvertible {
         let base = timegm(&parts)
         guard base != -1, parts.tm_mday == Int32(day) else { return nil }  // 2026-02-31 normalises: refused
         return Double(base) + second - Double(offset)
+    }
+}
+
+/// Whether the next base backup is incremental (`pg_basebackup --incremental`, PostgreSQL 17+
+/// with `summarize_wal`), and on which backup. Pure.
+public enum IncrementalPlan {
+    /// At most this many incremental backups follow a full one.
+    public static let maximumChain = 6
+
+    /// The backup the next one builds on, or nil for a full backup: on 17+, after a backup of
+    /// the same version and timeline, while the chain since the last full backup is shorter
+    /// than ``maximumChain`` and that full backup finished within half the window (so
+    /// retention, which keeps whole chains, keeps little more than the window), and not when
+    /// the archive lost continuity (`fresh`).
+    public static func parent(backups: [BaseBackup], major: Int, timeline: UInt32, now: Double, window: Double, fresh: Bool) -> BaseBackup? {
+        guard major >= 17, !fresh, let newest = backups.last, newest.timeline == timeline, newest.postgresVersion == "\(major)" else { return nil }
+        var chain = 0
+        var full: BaseBackup? = nil
+        for b in backups.reversed() {
+            if b.parent == nil { full = b; break }
+            chain += 1
+        }
+        guard let full, chain < maximumChain, now - full.finished < window / 2 else { return nil }
+        return newest
+    }
+}
+
+extension BaseBackup {
+    /// The backups a restore of `self` combines, full first (`[self]` for a full backup); nil
+    /// when one of them is missing from `backups`.
+    public func chain(in backups: [BaseBackup]) -> [BaseBackup]? {
+        var out = [self]
+        var next = parent
+        while let id = next {
+            guard out.count <= backups.count, let b = backups.first(where: { $0.id == id }) else { return nil }
+            out.insert(b, at: 0)
+            next = b.parent
+        }
+        return out
     }
 }

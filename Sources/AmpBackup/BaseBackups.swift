@@ -18,18 +18,21 @@ extension BackupArchive {
     ///   an immediate checkpoint; see <https://www.postgresql.org/docs/15/app-pgbasebackup.html>;
     /// - `pg_verifybackup DIR`: every file against `backup_manifest`, and the WAL it needs;
     ///   see <https://www.postgresql.org/docs/15/app-pgverifybackup.html>.
+    ///
+    /// With `parent` (PostgreSQL 17+, `summarize_wal = on`): `--incremental=PARENT/backup_manifest`,
+    /// only the blocks changed since `parent`; a restore combines the chain with
+    /// `pg_combinebackup` (<https://www.postgresql.org/docs/17/app-pgcombinebackup.html>).
     public func takeBaseBackup(handle: PostgresHandle, binaries: PostgresBinaries, account: ProcessCredentials?,
-                               deadline: ContinuousClock.Instant) async throws(BackupError) -> BaseBackup {
+                               deadline: ContinuousClock.Instant, parent: BaseBackup? = nil) async throws(BackupError) -> BaseBackup {
         try prepare()
         let started = epochNow()
         var id = compactTime(started)
         if access(baseDirectory + "/" + id, F_OK) == 0 { id += "-\(getpid())" }
         let work = baseDirectory + "/.partial-" + id
         try? removeTree(work)
-        let base = try await runTool(
-            binaries.path("pg_basebackup"),
-            ["-D", work, "-X", "stream", "-c", "fast", "-l", "amp-\(id)", "-h", handle.socketDirectory, "-p", "\(handle.port)", "-U", handle.user, "-w"],
-            application: "amp_basebackup", account: account, deadline: deadline)
+        var arguments = ["-D", work, "-X", "stream", "-c", "fast", "-l", "amp-\(id)", "-h", handle.socketDirectory, "-p", "\(handle.port)", "-U", handle.user, "-w"]
+        if let parent { arguments.append("--incremental=\(path(of: parent))/backup_manifest") }
+        let base = try await runTool(binaries.path("pg_basebackup"), arguments, application: "amp_basebackup", account: account, deadline: deadline)
         guard base.succeeded else {
             try? removeTree(work)
             throw BackupError(.tool, "pg_basebackup failed: \(Self.lastLine(base))")
@@ -46,7 +49,7 @@ extension BackupArchive {
         }
         let version = FileContents.text(work + "/PG_VERSION")?.trimmingWhitespace ?? ""
         let backup = BaseBackup(id: id, started: started, finished: epochNow(), timeline: range.timeline, startLSN: range.start, endLSN: range.end,
-                                postgresVersion: version, sizeBytes: diskUsage(work))
+                                postgresVersion: version, sizeBytes: diskUsage(work), parent: parent?.id)
         do {
             try writeOwned(work + "/" + BaseBackup.recordName, backup.record)
         } catch {

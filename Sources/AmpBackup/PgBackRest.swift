@@ -336,7 +336,7 @@ public struct PgBackRestInfo: Sendable, Equatable {
             let version = b["database"]?.objectValue?["id"]?.intValue.flatMap { versions[$0] } ?? ""
             let size = b["info"]?.objectValue?["repository"]?.objectValue?["delta"]?.intValue ?? 0
             backups.append(BaseBackup(id: label, started: started, finished: finished, timeline: timeline, startLSN: start, endLSN: stop,
-                                      postgresVersion: version, sizeBytes: UInt64(max(0, size))))
+                                      postgresVersion: version, sizeBytes: UInt64(max(0, size)), parent: b["prior"]?.stringValue))
             kinds[label] = b["type"]?.stringValue ?? "full"
         }
         let archive = entry["archive"]?.arrayValue?.compactMap(\.objectValue) ?? []

@@ -45,7 +45,7 @@ extension BackupArchive {
         let history = point.map { self.history(of: $0.timeline) } ?? newestHistory(files: files)
         let all = backups()
         let candidates = all.filter { b in
-            history.contains(timeline: b.timeline, upTo: b.endLSN) && (postgresVersion == nil || b.postgresVersion == postgresVersion)
+            history.contains(timeline: b.timeline, upTo: b.endLSN) && (postgresVersion == nil || b.postgresVersion == postgresVersion) && b.chain(in: all) != nil
         }
         guard let newest = candidates.last else {
             if let other = all.last, let postgresVersion, other.postgresVersion != postgresVersion {
@@ -165,11 +165,15 @@ extension BackupArchive {
         progress: @escaping @Sendable (UInt64, UInt64) -> Void
     ) async throws(BackupError) -> Result<RecoveredCluster, BackupError> {
         try? removeTree(dataDirectory)
-        do {
-            try ClusterFiles.copy(path(of: backup), to: dataDirectory, owner: account)
-        } catch {
-            try? removeTree(dataDirectory)
-            throw BackupError(.io, "cannot copy base backup \(backup.id) to \(dataDirectory): \(error.message)")
+        if backup.parent != nil {
+            try await combine(backup, into: dataDirectory, binaries: binaries, account: account, timeout: timeout)
+        } else {
+            do {
+                try ClusterFiles.copy(path(of: backup), to: dataDirectory, owner: account)
+            } catch {
+                try? removeTree(dataDirectory)
+                throw BackupError(.io, "cannot copy base backup \(backup.id) to \(dataDirectory): \(error.message)")
+            }
         }
         // amp's record, and the socket lock files of the server the backup was taken from
         // (its socket sat in the data directory; pg_basebackup copies them).
@@ -201,6 +205,24 @@ extension BackupArchive {
         }
         return try await Recovery.run(dataDirectory: dataDirectory, parameters: parameters, target: target, backup: backup.id, binaries: binaries,
                                       version: version, account: account, timeout: timeout, start: backup.endLSN.value, total: total, progress: progress)
+    }
+
+    /// Rebuilds the full data directory of the incremental `backup` from its chain:
+    /// `pg_combinebackup -o DIR FULL INCR… [--clone]` (reflinks where the file system shares
+    /// extents); see <https://www.postgresql.org/docs/17/app-pgcombinebackup.html>.
+    func combine(_ backup: BaseBackup, into dataDirectory: String, binaries: PostgresBinaries, account: ProcessCredentials?,
+                 timeout: Duration) async throws(BackupError) {
+        guard let chain = backup.chain(in: backups()) else {
+            throw BackupError(.notRestorable, "backup \(backup.id) is incremental and a backup it is built on is missing; restore from an older full backup")
+        }
+        var arguments = ["-o", dataDirectory]
+        if DiskSpace.sharesExtents(at: directory) { arguments.append("--clone") }
+        arguments += chain.map { path(of: $0) }
+        let out = try await runTool(binaries.path("pg_combinebackup"), arguments, application: "amp_combinebackup", account: account, deadline: .now + timeout)
+        guard out.succeeded else {
+            try? removeTree(dataDirectory)
+            throw BackupError(.tool, "pg_combinebackup of \(chain.map(\.id).joined(separator: " + ")) failed: \(Self.lastLine(out))")
+        }
     }
 
     /// Restores to `target` into the new directory `dataDirectory` with amp's archive

@@ -42,7 +42,7 @@ struct BackupListCommand: AsyncParsableCommand {
             out("ID".padding(toLength: width) + "  FINISHED              SIZE       PG  TL  VERIFIED")
             for b in reply.backups {
                 out(b.id.padding(toLength: width) + "  " + b.finished.padding(toLength: 20) + "  " + humanBytes(b.sizeBytes).padding(toLength: 9) + "  "
-                    + b.postgresVersion.padding(toLength: 2) + "  " + "\(b.timeline)".padding(toLength: 2) + "  " + (b.verified ?? "-"))
+                    + b.postgresVersion.padding(toLength: 2) + "  " + "\(b.timeline)".padding(toLength: 2) + "  " + (b.verified ?? "-") + (b.parent.map { "  (incremental on \($0))" } ?? ""))
             }
             out(archiveLine(reply.archive))
             for p in reply.archive.restorePoints { out("restore point \(p)") }

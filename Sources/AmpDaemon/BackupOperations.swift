@@ -50,7 +50,8 @@ extension MetadbOperations {
 
     static func wire(_ b: BaseBackup) -> MetadbBackup {
         MetadbBackup(id: b.id, started: isoTime(b.started), finished: isoTime(b.finished), timeline: Int(b.timeline), startLSN: "\(b.startLSN)",
-                     endLSN: "\(b.endLSN)", postgresVersion: b.postgresVersion, sizeBytes: Int64(clamping: b.sizeBytes), verified: b.verified.map(isoTime))
+                     endLSN: "\(b.endLSN)", postgresVersion: b.postgresVersion, sizeBytes: Int64(clamping: b.sizeBytes), verified: b.verified.map(isoTime),
+                     parent: b.parent)
     }
 
     func listBackups() async throws(MetadbError) -> Metadb.ListBackups.Reply {

@@ -24,6 +24,8 @@ struct BackupPolicy: Sendable {
     /// Seconds restores reach back.
     var window: Double
     var maxBytes: UInt64
+    /// The server's major version (17+: incremental base backups).
+    var major: Int
 }
 
 /// The continuous archive of the running cluster: keeps `pg_receivewal` streaming into it
@@ -85,8 +87,22 @@ final class BackupCoordinator: Sendable {
             backup = newest
             logger.notice("pgBackRest backup \(backup.id) (\(full ? "full" : "incremental")) taken in \(ContinuousClock.now - began) (\(backup.sizeBytes >> 20) MB into the repository, \(backup.startLSN)–\(backup.endLSN))")
         } else {
-            backup = try await archive.takeBaseBackup(handle: handle, binaries: archiver.binaries, account: archiver.account, deadline: .now + .seconds(6 * 3600))
-            logger.notice("base backup \(backup.id) taken in \(ContinuousClock.now - began) (\(backup.sizeBytes >> 20) MB, \(backup.startLSN)–\(backup.endLSN)), checked with pg_verifybackup")
+            let known = archive.backups()
+            let parent = IncrementalPlan.parent(backups: known, major: policy.major, timeline: known.last?.timeline ?? 0, now: epochNow(),
+                                                window: policy.window, fresh: needsBase.withLock { $0 })
+            let deadline = ContinuousClock.now + .seconds(6 * 3600)
+            if let parent {
+                do throws(BackupError) {
+                    backup = try await archive.takeBaseBackup(handle: handle, binaries: archiver.binaries, account: archiver.account, deadline: deadline, parent: parent)
+                } catch {
+                    // WAL summaries missing (a new timeline, a restart with summarize_wal off): a full one instead.
+                    logger.warning("incremental base backup on \(parent.id) failed (\(error.message)); taking a full one")
+                    backup = try await archive.takeBaseBackup(handle: handle, binaries: archiver.binaries, account: archiver.account, deadline: deadline)
+                }
+            } else {
+                backup = try await archive.takeBaseBackup(handle: handle, binaries: archiver.binaries, account: archiver.account, deadline: deadline)
+            }
+            logger.notice("base backup \(backup.id)\(backup.parent.map { " (incremental on \($0))" } ?? "") taken in \(ContinuousClock.now - began) (\(backup.sizeBytes >> 20) MB, \(backup.startLSN)–\(backup.endLSN)), checked with pg_verifybackup")
         }
         needsBase.withLock { $0 = false }
         applyRetention()

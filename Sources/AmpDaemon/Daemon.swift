@@ -133,7 +133,8 @@ enum Daemon {
             let coordinator = BackupCoordinator(
                 archive: archive, archiver: WALArchiver(archive: archive, binaries: server.binaries, account: account), board: board, logger: logger,
                 policy: BackupPolicy(synchronous: settings.backupSynchronous, flushEachWrite: settings.backupSynchronous, interval: Double(settings.backupInterval.components.seconds),
-                                     window: Double(settings.backupWindow.components.seconds), maxBytes: settings.backupMaxSize.bytes),
+                                     window: Double(settings.backupWindow.components.seconds), maxBytes: settings.backupMaxSize.bytes,
+                                     major: server.version.majorNumber),
                 session: sessions.slot(), pgBackRest: pgBackRest)
             backups = BackupContext(coordinator: coordinator, dataDirectory: ampDir.metadb, binaries: server.binaries, version: server.version,
                                     account: account, queue: maintenance, timeout: .seconds(24 * 3600))

@@ -85,7 +85,7 @@ struct ServerSettings {
             serverMajor: version.majorNumber, hasLZ4: facts.hasLZ4, availableLibraries: libraries)
         var entries = PostgresBuilder.fixedParameters.map { EffectiveSetting(name: $0.name, value: $0.value, source: .builtIn) }
         entries += tuningPlan(input)
-        entries += archiveParameters(settings, pgBackRest: facts.pgBackRest)
+        entries += archiveParameters(settings, pgBackRest: facts.pgBackRest, major: version.majorNumber)
         // The user's parameters, each from the layer that set it.
         let known = facts.parameterNames
         func add(_ layer: SettingsLayer?, _ source: (String) -> SettingSource) throws(ServerSettingsError) {
@@ -125,11 +125,13 @@ struct ServerSettings {
 /// The server parameters the continuous archive needs. amp's engine: a bound on the WAL its
 /// slot may hold back (`max_slot_wal_keep_size`, so a dead archiver never fills the cluster's
 /// disk), and with `[backup] synchronous` the archiver as the synchronous standby (commits wait
-/// for its flush); see <https://www.postgresql.org/docs/15/runtime-config-replication.html>.
+/// for its flush), and on 17+ `summarize_wal = on` (incremental base backups); see
+/// <https://www.postgresql.org/docs/17/runtime-config-replication.html> and
+/// <https://www.postgresql.org/docs/17/runtime-config-wal.html#RUNTIME-CONFIG-WAL-SUMMARIZATION>.
 /// pgBackRest: `archive_mode = on`, its `archive-push` as `archive_command`, and
 /// `archive_timeout = 60s` (a quiet cluster's last commits reach the repository within a
 /// minute); see <https://www.postgresql.org/docs/15/runtime-config-wal.html#RUNTIME-CONFIG-WAL-ARCHIVING>.
-func archiveParameters(_ settings: AmpSettings, pgBackRest: PgBackRest?) -> [EffectiveSetting] {
+func archiveParameters(_ settings: AmpSettings, pgBackRest: PgBackRest?, major: Int) -> [EffectiveSetting] {
     guard settings.backupArchive, settings.externalURL == nil else { return [] }
     if let pgBackRest {
         return [
@@ -139,6 +141,9 @@ func archiveParameters(_ settings: AmpSettings, pgBackRest: PgBackRest?) -> [Eff
         ]
     }
     var out = [EffectiveSetting(name: "max_slot_wal_keep_size", value: "\(settings.backupSlotLimit.bytes >> 20)MB", source: .backup("max_slot_wal"))]
+    if major >= 17 {
+        out.append(EffectiveSetting(name: "summarize_wal", value: "on", source: .backup("incremental base backups on 17+")))
+    }
     if settings.backupSynchronous {
         out.append(EffectiveSetting(name: "synchronous_standby_names", value: "\"\(WALArchiver.applicationName)\"", source: .backup("synchronous = true")))
     }

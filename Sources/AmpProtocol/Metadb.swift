@@ -77,7 +77,9 @@ public enum Metadb {
           postgres_version: string,
           size_bytes: int,
           # When `ampctl backup verify` last found it sound, UTC.
-          verified: ?string
+          verified: ?string,
+          # The backup it is incremental on (PostgreSQL 17+, or pgBackRest's), null for a full one.
+          parent: ?string
         )
 
         # The archive: where it is and what it can restore.
@@ -452,9 +454,11 @@ public struct MetadbBackup: Codable, Sendable, Equatable {
     public var postgresVersion: String
     public var sizeBytes: Int64
     public var verified: String?
+    public var parent: String?
 
     public init(id: String, started: String, finished: String, timeline: Int, startLSN: String, endLSN: String,
-                postgresVersion: String, sizeBytes: Int64, verified: String?) {
+                postgresVersion: String, sizeBytes: Int64, verified: String?, parent: String? = nil) {
+        self.parent = parent
         self.id = id
         self.started = started
         self.finished = finished
@@ -468,7 +472,7 @@ public struct MetadbBackup: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case id, started, finished, timeline, startLSN = "start_lsn", endLSN = "end_lsn", postgresVersion = "postgres_version"
-        case sizeBytes = "size_bytes", verified
+        case sizeBytes = "size_bytes", verified, parent
     }
 }
 

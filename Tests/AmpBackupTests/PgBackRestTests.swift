@@ -23,6 +23,7 @@ struct PgBackRestPlanningTests {
         #expect(parsed.backups.map(\.id) == ["20261205-010715F", "20261205-010715F_20261205-010719I"])
         #expect(parsed.backups[1].timeline == 3 && parsed.backups[1].endLSN == LSN("0/5000050") && parsed.backups[1].finished == 1796432840)
         #expect(parsed.backups[0].postgresVersion == "15" && parsed.backups[0].sizeBytes == 3062512)
+        #expect(parsed.backups[1].parent == "20261205-010715F" && parsed.backups[0].parent == nil)
         #expect(parsed.kinds["20261205-010715F_20261205-010719I"] == "incr" && parsed.walMax == "000000030000000000000005" && parsed.statusCode == 0)
         for bad in ["", "{}", "[{\"name\":\"other\"}]", String(info.dropLast(3))] {
             guard case .failure(let e) = PgBackRestInfo.parse(bad, stanza: "proj") else { Issue.record("accepted \(bad.prefix(40))"); continue }

