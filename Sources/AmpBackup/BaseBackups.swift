@@ -89,20 +89,29 @@ extension BackupArchive {
     /// Runs one of PostgreSQL's tools as `account` until `deadline`.
     func runTool(_ path: String, _ arguments: [String], application: String, account: ProcessCredentials?,
                  deadline: ContinuousClock.Instant) async throws(BackupError) -> ToolOutput {
-        do {
-            let output = try await ChildProcess.run(SpawnConfiguration(
-                executable: path, arguments: arguments, environment: WALArchiver.toolEnvironment(application: application),
-                workingDirectory: directory, credentials: account), deadline: deadline, limit: 64 << 10)
-            if output.status == nil { return ToolOutput(succeeded: false, text: "\(path) did not finish in time") }
-            return ToolOutput(succeeded: output.succeeded, text: output.text.isEmpty ? "exit status \(output.status.map(String.init) ?? "none")" : output.text)
-        } catch {
-            throw BackupError(.tool, "cannot run \(path): \(error); install the PostgreSQL client tools next to postgres")
-        }
+        try await runBackupTool(path, arguments, application: application, account: account, workingDirectory: directory, deadline: deadline,
+                                limit: 64 << 10, install: "install the PostgreSQL client tools next to postgres")
     }
 
     static func lastLine(_ output: ToolOutput) -> String {
         let lines = output.text.split(separator: "\n").map { $0.trimmingWhitespace }.filter { !$0.isEmpty }
         return lines.last { $0.contains("error") || $0.contains("FATAL") } ?? lines.last ?? "no output"
+    }
+}
+
+/// Runs a backup tool (a PostgreSQL client tool, pgbackrest) with amp's tool environment as
+/// `account`, bounded by `deadline`, keeping `limit` bytes of its output; `install` says how to
+/// get it when it cannot start.
+func runBackupTool(_ path: String, _ arguments: [String], application: String, account: ProcessCredentials?, workingDirectory: String,
+                   deadline: ContinuousClock.Instant, limit: Int, install: String) async throws(BackupError) -> ToolOutput {
+    do {
+        let output = try await ChildProcess.run(SpawnConfiguration(
+            executable: path, arguments: arguments, environment: WALArchiver.toolEnvironment(application: application),
+            workingDirectory: workingDirectory, credentials: account), deadline: deadline, limit: limit)
+        if output.status == nil { return ToolOutput(succeeded: false, text: "\(path) did not finish in time") }
+        return ToolOutput(succeeded: output.succeeded, text: output.text.isEmpty ? "exit status \(output.status.map(String.init) ?? "none")" : output.text)
+    } catch {
+        throw BackupError(.tool, "cannot run \(path): \(error); \(install)")
     }
 }
 

@@ -152,16 +152,8 @@ public struct PgBackRest: Sendable {
 
     /// Runs `pgbackrest --config=CONF --stanza=NAME ARGUMENTS` as the account.
     func run(_ arguments: [String], deadline: ContinuousClock.Instant) async throws(BackupError) -> ToolOutput {
-        do {
-            let output = try await ChildProcess.run(SpawnConfiguration(
-                executable: executable, arguments: ["--config=\(configFile)", "--stanza=\(stanza)"] + arguments,
-                environment: WALArchiver.toolEnvironment(application: "amp_pgbackrest"), workingDirectory: workDirectory, credentials: account),
-                deadline: deadline, limit: 4 << 20)
-            if output.status == nil { return ToolOutput(succeeded: false, text: "pgbackrest \(arguments.first ?? "") did not finish in time") }
-            return ToolOutput(succeeded: output.succeeded, text: output.text.isEmpty ? "exit status \(output.status.map(String.init) ?? "none")" : output.text)
-        } catch {
-            throw BackupError(.tool, "cannot run \(executable): \(error); install pgBackRest (apt install pgbackrest)")
-        }
+        try await runBackupTool(executable, ["--config=\(configFile)", "--stanza=\(stanza)"] + arguments, application: "amp_pgbackrest", account: account,
+                                workingDirectory: workDirectory, deadline: deadline, limit: 4 << 20, install: "install pgBackRest (apt install pgbackrest)")
     }
 
     private func required(_ arguments: [String], _ what: String, timeout: Duration) async throws(BackupError) -> String {

@@ -37,7 +37,8 @@ struct MetadbProtocolTests {
     static let snapshot = MetadbSnapshot(name: "before", created: "2026-11-26T04:30:00Z", postgresVersion: "15", sizeBytes: 40_000_000, gitCommit: String(repeating: "a", count: 40))
 
     static let backup = MetadbBackup(id: "20261204T220000Z", started: "2026-12-04T22:00:00Z", finished: "2026-12-04T22:00:01Z", timeline: 1,
-                                     startLSN: "0/2000028", endLSN: "0/2000100", postgresVersion: "15", sizeBytes: 40_000_000, verified: "2026-12-04T22:10:00Z")
+                                     startLSN: "0/2000028", endLSN: "0/2000100", postgresVersion: "15", sizeBytes: 40_000_000, verified: "2026-12-04T22:10:00Z",
+                                     parent: "20261204T210000Z")
 
     /// Sample parameters and replies of every method, with every optional set.
     static func samples(_ method: any MetadbMethod.Type) -> (parameters: JSONObject, reply: JSONObject)? {
