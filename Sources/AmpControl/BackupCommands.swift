@@ -18,8 +18,9 @@ struct BackupCommand: AsyncParsableCommand {
         abstract: "The continuous archive: base backups and the WAL after them, for restores to any moment (`ampctl restore --to`).",
         discussion: """
             While the project runs, ampd streams its WAL into the archive ([backup] target, default .amp/backup) within about a \
-            second of each commit, takes a base backup at once and every [backup] base_interval, and removes what is older than \
-            [backup] window (or over max_size).
+            second of each commit, takes a base backup at once and every [backup] base_interval (incremental ones on PostgreSQL \
+            17+), and removes what is older than [backup] window (or over max_size). With [backup] engine = "pgbackrest", \
+            pgBackRest keeps them instead, in any repository it supports, such as S3 (see amp.toml(5)).
             It protects against a DROP TABLE, a bad migration or a deleted .amp/metadb; put the target on another disk to survive \
             the loss of the cluster's disk.
             """,
@@ -60,7 +61,7 @@ func archiveLine(_ a: MetadbArchive) -> String {
 }
 
 struct BackupCreateCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "create", abstract: "Take a base backup now, online (pg_basebackup), checked with pg_verifybackup.")
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Take a base backup now, online (pg_basebackup, checked with pg_verifybackup; or pgbackrest backup).")
     var name: String? { options.selection.project }
     @OptionGroup var options: ProjectOptions
 
@@ -79,7 +80,7 @@ struct BackupCreateCommand: AsyncParsableCommand {
 struct BackupVerifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Restore the newest base backup and its WAL into a scratch directory, check it (pg_verifybackup, pg_amcheck, a query), remove it.")
+        abstract: "Restore the newest base backup and its WAL into a scratch directory, check it (pg_verifybackup or pgbackrest verify, pg_amcheck, a query), remove it.")
     var name: String? { options.selection.project }
     @OptionGroup var options: ProjectOptions
 
