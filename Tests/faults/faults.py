@@ -673,6 +673,8 @@ class Suite:
         import pwd
         user = pwd.getpwnam(self.root_user)
         attacker = "nobody"
+        import grp
+        attacker_group = grp.getgrgid(pwd.getpwnam(attacker).pw_gid).gr_name
         ampctl = os.path.join(os.path.dirname(self.ampd_source), "ampctl")
         if not os.path.exists(ampctl):
             self.record("two-accounts", False, f"{ampctl} is missing: build ampctl first")
@@ -697,7 +699,8 @@ class Suite:
         fakes = []
 
         def fake_server(path, log):
-            p = subprocess.Popen(["runuser", "-u", attacker, "--", "/usr/bin/python3", "-c", fake_code, path, log],
+            # Started as the attacker directly (not through runuser, whose child a kill would miss).
+            p = subprocess.Popen(["/usr/bin/python3", "-c", fake_code, path, log], user=attacker, group=attacker_group, extra_groups=[],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             fakes.append(p)
             self.started.append(p)
