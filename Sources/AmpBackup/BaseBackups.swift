@@ -71,6 +71,31 @@ extension BackupArchive {
         try? writeOwned(path(of: backup) + "/" + BaseBackup.recordName, b.record)
     }
 
+    /// amp's record of when `backup verify` last found each backup of a pgBackRest repository
+    /// sound (`LABEL=TIME` lines; pgBackRest keeps no such record).
+    public var repositoryVerifiedFile: String { directory + "/pgbackrest-verified" }
+
+    /// Records that the pgBackRest backup `label` was verified now.
+    public func markRepositoryBackupVerified(_ label: String) {
+        var known = keyValueLines(FileContents.text(repositoryVerifiedFile, limit: 1 << 20) ?? "")
+        known[label] = "\(epochNow())"
+        if access(directory, F_OK) != 0 {
+            try? makeDirectories(directory)
+            if let owner, geteuid() == 0 { _ = lchown(directory, owner.uid, owner.gid) }
+        }
+        try? writeOwned(repositoryVerifiedFile, known.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)\n" }.joined())
+    }
+
+    /// `backups` (of a pgBackRest repository) with the times `backup verify` found them sound.
+    public func withRepositoryVerification(_ backups: [BaseBackup]) -> [BaseBackup] {
+        let known = keyValueLines(FileContents.text(repositoryVerifiedFile, limit: 1 << 20) ?? "")
+        return backups.map { b in
+            var b = b
+            b.verified = known[b.id].flatMap { Double($0) }
+            return b
+        }
+    }
+
     /// The timeline and the WAL range of a `backup_manifest` (`"WAL-Ranges": [{ "Timeline": 1,
     /// "Start-LSN": "0/2000028", "End-LSN": "0/2000100" }]`); nil when it has none.
     static func walRange(manifest: String) -> (timeline: UInt32, start: LSN, end: LSN)? {

@@ -285,7 +285,7 @@ extension MetadbOperations {
         case .failure(let e): throw e
         case .success(let found): checks += found
         }
-        if c.coordinator.pgBackRest == nil { c.archive.markVerified(newest) }
+        if c.coordinator.pgBackRest == nil { c.archive.markVerified(newest) } else { c.archive.markRepositoryBackupVerified(newest.id) }
         logger.notice("verified backup \(newest.id): \(checks.joined(separator: "; "))")
         return .init(backup: newest.id, checks: checks)
     }

@@ -112,7 +112,7 @@ final class BackupCoordinator: Sendable {
     /// The base backups, oldest first: amp's archive's, or the pgBackRest repository's.
     func backups() async -> [BaseBackup] {
         guard pgBackRest != nil else { return archive.backups() }
-        return await repositoryInfo(maxAge: 60)?.backups ?? []
+        return archive.withRepositoryVerification(await repositoryInfo(maxAge: 60)?.backups ?? [])
     }
 
     /// `pgbackrest info`, read again when older than `maxAge` seconds; nil when it fails.

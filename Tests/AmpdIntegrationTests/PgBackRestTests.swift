@@ -120,6 +120,9 @@ struct PgBackRestTests {
         #expect(created?["id"]?.stringValue?.hasSuffix("I") == true, "the second backup is incremental: \(String(describing: created))")
         let verified = await ampctl(["backup", "verify"])
         #expect(verified.ok && verified.output.contains("pgbackrest verify") && verified.output.contains("pg_amcheck"), "\(verified.output)")
+        let listed = helpers.json(await ampctl(["backup", "list", "--json"]))?["backups"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        #expect(listed.last?["verified"]?.stringValue != nil && listed.last?["parent"]?.stringValue == listed.first?["id"]?.stringValue,
+                "the verified backup is marked, and the incremental names the full one: \(listed)")
 
         // --into: the library in ampctl restores from S3 beside the running cluster.
         // pgBackRest holds whole segments: a switch, pushed, puts the last commit in the repository.
