@@ -32,7 +32,7 @@ public struct Setting: Sendable, Hashable {
     /// Every setting, in the order the documentation lists them.
     public static let all: [Setting] = [
         binDir, locale, encoding, initdbArgs, postgresUser, socketDir, startTimeout, stopTimeout, templateCache, profile, memory,
-        cpus, listen, tls, tlsCertificate, tlsKey, externalURL, seed, seedOutsideProject,
+        cpus, listen, tls, tlsCertificate, tlsKey, externalURL, seed, seedOutsideProject, audit, cron,
         backupArchive, backupTarget, backupWindow, backupMaxSize, backupSynchronous, backupInterval, backupSlotLimit,
         backupEngine, backupRepository,
     ]
@@ -100,6 +100,15 @@ public struct Setting: Sendable, Hashable {
     public static let seedOutsideProject = Setting(
         key: "seed_outside_project", variable: nil, flag: nil, kind: .boolean, defaultText: "false",
         summary: "Allow seed scripts outside the project directory", field: .boolean(\.seedOutsideProject))
+
+    public static let audit = Setting(
+        key: "audit", variable: "AMP_PG_AUDIT", flag: nil, kind: .boolean, defaultText: "false",
+        summary: "Preload pgaudit (postgresql-N-pgaudit) with pgaudit.log = 'ddl, role': DDL and role changes in the journal with PG_AUDIT= fields",
+        field: .boolean(\.audit))
+    public static let cron = Setting(
+        key: "cron", variable: "AMP_PG_CRON", flag: nil, kind: .boolean, defaultText: "false",
+        summary: "Preload pg_cron (postgresql-N-cron): jobs scheduled with cron.schedule() in the default database, run by background workers, logged",
+        field: .boolean(\.cron))
 
     public static let backupArchive = Setting(
         key: "archive", variable: "AMP_BACKUP_ARCHIVE", flag: nil, kind: .boolean, defaultText: "true",

@@ -45,6 +45,10 @@ public struct AmpSettings: Sendable, Equatable {
     public var tlsKey: String?
     /// An external server this project uses instead of a local cluster (no password in it).
     public var externalURL: String?
+    /// `[postgres] audit`: pgaudit preloaded (`pgaudit.log = 'ddl, role'`).
+    public var audit = false
+    /// `[postgres] cron`: pg_cron preloaded, its jobs in the default database.
+    public var cron = false
     /// `[backup] archive`: the continuous archive and base backups.
     public var backupArchive = true
     /// `[backup] target`: the archive's directory; nil: `.amp/backup`.
@@ -87,6 +91,8 @@ public struct AmpSettings: Sendable, Equatable {
         l.tlsCertificate = tlsCertificate
         l.tlsKey = tlsKey
         l.externalURL = externalURL
+        l.audit = audit
+        l.cron = cron
         l.backupArchive = backupArchive
         l.backupTarget = backupTarget
         l.backupWindow = backupWindow
@@ -120,6 +126,8 @@ public struct AmpSettings: Sendable, Equatable {
         if let v = layer.tlsCertificate { tlsCertificate = v }
         if let v = layer.tlsKey { tlsKey = v }
         if let v = layer.externalURL { externalURL = v }
+        if let v = layer.audit { audit = v }
+        if let v = layer.cron { cron = v }
         if let v = layer.backupArchive { backupArchive = v }
         if let v = layer.backupTarget { backupTarget = v }
         if let v = layer.backupWindow { backupWindow = v }
@@ -162,6 +170,8 @@ public struct SettingsLayer: Sendable, Equatable {
     public var tlsCertificate: String?
     public var tlsKey: String?
     public var externalURL: String?
+    public var audit: Bool?
+    public var cron: Bool?
     public var backupArchive: Bool?
     public var backupTarget: String?
     public var backupWindow: Duration?

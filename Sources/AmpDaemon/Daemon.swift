@@ -148,9 +148,10 @@ enum Daemon {
             backups: backups, testDatabases: testDatabases, sessions: sessions, statistics: statistics)
         logger.info("varlink API at unix:\(varlink.path)")
 
-        let extensions = server.createExtensions
+        let extensions = server.createExtensions, moduleExtensions = server.moduleExtensions
         var service = AmpdService(builder: builder, notifier: notifier, board: board, logger: logger) { handle, elapsed, created in
             if created, !extensions.isEmpty { await Self.createExtensions(extensions, handle: handle, logger: logger) }
+            if !moduleExtensions.isEmpty { await Self.createExtensions(moduleExtensions, handle: handle, logger: logger) }
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let rounded = (seconds * 1000).rounded() / 1000
             if !journal { printLine("ready in \(rounded)s: \(handle.url) — connect with: psql '\(handle.url)'") }

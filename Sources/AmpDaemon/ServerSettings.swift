@@ -18,6 +18,9 @@ struct ServerSettings {
     var initdbArguments: [String]
     /// Extensions to create in the default database of a new cluster.
     var createExtensions: [String]
+    /// Extensions of the modules asked for (pgaudit, pg_cron), created at every start when
+    /// missing (the setting may be new for an existing cluster).
+    var moduleExtensions: [String] = []
     /// Things to say once in the log (e.g. missing contrib modules).
     var notes: [String]
     var version: PostgresVersion
@@ -80,9 +83,20 @@ struct ServerSettings {
         }
 
         let libraries = facts.libraries
-        let input = TuningInput(
+        var modules: [OptionalModule] = []
+        if settings.audit { modules.append(.pgaudit) }
+        if settings.cron { modules.append(.pgCron) }
+        for module in modules where !libraries.contains(module.rawValue) {
+            let setting = module == .pgaudit ? "audit" : "cron"
+            throw .missingModule(
+                "[postgres] \(setting) = true needs \(module.rawValue), which PostgreSQL \(version.majorNumber) here does not have "
+                    + "(no \(module.rawValue).so in \(binaries.libraryDirectories.joined(separator: " or "))): "
+                    + "apt install \(module.package(major: version.majorNumber)), or set \(setting) = false")
+        }
+        var input = TuningInput(
             profile: profile, memoryBytes: memoryBytes, memorySource: memorySource, cpus: cpus, cpuSource: cpuSource,
             serverMajor: version.majorNumber, hasLZ4: facts.hasLZ4, availableLibraries: libraries)
+        input.modules = modules
         var entries = PostgresBuilder.fixedParameters.map { EffectiveSetting(name: $0.name, value: $0.value, source: .builtIn) }
         entries += tuningPlan(input)
         entries += archiveParameters(settings, pgBackRest: facts.pgBackRest, major: version.majorNumber)
@@ -118,6 +132,7 @@ struct ServerSettings {
             effective: effective, parameters: entries.filter { $0.source != .builtIn }.map { ($0.name, $0.value) },
             initdbArguments: initdb,
             createExtensions: libraries.contains("pg_stat_statements") ? ["pg_stat_statements"] : [],
+            moduleExtensions: modules.map(\.rawValue),
             notes: notes, version: version, binaries: binaries, pgBackRest: facts.pgBackRest)
     }
 }
@@ -177,7 +192,7 @@ struct ServerFacts {
         let detector = ResourceDetector { FileContents.text($0) }
         return ServerFacts(
             binaries: binaries, version: version, hasLZ4: await binaries.hasLZ4(cacheDirectory: cacheDirectory),
-            libraries: binaries.availableLibraries(baselineLibraries),
+            libraries: binaries.availableLibraries(baselineLibraries + OptionalModule.allCases.map(\.rawValue)),
             parameterNames: await binaries.parameterNames(cacheDirectory: cacheDirectory),
             cgroupMemory: detector.cgroupMemoryLimit(), physicalMemory: detector.physicalMemory(),
             cgroupCPUs: detector.cgroupCPUQuota(), affinityCPUs: affinityCPUCount(),
@@ -188,5 +203,7 @@ struct ServerFacts {
 enum ServerSettingsError: Error {
     case postgres(PostgresError)
     case unknownParameter(String)
+    /// `[postgres] audit` or `cron` without the module installed.
+    case missingModule(String)
 }
 

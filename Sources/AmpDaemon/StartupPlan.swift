@@ -126,7 +126,7 @@ struct StartupPlan {
         } catch {
             switch error {
             case .postgres(let e): throw DaemonError(ExitStatus(e), e.message, details: e.details)
-            case .unknownParameter(let message): throw DaemonError(.config, message)
+            case .unknownParameter(let message), .missingModule(let message): throw DaemonError(.config, message)
             }
         }
         if let listener { server.addListener(listener.parameters, layers: layers) }

@@ -177,3 +177,26 @@ public struct PostgresLogAssembler: Sendable {
         return finished
     }
 }
+
+/// What pgaudit logged in one entry: `AUDIT: SESSION,1,1,DDL,CREATE TABLE,TABLE,public.t,…`.
+public struct AuditRecord: Sendable, Equatable {
+    /// `SESSION` or `OBJECT`.
+    public var type: String
+    /// `DDL`, `ROLE`, `READ`, `WRITE`, `FUNCTION`, `MISC`, `MISC_SET`.
+    public var auditClass: String
+    /// The command tag (`CREATE TABLE`, `ALTER ROLE`).
+    public var command: String
+
+    /// The record of an entry whose message is pgaudit's, else nil. See
+    /// <https://github.com/pgaudit/pgaudit/blob/1.7.0/README.md#format>.
+    public init?(message: String) {
+        guard message.hasPrefix("AUDIT: ") else { return nil }
+        // The first five fields never hold a comma; the statement after them may.
+        let fields = message.dropFirst(7).split(separator: ",", maxSplits: 5, omittingEmptySubsequences: false)
+        guard fields.count >= 5, fields[0] == "SESSION" || fields[0] == "OBJECT", !fields[3].isEmpty,
+              fields[3].allSatisfy({ $0.isUppercase || $0 == "_" }) else { return nil }
+        type = String(fields[0])
+        auditClass = String(fields[3])
+        command = String(fields[4].prefix(64))
+    }
+}

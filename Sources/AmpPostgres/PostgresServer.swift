@@ -270,6 +270,12 @@ public final class PostgresServer: Service, Sendable {
         if let s = entry.severity { metadata["pg_severity"] = "\(s.rawValue)" }
         if let pid = entry.pid { metadata["pg_pid"] = "\(pid)" }
         if let code = entry.sqlState { metadata["pg_sqlstate"] = "\(code)" }
+        // pgaudit's entries carry their class and command as fields (`journalctl PG_AUDIT=DDL`).
+        if let audit = AuditRecord(message: entry.message) {
+            metadata["pg_audit"] = "\(audit.auditClass)"
+            metadata["pg_audit_command"] = "\(audit.command)"
+            metadata["pg_audit_type"] = "\(audit.type)"
+        }
         logger.log(level: entry.severity?.loggerLevel ?? .info, "\(entry.text)", metadata: metadata)
     }
 

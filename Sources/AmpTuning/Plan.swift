@@ -117,6 +117,11 @@ public struct TuningInput: Sendable {
     /// Preloadable libraries found in the server's library directory.
     public var availableLibraries: Set<String>
 
+    /// Modules asked for (`[postgres] audit`, `cron`); their presence is checked before.
+    public var modules: [OptionalModule] = []
+    /// The default database (pg_cron's `cron.database_name`).
+    public var defaultDatabase = "postgres"
+
     public init(profile: Profile, memoryBytes: UInt64, memorySource: BudgetSource, cpus: Int, cpuSource: BudgetSource,
                 serverMajor: Int, hasLZ4: Bool, availableLibraries: Set<String>) {
         self.profile = profile
@@ -132,6 +137,16 @@ public struct TuningInput: Sendable {
 
 /// The libraries amp preloads when the server has them.
 public let baselineLibraries = ["pg_stat_statements", "auto_explain"]
+
+/// Libraries preloaded only when asked for (`[postgres] audit`, `cron`), with the Debian
+/// package that ships each (`postgresql-N-pgaudit`, `postgresql-N-cron`).
+public enum OptionalModule: String, Sendable, CaseIterable {
+    case pgaudit
+    case pgCron = "pg_cron"
+
+    /// The Debian package of this module for PostgreSQL `major`.
+    public func package(major: Int) -> String { self == .pgaudit ? "postgresql-\(major)-pgaudit" : "postgresql-\(major)-cron" }
+}
 
 /// The profile, sizing, version and extension settings (everything below the user's own
 /// parameters), in precedence order: later entries of the same name win.
@@ -156,7 +171,7 @@ public func tuningPlan(_ input: TuningInput) -> [EffectiveSetting] {
     if input.serverMajor >= 18 { out.append(EffectiveSetting(name: "io_method", value: "worker", source: .version(v))) }
     let compression = input.serverMajor >= 15 ? (input.hasLZ4 ? "lz4" : "pglz") : "on"
     out.append(EffectiveSetting(name: "wal_compression", value: compression, source: .version(v)))
-    let preload = baselineLibraries.filter { input.availableLibraries.contains($0) }
+    let preload = baselineLibraries.filter { input.availableLibraries.contains($0) } + input.modules.map(\.rawValue)
     if !preload.isEmpty {
         out.append(EffectiveSetting(name: "shared_preload_libraries", value: preload.joined(separator: ","), source: .extensions))
     }
@@ -165,6 +180,20 @@ public func tuningPlan(_ input: TuningInput) -> [EffectiveSetting] {
     }
     if preload.contains("pg_stat_statements") {
         out.append(EffectiveSetting(name: "pg_stat_statements.track", value: "top", source: .extensions))
+    }
+    // pgaudit: DDL and role changes, without the catalog queries of psql's \d and the like.
+    // See <https://github.com/pgaudit/pgaudit/blob/1.7.0/README.md#settings>.
+    if input.modules.contains(.pgaudit) {
+        out.append(EffectiveSetting(name: "pgaudit.log", value: "ddl, role", source: .extensions))
+        out.append(EffectiveSetting(name: "pgaudit.log_catalog", value: "off", source: .extensions))
+    }
+    // pg_cron: jobs in the default database, run by background workers (amp's servers listen
+    // on no TCP port for pg_cron's own connections), each run logged.
+    // See <https://github.com/citusdata/pg_cron/blob/v1.4.2/README.md#setting-up-pg_cron>.
+    if input.modules.contains(.pgCron) {
+        out.append(EffectiveSetting(name: "cron.database_name", value: input.defaultDatabase, source: .extensions))
+        out.append(EffectiveSetting(name: "cron.use_background_workers", value: "on", source: .extensions))
+        out.append(EffectiveSetting(name: "cron.log_run", value: "on", source: .extensions))
     }
     return out
 }

@@ -90,4 +90,28 @@ struct ServerSettingsTests {
         #expect(value(durable, "fsync")?.value == "on")
         #expect(value(durable, "listen_addresses")?.value == "" && value(durable, "listen_addresses")?.source == .builtIn)
     }
+
+    @Test("audit and cron: the modules preloaded after the baseline ones, their settings; a module not installed is an error naming its package")
+    func modules() throws {
+        var file = SettingsLayer()
+        file.audit = true
+        file.cron = true
+        var facts = Self.facts
+        facts.libraries = ["pg_stat_statements", "auto_explain", "pgaudit", "pg_cron"]
+        let s = try ServerSettings.decide(layers(file: file), facts: facts)
+        #expect(value(s, "shared_preload_libraries")?.value == "pg_stat_statements,auto_explain,pgaudit,pg_cron")
+        #expect(value(s, "pgaudit.log")?.value == "ddl, role" && value(s, "cron.database_name")?.value == "postgres")
+        #expect(value(s, "cron.use_background_workers")?.value == "on" && s.moduleExtensions == ["pgaudit", "pg_cron"])
+        let none = try ServerSettings.decide(layers(), facts: facts)
+        #expect(value(none, "shared_preload_libraries")?.value == "pg_stat_statements,auto_explain" && none.moduleExtensions.isEmpty)
+        #expect(value(none, "pgaudit.log") == nil && value(none, "cron.database_name") == nil)
+        do {
+            _ = try ServerSettings.decide(layers(file: file), facts: Self.facts)
+            Issue.record("accepted audit without pgaudit")
+        } catch {
+            guard case .missingModule(let message) = error else { Issue.record("\(error)"); return }
+            #expect(message.hasPrefix("[postgres] audit = true needs pgaudit") && message.contains("apt install postgresql-15-pgaudit"), "\(message)")
+        }
+    }
 }
+

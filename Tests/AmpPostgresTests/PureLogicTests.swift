@@ -186,3 +186,18 @@ struct CloneStrategyTests {
         #expect(CloneStrategy.choose(sizeBytes: 1 << 40, serverMajor: 14) == nil, "no STRATEGY before 15")
     }
 }
+
+@Suite("pgaudit's log entries (pure)")
+struct AuditRecordTests {
+    @Test("an AUDIT entry gives its type, class and command; a statement with commas does not confuse it; other messages are not audit records")
+    func parse() {
+        let ddl = AuditRecord(message: "AUDIT: SESSION,1,1,DDL,CREATE TABLE,TABLE,public.t,\"CREATE TABLE t (a int, b int)\",<not logged>")
+        #expect(ddl == AuditRecord(message: "AUDIT: SESSION,1,1,DDL,CREATE TABLE,,,x,<none>"))
+        #expect(ddl?.type == "SESSION" && ddl?.auditClass == "DDL" && ddl?.command == "CREATE TABLE")
+        #expect(AuditRecord(message: "AUDIT: OBJECT,2,1,MISC_SET,SET,,,SET x = 1,<not logged>")?.auditClass == "MISC_SET")
+        for other in ["", "AUDIT:", "AUDIT: SESSION,1,1", "AUDIT: NOPE,1,1,DDL,CREATE TABLE", "AUDIT: SESSION,1,1,ddl,CREATE TABLE",
+                      "checkpoint starting: time", "AUDIT SESSION,1,1,DDL,CREATE TABLE,,,x"] {
+            #expect(AuditRecord(message: other) == nil, "\(other)")
+        }
+    }
+}

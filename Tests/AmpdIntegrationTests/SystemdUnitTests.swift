@@ -174,6 +174,28 @@ struct SystemdUnitTests {
         }
     }
 
+    @Test("audit = true under amp@NAME: pgaudit's entries carry PG_AUDIT, PG_AUDIT_COMMAND and PG_AUDIT_TYPE, so `journalctl PG_AUDIT=DDL` finds them",
+          .enabled(if: ModulesTests.installed || ModulesTests.required, "needs postgresql-15-pgaudit (make test installs it)"))
+    func auditInJournal() async throws {
+        try await SystemdFixture.with { f in
+            let base = try await f.project("audit")
+            mkdir(base + "/.amp", 0o700)
+            writeFile(base + "/.amp/config.toml", "[postgres]\naudit = true\n[backup]\narchive = false\n")
+            let unit = f.unit("audit")
+            #expect(await f.systemctl("start", unit).ok)
+            let url = try #require(await f.url(unit))
+            _ = try query(url, "CREATE TABLE audited (n int)")
+            let found = await eventuallyAsync(timeout: .seconds(10), every: .milliseconds(200)) {
+                await f.journal(unit, matches: ["PG_AUDIT=DDL"]).contains { $0["PG_AUDIT_COMMAND"] == "CREATE TABLE" && ($0["MESSAGE"] ?? "").contains("public.audited") }
+            }
+            let recent = await f.journal(unit).compactMap { $0["MESSAGE"] }.suffix(20)
+            #expect(found, "\(recent)")
+            let matched = await f.journal(unit, matches: ["PG_AUDIT=DDL"])
+            #expect(!matched.isEmpty && matched.allSatisfy { $0["PG_AUDIT_TYPE"] == "SESSION" && ($0["MESSAGE"] ?? "").contains("AUDIT: ") })
+            #expect(await f.systemctl("stop", unit).ok)
+        }
+    }
+
     @Test("postmaster stopped (SIGSTOP): Result=watchdog and a restart within WatchdogSec plus a margin")
     func hungPostmaster() async throws {
         try await SystemdFixture.with { f in
