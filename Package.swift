@@ -210,7 +210,8 @@ let package = Package(
 // `swift build --sanitize=fuzzer` (libFuzzer supplies `main`), in a scratch path of their own.
 if Context.environment["AMP_FUZZ"] == "1" {
     for (name, dependencies) in [("FuzzTOML", ["AmpConfig", "SystemSupport"]), ("FuzzConfig", ["AmpConfig", "AmpTuning"]), ("FuzzVarlinkJSON", ["Varlink"]),
-                                 ("FuzzVarlinkFramer", ["Varlink"]), ("FuzzPostgresLog", ["AmpPostgres"])] {
+                                 ("FuzzVarlinkFramer", ["Varlink"]), ("FuzzPostgresLog", ["AmpPostgres"]),
+                                 ("FuzzPgBackRestInfo", ["AmpBackup"])] {
         package.targets.append(.executableTarget(
             name: name, dependencies: dependencies.map { .target(name: $0) }, path: "Tests/fuzz/\(name)",
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]))

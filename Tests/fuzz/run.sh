@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs amp's libFuzzer targets, SECONDS each (default 20; `make fuzz` gives 300): the TOML
 # parser, the config loader, the varlink JSON decoder, the varlink framer and connection state
-# machine, and the PostgreSQL log parser. Built with AddressSanitizer into .build-fuzz. Seeds:
+# machine, the PostgreSQL log parser (with pgaudit's entries) and pgBackRest's info JSON. Built with AddressSanitizer into .build-fuzz. Seeds:
 # the toml-test cases and a few varlink messages and log lines; findings go to
 # .build-fuzz/findings/TARGET. Prints one line per target (runs, coverage, new inputs, corpus);
 # exit 1 on any crash, hang or sanitizer report, and when a target ran without coverage
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-20}
 swift=${SWIFT:-swift}
-targets=(FuzzTOML FuzzConfig FuzzVarlinkJSON FuzzVarlinkFramer FuzzPostgresLog)
+targets=(FuzzTOML FuzzConfig FuzzVarlinkJSON FuzzVarlinkFramer FuzzPostgresLog FuzzPgBackRestInfo)
 # SwiftPM's `--sanitize=fuzzer --sanitize=address` alone instruments a random half of the
 # modules for coverage: it writes them as two -sanitize= flags in an order that changes from
 # run to run (a Set), and the Swift driver keeps only the last one it is given (seen in CI as
@@ -38,11 +38,12 @@ seed() {  # seed TARGET FILES...
 seed FuzzTOML Tests/AmpConfigTests/toml-test/valid/*/*.toml
 seed FuzzConfig Tests/AmpConfigTests/toml-test/valid/*/*.toml
 printf '[postgres]\nstart_timeout = "90s"\nmemory = "2GB"\ncpus = 4\nprofile = "durable"\n[postgres.parameters]\nwork_mem = "16MB"\n' > "$work/FuzzConfig/amp.toml"
-mkdir -p "$work/FuzzVarlinkJSON" "$work/FuzzVarlinkFramer" "$work/FuzzPostgresLog"
+mkdir -p "$work/FuzzVarlinkJSON" "$work/FuzzVarlinkFramer" "$work/FuzzPostgresLog" "$work/FuzzPgBackRestInfo"
 printf '{"method":"io.fuzz.X.M","parameters":{"t":{"a":1,"c":[true],"d":{"x":1.5}}},"more":false}' > "$work/FuzzVarlinkJSON/call.json"
 printf '{"error":"io.fuzz.X.E","parameters":{"why":"\\u00e9"},"continues":true}' > "$work/FuzzVarlinkJSON/reply.json"
 printf '\x05{"method":"io.fuzz.X.M","parameters":{"t":{"a":1}}}\0{"method":"org.varlink.service.GetInfo"}\0{"method":"io.fuzz.X.S","more":true}\0' > "$work/FuzzVarlinkFramer/calls"
-printf '[123] 00000 LOG:  database system is ready to accept connections\n[124] 42703 ERROR:  column "x" does not exist at character 8\n\tSTATEMENT:  select x;\n[1] 00000 LOG:  database system was interrupted; last known up at 2026-01-01\n[9] 53100 PANIC:  could not write to file "pg_wal/xlogtemp.9": No space left on device\n' > "$work/FuzzPostgresLog/log"
+printf '[{"archive":[{"id":"15-1","max":"000000010000000000000005","min":"000000010000000000000001"}],"backup":[{"archive":{"start":"000000010000000000000002"},"database":{"id":1},"error":false,"info":{"repository":{"delta":3062512}},"label":"20261205-010715F","lsn":{"start":"0/2000028","stop":"0/3000050"},"prior":null,"timestamp":{"start":1796432835,"stop":1796432838},"type":"full"},{"archive":{"start":"000000010000000000000004"},"database":{"id":1},"error":false,"info":{"repository":{"delta":431}},"label":"20261205-010715F_20261205-010719I","lsn":{"start":"0/4000028","stop":"0/5000050"},"prior":"20261205-010715F","timestamp":{"start":1796432839,"stop":1796432840},"type":"incr"}],"db":[{"id":1,"system-id":7715620255964215574,"version":"15"}],"name":"amp","status":{"code":0,"message":"ok"}}]' > "$work/FuzzPgBackRestInfo/info.json"
+printf '[123] 00000 LOG:  database system is ready to accept connections\n[124] 42703 ERROR:  column "x" does not exist at character 8\n\tSTATEMENT:  select x;\n[1] 00000 LOG:  database system was interrupted; last known up at 2026-01-01\n[9] 53100 PANIC:  could not write to file "pg_wal/xlogtemp.9": No space left on device\n[10] 00000 LOG:  AUDIT: SESSION,1,1,DDL,CREATE TABLE,TABLE,public.t,"CREATE TABLE t (a int, b int)",<not logged>\n' > "$work/FuzzPostgresLog/log"
 
 failed=0
 for t in "${targets[@]}"; do
