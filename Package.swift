@@ -80,6 +80,10 @@ let package = Package(
             dependencies: ["AmpPostgres", "CFiles", "ChildProcess", "SystemSupport", "ThreadSupport", "Varlink", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
+            name: "AmpMetrics",
+            dependencies: [],
+            swiftSettings: strict),
+        .target(
             name: "AmpConfig",
             dependencies: ["AmpTuning", "SystemSupport"],
             swiftSettings: strict),
@@ -117,7 +121,7 @@ let package = Package(
         .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpBackup", "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSupervision", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSocket", "SystemSupport", "ThreadSupport",
+                "AmpBackup", "AmpMetrics", "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSupervision", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSocket", "SystemSupport", "ThreadSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -165,6 +169,10 @@ let package = Package(
         .testTarget(
             name: "AmpBackupTests",
             dependencies: ["AmpBackup"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "AmpMetricsTests",
+            dependencies: ["AmpMetrics"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpDaemonTests",

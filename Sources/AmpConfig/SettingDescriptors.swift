@@ -34,11 +34,11 @@ public struct Setting: Sendable, Hashable {
         binDir, locale, encoding, initdbArgs, postgresUser, socketDir, startTimeout, stopTimeout, templateCache, profile, memory,
         cpus, listen, tls, tlsCertificate, tlsKey, externalURL, seed, seedOutsideProject, audit, cron,
         backupArchive, backupTarget, backupWindow, backupMaxSize, backupSynchronous, backupInterval, backupSlotLimit,
-        backupEngine, backupRepository,
+        backupEngine, backupRepository, metricsListen, metricsExporterNames,
     ]
 
     /// The tables of `config.toml` amp reads.
-    public static let tables = ["postgres", "backup"]
+    public static let tables = ["postgres", "backup", "metrics"]
 
     /// The setting of a key of `table`.
     public static func named(_ key: String, in table: String = "postgres") -> Setting? { all.first { $0.key == key && $0.table == table } }
@@ -81,7 +81,7 @@ public struct Setting: Sendable, Hashable {
         summary: "CPU count for sizing", field: .cpus)
     public static let listen = Setting(
         key: "listen", variable: "AMP_PG_LISTEN", flag: "--listen", kind: .listen, defaultText: "off",
-        summary: "Also listen on TCP, with a SCRAM password", field: .listen)
+        summary: "Also listen on TCP, with a SCRAM password", field: .listen(\.listen))
     public static let tls = Setting(
         key: "tls", variable: nil, flag: nil, kind: .boolean, defaultText: "false",
         summary: "TLS on the TCP listener (required for an address other machines can reach)", field: .boolean(\.tls))
@@ -146,6 +146,16 @@ public struct Setting: Sendable, Hashable {
         key: "repository", variable: "AMP_BACKUP_REPOSITORY", flag: nil, kind: .options, defaultText: "a repository in target/pgbackrest",
         summary: "pgBackRest options for engine = pgbackrest, as [\"NAME=VALUE\", …] (repo1-type=s3, repo1-s3-bucket=…, stanza=…); secrets are better in PGBACKREST_* variables of ampd's environment",
         field: .list(\.backupRepository), table: "backup")
+
+    public static let metricsListen = Setting(
+        key: "listen", variable: "AMP_METRICS_LISTEN", flag: nil, kind: .listen, defaultText: "off",
+        summary: "Serve the project's metrics for Prometheus at http://ADDRESS/metrics (\"auto\": 127.0.0.1:9187, postgres_exporter's port); ampctl metrics prints them without it",
+        field: .listen(\.metricsListen), table: "metrics")
+
+    public static let metricsExporterNames = Setting(
+        key: "exporter_names", variable: "AMP_METRICS_EXPORTER_NAMES", flag: nil, kind: .boolean, defaultText: "true",
+        summary: "Name PostgreSQL's metrics as postgres_exporter does (its dashboards work); false: Prometheus's rules (counters end in _total), which promtool check metrics accepts",
+        field: .boolean(\.metricsExporterNames), table: "metrics")
 
     /// The server parameters' table, variables and flag (not a single value; documented with
     /// the others).
@@ -323,7 +333,8 @@ enum SettingField: Sendable {
     case duration(WritableKeyPath<SettingsLayer, Duration?> & Sendable)
     case boolean(WritableKeyPath<SettingsLayer, Bool?> & Sendable)
     case memory(WritableKeyPath<SettingsLayer, MemorySize?> & Sendable)
-    case profile, cpus, listen, engine
+    case listen(WritableKeyPath<SettingsLayer, ListenAddress?> & Sendable)
+    case profile, cpus, engine
 
     func store(_ value: SettingValue, in layer: inout SettingsLayer) {
         switch (self, value) {
@@ -335,7 +346,7 @@ enum SettingField: Sendable {
         case (.engine, .engine(let v)): layer.backupEngine = v
         case (.memory(let k), .memory(let v)): layer[keyPath: k] = v
         case (.cpus, .cpus(let v)): layer.cpus = v
-        case (.listen, .listen(let v)): layer.listen = v
+        case (.listen(let k), .listen(let v)): layer[keyPath: k] = v
         default: break
         }
     }
@@ -350,7 +361,7 @@ enum SettingField: Sendable {
         case .engine: layer.backupEngine != nil
         case .memory(let k): layer[keyPath: k] != nil
         case .cpus: layer.cpus != nil
-        case .listen: layer.listen != nil
+        case .listen(let k): layer[keyPath: k] != nil
         }
     }
 
@@ -366,7 +377,7 @@ enum SettingField: Sendable {
         case .engine: return layer.backupEngine?.rawValue
         case .memory(let k): return layer[keyPath: k]?.description
         case .cpus: return layer.cpus.map(String.init)
-        case .listen: return layer.listen?.description
+        case .listen(let k): return layer[keyPath: k]?.description
         }
     }
 }

@@ -65,6 +65,10 @@ public struct AmpSettings: Sendable, Equatable {
     public var backupSlotLimit = MemorySize(parsing: "1GB") ?? MemorySize.minimum
     /// `[backup] engine`: amp's own archive, or pgBackRest.
     public var backupEngine = BackupEngine.amp
+    /// `[metrics] listen`: where Prometheus scrapes the project's metrics (nil: no listener).
+    public var metricsListen: ListenAddress?
+    /// `[metrics] exporter_names`: postgres_exporter's names (true) or Prometheus's rules.
+    public var metricsExporterNames = true
     /// `[backup] repository`: pgBackRest options (`name=value`) for `engine = "pgbackrest"`.
     public var backupRepository: [String] = []
 
@@ -102,6 +106,8 @@ public struct AmpSettings: Sendable, Equatable {
         l.backupSlotLimit = backupSlotLimit
         l.backupEngine = backupEngine
         l.backupRepository = backupRepository
+        l.metricsListen = metricsListen
+        l.metricsExporterNames = metricsExporterNames
         return l
     }
 
@@ -137,6 +143,8 @@ public struct AmpSettings: Sendable, Equatable {
         if let v = layer.backupSlotLimit { backupSlotLimit = v }
         if let v = layer.backupEngine { backupEngine = v }
         if let v = layer.backupRepository { backupRepository = v }
+        if let v = layer.metricsListen { metricsListen = v }
+        if let v = layer.metricsExporterNames { metricsExporterNames = v }
         for p in layer.parameters {
             if let i = parameters.firstIndex(where: { $0.name.lowercased() == p.name.lowercased() }) {
                 parameters[i] = p
@@ -181,6 +189,8 @@ public struct SettingsLayer: Sendable, Equatable {
     public var backupSlotLimit: MemorySize?
     public var backupEngine: BackupEngine?
     public var backupRepository: [String]?
+    public var metricsListen: ListenAddress?
+    public var metricsExporterNames: Bool?
     public var parameters: [AmpSettings.Parameter] = []
 
     public init(

@@ -27,7 +27,7 @@ public struct AmpctlCommand: AsyncParsableCommand {
             InitCommand.self, ListCommand.self, StatusCommand.self, URLCommand.self, EnvCommand.self, PsqlCommand.self,
             DatabasesCommand.self, CreatedbCommand.self, DropdbCommand.self,
             StartCommand.self, StopCommand.self, RestartCommand.self, LogsCommand.self,
-            BranchCommand.self, SnapshotCommand.self, BackupCommand.self, RestoreCommand.self, RestorePointCommand.self, ResetCommand.self, TestdbCommand.self, TopCommand.self, SlowCommand.self, UpgradeCommand.self, ImportCommand.self, ExportCommand.self, PushCommand.self, PullCommand.self, DuCommand.self, GcCommand.self,
+            BranchCommand.self, SnapshotCommand.self, BackupCommand.self, RestoreCommand.self, RestorePointCommand.self, ResetCommand.self, TestdbCommand.self, TopCommand.self, SlowCommand.self, MetricsCommand.self, UpgradeCommand.self, ImportCommand.self, ExportCommand.self, PushCommand.self, PullCommand.self, DuCommand.self, GcCommand.self,
             DoctorCommand.self, ForgetCommand.self,
         ])
 

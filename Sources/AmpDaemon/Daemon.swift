@@ -141,11 +141,16 @@ enum Daemon {
         } else {
             board.update { $0.archive = "off" }
         }
+        let metrics = MetricsCollector(board: board, session: sessions.slot(), exporterNames: settings.metricsExporterNames)
+        let metricsListener = try settings.metricsListen.map { address throws(DaemonError) in
+            try MetricsListener(address, source: layers.source(of: .metricsListen) ?? "[metrics] listen", collector: metrics, logger: logger)
+        }
+        if let metricsListener { logger.info("metrics for Prometheus at http://\(metricsListener.display)/metrics") }
         let varlink = try makeVarlinkServer(
             name: projectName, environment: environment, board: board, logger: logger,
             snapshots: SnapshotContext(store: ClusterSnapshots(directory: ampDir.path + "/snapshots"), dataDirectory: ampDir.metadb,
                                        projectBase: ampDir.base, queue: maintenance, seedsConfigured: !settings.seed.isEmpty),
-            backups: backups, testDatabases: testDatabases, sessions: sessions, statistics: statistics)
+            backups: backups, testDatabases: testDatabases, sessions: sessions, statistics: statistics, metrics: metrics)
         logger.info("varlink API at unix:\(varlink.path)")
 
         let extensions = server.createExtensions, moduleExtensions = server.moduleExtensions
@@ -177,6 +182,7 @@ enum Daemon {
             .init(service: VarlinkService(server: varlink, board: board), serviceName: "varlink"),
             .init(service: TestDatabasePoolService(pool: testDatabases), serviceName: "testdb-pool"),
         ]
+        if let metricsListener { services.append(.init(service: MetricsService(listener: metricsListener), serviceName: "metrics")) }
         // The archiver stops after PostgreSQL: its receiver takes the shutdown's last WAL.
         if let backups { services.append(.init(service: ArchiverService(coordinator: backups.coordinator), serviceName: "archiver")) }
         let group = ServiceGroup(configuration: .init(
@@ -322,7 +328,8 @@ enum Daemon {
     /// Binds the `io.amp.Metadb` socket at `RUNTIME/amp/NAME/io.amp.Metadb` (directories 0700).
     static func makeVarlinkServer(
         name: String, environment: [String: String], board: StatusBoard, logger: Logger, snapshots: SnapshotContext? = nil, backups: BackupContext? = nil,
-        testDatabases: TestDatabasePool? = nil, sessions: LibPQSessions = LibPQSessions(), statistics: WorkerThread? = nil, external: ExternalServer? = nil
+        testDatabases: TestDatabasePool? = nil, sessions: LibPQSessions = LibPQSessions(), statistics: WorkerThread? = nil, external: ExternalServer? = nil,
+        metrics: MetricsCollector? = nil
     ) throws(DaemonError) -> VarlinkServer {
         let runtime = Metadb.runtimeDirectory(environment: environment)
         let path = Metadb.socketPath(runtimeDirectory: runtime, name: name)
@@ -351,6 +358,7 @@ enum Daemon {
         operations.readOnlySession = sessions.slot()
         operations.external = external
         operations.statistics = statistics
+        operations.metrics = metrics ?? MetricsCollector(board: board, session: sessions.slot())
         let handler = MetadbHandler(operations: operations)
         do {
             return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") },

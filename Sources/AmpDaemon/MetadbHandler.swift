@@ -78,6 +78,8 @@ struct MetadbHandler: VarlinkHandler {
             return try Metadb.CreateRestorePoint.encode(try await mapped { () async throws(MetadbError) in try await operations.createRestorePoint(p.name) })
         case .restoreToTime(let p):
             return try Metadb.RestoreToTime.encode(.init(restored: try await mapped { () async throws(MetadbError) in try await operations.restoreToTime(p.target) }))
+        case .getMetrics:
+            return try Metadb.GetMetrics.encode(.init(text: await (operations.metrics ?? MetricsCollector(board: operations.board, session: operations.readOnlySession)).render()))
         case .deleteSnapshot(let p):
             try await mapped { () async throws(MetadbError) in try operations.deleteSnapshot(p.name) }
             return try Metadb.DeleteSnapshot.encode(NoParameters())

@@ -34,6 +34,8 @@ struct MetadbOperations: Sendable {
     var snapshots: SnapshotContext? = nil
     /// The continuous archive, when `[backup] archive` is on.
     var backups: BackupContext? = nil
+    /// The metrics `GetMetrics` renders (the same as `[metrics] listen` serves).
+    var metrics: MetricsCollector? = nil
     /// Throwaway test databases and their pool.
     var testDatabases: TestDatabasePool? = nil
     /// The external server this ampd serves instead of a local cluster (`[postgres] url`).

@@ -212,6 +212,10 @@ public enum Metadb {
         # .amp/rollback until the restored one is up, then dropped. Progress is in the status.
         method RestoreToTime(target: string) -> (restored: Restored)
 
+        # The project's metrics in the Prometheus text format (PostgreSQL's, with
+        # postgres_exporter's names, and amp's own), as [metrics] listen serves them.
+        method GetMetrics() -> (text: string)
+
         # PostgreSQL is not ready (starting, stopping or failed).
         error NotReady (state: string, phase: string)
 

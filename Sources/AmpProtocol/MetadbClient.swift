@@ -130,6 +130,11 @@ public struct MetadbClient: Sendable {
         try await call(Metadb.CreateRestorePoint.self, .init(name: name))
     }
 
+    /// The project's metrics in the Prometheus text format.
+    public func metrics() async throws(MetadbClientError) -> String {
+        try await call(Metadb.GetMetrics.self, NoParameters()).text
+    }
+
     public func restore(to target: String) async throws(MetadbClientError) -> MetadbRestored {
         try await call(Metadb.RestoreToTime.self, .init(target: target), timeout: .seconds(24 * 3600)).restored
     }

@@ -219,7 +219,7 @@ extension Metadb {
         GetStatus.self, GetConnection.self, WatchStatus.self, ListDatabases.self, CreateDatabase.self, DropDatabase.self,
         CreateSnapshot.self, ListSnapshots.self, RestoreSnapshot.self, DeleteSnapshot.self,
         AcquireTestDatabase.self, ReleaseTestDatabase.self, ResetCluster.self, GetTopStatements.self, ResetStatementStatistics.self,
-        ListBackups.self, CreateBackup.self, VerifyBackup.self, CreateRestorePoint.self, RestoreToTime.self,
+        ListBackups.self, CreateBackup.self, VerifyBackup.self, CreateRestorePoint.self, RestoreToTime.self, GetMetrics.self,
     ]
 
     /// Snapshot names: the same rule as database names (1 to 63 of a-z, 0-9, _ and -).
@@ -320,6 +320,16 @@ extension Metadb {
         }
         public static let name = "RestoreToTime"
     }
+
+    /// `GetMetrics() -> (text: string)`.
+    public enum GetMetrics: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public struct Reply: Codable, Sendable, Equatable {
+            public var text: String
+            public init(text: String) { self.text = text }
+        }
+        public static let name = "GetMetrics"
+    }
 }
 
 public enum MetadbCall: Sendable, Equatable {
@@ -343,6 +353,7 @@ public enum MetadbCall: Sendable, Equatable {
     case verifyBackup
     case createRestorePoint(Metadb.CreateRestorePoint.Parameters)
     case restoreToTime(Metadb.RestoreToTime.Parameters)
+    case getMetrics
 
     /// Decodes `call` (already checked against the IDL by the connection).
     public init(_ call: VarlinkCall) throws(VarlinkError) {
@@ -367,6 +378,7 @@ public enum MetadbCall: Sendable, Equatable {
         case Metadb.VerifyBackup.qualifiedName: self = .verifyBackup
         case Metadb.CreateRestorePoint.qualifiedName: self = .createRestorePoint(try Metadb.CreateRestorePoint.parameters(of: call))
         case Metadb.RestoreToTime.qualifiedName: self = .restoreToTime(try Metadb.RestoreToTime.parameters(of: call))
+        case Metadb.GetMetrics.qualifiedName: self = .getMetrics
         default: throw .methodNotImplemented(call.method)
         }
     }

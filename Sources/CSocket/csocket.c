@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <netdb.h>
+#include <stdio.h>
 
 static int fill_address(struct sockaddr_un *a, const char *path) {
     memset(a, 0, sizeof *a);
@@ -134,4 +136,29 @@ long amp_recv_with_pid(int fd, void *buffer, size_t length, pid_t *sender) {
         }
     }
     return (long)n;
+}
+
+int amp_tcp_listen(const char *host, int port, int backlog) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+    char service[16];
+    if (port < 1 || port > 65535) return -EINVAL;
+    snprintf(service, sizeof service, "%d", port);
+    int r = getaddrinfo(host, service, &hints, &res);
+    if (r != 0 || res == NULL) return -EADDRNOTAVAIL;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) { int saved = errno; freeaddrinfo(res); return -saved; }
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+        int saved = errno;
+        close(fd);
+        freeaddrinfo(res);
+        return -saved;
+    }
+    freeaddrinfo(res);
+    return fd;
 }

@@ -26,11 +26,11 @@ struct SettingDescriptorTests {
         }
     }
 
-    @Test("keys (per table), variables and flags are unique; variables are AMP_PG_ ([postgres]) or AMP_BACKUP_ ([backup]), flags --")
+    @Test("keys (per table), variables and flags are unique; variables are AMP_ and the table's name (AMP_PG_ for [postgres]), flags --")
     func unique() {
         let keys = Setting.all.map(\.qualifiedKey), variables = Setting.all.compactMap(\.variable), flags = Setting.all.compactMap(\.flag)
         #expect(Set(keys).count == keys.count && Set(variables).count == variables.count && Set(flags).count == flags.count)
-        #expect(Setting.all.allSatisfy { s in s.variable.map { $0.hasPrefix(s.table == "postgres" ? "AMP_PG_" : "AMP_BACKUP_") } ?? true })
+        #expect(Setting.all.allSatisfy { s in s.variable.map { $0.hasPrefix(s.table == "postgres" ? "AMP_PG_" : "AMP_" + s.table.uppercased() + "_") } ?? true })
         #expect(flags.allSatisfy { $0.hasPrefix("--") } && Setting.all.allSatisfy { Setting.tables.contains($0.table) })
         #expect(Set(ConfigLoader.postgresKeys) == Set(Setting.all.filter { $0.table == "postgres" }.map(\.key) + ["parameters"]))
     }

@@ -85,6 +85,8 @@ struct MetadbProtocolTests {
             return encode(NoParameters()).flatMap { p in encode(Metadb.VerifyBackup.Reply(backup: backup.id, checks: ["ok"])).map { (p, $0) } }
         case is Metadb.CreateRestorePoint.Type:
             return encode(Metadb.CreateRestorePoint.Parameters(name: "a")).flatMap { p in encode(Metadb.CreateRestorePoint.Reply(lsn: "0/3000000", time: "2026-12-04T22:05:00Z")).map { (p, $0) } }
+        case is Metadb.GetMetrics.Type:
+            return encode(NoParameters()).flatMap { p in encode(Metadb.GetMetrics.Reply(text: "# HELP pg_up x\n# TYPE pg_up gauge\npg_up 1\n")).map { (p, $0) } }
         case is Metadb.RestoreToTime.Type:
             let r = MetadbRestored(backup: backup.id, reachedTime: "2026-12-04T22:04:59Z", reachedLSN: "0/3000000", replayedBytes: 1 << 24, stoppedEarly: "s")
             return encode(Metadb.RestoreToTime.Parameters(target: "10 minutes ago")).flatMap { p in encode(Metadb.RestoreToTime.Reply(restored: r)).map { (p, $0) } }

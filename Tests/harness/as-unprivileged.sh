@@ -139,7 +139,7 @@ runuser -u "$user" -- env -i \
   AMP_REQUIRE_SYSTEMD="$require_systemd" AMP_TEST_SYSTEM_GENERATOR="$system_generator" \
   AMP_VARLINK_PYTHON="$varlink_python" AMP_REQUIRE_VARLINK_CLI=1 \
   AMP_TEST_PG_WHEEL_BINDIRS="$wheel_bindirs" ${memcg:+AMP_TEST_MEMORY_CGROUP="$memcg"} \
-  AMP_TEST_MOTO_SERVER="$moto_server" AMP_REQUIRE_S3=1 AMP_REQUIRE_MODULES=1 \
+  AMP_TEST_MOTO_SERVER="$moto_server" AMP_REQUIRE_S3=1 AMP_REQUIRE_MODULES=1 AMP_REQUIRE_PROMETHEUS=1 \
   CI="${CI:-}" AMP_WERROR="${AMP_WERROR:-1}" \
   ${BENCH_OUT:+BENCH_OUT="$BENCH_OUT"} ${BENCH_RUNS:+BENCH_RUNS="$BENCH_RUNS"} \
   make -C "$workdir" "$target"

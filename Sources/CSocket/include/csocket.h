@@ -15,6 +15,10 @@ int amp_unix_connect(const char *path);
 /// accept4(SOCK_CLOEXEC | SOCK_NONBLOCK). Returns the fd or -errno.
 int amp_unix_accept(int listen_fd);
 
+/* A listening TCP socket (non-blocking, close-on-exec, SO_REUSEADDR) on the numeric address
+ * host:port, IPv4 or IPv6; -errno on failure. Accept with amp_unix_accept. */
+int amp_tcp_listen(const char *host, int port, int backlog);
+
 /// The peer's credentials (SO_PEERCRED). Returns 0 or -errno.
 int amp_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
 
