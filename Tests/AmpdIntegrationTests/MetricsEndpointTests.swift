@@ -15,14 +15,11 @@ struct MetricsEndpointTests {
     static var required: Bool { getenv("AMP_REQUIRE_PROMETHEUS").map { String(cString: $0) } == "1" }
 
     func fetch(_ url: String) async -> ToolResult {
-        await run("/usr/bin/python3", ["-c", """
-            import sys, urllib.request, urllib.error
-            try:
-                r = urllib.request.urlopen(sys.argv[1], timeout=10)
-                sys.stdout.write("%d %s\\n" % (r.status, r.headers.get("Content-Type")) + r.read().decode())
-            except urllib.error.HTTPError as e:
-                sys.stdout.write("%d\\n" % e.code)
-            """, url], environment: toolEnvironment())
+        // GET url: "STATUS CONTENT-TYPE" and the body, or the error's status.
+        let code = "import sys, urllib.request, urllib.error\ntry:\n    r = urllib.request.urlopen(sys.argv[1], timeout=10)\n"
+            + "    sys.stdout.write('%d %s\\n' % (r.status, r.headers.get('Content-Type')) + r.read().decode())\n"
+            + "except urllib.error.HTTPError as e:\n    sys.stdout.write('%d\\n' % e.code)\n"
+        return await run("/usr/bin/python3", ["-c", code, url], environment: toolEnvironment())
     }
 
     @Test("the endpoint serves postgres_exporter's series and amp's; promtool accepts Prometheus's names; a real Prometheus scrapes it; ampctl metrics prints the same",
