@@ -708,6 +708,47 @@ def archive_cost(env, seconds=15, rounds=3):
         out[profile]["lag_samples"] = len(lags)
     return out
 
+def metrics_cost(env, seconds=15, rounds=4):
+    """pgbench tps (durable profile) while Prometheus-style scrapes hit [metrics] listen every
+    second, against the same project not scraped, in interleaved rounds; and the scrape's time."""
+    import socket as sk
+    import urllib.request
+    probe = sk.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    base, p, url = archive_project(env, "metrics", f'[metrics]\nlisten = "127.0.0.1:{port}"\n[backup]\narchive = false\n', "durable")
+    subprocess.run([env.bin("pgbench"), "-i", "-q", "-s", "10", url], check=True, capture_output=True, env=env.env)
+    tps = {"not scraped": [], "scraped every second": []}
+    scrape_times = []
+    try:
+        for _ in range(rounds):
+            for mode in tps:
+                stop = threading.Event()
+                def scrape():
+                    while not stop.is_set():
+                        t0 = time.monotonic()
+                        try:
+                            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+                            scrape_times.append(time.monotonic() - t0)
+                        except Exception:  # noqa: BLE001 - a failed scrape is not a figure
+                            pass
+                        stop.wait(1.0)
+                scraper = threading.Thread(target=scrape, daemon=True) if mode != "not scraped" else None
+                if scraper:
+                    scraper.start()
+                settle()
+                tps[mode].append(pgbench(env, url, seconds))
+                stop.set()
+                if scraper:
+                    scraper.join()
+    finally:
+        stop_process(p)
+    out = {m: summary(v) for m, v in tps.items()}
+    out["scrape_seconds_median"] = statistics.median(scrape_times) if scrape_times else None
+    out["scrapes"] = len(scrape_times)
+    return out
+
 def pitr_restore(env, scale=None, seconds=None):
     """Time to the first query after a restore to the archive's end of a cluster of about 1 GB
     (pgbench scale 70) with `seconds` of pgbench WAL after its base backup: `ampctl restore
@@ -834,7 +875,7 @@ def main():
     ap.add_argument("--idle-seconds", type=int, default=20)
     ap.add_argument("--out", default=os.environ.get("BENCH_OUT", "bench-results.json"))
     ap.add_argument("--markdown")
-    ap.add_argument("--only", help="only this measurement (many_projects, archive_cost, pitr_restore), printed as JSON")
+    ap.add_argument("--only", help="only this measurement (many_projects, archive_cost, metrics_cost, pitr_restore), printed as JSON")
     args = ap.parse_args()
     if args.only:
         work = tempfile.mkdtemp(prefix="amp-bench.", dir="/tmp")
@@ -884,6 +925,7 @@ def main():
         r["idle_watchdog_30s"] = idle(env, args.idle_seconds, watchdog=True)
         r["many_projects"] = many_projects(env)
         r["archive_cost"] = archive_cost(env)
+        r["metrics_cost"] = metrics_cost(env)
         r["pitr_restore"] = pitr_restore(env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -908,6 +950,8 @@ def main():
         ("ampd's private memory with 20 projects idle ≤ 4 MiB", r["many_projects"]["memory"]["ampd_private_bytes"] / (4 * 1024 * 1024), 1.0),
         ("archive on: pgbench tps ≥ 0.95 × off, durable", r["archive_cost"]["durable"]["off"]["median"] * 0.95 / r["archive_cost"]["durable"]["on"]["median"], 1.0),
         ("archive on: pgbench tps ≥ 0.90 × off, dev", r["archive_cost"]["dev"]["off"]["median"] * 0.90 / r["archive_cost"]["dev"]["on"]["median"], 1.0),
+        ("metrics scraped every second: pgbench tps ≥ 0.99 × not scraped (durable)",
+         r["metrics_cost"]["not scraped"]["median"] * 0.99 / r["metrics_cost"]["scraped every second"]["median"], 1.0),
         ("archive lag under pgbench, p99 ≤ 1 s (dev)", r["archive_cost"]["dev"]["lag_p99_seconds"] or 0, 1.0),
         ("archive lag under pgbench, p99 ≤ 1 s (durable)", r["archive_cost"]["durable"]["lag_p99_seconds"] or 0, 1.0),
         ("restore to the end, first query: ampctl restore --into ≤ 1 × pgBackRest", r["pitr_restore"]["amp_into"] / r["pitr_restore"]["pgbackrest"], 1.0),
@@ -977,6 +1021,10 @@ def main():
             lines.append(f"| pgbench tps, {profile}, archive {mode} | {a[mode]['median']:.0f} tps | {a[mode]['min']:.0f} | {a[mode]['max']:.0f} | "
                          f"{a[mode]['median'] / a['off']['median']:.2f} × archive off |")
         lines.append(f"| archive lag under pgbench, {profile}, p99 | {(a['lag_p99_seconds'] or 0) * 1000:.0f} ms | | | {a['lag_samples']} samples every 100 ms |")
+    mc = r["metrics_cost"]
+    for mode in ("not scraped", "scraped every second"):
+        lines.append(f"| pgbench tps, durable, metrics {mode} | {mc[mode]['median']:.0f} tps | {mc[mode]['min']:.0f} | {mc[mode]['max']:.0f} | "
+                     f"{mc[mode]['median'] / mc['not scraped']['median']:.3f} × not scraped; scrape {ms(mc['scrape_seconds_median'] or 0)} ms median of {mc['scrapes']} |")
     pr = r["pitr_restore"]
     lines.append(f"| restore to the end: cluster {pr['size_bytes'] / 2**30:.2f} GiB + {pr['wal_bytes'] / 2**30:.2f} GiB WAL ({pr['pgbench_seconds']} s of pgbench, {pr['pgbench_tps']:.0f} tps) | | | | |")
     lines.append(f"| restore → first query: `ampctl restore --to latest --into` | {ms(pr['amp_into'])} | | | {pr['amp_into'] / pr['pgbackrest']:.2f} × pgBackRest; data {'right' if pr['amp_into_correct'] else 'WRONG'} |")
