@@ -196,6 +196,29 @@ struct SystemdUnitTests {
         }
     }
 
+    @Test("[metrics] listen under amp@NAME: the unit serves /metrics while it runs and frees the port when it stops; ampctl metrics answers through it")
+    func metricsUnderUnit() async throws {
+        try await SystemdFixture.with { f in
+            let base = try await f.project("metrics")
+            let port = freePort()
+            mkdir(base + "/.amp", 0o700)
+            writeFile(base + "/.amp/config.toml", "[metrics]\nlisten = \"127.0.0.1:\(port)\"\n[backup]\narchive = false\n")
+            let unit = f.unit("metrics")
+            #expect(await f.systemctl("start", unit).ok)
+            _ = try #require(await f.url(unit))
+            let code = "import sys, urllib.request\nsys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())\n"
+            let scraped = await run("/usr/bin/python3", ["-c", code, "http://127.0.0.1:\(port)/metrics"], environment: toolEnvironment())
+            #expect(scraped.ok && scraped.output.contains("pg_up 1") && scraped.output.contains("amp_state{state=\"ready\"} 1"), "\(scraped.output.prefix(400))")
+            let address = "unix:" + UserManager.runtimeDirectory + "/amp/metrics/io.amp.Metadb"
+            let viaCtl = await runIn(base, ampctlPath, ["metrics", "--address", address], environment: toolEnvironment(["NO_COLOR": "1"]))
+            #expect(viaCtl.ok && viaCtl.output.contains("pg_database_size_bytes"), "\(viaCtl.output.prefix(300))")
+            #expect(await f.systemctl("stop", unit).ok)
+            let freed = await run("/usr/bin/python3", ["-c", "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', \(port))); s.listen(1)"], environment: toolEnvironment())
+            // (SO_REUSEADDR, as ampd's own listener: the scrape's connection may sit in TIME_WAIT)
+            #expect(freed.ok, "nothing listens on the port after the stop: \(freed.output)")
+        }
+    }
+
     @Test("postmaster stopped (SIGSTOP): Result=watchdog and a restart within WatchdogSec plus a margin")
     func hungPostmaster() async throws {
         try await SystemdFixture.with { f in
