@@ -136,6 +136,17 @@ public struct PgBackRest: Sendable {
         if let account, geteuid() == 0 { _ = lchown(configFile, account.uid, account.gid) }
     }
 
+    /// amp's record that the repository holds a backup of this project's cluster (the label of
+    /// the newest one amp took): with it, a missing data directory is one to restore, not to
+    /// make afresh.
+    public var backedUpFile: String { workDirectory + "/backed-up" }
+
+    /// Records that backup `label` is in the repository.
+    public func recordBackup(_ label: String) {
+        try? writeFileAtomically(backedUpFile, Array((label + "\n").utf8), mode: 0o600)
+        if let account, geteuid() == 0 { _ = lchown(backedUpFile, account.uid, account.gid) }
+    }
+
     /// Why the paths cannot go into `archive_command` (a single quote or a line break), or nil.
     public var commandProblem: String? {
         [executable, configFile, stanza].first { $0.contains("'") || $0.contains("\n") }

@@ -85,6 +85,7 @@ final class BackupCoordinator: Sendable {
             try await engine.backup(full: full, timeout: .seconds(6 * 3600))
             guard let newest = await repositoryInfo(maxAge: 0)?.backups.last else { throw BackupError(.tool, "pgbackrest backup ended, but pgbackrest info lists no backup") }
             backup = newest
+            engine.recordBackup(newest.id)
             logger.notice("pgBackRest backup \(backup.id) (\(full ? "full" : "incremental")) taken in \(ContinuousClock.now - began) (\(backup.sizeBytes >> 20) MB into the repository, \(backup.startLSN)–\(backup.endLSN))")
         } else {
             let known = archive.backups()

@@ -163,12 +163,22 @@ enum Daemon {
             logger.info("PostgreSQL \(handle.serverVersion) ready in \(rounded)s: \(handle.url)", metadata: ["pid": "\(handle.pid)"])
         }
         service.maintenance = maintenance
-        if let archive = backups?.archive, backups?.coordinator.pgBackRest == nil {
+        if let archive = backups?.archive {
             let metadb = ampDir.metadb
-            service.refuseNewCluster = {
-                guard access(metadb + "/PG_VERSION", F_OK) != 0, access(archive.systemIdentifierFile, F_OK) == 0, !archive.backups().isEmpty else { return nil }
-                return "the cluster \(metadb) is gone, but the archive \(archive.directory) holds it: bring it back with `ampctl restore --to latest` "
-                    + "(ampd makes no new, empty cluster over it; to start afresh instead, move the archive away)"
+            if let engine = backups?.coordinator.pgBackRest {
+                let marker = engine.backedUpFile
+                service.refuseNewCluster = {
+                    guard access(metadb + "/PG_VERSION", F_OK) != 0, access(marker, F_OK) == 0 else { return nil }
+                    return "the cluster \(metadb) is gone, but the pgBackRest repository (stanza \(engine.stanza)) holds it: bring it back with "
+                        + "`ampctl restore --to latest` (ampd makes no new, empty cluster over it; to start afresh instead, remove \(marker) "
+                        + "and use another stanza)"
+                }
+            } else {
+                service.refuseNewCluster = {
+                    guard access(metadb + "/PG_VERSION", F_OK) != 0, access(archive.systemIdentifierFile, F_OK) == 0, !archive.backups().isEmpty else { return nil }
+                    return "the cluster \(metadb) is gone, but the archive \(archive.directory) holds it: bring it back with `ampctl restore --to latest` "
+                        + "(ampd makes no new, empty cluster over it; to start afresh instead, move the archive away)"
+                }
             }
         }
         if let tcp { service.prepare = { handle in await tcp.applyPassword(to: handle, logger: logger) } }

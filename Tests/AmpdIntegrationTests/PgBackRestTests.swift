@@ -144,6 +144,19 @@ struct PgBackRestTests {
         await other.stop()
         #expect(!listDirectory(f.ampDir).contains { $0.hasPrefix(".pitr-") || $0.hasPrefix(".verify-") }, "nothing left aside")
         await run.stop()
+
+        // The data directory deleted: ampd makes no empty cluster over the repository's, and an
+        // offline restore --to latest brings every pushed commit back.
+        removeTree(f.metadb)
+        let (refused, said) = try await f.runToEnd(["run", "--amp-dir", f.base], environment: S3TestServer.secretEnvironment)
+        #expect(refused == .exited(73) && said.joined().contains("pgBackRest repository (stanza"), "\(said.suffix(5))")
+        #expect(access(f.metadb + "/PG_VERSION", F_OK) != 0, "no new, empty cluster")
+        let back = await ampctl(["restore", "--to", "latest", "--yes"])
+        #expect(back.ok, "\(back.output)")
+        let restarted = try await f.start(["run", "--amp-dir", f.base], environment: S3TestServer.secretEnvironment)
+        #expect(await restarted.waitForLine("ready in ", timeout: .seconds(90)), "\(restarted.text)")
+        if let again = restarted.url { #expect(helpers.rows(again) == "1,2,4", "every pushed commit is back") }
+        await restarted.stop()
     }
 
     @Test("engine = pgbackrest with synchronous = true is refused at start, naming both settings")
