@@ -134,7 +134,7 @@ let package = Package(
         .target(
             name: "AmpControl",
             dependencies: [
-                "AmpBackup", "AmpConfig", "AmpPostgres", "AmpProtocol", "AmpRegistry", "AmpSystemd", "Varlink", "ChildProcess", "SystemSupport",
+                "AmpBackup", "AmpConfig", "AmpMetrics", "AmpPostgres", "AmpProtocol", "AmpRegistry", "AmpSystemd", "Varlink", "ChildProcess", "SystemSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 // SIGINT/SIGTERM/SIGHUP as an async sequence, so an interrupted import cleans up.
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -263,13 +263,6 @@ public struct BackupError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Seconds since the epoch, now.
-public func epochNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
 /// `2026-12-04T22:30:05Z` for seconds since the epoch.
 public func isoTime(_ seconds: Double) -> String { utcTimestamp(Int64(seconds.rounded(.down))) }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AmpConfig
+import AmpMetrics
 import AmpPostgres
 import AmpProtocol
 import AmpRegistry
@@ -63,6 +64,8 @@ struct StatusCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
     var positionalName: String?
     @OptionGroup var options: ProjectOptions
+    @Flag(name: .customLong("history"), help: "Also the last hour from ampd's history: commits, rows, connections and size as sparklines (--json: the samples).")
+    var history = false
     /// The project: `--project NAME` or the first argument.
     var name: String? { options.selection.project ?? positionalName }
     func validate() throws { try options.selection.check(positionalName) }
@@ -73,6 +76,12 @@ struct StatusCommand: AsyncParsableCommand {
             let project = try resolveProject(name, address: options.address, environment: env)
             let o = Output(environment: env)
             let status = await fetchStatus(project)
+            var samples: [MetadbHistorySample] = []
+            if history, status.status != nil {
+                samples = try await withProject(name, address: options.address) { client throws(MetadbClientError) in
+                    try await client.history(since: epochNow() - 3600).samples
+                }
+            }
             if options.json {
                 var o = status.json
                 if !project.base.isEmpty {
@@ -80,9 +89,14 @@ struct StatusCommand: AsyncParsableCommand {
                     o["wal_bytes"] = .int(Int64(clamping: disk.walBytes))
                     o["rollback_bytes"] = .int(Int64(clamping: disk.rollbackBytes))
                 }
+                if history { o["history"] = .array(samples.compactMap { (try? JSONValueEncoder().encodeObject($0)).map { JSONValue.object($0) } }) }
                 outJSON(.object(o))
             } else {
                 for line in await humanStatus(status, project: project, output: o) { out(line) }
+                if history {
+                    let unicode = (env["LC_ALL"] ?? env["LC_CTYPE"] ?? env["LANG"] ?? "").uppercased().replacing("-", with: "").contains("UTF8")
+                    for line in historyLines(samples, unicode: unicode) { out(line) }
+                }
             }
             return [.ready, .starting, .stopping, .external].contains(status.state) ? .success : .notRunning
         }
@@ -448,4 +462,29 @@ struct DropdbCommand: AsyncParsableCommand {
             return .success
         }
     }
+}
+
+/// `status --history`: the last hour as sparklines, one line per series, with its latest and
+/// highest value; a line saying why when there is not enough yet.
+func historyLines(_ samples: [MetadbHistorySample], unicode: Bool, width: Int = 48) -> [String] {
+    guard let first = samples.first, let last = samples.last, samples.count > 2 else {
+        return ["History: not enough samples yet (ampd takes one every 5 s)"]
+    }
+    func rates(_ key: KeyPath<MetadbHistorySample, Double>) -> [Double] { Sparkline.rates(samples.map { ($0.time, $0[keyPath: key]) }) }
+    func line(_ label: String, _ values: [Double], _ format: (Double) -> String) -> String {
+        let spark = Sparkline.render(values, width: width, unicode: unicode)
+        return label.padding(toLength: 16) + spark.padding(toLength: width) + "  now " + format(values.last ?? 0) + ", max " + format(values.max() ?? 0)
+    }
+    let perSecond: (Double) -> String = { v in v >= 100 ? "\(Int(v.rounded()))/s" : "\((v * 10).rounded() / 10)/s" }
+    let minutes = Int(((last.time - first.time) / 60).rounded())
+    var out = ["History: the last \(minutes) min, \(samples.count) samples"]
+    out.append(line("  commits", rates(\.committed), perSecond))
+    out.append(line("  rows read", rates(\.rowsRead), perSecond))
+    out.append(line("  rows written", rates(\.rowsWritten), perSecond))
+    out.append(line("  connections", samples.map { Double($0.activeConnections + $0.idleConnections + $0.idleInTransactionConnections) }) { "\(Int($0))" })
+    out.append(line("  size", samples.map(\.databaseBytes)) { humanBytes(Int64($0)) })
+    let restarts = last.restarts - first.restarts
+    let notReady = samples.filter { $0.state != "ready" }.count
+    out.append("  restarts      \(restarts) in this time\(notReady > 0 ? ", not ready in \(notReady) samples" : "")")
+    return out
 }

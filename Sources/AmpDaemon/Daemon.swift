@@ -142,6 +142,7 @@ enum Daemon {
             board.update { $0.archive = "off" }
         }
         let metrics = MetricsCollector(board: board, session: sessions.slot(), exporterNames: settings.metricsExporterNames)
+        let history = HistorySampler(board: board, session: sessions.slot())
         let metricsListener = try settings.metricsListen.map { address throws(DaemonError) in
             try MetricsListener(address, source: layers.source(of: .metricsListen) ?? "[metrics] listen", collector: metrics, logger: logger)
         }
@@ -150,7 +151,7 @@ enum Daemon {
             name: projectName, environment: environment, board: board, logger: logger,
             snapshots: SnapshotContext(store: ClusterSnapshots(directory: ampDir.path + "/snapshots"), dataDirectory: ampDir.metadb,
                                        projectBase: ampDir.base, queue: maintenance, seedsConfigured: !settings.seed.isEmpty),
-            backups: backups, testDatabases: testDatabases, sessions: sessions, statistics: statistics, metrics: metrics)
+            backups: backups, testDatabases: testDatabases, sessions: sessions, statistics: statistics, metrics: metrics, history: history)
         logger.info("varlink API at unix:\(varlink.path)")
 
         let extensions = server.createExtensions, moduleExtensions = server.moduleExtensions
@@ -193,6 +194,7 @@ enum Daemon {
             .init(service: TestDatabasePoolService(pool: testDatabases), serviceName: "testdb-pool"),
         ]
         if let metricsListener { services.append(.init(service: MetricsService(listener: metricsListener), serviceName: "metrics")) }
+        services.append(.init(service: HistoryService(sampler: history), serviceName: "history"))
         // The archiver stops after PostgreSQL: its receiver takes the shutdown's last WAL.
         if let backups { services.append(.init(service: ArchiverService(coordinator: backups.coordinator), serviceName: "archiver")) }
         let group = ServiceGroup(configuration: .init(
@@ -339,7 +341,7 @@ enum Daemon {
     static func makeVarlinkServer(
         name: String, environment: [String: String], board: StatusBoard, logger: Logger, snapshots: SnapshotContext? = nil, backups: BackupContext? = nil,
         testDatabases: TestDatabasePool? = nil, sessions: LibPQSessions = LibPQSessions(), statistics: WorkerThread? = nil, external: ExternalServer? = nil,
-        metrics: MetricsCollector? = nil
+        metrics: MetricsCollector? = nil, history: HistorySampler? = nil
     ) throws(DaemonError) -> VarlinkServer {
         let runtime = Metadb.runtimeDirectory(environment: environment)
         let path = Metadb.socketPath(runtimeDirectory: runtime, name: name)
@@ -369,6 +371,7 @@ enum Daemon {
         operations.external = external
         operations.statistics = statistics
         operations.metrics = metrics ?? MetricsCollector(board: board, session: sessions.slot())
+        operations.history = history
         let handler = MetadbHandler(operations: operations)
         do {
             return try VarlinkServer(path: path, service: service, handler: handler, log: { message in logger.debug("\(message)") },

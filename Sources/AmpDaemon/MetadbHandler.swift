@@ -78,6 +78,9 @@ struct MetadbHandler: VarlinkHandler {
             return try Metadb.CreateRestorePoint.encode(try await mapped { () async throws(MetadbError) in try await operations.createRestorePoint(p.name) })
         case .restoreToTime(let p):
             return try Metadb.RestoreToTime.encode(.init(restored: try await mapped { () async throws(MetadbError) in try await operations.restoreToTime(p.target) }))
+        case .getHistory(let p):
+            return try Metadb.GetHistory.encode(.init(samples: operations.history?.samples(since: p.since) ?? [],
+                                                      intervalSeconds: Double(HistorySampler.interval.components.seconds)))
         case .getMetrics:
             return try Metadb.GetMetrics.encode(.init(text: await (operations.metrics ?? MetricsCollector(board: operations.board, session: operations.readOnlySession)).render()))
         case .deleteSnapshot(let p):

@@ -36,6 +36,8 @@ struct MetadbOperations: Sendable {
     var backups: BackupContext? = nil
     /// The metrics `GetMetrics` renders (the same as `[metrics] listen` serves).
     var metrics: MetricsCollector? = nil
+    /// The history `GetHistory` returns (nil: none kept, as with an external server).
+    var history: HistorySampler? = nil
     /// Throwaway test databases and their pool.
     var testDatabases: TestDatabasePool? = nil
     /// The external server this ampd serves instead of a local cluster (`[postgres] url`).

@@ -95,6 +95,26 @@ public enum Metadb {
           restore_points: []string
         )
 
+        # One sample of the project's history (every 5 s for the last hour, one a minute for
+        # the day before): cumulative counters (rates are differences of neighbours) and levels.
+        type HistorySample (
+          # Seconds since the epoch.
+          time: float,
+          committed: float,
+          rolled_back: float,
+          rows_read: float,
+          rows_written: float,
+          blocks_hit: float,
+          blocks_read: float,
+          wal_bytes: float,
+          database_bytes: float,
+          active_connections: int,
+          idle_connections: int,
+          idle_in_transaction_connections: int,
+          restarts: int,
+          state: string
+        )
+
         # What a restore to a moment reached.
         type Restored (
           backup: string,
@@ -215,6 +235,9 @@ public enum Metadb {
         # The project's metrics in the Prometheus text format (PostgreSQL's, with
         # postgres_exporter's names, and amp's own), as [metrics] listen serves them.
         method GetMetrics() -> (text: string)
+
+        # The history ampd keeps in memory, oldest first; since: seconds since the epoch.
+        method GetHistory(since: ?float) -> (samples: []HistorySample, interval_seconds: float)
 
         # PostgreSQL is not ready (starting, stopping or failed).
         error NotReady (state: string, phase: string)
@@ -527,5 +550,50 @@ public struct MetadbRestored: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case backup, reachedTime = "reached_time", reachedLSN = "reached_lsn", replayedBytes = "replayed_bytes", stoppedEarly = "stopped_early"
+    }
+}
+
+/// One sample of the project's history (`type HistorySample`).
+public struct MetadbHistorySample: Codable, Sendable, Equatable {
+    /// Seconds since the epoch.
+    public var time: Double
+    public var committed: Double
+    public var rolledBack: Double
+    public var rowsRead: Double
+    public var rowsWritten: Double
+    public var blocksHit: Double
+    public var blocksRead: Double
+    public var walBytes: Double
+    public var databaseBytes: Double
+    public var activeConnections: Int
+    public var idleConnections: Int
+    public var idleInTransactionConnections: Int
+    public var restarts: Int
+    /// The service's state then (`ready`, `recovering`, …).
+    public var state: String
+
+    public init(time: Double, committed: Double = 0, rolledBack: Double = 0, rowsRead: Double = 0, rowsWritten: Double = 0,
+                blocksHit: Double = 0, blocksRead: Double = 0, walBytes: Double = 0, databaseBytes: Double = 0, activeConnections: Int = 0,
+                idleConnections: Int = 0, idleInTransactionConnections: Int = 0, restarts: Int = 0, state: String = "ready") {
+        self.time = time
+        self.committed = committed
+        self.rolledBack = rolledBack
+        self.rowsRead = rowsRead
+        self.rowsWritten = rowsWritten
+        self.blocksHit = blocksHit
+        self.blocksRead = blocksRead
+        self.walBytes = walBytes
+        self.databaseBytes = databaseBytes
+        self.activeConnections = activeConnections
+        self.idleConnections = idleConnections
+        self.idleInTransactionConnections = idleInTransactionConnections
+        self.restarts = restarts
+        self.state = state
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case time, committed, rolledBack = "rolled_back", rowsRead = "rows_read", rowsWritten = "rows_written", blocksHit = "blocks_hit"
+        case blocksRead = "blocks_read", walBytes = "wal_bytes", databaseBytes = "database_bytes", activeConnections = "active_connections"
+        case idleConnections = "idle_connections", idleInTransactionConnections = "idle_in_transaction_connections", restarts, state
     }
 }

@@ -135,6 +135,11 @@ public struct MetadbClient: Sendable {
         try await call(Metadb.GetMetrics.self, NoParameters()).text
     }
 
+    /// The history ampd keeps, oldest first, from `since` (seconds since the epoch) on.
+    public func history(since: Double?) async throws(MetadbClientError) -> Metadb.GetHistory.Reply {
+        try await call(Metadb.GetHistory.self, .init(since: since))
+    }
+
     public func restore(to target: String) async throws(MetadbClientError) -> MetadbRestored {
         try await call(Metadb.RestoreToTime.self, .init(target: target), timeout: .seconds(24 * 3600)).restored
     }

@@ -219,7 +219,7 @@ extension Metadb {
         GetStatus.self, GetConnection.self, WatchStatus.self, ListDatabases.self, CreateDatabase.self, DropDatabase.self,
         CreateSnapshot.self, ListSnapshots.self, RestoreSnapshot.self, DeleteSnapshot.self,
         AcquireTestDatabase.self, ReleaseTestDatabase.self, ResetCluster.self, GetTopStatements.self, ResetStatementStatistics.self,
-        ListBackups.self, CreateBackup.self, VerifyBackup.self, CreateRestorePoint.self, RestoreToTime.self, GetMetrics.self,
+        ListBackups.self, CreateBackup.self, VerifyBackup.self, CreateRestorePoint.self, RestoreToTime.self, GetMetrics.self, GetHistory.self,
     ]
 
     /// Snapshot names: the same rule as database names (1 to 63 of a-z, 0-9, _ and -).
@@ -330,6 +330,24 @@ extension Metadb {
         }
         public static let name = "GetMetrics"
     }
+
+    /// `GetHistory(since: ?float) -> (samples: []HistorySample, interval_seconds: float)`.
+    public enum GetHistory: MetadbMethod {
+        public struct Parameters: Codable, Sendable, Equatable {
+            public var since: Double?
+            public init(since: Double?) { self.since = since }
+        }
+        public struct Reply: Codable, Sendable, Equatable {
+            public var samples: [MetadbHistorySample]
+            public var intervalSeconds: Double
+            public init(samples: [MetadbHistorySample], intervalSeconds: Double) {
+                self.samples = samples
+                self.intervalSeconds = intervalSeconds
+            }
+            enum CodingKeys: String, CodingKey { case samples, intervalSeconds = "interval_seconds" }
+        }
+        public static let name = "GetHistory"
+    }
 }
 
 public enum MetadbCall: Sendable, Equatable {
@@ -354,6 +372,7 @@ public enum MetadbCall: Sendable, Equatable {
     case createRestorePoint(Metadb.CreateRestorePoint.Parameters)
     case restoreToTime(Metadb.RestoreToTime.Parameters)
     case getMetrics
+    case getHistory(Metadb.GetHistory.Parameters)
 
     /// Decodes `call` (already checked against the IDL by the connection).
     public init(_ call: VarlinkCall) throws(VarlinkError) {
@@ -379,6 +398,7 @@ public enum MetadbCall: Sendable, Equatable {
         case Metadb.CreateRestorePoint.qualifiedName: self = .createRestorePoint(try Metadb.CreateRestorePoint.parameters(of: call))
         case Metadb.RestoreToTime.qualifiedName: self = .restoreToTime(try Metadb.RestoreToTime.parameters(of: call))
         case Metadb.GetMetrics.qualifiedName: self = .getMetrics
+        case Metadb.GetHistory.qualifiedName: self = .getHistory(try Metadb.GetHistory.parameters(of: call))
         default: throw .methodNotImplemented(call.method)
         }
     }

@@ -25,6 +25,13 @@ public enum FNV1a {
     }
 }
 
+/// Seconds since the epoch, now.
+public func epochNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
 /// `2026-11-26T04:30:00Z`: seconds since the epoch as an ISO 8601 UTC time (now by default).
 public func utcTimestamp(_ seconds: Int64 = Int64(time(nil))) -> String {
     var t = time_t(seconds)

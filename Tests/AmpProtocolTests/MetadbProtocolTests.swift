@@ -85,6 +85,11 @@ struct MetadbProtocolTests {
             return encode(NoParameters()).flatMap { p in encode(Metadb.VerifyBackup.Reply(backup: backup.id, checks: ["ok"])).map { (p, $0) } }
         case is Metadb.CreateRestorePoint.Type:
             return encode(Metadb.CreateRestorePoint.Parameters(name: "a")).flatMap { p in encode(Metadb.CreateRestorePoint.Reply(lsn: "0/3000000", time: "2026-12-04T22:05:00Z")).map { (p, $0) } }
+        case is Metadb.GetHistory.Type:
+            let sample = MetadbHistorySample(time: 1796439235.5, committed: 45413, rolledBack: 1, rowsRead: 1466072, rowsWritten: 396653, blocksHit: 915785,
+                                             blocksRead: 8067, walBytes: 65401560, databaseBytes: 48160618, activeConnections: 1, idleConnections: 2,
+                                             idleInTransactionConnections: 3, restarts: 4, state: "ready")
+            return encode(Metadb.GetHistory.Parameters(since: 1796435635.5)).flatMap { p in encode(Metadb.GetHistory.Reply(samples: [sample], intervalSeconds: 5)).map { (p, $0) } }
         case is Metadb.GetMetrics.Type:
             return encode(NoParameters()).flatMap { p in encode(Metadb.GetMetrics.Reply(text: "# HELP pg_up x\n# TYPE pg_up gauge\npg_up 1\n")).map { (p, $0) } }
         case is Metadb.RestoreToTime.Type:
