@@ -219,6 +219,42 @@ struct SystemdUnitTests {
         }
     }
 
+    @Test("[backup] engine = pgbackrest under amp@NAME: PostgreSQL pushes WAL from the unit, a first full backup, a restore to a moment between two commits",
+          .enabled(if: access("/usr/bin/pgbackrest", X_OK) == 0 || S3TestServer.required, "needs pgbackrest (make test installs it)"))
+    func pgBackRestUnderUnit() async throws {
+        try await SystemdFixture.with { f in
+            let base = try await f.project("brest")
+            mkdir(base + "/.amp", 0o700)
+            writeFile(base + "/.amp/config.toml", "[backup]\nengine = \"pgbackrest\"\n")
+            let unit = f.unit("brest")
+            #expect(await f.systemctl("start", unit).ok)
+            let url = try #require(await f.url(unit))
+            let address = "unix:" + UserManager.runtimeDirectory + "/amp/brest/io.amp.Metadb"
+            func ampctl(_ args: [String]) async -> ToolResult { await runIn(base, ampctlPath, args + ["--address", address], environment: toolEnvironment(["NO_COLOR": "1"])) }
+            let backedUp = await eventuallyAsync(timeout: .seconds(90), every: .milliseconds(500)) {
+                let list = await ampctl(["backup", "list"])
+                return list.ok && list.output.contains("archiving with pgBackRest") && list.output.contains("restorable from")
+            }
+            let listed = await ampctl(["backup", "list"])
+            #expect(backedUp, "\(listed.output)")
+            _ = try query(url, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+            try await Task.sleep(for: .milliseconds(1100))
+            var ts = timespec()
+            clock_gettime(CLOCK_REALTIME, &ts)
+            let between = String(utcTimestamp(Int64(ts.tv_sec)).dropLast()) + ".\(String(String(1_000_000 + Int(ts.tv_nsec / 1000)).dropFirst()))Z"
+            try await Task.sleep(for: .milliseconds(1100))
+            _ = try query(url, "INSERT INTO t VALUES (2)")
+            let restored = await ampctl(["restore", "--to", between, "--yes"])
+            #expect(restored.ok, "\(restored.output)")
+            let back = await eventuallyAsync(timeout: .seconds(30)) { (try? query(url, "SELECT string_agg(n::text, ',') FROM t")) == "1" }
+            #expect(back, "the first commit and not the second")
+            let messages = await f.journal(unit).compactMap { $0["MESSAGE"] }
+            #expect(messages.contains { $0.contains("pgBackRest backup") && $0.contains("(full)") }, "the backup is in the journal")
+            #expect(await f.systemctl("stop", unit).ok)
+            #expect(await f.property(unit, "Result") == "success")
+        }
+    }
+
     @Test("postmaster stopped (SIGSTOP): Result=watchdog and a restart within WatchdogSec plus a margin")
     func hungPostmaster() async throws {
         try await SystemdFixture.with { f in
