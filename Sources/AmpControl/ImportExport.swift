@@ -197,12 +197,11 @@ struct ImportCommand: AsyncParsableCommand {
                 source: source, target: target, replacing: exists, server: local, temporarySuffix: Metadb.importSuffix, jobs: jobs, roles: roles,
                 environment: toolEnvironment(url), redact: redact, scratch: project.ampDir + "/.import-\(getpid())")
 
-            // The source's version decides the tools.
-            let dumpTools = try await tools(for: url, localMajor: (try? DatabaseServer.majorVersion(conninfo: local.conninfo(connection.database))) ?? 0)
-            var psql: ClientTools? = nil
-            if case .sqlScript = kind { psql = try await ClientTools.find("psql", atLeast: 0, explicit: binDir) }
             do throws(TransferError) {
-                try await job.run(tools: dumpTools, psql: psql) { err("ampctl: \($0)") }
+                // The source's version decides the tools.
+                let tools = try await job.tools(password: url?.password, localDatabase: connection.database, explicit: binDir,
+                                                searchPath: Platform.current.environment["PATH"] ?? "")
+                try await job.run(tools: tools.dump, psql: tools.psql) { err("ampctl: \($0)") }
             } catch {
                 throw AmpctlError(error)
             }
@@ -224,20 +223,6 @@ struct ImportCommand: AsyncParsableCommand {
         let exists = databases.contains { $0.name == target }
         if exists && !replace { throw AmpctlError(.dataError, "database \(target) exists already; add --replace to replace it, or choose another name with --db") }
         return (target, exists)
-    }
-
-    /// pg_dump (a URL) or pg_restore (a dump) of at least the source server's and the local
-    /// server's version.
-    private func tools(for url: SourceURL?, localMajor: Int) async throws(AmpctlError) -> ClientTools {
-        var sourceMajor = 0
-        if let url {
-            do throws(TransferError) {
-                sourceMajor = try DatabaseImport.sourceMajor(url: url.withoutPassword, password: url.password, display: url.display, redact: url.redacted)
-            } catch {
-                throw AmpctlError(error)
-            }
-        }
-        return try await ClientTools.find(url == nil ? "pg_restore" : "pg_dump", atLeast: max(sourceMajor, localMajor), explicit: binDir)
     }
 
     private func classify() throws(AmpctlError) -> ImportSource {

@@ -8,14 +8,6 @@ import ArgumentParser
 import ChildProcess
 import SystemSupport
 
-/// Which way `push`/`pull` copy.
-enum TransferDirection: String {
-    /// The local cluster to the external server.
-    case push
-    /// The external server to the local cluster.
-    case pull
-}
-
 /// The options `push` and `pull` share.
 struct TransferOptions: ParsableArguments {
     @Argument(help: ArgumentHelp("Project name (or --project NAME; default: the nearest .amp above the current directory).", valueName: "name"), completion: projectCompletion)
@@ -70,14 +62,10 @@ struct PullCommand: AsyncParsableCommand {
     }
 }
 
-/// `push`/`pull`: dump one side with `pg_dump -Fd -j`, restore the other with `pg_restore -j`
-/// into `NAME__amp_DIRECTION_PID`, then rename (dropping the old one with `--replace`).
-///
-/// Commands: `pg_dump -Fd -j N -f DIR -d CONNINFO` and `pg_restore -j N --exit-on-error
-/// --no-owner --no-acl -d CONNINFO DIR`; see <https://www.postgresql.org/docs/15/app-pgdump.html>
-/// and <https://www.postgresql.org/docs/15/app-pgrestore.html>. The connection strings hold no
-/// password (libpq reads amp's password file, `~/.pgpass` or the service file).
-func transfer(_ direction: TransferDirection, _ options: TransferOptions) async throws(AmpctlError) -> ExitStatus {
+/// `push`/`pull`: checks the project, its external server and the database's name, then runs
+/// ``ClusterTransfer`` under the project's lock and words its failures. The connection strings
+/// hold no password (libpq reads amp's password file, `~/.pgpass` or the service file).
+func transfer(_ direction: ClusterTransfer.Direction, _ options: TransferOptions) async throws(AmpctlError) -> ExitStatus {
     let started = ContinuousClock.now
     let env = Platform.current.environment
     let project = try resolveProject(options.name, address: nil, environment: env)
@@ -108,52 +96,34 @@ func transfer(_ direction: TransferDirection, _ options: TransferOptions) async 
     if Metadb.protectedDatabases.contains(database) { throw AmpctlError(.usage, "--db \(database): the server's own database cannot be copied over; choose another") }
     if let reason = Metadb.reservedDatabaseNameProblem(database) { throw AmpctlError(.usage, "database \(database): \(reason)") }
 
-    // The local cluster: its version picks its binaries.
-    guard let localMajor = FileContents.text(ampDir.metadb + "/PG_VERSION", limit: 64).flatMap({ Int($0.trimmingWhitespace) }) else {
-        throw AmpctlError(.noInput, "\(project.name) has no local cluster in \(ampDir.metadb); \(direction == .pull ? "make one first: remove [postgres] url, start the project once, and set the url again" : "there is nothing to push")")
-    }
-    guard let binaries = await PostgresBinaries.forMajor(localMajor, preferring: layers.settings.binDir.map { [$0] } ?? []) else {
-        throw AmpctlError(.unavailable, "the local cluster is PostgreSQL \(localMajor), whose binaries are not installed; install postgresql-\(localMajor) (or set bin_dir)")
-    }
-    let remoteAnswer: ExternalServer.Answer
-    switch server.probe(database: "postgres") {
-    case .success(let a): remoteAnswer = a
-    case .failure(let e):
-        let code: ExitStatus = ExternalServer.isPermanent(e) ? .noPermission : .unavailable
-        throw AmpctlError(code, "cannot reach the external server: \(e.message); fix the server or the password (`ampctl init --external URL` again)")
-    }
-    let remoteMajor = Int(remoteAnswer.version.prefix { $0.isNumber }) ?? 0
-    let tools = try await ClientTools.find("pg_restore", atLeast: max(localMajor, remoteMajor), explicit: options.binDir)
-    let application = "amp-\(direction.rawValue)"
-    let remote = DatabaseServer(display: server.display) { server.conninfo(database: $0, application: application) }
-
+    let transfer = ClusterTransfer(
+        direction: direction, dataDirectory: ampDir.metadb, remote: server, database: database, binDirectory: layers.settings.binDir,
+        toolsDirectory: options.binDir, searchPath: env["PATH"] ?? "", jobs: options.jobs, replace: options.replace, temporarySuffix: Metadb.copySuffix,
+        socketDirectory: Metadb.runtimeDirectory(environment: env) + "/amp-\(direction.rawValue)-\(getpid())", scratch: ampDir.path + "/.\(direction.rawValue)-\(getpid())")
     let steps = 4
     var step = 0
-    func phase(_ text: String) {
-        step += 1
-        err("ampctl: [\(step)/\(steps)] \(text)")
-    }
-    let runtime = Metadb.runtimeDirectory(environment: env)
-    return try await withLock(ampDir) { () async throws(AmpctlError) -> ExitStatus in
-        phase("starting the local cluster (PostgreSQL \(localMajor)) on a private socket")
-        let version: PostgresVersion
-        do throws(PostgresError) { version = try await binaries.version() } catch { throw AmpctlError(.unavailable, error.message) }
-        let result = try await withTemporaryServer(ampDir.metadb, binaries: binaries, version: version, socketDirectory: runtime + "/amp-\(direction.rawValue)-\(getpid())",
-                                                   describing: "the local cluster") { handle -> Result<Int64, AmpctlError> in
-            let local = DatabaseServer.socket(display: "the local cluster", directory: handle.socketDirectory, port: handle.port,
-                                              user: handle.user, application: application)
-            let (from, to) = direction == .push ? (local, remote) : (remote, local)
-            do throws(TransferError) {
-                return .success(try await DatabaseTransfer.copyDatabase(
-                    database, from: from, to: to, temporarySuffix: Metadb.copySuffix, tools: tools, jobs: options.jobs, replace: options.replace,
-                    scratch: ampDir.path + "/.\(direction.rawValue)-\(getpid())", environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C", "PGCONNECT_TIMEOUT": "10"],
-                    phase: phase))
-            } catch {
-                return .failure(AmpctlError(error))
+    let size = try await withLock(ampDir) { () async throws(AmpctlError) -> Int64 in
+        do throws(ClusterTransfer.Failure) {
+            return try await transfer.run { text in
+                step += 1
+                err("ampctl: [\(step)/\(steps)] \(text)")
+            }
+        } catch {
+            switch error {
+            case .noLocalCluster:
+                throw AmpctlError(.noInput, "\(project.name) has no local cluster in \(ampDir.metadb); \(direction == .pull ? "make one first: remove [postgres] url, start the project once, and set the url again" : "there is nothing to push")")
+            case .binariesMissing(let major):
+                throw AmpctlError(.unavailable, "the local cluster is PostgreSQL \(major), whose binaries are not installed; install postgresql-\(major) (or set bin_dir)")
+            case .unreachable(let e, let permanent):
+                throw AmpctlError(permanent ? .noPermission : .unavailable, "cannot reach the external server: \(e.message); fix the server or the password (`ampctl init --external URL` again)")
+            case .version(let e): throw AmpctlError(.unavailable, e.message)
+            case .privateServer(.socketDirectory(let reason)):
+                throw AmpctlError(.cannotCreate, "cannot make a socket directory for the local cluster: \(reason); set XDG_RUNTIME_DIR to a directory of yours")
+            case .privateServer(.start(let failure)): throw AmpctlError(.failure, "the local cluster did not start: \(failure.message)")
+            case .transfer(let e): throw AmpctlError(e)
             }
         }
-        let size = try result.get()
-        err("ampctl: \(direction == .push ? "pushed" : "pulled") \(database) (\(humanBytes(size))) \(direction == .push ? "to \(server.display)" : "from \(server.display)") in \(format2(seconds(since: started))) s")
-        return .success
     }
+    err("ampctl: \(direction == .push ? "pushed" : "pulled") \(database) (\(humanBytes(size))) \(direction == .push ? "to \(server.display)" : "from \(server.display)") in \(format2(seconds(since: started))) s")
+    return .success
 }

@@ -62,6 +62,23 @@ public struct DatabaseImport: Sendable {
     /// The major version of a server source, asked over its URL (without a password) with
     /// `connect_timeout=10` and `password` when one was given; a refusal is told apart from an
     /// unreachable server, both named with the fix.
+    /// The client tools this import runs: `pg_dump` of at least the source server's and this
+    /// server's major for a server, `pg_restore` of at least this server's for a dump, and
+    /// `psql` for a script. `password` (the source URL's) serves only the version probe;
+    /// `localDatabase` is one this server has.
+    public func tools(password: String?, localDatabase: String, explicit: String?, searchPath: String) async throws(TransferError) -> (dump: ClientTools, psql: ClientTools?) {
+        let localMajor = (try? DatabaseServer.majorVersion(conninfo: server.conninfo(localDatabase))) ?? 0
+        var sourceMajor = 0, tool = "pg_restore"
+        if case .server(let conninfo, let display) = source {
+            sourceMajor = try Self.sourceMajor(url: conninfo, password: password, display: display, redact: redact)
+            tool = "pg_dump"
+        }
+        let dump = try await ClientTools.find(tool, atLeast: max(sourceMajor, localMajor), explicit: explicit, searchPath: searchPath)
+        var psql: ClientTools? = nil
+        if case .sqlScript = source { psql = try await ClientTools.find("psql", atLeast: 0, explicit: explicit, searchPath: searchPath) }
+        return (dump, psql)
+    }
+
     public static func sourceMajor(url: String, password: String?, display: String, redact: (String) -> String) throws(TransferError) -> Int {
         var conninfo = url + (url.contains("?") ? "&" : "?") + "connect_timeout=10"
         if let password { conninfo += "&password=" + PostgresHandle.percentEncode(password) }
