@@ -127,7 +127,7 @@ extension BackupArchive {
 /// Runs a backup tool (a PostgreSQL client tool, pgbackrest) with amp's tool environment as
 /// `account`, bounded by `deadline`, keeping `limit` bytes of its output; `install` says how to
 /// get it when it cannot start.
-func runBackupTool(_ path: String, _ arguments: [String], application: String, account: ProcessCredentials?, workingDirectory: String,
+public func runBackupTool(_ path: String, _ arguments: [String], application: String, account: ProcessCredentials?, workingDirectory: String,
                    deadline: ContinuousClock.Instant, limit: Int, install: String) async throws(BackupError) -> ToolOutput {
     do {
         let output = try await ChildProcess.run(SpawnConfiguration(
@@ -141,7 +141,7 @@ func runBackupTool(_ path: String, _ arguments: [String], application: String, a
 }
 
 /// How a tool ended: whether it succeeded, and what it printed.
-struct ToolOutput: Sendable {
-    var succeeded: Bool
-    var text: String
+public struct ToolOutput: Sendable {
+    public var succeeded: Bool
+    public var text: String
 }

@@ -291,13 +291,12 @@ extension MetadbOperations {
     }
 
     private func tool(_ c: BackupContext, _ name: String, _ arguments: [String]) async throws(MetadbError) -> (ok: Bool, text: String) {
-        do {
-            let output = try await ChildProcess.run(SpawnConfiguration(
-                executable: c.binaries.path(name), arguments: arguments, environment: WALArchiver.toolEnvironment(application: "amp_verify"),
-                workingDirectory: "/", credentials: c.account), deadline: .now + c.timeout, limit: 64 << 10)
-            return (output.succeeded, output.text)
+        do throws(BackupError) {
+            let out = try await runBackupTool(c.binaries.path(name), arguments, application: "amp_verify", account: c.account, workingDirectory: "/",
+                                              deadline: .now + c.timeout, limit: 64 << 10, install: "install the PostgreSQL client tools")
+            return (out.succeeded, out.text)
         } catch {
-            throw .backupFailed(message: "cannot run \(c.binaries.path(name)): \(error); install the PostgreSQL client tools")
+            throw .backupFailed(message: error.message)
         }
     }
 }

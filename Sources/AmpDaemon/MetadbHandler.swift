@@ -82,7 +82,7 @@ struct MetadbHandler: VarlinkHandler {
             return try Metadb.GetHistory.encode(.init(samples: operations.history?.samples(since: p.since) ?? [],
                                                       intervalSeconds: Double(HistorySampler.interval.components.seconds)))
         case .getMetrics:
-            return try Metadb.GetMetrics.encode(.init(text: await (operations.metrics ?? MetricsCollector(board: operations.board, session: operations.readOnlySession)).render()))
+            return try Metadb.GetMetrics.encode(.init(text: await operations.metrics?.render() ?? ""))
         case .deleteSnapshot(let p):
             try await mapped { () async throws(MetadbError) in try operations.deleteSnapshot(p.name) }
             return try Metadb.DeleteSnapshot.encode(NoParameters())

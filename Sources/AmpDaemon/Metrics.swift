@@ -51,7 +51,7 @@ final class MetricsCollector: Sendable {
         if let lag = status.archiveLagSeconds { own.append(MetricFamily("amp_archive_lag_seconds", .gauge, "How far the continuous archive is behind", [.init([], lag)])) }
         if let archive = status.archive {
             own.append(MetricFamily("amp_archive_problem", .gauge, "Whether the archive reports a problem (1) or not (0)",
-                                    [.init([.init("state", String(archive.prefix(40)))], status.archiveProblem == nil ? 0 : 1)]))
+                                    [.init([.init("state", String(archive.prefix { $0 != ":" }.prefix(40)))], status.archiveProblem == nil ? 0 : 1)]))
         }
         let elapsed = ContinuousClock.now - started
         own.append(MetricFamily("amp_scrape_duration_seconds", .gauge, "Time this scrape took",

@@ -156,9 +156,7 @@ struct SystemdUnitTests {
             #expect(procs.contains { (readFile("/proc/\($0)/comm") ?? "").hasPrefix("pg_receivewal") }, "pg_receivewal runs in \(cgroup)")
             _ = try query(url, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
             try await Task.sleep(for: .milliseconds(1100))
-            var ts = timespec()
-            clock_gettime(CLOCK_REALTIME, &ts)
-            let between = String(utcTimestamp(Int64(ts.tv_sec)).dropLast()) + ".\(String(String(1_000_000 + Int(ts.tv_nsec / 1000)).dropFirst()))Z"
+            let between = BackupTests().now()
             try await Task.sleep(for: .milliseconds(1100))
             _ = try query(url, "INSERT INTO t VALUES (2)")
             let restored = await ampctl(["restore", "--to", between, "--yes"])
@@ -239,9 +237,7 @@ struct SystemdUnitTests {
             #expect(backedUp, "\(listed.output)")
             _ = try query(url, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
             try await Task.sleep(for: .milliseconds(1100))
-            var ts = timespec()
-            clock_gettime(CLOCK_REALTIME, &ts)
-            let between = String(utcTimestamp(Int64(ts.tv_sec)).dropLast()) + ".\(String(String(1_000_000 + Int(ts.tv_nsec / 1000)).dropFirst()))Z"
+            let between = BackupTests().now()
             try await Task.sleep(for: .milliseconds(1100))
             _ = try query(url, "INSERT INTO t VALUES (2)")
             let restored = await ampctl(["restore", "--to", between, "--yes"])
