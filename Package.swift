@@ -83,6 +83,11 @@ let package = Package(
             name: "AmpMetrics",
             dependencies: [],
             swiftSettings: strict),
+        // PgBouncer in front of a cluster: its plan, configuration, auth objects and figures.
+        .target(
+            name: "AmpPool",
+            dependencies: ["AmpConfig"],
+            swiftSettings: strict),
         .target(
             name: "AmpConfig",
             dependencies: ["AmpTuning", "SystemSupport"],
@@ -121,7 +126,7 @@ let package = Package(
         .target(
             name: "AmpDaemon",
             dependencies: [
-                "AmpBackup", "AmpMetrics", "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSupervision", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSocket", "SystemSupport", "ThreadSupport",
+                "AmpBackup", "AmpMetrics", "AmpPool", "AmpPostgres", "AmpConfig", "AmpLogging", "AmpSupervision", "AmpSystemd", "AmpRegistry", "AmpProtocol", "AmpTuning", "Varlink", "ChildProcess", "CSocket", "SystemSupport", "ThreadSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -173,6 +178,10 @@ let package = Package(
         .testTarget(
             name: "AmpMetricsTests",
             dependencies: ["AmpMetrics"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "AmpPoolTests",
+            dependencies: ["AmpPool", "AmpConfig"],
             swiftSettings: strict),
         .testTarget(
             name: "AmpDaemonTests",

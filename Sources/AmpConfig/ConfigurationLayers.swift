@@ -53,6 +53,24 @@ public struct ConfigurationLayers: Sendable {
                     key: "listen")
             }
         }
+        if s.poolEnabled, s.externalURL != nil {
+            throw ConfigError(.invalidValue, "[pool] enabled: this project uses an external server ([postgres] url in \(filePath)); amp pools only a cluster it runs: remove one of the two", key: "enabled")
+        }
+        if let listen = s.poolListen {
+            let source = self.source(of: .poolListen) ?? "[pool] listen"
+            if !s.poolEnabled {
+                throw ConfigError(.invalidValue, "\(source) = \(listen) is set but the pool is off: add `enabled = true` to [pool] in \(filePath), or remove listen", key: "listen")
+            }
+            if !listen.isLoopback && !s.tls {
+                throw ConfigError(
+                    .invalidValue,
+                    "\(source) = \(listen) can be reached from other machines, so it needs TLS: add `tls = true` to [postgres] in \(filePath) (a certificate is generated, or give tls_cert and tls_key), or listen on 127.0.0.1",
+                    key: "listen")
+            }
+            if case .address(_, let port) = listen, case .address(_, let pgPort)? = s.listen, port == pgPort {
+                throw ConfigError(.invalidValue, "\(source) = \(listen) takes PostgreSQL's own port \(pgPort) ([postgres] listen); give the pool another port", key: "listen")
+            }
+        }
         if (s.tlsCertificate == nil) != (s.tlsKey == nil) {
             throw ConfigError(.invalidValue, "\(filePath): tls_cert and tls_key go together; give both, or neither to have a certificate generated", key: "tls_cert")
         }

@@ -34,11 +34,11 @@ public struct Setting: Sendable, Hashable {
         binDir, locale, encoding, initdbArgs, postgresUser, socketDir, startTimeout, stopTimeout, templateCache, profile, memory,
         cpus, listen, tls, tlsCertificate, tlsKey, externalURL, seed, seedOutsideProject, audit, cron,
         backupArchive, backupTarget, backupWindow, backupMaxSize, backupSynchronous, backupInterval, backupSlotLimit,
-        backupEngine, backupRepository, metricsListen, metricsExporterNames,
+        backupEngine, backupRepository, metricsListen, metricsExporterNames, poolEnabled, poolMode, poolSize, poolMaxClients, poolListen,
     ]
 
     /// The tables of `config.toml` amp reads.
-    public static let tables = ["postgres", "backup", "metrics"]
+    public static let tables = ["postgres", "backup", "metrics", "pool"]
 
     /// The setting of a key of `table`.
     public static func named(_ key: String, in table: String = "postgres") -> Setting? { all.first { $0.key == key && $0.table == table } }
@@ -157,6 +157,27 @@ public struct Setting: Sendable, Hashable {
         summary: "Name PostgreSQL's metrics as postgres_exporter does (its dashboards work); false: Prometheus's rules (counters end in _total), which promtool check metrics accepts",
         field: .boolean(\.metricsExporterNames), table: "metrics")
 
+    public static let poolEnabled = Setting(
+        key: "enabled", variable: "AMP_POOL_ENABLED", flag: nil, kind: .boolean, defaultText: "false",
+        summary: "Run PgBouncer (pgbouncer) in front of the cluster, supervised by ampd, on its own socket in the socket directory (ampctl url --pooled)",
+        field: .boolean(\.poolEnabled), table: "pool")
+    public static let poolMode = Setting(
+        key: "mode", variable: "AMP_POOL_MODE", flag: nil, kind: .poolMode, defaultText: "transaction",
+        summary: "transaction (a server connection per transaction: no session state, LISTEN, advisory locks or prepared statements across transactions) or session",
+        field: .poolMode, table: "pool")
+    public static let poolSize = Setting(
+        key: "size", variable: "AMP_POOL_SIZE", flag: nil, kind: .count, defaultText: "4 per CPU, within max_connections less 10 kept for direct sessions",
+        summary: "Server connections per database and user (default_pool_size, and max_db_connections)",
+        field: .count(\.poolSize), table: "pool")
+    public static let poolMaxClients = Setting(
+        key: "max_clients", variable: "AMP_POOL_MAX_CLIENTS", flag: nil, kind: .count, defaultText: "what the descriptor limit allows, at most 10000",
+        summary: "Client connections the pool accepts at once (max_client_conn); more are refused",
+        field: .count(\.poolMaxClients), table: "pool")
+    public static let poolListen = Setting(
+        key: "listen", variable: "AMP_POOL_LISTEN", flag: nil, kind: .listen, defaultText: "off (the socket only)",
+        summary: "Also take pooled connections on TCP, with [postgres]'s SCRAM password and TLS rules (\"auto\": 127.0.0.1 and a free port, kept)",
+        field: .listen(\.poolListen), table: "pool")
+
     /// The server parameters' table, variables and flag (not a single value; documented with
     /// the others).
     public static let parametersKey = "parameters"
@@ -179,6 +200,10 @@ public struct Setting: Sendable, Hashable {
             if let bad = items.first(where: { BackupRepositoryOption.split($0) == nil }) { return .failure(.init("\(SettingBounds.optionsText); \"\(bad)\" is not", phrase: true)) }
             return .success(.list(items))
         case .engine: return BackupEngine(rawValue: text).map { .success(.engine($0)) } ?? .failure(.init(SettingBounds.engineText))
+        case .poolMode: return PoolMode(rawValue: text).map { .success(.poolMode($0)) } ?? .failure(.init(SettingBounds.poolModeText))
+        case .count:
+            guard let n = Int(text), SettingBounds.count.contains(n) else { return .failure(.init(SettingBounds.countText)) }
+            return .success(.count(n))
         case .duration: return parseTimeout(text).map { .success(.duration($0)) } ?? .failure(.init("a duration \(SettingBounds.timeoutText)"))
         case .period: return parsePeriod(text).map { .success(.duration($0)) } ?? .failure(.init("a duration \(SettingBounds.periodText)"))
         case .boolean:
@@ -217,6 +242,10 @@ public struct Setting: Sendable, Hashable {
         case (.profile, _): return must(SettingBounds.profileText)
         case (.engine, .string(let s)) where BackupEngine(rawValue: s) != nil: return parse(text: s, baseDirectory: baseDirectory)
         case (.engine, _): return must(SettingBounds.engineText)
+        case (.poolMode, .string(let s)) where PoolMode(rawValue: s) != nil: return parse(text: s, baseDirectory: baseDirectory)
+        case (.poolMode, _): return must(SettingBounds.poolModeText)
+        case (.count, .integer(let n)) where SettingBounds.count.contains(n): return .success(.count(n))
+        case (.count, _): return must(SettingBounds.countText)
         case (.options, .array(let items)):
             var out: [String] = []
             for item in items {
@@ -275,7 +304,7 @@ public struct Setting: Sendable, Hashable {
 
 /// The kinds of value a setting takes, each with its parser and bounds.
 public enum SettingKind: Sendable, Equatable {
-    case text, path, url, duration, period, boolean, profile, memory, cpus, listen, arguments, seedPaths, engine, options
+    case text, path, url, duration, period, boolean, profile, memory, cpus, listen, arguments, seedPaths, engine, options, poolMode, count
 
     /// The word the documentation and `--help` use for a value of this kind.
     public var valueName: String {
@@ -293,6 +322,8 @@ public enum SettingKind: Sendable, Equatable {
         case .seedPaths: "PATHS"
         case .engine: "ENGINE"
         case .options: "OPTIONS"
+        case .poolMode: "MODE"
+        case .count: "N"
         }
     }
 }
@@ -305,6 +336,8 @@ public enum SettingValue: Sendable, Equatable {
     case boolean(Bool)
     case profile(Profile)
     case engine(BackupEngine)
+    case poolMode(PoolMode)
+    case count(Int)
     case memory(MemorySize)
     case cpus(Int)
     case listen(ListenAddress)
@@ -334,7 +367,8 @@ enum SettingField: Sendable {
     case boolean(WritableKeyPath<SettingsLayer, Bool?> & Sendable)
     case memory(WritableKeyPath<SettingsLayer, MemorySize?> & Sendable)
     case listen(WritableKeyPath<SettingsLayer, ListenAddress?> & Sendable)
-    case profile, cpus, engine
+    case count(WritableKeyPath<SettingsLayer, Int?> & Sendable)
+    case profile, cpus, engine, poolMode
 
     func store(_ value: SettingValue, in layer: inout SettingsLayer) {
         switch (self, value) {
@@ -344,6 +378,8 @@ enum SettingField: Sendable {
         case (.boolean(let k), .boolean(let v)): layer[keyPath: k] = v
         case (.profile, .profile(let v)): layer.profile = v
         case (.engine, .engine(let v)): layer.backupEngine = v
+        case (.poolMode, .poolMode(let v)): layer.poolMode = v
+        case (.count(let k), .count(let v)): layer[keyPath: k] = v
         case (.memory(let k), .memory(let v)): layer[keyPath: k] = v
         case (.cpus, .cpus(let v)): layer.cpus = v
         case (.listen(let k), .listen(let v)): layer[keyPath: k] = v
@@ -359,6 +395,8 @@ enum SettingField: Sendable {
         case .boolean(let k): layer[keyPath: k] != nil
         case .profile: layer.profile != nil
         case .engine: layer.backupEngine != nil
+        case .poolMode: layer.poolMode != nil
+        case .count(let k): layer[keyPath: k] != nil
         case .memory(let k): layer[keyPath: k] != nil
         case .cpus: layer.cpus != nil
         case .listen(let k): layer[keyPath: k] != nil
@@ -375,6 +413,8 @@ enum SettingField: Sendable {
         case .boolean(let k): return layer[keyPath: k].map { $0 ? "true" : "false" }
         case .profile: return layer.profile?.rawValue
         case .engine: return layer.backupEngine?.rawValue
+        case .poolMode: return layer.poolMode?.rawValue
+        case .count(let k): return layer[keyPath: k].map(String.init)
         case .memory(let k): return layer[keyPath: k]?.description
         case .cpus: return layer.cpus.map(String.init)
         case .listen(let k): return layer[keyPath: k]?.description

@@ -71,6 +71,16 @@ public struct AmpSettings: Sendable, Equatable {
     public var metricsExporterNames = true
     /// `[backup] repository`: pgBackRest options (`name=value`) for `engine = "pgbackrest"`.
     public var backupRepository: [String] = []
+    /// `[pool] enabled`: PgBouncer in front of the cluster.
+    public var poolEnabled = false
+    /// `[pool] mode`: transaction or session pooling.
+    public var poolMode = PoolMode.transaction
+    /// `[pool] size`: server connections per database and user; nil: from the budget.
+    public var poolSize: Int?
+    /// `[pool] max_clients`: client connections at once; nil: from the descriptor limit.
+    public var poolMaxClients: Int?
+    /// `[pool] listen`: the pool's TCP listener (nil: its socket only).
+    public var poolListen: ListenAddress?
 
     public struct Parameter: Sendable, Equatable {
         public var name: String
@@ -108,6 +118,11 @@ public struct AmpSettings: Sendable, Equatable {
         l.backupRepository = backupRepository
         l.metricsListen = metricsListen
         l.metricsExporterNames = metricsExporterNames
+        l.poolEnabled = poolEnabled
+        l.poolMode = poolMode
+        l.poolSize = poolSize
+        l.poolMaxClients = poolMaxClients
+        l.poolListen = poolListen
         return l
     }
 
@@ -145,6 +160,11 @@ public struct AmpSettings: Sendable, Equatable {
         if let v = layer.backupRepository { backupRepository = v }
         if let v = layer.metricsListen { metricsListen = v }
         if let v = layer.metricsExporterNames { metricsExporterNames = v }
+        if let v = layer.poolEnabled { poolEnabled = v }
+        if let v = layer.poolMode { poolMode = v }
+        if let v = layer.poolSize { poolSize = v }
+        if let v = layer.poolMaxClients { poolMaxClients = v }
+        if let v = layer.poolListen { poolListen = v }
         for p in layer.parameters {
             if let i = parameters.firstIndex(where: { $0.name.lowercased() == p.name.lowercased() }) {
                 parameters[i] = p
@@ -191,6 +211,11 @@ public struct SettingsLayer: Sendable, Equatable {
     public var backupRepository: [String]?
     public var metricsListen: ListenAddress?
     public var metricsExporterNames: Bool?
+    public var poolEnabled: Bool?
+    public var poolMode: PoolMode?
+    public var poolSize: Int?
+    public var poolMaxClients: Int?
+    public var poolListen: ListenAddress?
     public var parameters: [AmpSettings.Parameter] = []
 
     public init(
@@ -226,6 +251,10 @@ public enum SettingBounds {
     public static let cpusText = "a whole number of CPUs from 1 to 4096"
     public static let profileText = "dev or durable"
     public static let engineText = "amp or pgbackrest"
+    public static let poolModeText = "transaction or session"
+    /// Connection counts (`[pool] size`, `max_clients`).
+    public static let count: ClosedRange<Int> = 1...10_000
+    public static let countText = "a whole number from 1 to 10000"
     public static let optionsText = "pgBackRest options as NAME=VALUE, such as repo1-type=s3 (NAME of lower-case letters, digits and '-'; no line breaks)"
     /// Backup periods (`[backup] window`, `base_interval`): from a minute to a year.
     public static let period: ClosedRange<Duration> = .seconds(60) ... .seconds(366 * 86_400)
@@ -296,4 +325,17 @@ public enum BackupRepositoryOption {
               !value.isEmpty, !value.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\0" }) else { return nil }
         return (name, value)
     }
+}
+
+/// How PgBouncer shares server connections (`[pool] mode`).
+///
+/// See <https://www.pgbouncer.org/config.html#pool_mode>.
+public enum PoolMode: String, Sendable, CaseIterable {
+    /// A server connection for the length of a transaction: many clients per connection, but
+    /// no session state (SET, LISTEN, advisory locks, temporary tables, prepared statements
+    /// with PgBouncer 1.18) survives a transaction.
+    case transaction
+    /// A server connection for the length of the client's session: everything works, fewer
+    /// clients share a connection.
+    case session
 }

@@ -19,6 +19,7 @@ struct LibPQFunctions: @unchecked Sendable {
     typealias ErrorField = @convention(c) (OpaquePointer?, Int32) -> UnsafeMutablePointer<CChar>?
     typealias GetValue = @convention(c) (OpaquePointer?, Int32, Int32) -> UnsafeMutablePointer<CChar>?
     typealias GetIsNull = @convention(c) (OpaquePointer?, Int32, Int32) -> Int32
+    typealias FieldName = @convention(c) (OpaquePointer?, Int32) -> UnsafeMutablePointer<CChar>?
     typealias EncryptPassword = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> UnsafeMutablePointer<CChar>?
     typealias FreeMemory = @convention(c) (UnsafeMutableRawPointer?) -> Void
     typealias LibVersion = @convention(c) () -> Int32
@@ -38,6 +39,7 @@ struct LibPQFunctions: @unchecked Sendable {
     let getisnull: GetIsNull
     let getvalue: GetValue
     let clear: VoidFn
+    let fname: FieldName
     /// `PQencryptPasswordConn` and `PQfreemem` (libpq 10+).
     let encryptPassword: EncryptPassword?
     let freemem: FreeMemory?
@@ -63,14 +65,15 @@ struct LibPQFunctions: @unchecked Sendable {
               let resultErrorMessage = sym("PQresultErrorMessage", StringFn.self),
               let resultErrorField = sym("PQresultErrorField", ErrorField.self), let ntuples = sym("PQntuples", CountFn.self),
               let nfields = sym("PQnfields", CountFn.self), let getisnull = sym("PQgetisnull", GetIsNull.self),
-              let getvalue = sym("PQgetvalue", GetValue.self), let clear = sym("PQclear", VoidFn.self)
+              let getvalue = sym("PQgetvalue", GetValue.self), let clear = sym("PQclear", VoidFn.self),
+              let fname = sym("PQfname", FieldName.self)
         else {
             return .failure(LibPQError(message: "libpq.so.5 lacks a function amp needs; install a current libpq5"))
         }
         return .success(LibPQFunctions(
             connectdb: connectdb, status: status, errorMessage: errorMessage, finish: finish, exec: exec,
             resultStatus: resultStatus, resultErrorMessage: resultErrorMessage, resultErrorField: resultErrorField,
-            ntuples: ntuples, nfields: nfields, getisnull: getisnull, getvalue: getvalue, clear: clear,
+            ntuples: ntuples, nfields: nfields, getisnull: getisnull, getvalue: getvalue, clear: clear, fname: fname,
             encryptPassword: sym("PQencryptPasswordConn", EncryptPassword.self), freemem: sym("PQfreemem", FreeMemory.self),
             libVersion: sym("PQlibVersion", LibVersion.self), conninfoParse: sym("PQconninfoParse", ConninfoParse.self),
             conninfoFree: sym("PQconninfoFree", ConninfoFree.self)))
@@ -208,7 +211,10 @@ public final class LibPQConnection: @unchecked Sendable {
     /// Runs `sql` and returns every row's columns as text (NULL as `nil`).
     ///
     /// - Throws: ``LibPQError`` with libpq's message (and the SQLSTATE when the server sent one).
-    public func rows(_ sql: String) throws(LibPQError) -> [[String?]] {
+    public func rows(_ sql: String) throws(LibPQError) -> [[String?]] { try table(sql).rows }
+
+    /// Runs `sql` and returns the columns' names and every row's columns as text (NULL as `nil`).
+    public func table(_ sql: String) throws(LibPQError) -> (columns: [String], rows: [[String?]]) {
         guard let result = pq.exec(conn, sql) else { throw LibPQError(message: LibPQ.trimmed(pq.errorMessage(conn))) }
         defer { pq.clear(result) }
         let status = pq.resultStatus(result)
@@ -224,7 +230,8 @@ public final class LibPQConnection: @unchecked Sendable {
             }
             rows.append(columns)
         }
-        return rows
+        let names = (0..<pq.nfields(result)).map { pq.fname(result, $0).map { String(cString: $0) } ?? "" }
+        return (names, rows)
     }
 }
 

@@ -62,7 +62,31 @@ public enum Metadb {
           # Why the archive cannot reach the newest WAL (a gap, no base backup yet).
           archive_problem: ?string,
           # A long operation under way and how far it got (a restore's replay).
-          operation: ?string
+          operation: ?string,
+          # The connection pool ([pool] enabled), when on.
+          pool: ?Pool
+        )
+
+        # PgBouncer in front of the cluster, and its figures (SHOW POOLS, every 5 s).
+        type Pool (
+          # running, starting, failed: WHY; restarting in N s.
+          state: string,
+          pid: ?int,
+          mode: string,
+          # Server connections per database and user (default_pool_size), and clients at most.
+          size: int,
+          max_clients: int,
+          # The pool's socket (in socket_dir) and TCP listener (HOST:PORT), when set.
+          socket: string,
+          listen: ?string,
+          clients_active: int,
+          clients_waiting: int,
+          servers_active: int,
+          servers_idle: int,
+          # Seconds the oldest waiting client has waited.
+          max_wait_seconds: float,
+          # Restarts of PgBouncer by ampd.
+          restarts: int
         )
 
         # A base backup in the archive.
@@ -163,7 +187,10 @@ public enum Metadb {
           environment: [string]string,
           # The TCP listener, HOST:PORT, when [postgres] listen is set (password: ampctl url --tcp).
           listen: ?string,
-          tls: ?bool
+          tls: ?bool,
+          # The pool ([pool] enabled): its socket's port in socket_dir, and its TCP listener.
+          pool_port: ?int,
+          pool_listen: ?string
         )
 
         # The current status, then one reply per change (call with more).
@@ -393,6 +420,7 @@ public struct MetadbStatus: Codable, Sendable, Equatable {
     public var restorableTo: String?
     public var archiveProblem: String?
     public var operation: String?
+    public var pool: MetadbPool?
 
     public init(state: State, phase: String, project: String, ampdPID: Int, ampDir: String, dataDir: String, restarts: Int = 0) {
         self.state = state
@@ -409,7 +437,38 @@ public struct MetadbStatus: Codable, Sendable, Equatable {
         case dataDir = "data_dir", socketDir = "socket_dir", url, uptimeSeconds = "uptime_seconds"
         case databaseSizeBytes = "database_size_bytes", connections, restarts, healthy, lastError = "last_error"
         case listen, tls, server, archive, archiveLagSeconds = "archive_lag_seconds", restorableFrom = "restorable_from"
-        case restorableTo = "restorable_to", archiveProblem = "archive_problem", operation
+        case restorableTo = "restorable_to", archiveProblem = "archive_problem", operation, pool
+    }
+}
+
+/// `io.amp.Metadb.Pool`: PgBouncer in front of the cluster.
+public struct MetadbPool: Codable, Sendable, Equatable {
+    public var state: String
+    public var pid: Int?
+    public var mode: String
+    public var size: Int
+    public var maxClients: Int
+    public var socket: String
+    public var listen: String?
+    public var clientsActive = 0
+    public var clientsWaiting = 0
+    public var serversActive = 0
+    public var serversIdle = 0
+    public var maxWaitSeconds = 0.0
+    public var restarts = 0
+
+    public init(state: String, mode: String, size: Int, maxClients: Int, socket: String, listen: String? = nil) {
+        self.state = state
+        self.mode = mode
+        self.size = size
+        self.maxClients = maxClients
+        self.socket = socket
+        self.listen = listen
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case state, pid, mode, size, maxClients = "max_clients", socket, listen, clientsActive = "clients_active", clientsWaiting = "clients_waiting"
+        case serversActive = "servers_active", serversIdle = "servers_idle", maxWaitSeconds = "max_wait_seconds", restarts
     }
 }
 

@@ -32,9 +32,14 @@ extension Metadb {
             /// The TCP listener (`HOST:PORT`), when enabled.
             public var listen: String?
             public var tls: Bool?
+            /// The pool's socket port (in ``socketDirectory``) and TCP listener, when the pool is on.
+            public var poolPort: Int?
+            public var poolListen: String?
 
             public init(url: String, socketDirectory: String, port: Int, database: String, user: String, environment: [String: String],
-                        listen: String? = nil, tls: Bool? = nil) {
+                        listen: String? = nil, tls: Bool? = nil, poolPort: Int? = nil, poolListen: String? = nil) {
+                self.poolPort = poolPort
+                self.poolListen = poolListen
                 self.listen = listen
                 self.tls = tls
                 self.url = url
@@ -46,7 +51,7 @@ extension Metadb {
             }
 
             enum CodingKeys: String, CodingKey {
-                case url, socketDirectory = "socket_dir", port, database, user, environment, listen, tls
+                case url, socketDirectory = "socket_dir", port, database, user, environment, listen, tls, poolPort = "pool_port", poolListen = "pool_listen"
             }
         }
         public static let name = "GetConnection"
@@ -227,6 +232,19 @@ extension Metadb {
 }
 
 extension Metadb.GetConnection.Reply {
+    /// The same server through the pool (`ampctl url --pooled`): the pool's port in the URL
+    /// and `PGPORT`, and its TCP listener as ``listen``; nil when the pool is off.
+    public func pooled() -> Metadb.GetConnection.Reply? {
+        guard let poolPort else { return nil }
+        var copy = self
+        copy.port = poolPort
+        copy.url = Metadb.url(url, port: poolPort)
+        copy.environment["PGPORT"] = "\(poolPort)"
+        if copy.environment["DATABASE_URL"] != nil { copy.environment["DATABASE_URL"] = copy.url }
+        copy.listen = poolListen
+        return copy
+    }
+
     /// The same server, another database: URL, `PGDATABASE` and `DATABASE_URL` follow.
     public func forDatabase(_ name: String) -> Metadb.GetConnection.Reply {
         var copy = self
@@ -239,6 +257,16 @@ extension Metadb.GetConnection.Reply {
 }
 
 extension Metadb {
+    /// A socket URL (`postgresql:///DB?host=DIR[&port=P]…`) with port `port` instead.
+    public static func url(_ url: String, port: Int) -> String {
+        let parts = url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        var items = parts.count > 1 ? parts[1].split(separator: "&").map(String.init) : []
+        items.removeAll { $0.hasPrefix("port=") }
+        let at = items.firstIndex { $0.hasPrefix("host=") }.map { $0 + 1 } ?? items.count
+        items.insert("port=\(port)", at: at)
+        return String(parts[0]) + "?" + items.joined(separator: "&")
+    }
+
     /// `url` (`postgresql://[AUTHORITY]/DB[?…]`) naming database `name` instead (a name that
     /// passed ``databaseNameProblem(_:)``, or `postgres`: nothing to encode).
     public static func url(_ url: String, database name: String) -> String {

@@ -23,6 +23,8 @@ struct SettingDescriptorTests {
         case .arguments, .seedPaths: "--data-checksums"
         case .engine: "pgbackrest"
         case .options: "repo1-type=s3 repo1-s3-bucket=backups"
+        case .poolMode: "session"
+        case .count: "17"
         }
     }
 
