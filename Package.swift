@@ -86,7 +86,7 @@ let package = Package(
         // PgBouncer in front of a cluster: its plan, configuration, auth objects and figures.
         .target(
             name: "AmpPool",
-            dependencies: ["AmpConfig"],
+            dependencies: ["AmpConfig", "AmpPostgres"],
             swiftSettings: strict),
         .target(
             name: "AmpConfig",

@@ -206,6 +206,15 @@ func humanStatus(_ ps: ProjectStatus, project: Project, output o: Output) async 
             row("Archive", text)
             if let problem = s.archiveProblem { row("", o.yellow(problem)) }
         }
+        if let pool = s.pool {
+            let state = pool.state == "running" ? "running" : o.yellow(pool.state)
+            let tcp = pool.listen.map { ", TCP \($0)" } ?? ""
+            row("Pool", "PgBouncer \(state)\(pool.pid.map { " (PID \($0))" } ?? ""), \(pool.mode) pooling, \(pool.size) server connections per database, \(pool.maxClients) clients at most\(tcp) (url: ampctl url --pooled)")
+            if pool.state == "running" {
+                let wait = pool.clientsWaiting > 0 ? o.yellow("\(pool.clientsWaiting) waiting") + " (longest \((pool.maxWaitSeconds * 10).rounded() / 10) s)" : "0 waiting"
+                row("", "clients \(pool.clientsActive) active, \(wait); servers \(pool.serversActive) active, \(pool.serversIdle) idle\(pool.restarts > 0 ? "; restarted \(pool.restarts)×" : "")")
+            }
+        }
         if let op = s.operation { row("Operation", op) }
         if s.restarts > 0 { row("Restarts", "\(s.restarts)") }
         if let e = s.lastError { row("Last error", e) }
@@ -280,11 +289,30 @@ func connection(_ name: String?, address: String?, branch: Bool) async throws(Am
     return try await branchConnection(project, try connect(project))
 }
 
+/// The connection `url`, `env` and `psql` print or use, through the pool (`--pooled`) and over
+/// TCP (`--tcp`) when asked.
+func connection(_ name: String?, address: String?, branch: Bool, tcp: Bool, pooled: Bool) async throws(AmpctlError) -> Metadb.GetConnection.Reply {
+    var c = try await connection(name, address: address, branch: branch)
+    guard tcp || pooled else { return c }
+    let project = try resolveProject(name, address: address, environment: Platform.current.environment).name
+    if pooled {
+        guard let p = c.pooled() else {
+            throw AmpctlError(.unavailable, "\(project) has no connection pool; add `[pool]` with `enabled = true` to .amp/config.toml (PgBouncer: apt install pgbouncer), then restart it (`ampctl restart \(project)`)")
+        }
+        c = p
+    }
+    if tcp { c = try tcpConnection(c, project: project, pooled: pooled) }
+    return c
+}
+
 /// The connection over TCP (`url --tcp`, `env --tcp`): `postgresql://USER:PASSWORD@HOST:PORT/DB`
 /// and libpq's variables with `PGPASSWORD`, from the listener ampd reports and the password
 /// in `$XDG_CONFIG_HOME/amp/tcp/NAME.password`.
-func tcpConnection(_ c: Metadb.GetConnection.Reply, project: String) throws(AmpctlError) -> Metadb.GetConnection.Reply {
+func tcpConnection(_ c: Metadb.GetConnection.Reply, project: String, pooled: Bool = false) throws(AmpctlError) -> Metadb.GetConnection.Reply {
     guard let listen = c.listen else {
+        if pooled {
+            throw AmpctlError(.unavailable, "\(project)'s pool does not listen on TCP; add `listen = \"auto\"` (or \"127.0.0.1:6432\") to [pool] in .amp/config.toml, then restart it (`ampctl restart \(project)`)")
+        }
         throw AmpctlError(.unavailable, "\(project) does not listen on TCP; add `listen = \"auto\"` (or \"127.0.0.1:5433\") to [postgres] in .amp/config.toml, then restart it (`ampctl restart \(project)`)")
     }
     let env = Platform.current.environment
@@ -311,7 +339,8 @@ func tcpConnection(_ c: Metadb.GetConnection.Reply, project: String) throws(Ampc
         environment["PGSSLMODE"] = "require"
     }
     environment["DATABASE_URL"] = url
-    return .init(url: url, socketDirectory: "", port: port, database: c.database, user: c.user, environment: environment, listen: listen, tls: c.tls)
+    return .init(url: url, socketDirectory: "", port: port, database: c.database, user: c.user, environment: environment, listen: listen, tls: c.tls,
+                 poolPort: c.poolPort, poolListen: c.poolListen)
 }
 
 struct URLCommand: AsyncParsableCommand {
@@ -322,13 +351,13 @@ struct URLCommand: AsyncParsableCommand {
     var name: String? { options.selection.project ?? positionalName }
     func validate() throws { try options.selection.check(positionalName) }
     @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
-    @Flag(name: .customLong("tcp"), help: "The URL over TCP, with the password ([postgres] listen must be set).") var tcp = false
+    @Flag(name: .customLong("tcp"), help: "The URL over TCP, with the password ([postgres] listen, or with --pooled [pool] listen, must be set).") var tcp = false
+    @Flag(name: .customLong("pooled"), help: "The URL through the connection pool (PgBouncer; [pool] enabled must be set).") var pooled = false
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            var c = try await connection(name, address: options.address, branch: branch)
-            if tcp { c = try tcpConnection(c, project: try resolveProject(name, address: options.address, environment: Platform.current.environment).name) }
+            let c = try await connection(name, address: options.address, branch: branch, tcp: tcp, pooled: pooled)
             if options.json { outJSON(c) } else { out(c.url) }
             return .success
         }
@@ -344,13 +373,13 @@ struct EnvCommand: AsyncParsableCommand {
     var name: String? { options.selection.project ?? positionalName }
     func validate() throws { try options.selection.check(positionalName) }
     @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
-    @Flag(name: .customLong("tcp"), help: "Variables for TCP, with PGPASSWORD ([postgres] listen must be set).") var tcp = false
+    @Flag(name: .customLong("tcp"), help: "Variables for TCP, with PGPASSWORD ([postgres] listen, or with --pooled [pool] listen, must be set).") var tcp = false
+    @Flag(name: .customLong("pooled"), help: "Variables for the connection pool (PgBouncer; [pool] enabled must be set).") var pooled = false
     @OptionGroup var options: ProjectOptions
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            var c = try await connection(name, address: options.address, branch: branch)
-            if tcp { c = try tcpConnection(c, project: try resolveProject(name, address: options.address, environment: Platform.current.environment).name) }
+            let c = try await connection(name, address: options.address, branch: branch, tcp: tcp, pooled: pooled)
             if options.json {
                 outJSON(c.environment)
             } else {
@@ -371,6 +400,7 @@ struct PsqlCommand: AsyncParsableCommand {
     @Option(name: .customLong("address"), help: ArgumentHelp("Varlink address of ampd.", valueName: "unix:PATH")) var address: String?
     @Option(name: [.customShort("d"), .customLong("dbname")], help: "Database (default postgres).") var database: String?
     @Flag(name: .customLong("branch"), help: "The database of the current git branch (made on first use as a copy of the default one).") var branch = false
+    @Flag(name: .customLong("pooled"), help: "Through the connection pool (PgBouncer; [pool] enabled must be set).") var pooled = false
     @Argument(parsing: .postTerminator, help: "Arguments for psql.") var arguments: [String] = []
 
     func validate() throws {
@@ -380,7 +410,7 @@ struct PsqlCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
-            let c = try await connection(name, address: address, branch: branch)
+            let c = try await connection(name, address: address, branch: branch, tcp: false, pooled: pooled)
             var url = c.url
             // An external server's password file (amp's credential) for psql too.
             if let passFile = c.environment["PGPASSFILE"] { setenv("PGPASSFILE", passFile, 1) }

@@ -272,7 +272,7 @@ final class BackupCoordinator: Sendable {
             logger.warning("archive: the slot had lost WAL (more than [backup] max_slot_wal behind): the archive has a gap; a new base backup starts")
             needsBase.withLock { $0 = true }
         }
-        let lastLines = Mutex<[String]>([])
+        let lastLines = RecentLines(capacity: 5)
         let log = logger
         let child: ChildProcess
         do {
@@ -280,7 +280,7 @@ final class BackupCoordinator: Sendable {
                 for raw in lines where !raw.isEmpty {
                     let line = raw.hasPrefix("pg_receivewal: ") ? String(raw.dropFirst(15)) : raw
                     log.info("pg_receivewal: \(line)")
-                    lastLines.withLock { $0 = Array(($0 + [line]).suffix(5)) }
+                    lastLines.append([line])
                 }
             })
         } catch {
@@ -299,7 +299,7 @@ final class BackupCoordinator: Sendable {
             }
             if let status = await child.wait(timeout: wait) {
                 await child.waitForOutput(timeout: .seconds(1))
-                let lines = lastLines.withLock { $0 }
+                let lines = lastLines.lines
                 if lines.contains(where: { $0.contains("has already been removed") }) { await WALArchiver.dropSlot(conninfo: conninfo) }
                 if lines.contains(where: { $0.contains("No space left on device") }) || archive.diskFullProblem() != nil {
                     return archive.diskFullProblem() ?? "the archive's disk is full (\(archive.directory), No space left on device): free space there or move [backup] target"

@@ -4,6 +4,7 @@ import Glibc
 import AmpBackup
 import AmpConfig
 import AmpLogging
+import AmpPool
 import AmpPostgres
 import AmpProtocol
 import AmpRegistry
@@ -118,6 +119,7 @@ enum Daemon {
             }
             logger.info("PostgreSQL also listens on TCP \(tcp.display)\(tcp.tls ? " (TLS)" : ""), SCRAM password required")
         }
+        let pooling = try await preparePool(plan, server: server, tcp: tcp, account: account, environment: environment, board: board, logger: logger)
         let testDatabases = TestDatabasePool(board: board, sessions: sessions, logger: logger)
         let statistics = try? WorkerThread(name: "amp-statistics")
         defer { statistics?.stop() }
@@ -141,7 +143,7 @@ enum Daemon {
         } else {
             board.update { $0.archive = "off" }
         }
-        let metrics = MetricsCollector(board: board, session: sessions.slot(), exporterNames: settings.metricsExporterNames)
+        let metrics = MetricsCollector(board: board, session: sessions.slot(), exporterNames: settings.metricsExporterNames, pool: pooling?.supervisor)
         let history = HistorySampler(board: board, session: sessions.slot())
         let metricsListener = try settings.metricsListen.map { address throws(DaemonError) in
             try MetricsListener(address, source: layers.source(of: .metricsListen) ?? "[metrics] listen", collector: metrics, logger: logger)
@@ -182,7 +184,11 @@ enum Daemon {
                 }
             }
         }
-        if let tcp { service.prepare = { handle in await tcp.applyPassword(to: handle, logger: logger) } }
+        if let tcp {
+            service.prepare = { handle in await tcp.applyPassword(to: handle, logger: logger) }
+        } else if let secrets = pooling?.secrets {
+            service.prepare = { handle in await secrets.applyPassword(to: handle, logger: logger) }
+        }
         if !settings.seed.isEmpty {
             service.seeding = Seeding(
                 files: settings.seed, psql: server.binaries.path("psql"), configFile: ampDir.configFile, dataDirectory: ampDir.metadb,
@@ -201,12 +207,64 @@ enum Daemon {
             services: services + [
                 .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                       failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "postgres"),
-            ],
+            ] + (pooling.map { [.init(service: PoolService(supervisor: $0.supervisor), serviceName: "pool")] } ?? []),
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         let code = await run(group, environment: environment, logger: logger, fail: failed)
         withExtendedLifetime(lock) {}
         return code
+    }
+
+    /// The pool (`[pool] enabled`): PgBouncer found, its plan decided, its TCP port chosen and
+    /// free, and (when it listens on TCP without `[postgres] listen`) the password and
+    /// certificate; nil when the pool is off.
+    static func preparePool(
+        _ plan: StartupPlan, server: ServerSettings, tcp: TCPListener?, account: ProcessCredentials?, environment: [String: String], board: StatusBoard, logger: Logger
+    ) async throws(DaemonError) -> (supervisor: PoolSupervisor, secrets: TCPListener.Secrets?)? {
+        let settings = plan.settings, ampDir = plan.ampDir
+        guard settings.poolEnabled else { return nil }
+        guard let executable = PoolSupervisor.locate(environment: environment) else {
+            throw DaemonError(.config, "[pool] enabled = true needs PgBouncer, which is not installed: apt install pgbouncer, or set enabled = false in [pool] of \(ampDir.configFile)")
+        }
+        if let problem = PgBouncerConfiguration.pathProblem(ampDir.path) { throw DaemonError(.config, "[pool] enabled: \(problem)") }
+        var limit = rlimit()
+        let descriptors = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 ? Int(min(limit.rlim_cur, 1 << 20)) : 1024
+        let poolPlan: PoolPlan
+        switch PoolPlan.decide(mode: settings.poolMode, size: settings.poolSize, maxClients: settings.poolMaxClients,
+                               maxConnections: server.maxConnections, cpus: server.cpus, descriptorLimit: descriptors) {
+        case .success(let p): poolPlan = p
+        case .failure(let problem): throw DaemonError(.config, problem.message)
+        }
+        for note in poolPlan.notes { logger.warning("\(note)") }
+        var listen: (host: String, port: Int)?
+        var secrets: TCPListener.Secrets?
+        var tls: (certificate: String, key: String)?
+        if let tcp, let c = tcp.certificate, let k = tcp.key { tls = (c, k) }
+        if let address = settings.poolListen {
+            let directory = ampDir.path + "/network"
+            do { try makeDirectories(directory, mode: 0o700) } catch {
+                throw DaemonError(.cannotCreate, "cannot create \(directory): \(error); check the permissions of \(ampDir.path)")
+            }
+            if let account { _ = chown(directory, account.uid, account.gid) }
+            switch address {
+            case .address(let h, let p): listen = (h, p)
+            case .auto: listen = ("127.0.0.1", try TCPListener.autoPort(directory + "/pool-port"))
+            }
+            if let (host, port) = listen, let problem = TCPListener.bindProblem(host: host, port: port) {
+                let kept = address == .auto ? " (kept for this project in \(directory)/pool-port: delete that file to have another one chosen)" : ""
+                throw DaemonError(.unavailable, "[pool] listen: cannot listen on \(ListenAddress.address(host: host, port: port))\(kept): \(problem)")
+            }
+            board.update { $0.tls = settings.tls }
+            if tcp == nil {
+                let s = try await TCPListener.Secrets.prepare(settings, directory: directory, host: listen?.host ?? "127.0.0.1", project: plan.projectName,
+                                                              environment: environment, account: account, logger: logger)
+                secrets = s
+                if let c = s.certificate, let k = s.key { tls = (c, k) }
+            }
+        }
+        let supervisor = PoolSupervisor(directory: ampDir.path + "/pool", listen: listen, tls: settings.tls ? tls : nil, plan: poolPlan, executable: executable,
+                                        account: account, board: board, logger: logger)
+        return (supervisor, secrets)
     }
 
     /// Takes the amp dir for this process: its layout, its lock (held for as long as the

@@ -55,7 +55,8 @@ struct MetadbOperations: Sendable {
         if handle.url.contains("&user=") { environment["PGUSER"] = handle.user }
         let status = board.status
         return .init(url: handle.url, socketDirectory: handle.socketDirectory, port: handle.port, database: handle.database,
-                     user: handle.user, environment: environment, listen: status.listen, tls: status.listen == nil ? nil : status.tls)
+                     user: handle.user, environment: environment, listen: status.listen, tls: status.listen == nil && status.pool?.listen == nil ? nil : status.tls,
+                     poolPort: status.pool?.port, poolListen: status.pool?.listen)
     }
 
     func databases() async throws(MetadbError) -> [MetadbDatabase] {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AmpConfig
 import AmpMetrics
+import AmpPool
 import AmpPostgres
 import CSocket
 import Logging
@@ -21,11 +22,36 @@ final class MetricsCollector: Sendable {
     let session: LibPQSessionSlot
     /// postgres_exporter's names (`[metrics] exporter_names`), else Prometheus's rules.
     let exporterNames: Bool
+    /// The pool's figures, when `[pool] enabled`.
+    let pool: PoolSupervisor?
 
-    init(board: StatusBoard, session: LibPQSessionSlot, exporterNames: Bool = true) {
+    init(board: StatusBoard, session: LibPQSessionSlot, exporterNames: Bool = true, pool: PoolSupervisor? = nil) {
         self.board = board
         self.session = session
         self.exporterNames = exporterNames
+        self.pool = pool
+    }
+
+    /// The pool's series, under pgbouncer_exporter's names (its dashboards work): up, and per
+    /// database and user the clients active and waiting, the server connections active and
+    /// idle, the longest wait; and PgBouncer's restarts by ampd.
+    static func poolFamilies(_ figures: PoolFigures?, restarts: Int) -> [MetricFamily] {
+        var families = [
+            MetricFamily("pgbouncer_up", .gauge, "Whether PgBouncer answered SHOW POOLS for this scrape", [.init([], figures == nil ? 0 : 1)]),
+            MetricFamily("amp_pool_restarts_total", .counter, "Restarts of PgBouncer by ampd", [.init([], Double(restarts))]),
+        ]
+        guard let figures else { return families }
+        func family(_ name: String, _ help: String, _ value: (PoolFigures.Pool) -> Double) -> MetricFamily {
+            MetricFamily(name, .gauge, help, figures.pools.map { .init([.init("database", $0.database), .init("user", $0.user)], value($0)) })
+        }
+        families += [
+            family("pgbouncer_pools_client_active_connections", "Clients linked to a server connection or idle (cl_active)") { Double($0.clientsActive) },
+            family("pgbouncer_pools_client_waiting_connections", "Clients waiting for a server connection (cl_waiting)") { Double($0.clientsWaiting) },
+            family("pgbouncer_pools_server_active_connections", "Server connections linked to a client (sv_active)") { Double($0.serversActive) },
+            family("pgbouncer_pools_server_idle_connections", "Server connections free for a client (sv_idle, sv_used, sv_tested, sv_login)") { Double($0.serversIdle) },
+            family("pgbouncer_pools_client_maxwait_seconds", "How long the oldest waiting client has waited") { $0.maxWaitSeconds },
+        ]
+        return families
     }
 
     func render() async -> String {
@@ -53,6 +79,7 @@ final class MetricsCollector: Sendable {
             own.append(MetricFamily("amp_archive_problem", .gauge, "Whether the archive reports a problem (1) or not (0)",
                                     [.init([.init("state", String(archive.prefix { $0 != ":" }.prefix(40)))], status.archiveProblem == nil ? 0 : 1)]))
         }
+        if let pool { own += Self.poolFamilies(await pool.currentFigures(), restarts: status.pool?.restarts ?? 0) }
         let elapsed = ContinuousClock.now - started
         own.append(MetricFamily("amp_scrape_duration_seconds", .gauge, "Time this scrape took",
                                 [.init([], Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)]))

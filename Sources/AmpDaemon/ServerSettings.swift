@@ -25,6 +25,8 @@ struct ServerSettings {
     var notes: [String]
     var version: PostgresVersion
     var binaries: PostgresBinaries
+    /// The CPU count the sizing used (the pool's size follows it).
+    var cpus = 1
     /// The pgBackRest engine, when it keeps the backups (its `archive_command` is among the parameters).
     var pgBackRest: PgBackRest? = nil
 
@@ -133,8 +135,11 @@ struct ServerSettings {
             initdbArguments: initdb,
             createExtensions: libraries.contains("pg_stat_statements") ? ["pg_stat_statements"] : [],
             moduleExtensions: modules.map(\.rawValue),
-            notes: notes, version: version, binaries: binaries, pgBackRest: facts.pgBackRest)
+            notes: notes, version: version, binaries: binaries, cpus: cpus, pgBackRest: facts.pgBackRest)
     }
+
+    /// `max_connections` in effect.
+    var maxConnections: Int { effective.first { $0.name == "max_connections" }.flatMap { Int($0.value.trimmingWhitespace) } ?? 100 }
 }
 
 /// The server parameters the continuous archive needs. amp's engine: a bound on the WAL its

@@ -102,38 +102,58 @@ struct TCPListener: Sendable {
             throw DaemonError(.cannotCreate, "cannot write \(hba): \(error)")
         }
         if let account { _ = chown(hba, account.uid, account.gid) }
+        let secrets = try await Secrets.prepare(settings, directory: directory, host: host, project: project, environment: environment, account: account, logger: logger)
+        return TCPListener(host: host, port: port, tls: settings.tls, passwordFile: secrets.passwordFile, password: secrets.password, hbaFile: hba,
+                           certificate: secrets.certificate, key: secrets.key)
+    }
 
-        guard let passwordFile = AmpSecrets.tcpPasswordFile(project: project, environment: environment) else {
-            throw DaemonError(.config, "[postgres] listen needs a place for the password, but neither XDG_CONFIG_HOME nor HOME is set; set HOME")
-        }
-        let password: String
-        switch AmpSecrets.read(passwordFile) {
-        case .failure(let problem): throw DaemonError(.config, "the TCP password file \(problem.message)")
-        case .success(let text?) where !text.trimmingWhitespace.isEmpty: password = text.trimmingWhitespace
-        case .success:
-            guard let generated = AmpSecrets.generatePassword() else {
-                throw DaemonError(.cannotCreate, "cannot read /dev/urandom to make the TCP password: \(String(cString: strerror(errno)))")
-            }
-            password = generated
-            do { try AmpSecrets.write(passwordFile, password + "\n") } catch {
-                throw DaemonError(.cannotCreate, "cannot store the TCP password in \(passwordFile): \(error)")
-            }
-            logger.notice("generated the password for TCP connections in \(passwordFile); show it with `ampctl url --tcp`")
-        }
+    /// What TCP connections need, to PostgreSQL or to the pool: the role's password
+    /// (generated on first use, 0600 in `$XDG_CONFIG_HOME/amp/tcp/NAME.password`), and for TLS
+    /// the certificate and key.
+    struct Secrets: Sendable {
+        var passwordFile: String
+        var password: String
+        var certificate: String?
+        var key: String?
 
-        var certificate: String?, key: String?
-        if settings.tls {
-            if let c = settings.tlsCertificate, let k = settings.tlsKey {
-                for f in [c, k] where access(f, R_OK) != 0 {
-                    throw DaemonError(.config, "[postgres] tls: \(f) cannot be read (\(String(cString: strerror(errno)))); fix tls_cert/tls_key")
+        static func prepare(
+            _ settings: AmpSettings, directory: String, host: String, project: String, environment: [String: String], account: ProcessCredentials?, logger: Logger
+        ) async throws(DaemonError) -> Secrets {
+            guard let passwordFile = AmpSecrets.tcpPasswordFile(project: project, environment: environment) else {
+                throw DaemonError(.config, "[postgres] listen and [pool] listen need a place for the password, but neither XDG_CONFIG_HOME nor HOME is set; set HOME")
+            }
+            let password: String
+            switch AmpSecrets.read(passwordFile) {
+            case .failure(let problem): throw DaemonError(.config, "the TCP password file \(problem.message)")
+            case .success(let text?) where !text.trimmingWhitespace.isEmpty: password = text.trimmingWhitespace
+            case .success:
+                guard let generated = AmpSecrets.generatePassword() else {
+                    throw DaemonError(.cannotCreate, "cannot read /dev/urandom to make the TCP password: \(String(cString: strerror(errno)))")
                 }
-                (certificate, key) = (c, k)
-            } else {
-                (certificate, key) = try await generatedCertificate(directory: directory, host: host, project: project, account: account, logger: logger)
+                password = generated
+                do { try AmpSecrets.write(passwordFile, password + "\n") } catch {
+                    throw DaemonError(.cannotCreate, "cannot store the TCP password in \(passwordFile): \(error)")
+                }
+                logger.notice("generated the password for TCP connections in \(passwordFile); show it with `ampctl url --tcp`")
             }
+            var certificate: String?, key: String?
+            if settings.tls {
+                if let c = settings.tlsCertificate, let k = settings.tlsKey {
+                    for f in [c, k] where access(f, R_OK) != 0 {
+                        throw DaemonError(.config, "[postgres] tls: \(f) cannot be read (\(String(cString: strerror(errno)))); fix tls_cert/tls_key")
+                    }
+                    (certificate, key) = (c, k)
+                } else {
+                    (certificate, key) = try await generatedCertificate(directory: directory, host: host, project: project, account: account, logger: logger)
+                }
+            }
+            return Secrets(passwordFile: passwordFile, password: password, certificate: certificate, key: key)
         }
-        return TCPListener(host: host, port: port, tls: settings.tls, passwordFile: passwordFile, password: password, hbaFile: hba,
-                           certificate: certificate, key: key)
+
+        /// Sets the role's password (``TCPListener/applyPassword(to:logger:)``).
+        func applyPassword(to handle: PostgresHandle, logger: Logger) async {
+            await TCPListener.applyPassword(password, to: handle, logger: logger)
+        }
     }
 
     /// The kept port of `auto`, or a free one on 127.0.0.1, recorded.
@@ -257,8 +277,10 @@ struct TCPListener: Sendable {
     /// Sets the role's password (as a SCRAM verifier) once PostgreSQL runs: on every start,
     /// so a new cluster (reset, restored snapshot) gets it too. A failure is logged, never
     /// fatal: the socket works regardless.
-    func applyPassword(to handle: PostgresHandle, logger: Logger) async {
-        let conninfo = handle.conninfo, role = handle.user, password = password
+    func applyPassword(to handle: PostgresHandle, logger: Logger) async { await Self.applyPassword(password, to: handle, logger: logger) }
+
+    static func applyPassword(_ password: String, to handle: PostgresHandle, logger: Logger) async {
+        let conninfo = handle.conninfo, role = handle.user
         let result = await runOnThread(name: "amp-tcp-password") {
             Result { () throws(LibPQError) in try LibPQConnection(conninfo).setPassword(role: role, password: password) }
         }

@@ -1,3 +1,5 @@
+import AmpPostgres
+
 /// How PgBouncer finds a client's password without a password file: `auth_query` runs, as
 /// ``authRole`` (a login role without a password, so it can log in on the socket only),
 /// ``lookupFunction``: a `SECURITY DEFINER` function owned by ``ownerRole``, a role that
@@ -17,7 +19,7 @@ public enum PoolAuth {
     /// The role that owns the lookup function and may read the password column.
     public static let ownerRole = "amp_pool_owner"
     /// The schema of the lookup function (left out of amp's dumps: `pg_dump --exclude-schema`).
-    public static let schema = "amp_pool"
+    public static let schema = DatabaseDump.ampSchema
     /// The lookup function.
     public static let lookupFunction = "amp_pool.lookup"
     /// The admin console's user: no role of the cluster, no password, the socket only.
@@ -39,11 +41,13 @@ public enum PoolAuth {
         $amp$;
         ALTER ROLE amp_pool_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS;
         ALTER ROLE amp_pool_auth LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS PASSWORD NULL;
-        GRANT SELECT (rolname, rolpassword, rolcanlogin, rolvaliduntil) ON pg_catalog.pg_authid TO amp_pool_owner;
         """
 
-    /// The schema and function in one database (idempotent; run as a superuser in it).
+    /// The schema and function in one database (idempotent; run as a superuser in it). The
+    /// column grant on `pg_authid` is per database too: a shared catalog's privileges live in
+    /// each database's `pg_class`.
     public static let function = """
+        GRANT SELECT (rolname, rolpassword, rolcanlogin, rolvaliduntil) ON pg_catalog.pg_authid TO amp_pool_owner;
         CREATE SCHEMA IF NOT EXISTS amp_pool AUTHORIZATION amp_pool_owner;
         REVOKE ALL ON SCHEMA amp_pool FROM PUBLIC;
         GRANT USAGE ON SCHEMA amp_pool TO amp_pool_auth;

@@ -51,3 +51,27 @@ public struct PoolFigures: Sendable, Equatable {
         }
     }
 }
+
+/// One line of PgBouncer's log on standard error (`2026-12-05 04:23:54.893 UTC [28104] WARNING
+/// text`): its level and text, for ampd's log.
+public struct PgBouncerLogLine: Sendable, Equatable {
+    public enum Level: Sendable, Equatable { case debug, info, warning, error }
+    public var level: Level
+    public var text: String
+
+    /// Parses a line; one that does not have the shape is kept whole at `info`.
+    public init(_ line: String) {
+        let words = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: false)
+        guard words.count == 6, words[3].hasPrefix("["), words[3].hasSuffix("]") else {
+            (level, text) = (.info, line)
+            return
+        }
+        text = String(words[5])
+        switch words[4] {
+        case "NOISE", "DEBUG": level = .debug
+        case "WARNING": level = .warning
+        case "ERROR", "FATAL": level = .error
+        default: level = .info
+        }
+    }
+}

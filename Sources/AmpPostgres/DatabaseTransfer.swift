@@ -199,9 +199,15 @@ public struct ClientTools: Sendable {
 /// output — pg_dump never opens a path, so a symbolic link planted next to the target cannot
 /// redirect it — then synced and renamed over the target.
 ///
-/// Command: `pg_dump -Fc -h SOCKETDIR -p PORT -d DB > .FILE.tmp-RANDOM`; see
-/// <https://www.postgresql.org/docs/15/app-pgdump.html>.
+/// Command: `pg_dump -Fc --exclude-schema=amp_pool -h SOCKETDIR -p PORT -d DB > .FILE.tmp-RANDOM`;
+/// see <https://www.postgresql.org/docs/15/app-pgdump.html>.
 public enum DatabaseDump {
+    /// The schema of amp's own objects in a database (the pool's lookup function): every
+    /// dump amp takes leaves it out, so an export or a copy never carries it elsewhere.
+    public static let ampSchema = "amp_pool"
+    /// `pg_dump`'s arguments that leave amp's own objects out.
+    public static let excludeAmpObjects = ["--exclude-schema=" + ampSchema]
+
     public static func write(
         _ database: String, pgDump: String, socketDirectory: String, port: Int, to target: String
     ) async throws(TransferError) {
@@ -210,7 +216,7 @@ public enum DatabaseDump {
             throw TransferError(.cannotCreate, "\(error); choose a directory you can write to")
         }
         let output = try? await ChildProcess.run(SpawnConfiguration(
-            executable: pgDump, arguments: ["-Fc", "-h", socketDirectory, "-p", "\(port)", "-d", database],
+            executable: pgDump, arguments: ["-Fc"] + excludeAmpObjects + ["-h", socketDirectory, "-p", "\(port)", "-d", database],
             environment: ["PATH": "/usr/bin:/bin", "LC_ALL": "C"], output: .file(descriptor: temporary.fd, errors: { _ in })), deadline: nil)
         let synced = fsync(temporary.fd) == 0
         close(temporary.fd)
@@ -287,7 +293,7 @@ extension DatabaseTransfer {
         _ database: String, from source: DatabaseServer, tools: ClientTools, jobs: Int, into scratch: String,
         environment: [String: String], redact: (String) -> String = { $0 }
     ) async throws(TransferError) {
-        try await ClientTools.run(tools.path("pg_dump"), ["-Fd", "-j", "\(jobs)", "-f", scratch, "-d", source.conninfo(database)],
+        try await ClientTools.run(tools.path("pg_dump"), ["-Fd", "-j", "\(jobs)"] + DatabaseDump.excludeAmpObjects + ["-f", scratch, "-d", source.conninfo(database)],
                                   environment: environment, redact: redact)
     }
 

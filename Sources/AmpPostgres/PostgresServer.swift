@@ -385,26 +385,6 @@ public enum PostgresHealth: Sendable, Equatable {
     case unhealthy(String)
 }
 
-/// A bounded buffer of the last output lines, for error reports.
-final class RecentLines: Sendable {
-    private let storage: Mutex<[String]>
-    private let capacity: Int
-
-    init(capacity: Int) {
-        self.capacity = capacity
-        self.storage = Mutex([])
-    }
-
-    func append(_ lines: [String]) {
-        storage.withLock { s in
-            s.append(contentsOf: lines)
-            if s.count > capacity { s.removeFirst(s.count - capacity) }
-        }
-    }
-
-    var lines: [String] { storage.withLock { $0 } }
-}
-
 func currentUserName() -> String {
     ProcessCredentials.lookup(uid: geteuid())?.name ?? (getenv("USER").map { String(cString: $0) } ?? "postgres")
 }

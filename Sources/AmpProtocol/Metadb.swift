@@ -76,8 +76,9 @@ public enum Metadb {
           # Server connections per database and user (default_pool_size), and clients at most.
           size: int,
           max_clients: int,
-          # The pool's socket (in socket_dir) and TCP listener (HOST:PORT), when set.
+          # The pool's socket (in socket_dir), its port, and TCP listener (HOST:PORT), when set.
           socket: string,
+          port: ?int,
           listen: ?string,
           clients_active: int,
           clients_waiting: int,
@@ -449,6 +450,7 @@ public struct MetadbPool: Codable, Sendable, Equatable {
     public var size: Int
     public var maxClients: Int
     public var socket: String
+    public var port: Int?
     public var listen: String?
     public var clientsActive = 0
     public var clientsWaiting = 0
@@ -467,7 +469,7 @@ public struct MetadbPool: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case state, pid, mode, size, maxClients = "max_clients", socket, listen, clientsActive = "clients_active", clientsWaiting = "clients_waiting"
+        case state, pid, mode, size, maxClients = "max_clients", socket, port, listen, clientsActive = "clients_active", clientsWaiting = "clients_waiting"
         case serversActive = "servers_active", serversIdle = "servers_idle", maxWaitSeconds = "max_wait_seconds", restarts
     }
 }

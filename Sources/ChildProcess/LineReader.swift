@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -60,4 +61,24 @@ enum LineReader {
         }
         if let rest = splitter.finish() { handler([rest]) }
     }
+}
+
+/// A bounded buffer of a child's last output lines, for error reports.
+public final class RecentLines: Sendable {
+    private let storage: Mutex<[String]>
+    private let capacity: Int
+
+    public init(capacity: Int) {
+        self.capacity = capacity
+        self.storage = Mutex([])
+    }
+
+    public func append(_ lines: [String]) {
+        storage.withLock { s in
+            s.append(contentsOf: lines)
+            if s.count > capacity { s.removeFirst(s.count - capacity) }
+        }
+    }
+
+    public var lines: [String] { storage.withLock { $0 } }
 }

@@ -75,8 +75,9 @@ import Testing
     @Test func theLookupIsASecurityDefinerWithAFixedSearchPath() {
         #expect(PoolAuth.function.contains("SECURITY DEFINER") && PoolAuth.function.contains("SET search_path = pg_catalog, pg_temp"))
         #expect(PoolAuth.function.contains("OWNER TO amp_pool_owner") && PoolAuth.function.contains("REVOKE ALL ON FUNCTION amp_pool.lookup(pg_catalog.name) FROM PUBLIC"))
-        #expect(PoolAuth.roles.contains("CREATE ROLE amp_pool_owner NOLOGIN") && PoolAuth.roles.contains("GRANT SELECT (rolname, rolpassword, rolcanlogin, rolvaliduntil)"))
-        #expect(PoolAuth.query.contains(PoolAuth.lookupFunction))
+        #expect(PoolAuth.roles.contains("CREATE ROLE amp_pool_owner NOLOGIN") && PoolAuth.function.contains("GRANT SELECT (rolname, rolpassword, rolcanlogin, rolvaliduntil)"))
+        #expect(PoolAuth.query.contains(PoolAuth.lookupFunction) && PoolAuth.lookupFunction.hasPrefix(PoolAuth.schema + "."))
+        #expect(PoolAuth.function.contains("CREATE SCHEMA IF NOT EXISTS \(PoolAuth.schema) "))
     }
 }
 
