@@ -121,8 +121,8 @@ public struct ProjectUnitFacts: Sendable, Equatable {
     /// credential `amp-pgpass` (`LoadCredential=`); only when it exists (a missing file would
     /// stop the unit from starting).
     public var credential: String?
-    /// Whether the service needs nothing but Unix sockets: no TCP listener, no external
-    /// server, and a PostgreSQL of 15 or newer (13 and 14 send their statistics over loopback
+    /// Whether the service needs nothing but Unix sockets: no TCP listener (PostgreSQL's, the
+    /// pool's, the metrics'), no pgBackRest, no external server, and a PostgreSQL of 15 or newer (13 and 14 send their statistics over loopback
     /// UDP). Unknown (no config read, no cluster yet) counts as needing IP.
     public var unixOnly: Bool
 
@@ -144,7 +144,10 @@ public struct ProjectUnitFacts: Sendable, Equatable {
             return facts
         }
         let major = FileContents.text(ampDir.metadb + "/PG_VERSION", limit: 64).flatMap { Int($0.trimmingWhitespace) } ?? 0
-        facts.unixOnly = settings.listen == nil && major >= 15
+        // IP for PostgreSQL's, the pool's or the metrics' listener, and for pgBackRest (its
+        // repository may be object storage).
+        let needsIP = settings.listen != nil || settings.poolListen != nil || settings.metricsListen != nil || settings.backupEngine == .pgbackrest
+        facts.unixOnly = !needsIP && major >= 15
         return facts
     }
 
@@ -155,7 +158,7 @@ public struct ProjectUnitFacts: Sendable, Equatable {
             lines += "LoadCredential=\(AmpSecrets.credentialName):\(UnitRenderer.escapeSpecifiers(credential))\n"
         }
         if unixOnly {
-            lines += "# No TCP listener and PostgreSQL 15+: Unix sockets only ([postgres] listen adds IP).\n"
+            lines += "# No TCP listener and PostgreSQL 15+: Unix sockets only ([postgres], [pool] or [metrics] listen adds IP).\n"
             lines += "RestrictAddressFamilies=\nRestrictAddressFamilies=AF_UNIX\n"
         }
         return lines

@@ -21,7 +21,7 @@ struct ProjectUnitFactsTests {
         return (RegistryEntry(name: "p", base: base), env, base)
     }
 
-    @Test("Unix sockets only for a 15+ cluster without listen or url; IP kept otherwise; LoadCredential only when the file exists")
+    @Test("Unix sockets only for a 15+ cluster without a listener (PostgreSQL's, the pool's, the metrics'), pgBackRest or url; IP kept otherwise; LoadCredential only when the file exists")
     func facts() throws {
         let cases: [(String?, String?, Bool, Bool, Bool)] = [
             // config, PG_VERSION, credential file, unix only, credential line
@@ -29,6 +29,10 @@ struct ProjectUnitFactsTests {
             (nil, "14", false, false, false),
             (nil, nil, false, false, false),
             ("[postgres]\nlisten = \"auto\"\n", "16", false, false, false),
+            ("[pool]\nenabled = true\n", "15", false, true, false),
+            ("[pool]\nenabled = true\nlisten = \"auto\"\n", "15", false, false, false),
+            ("[metrics]\nlisten = \"auto\"\n", "15", false, false, false),
+            ("[backup]\nengine = \"pgbackrest\"\n", "15", false, false, false),
             ("[postgres]\nurl = \"postgresql://app@db:5432/app\"\n", nil, true, false, true),
             ("[postgres]\nurl = \"postgresql://app@db:5432/app\"\n", nil, false, false, false),
             ("[postgres\n", "15", false, false, false),

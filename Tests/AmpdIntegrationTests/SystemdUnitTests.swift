@@ -217,6 +217,42 @@ struct SystemdUnitTests {
         }
     }
 
+    @Test("[pool] enabled under amp@NAME: PgBouncer runs in the unit's cgroup, takes pooled connections, its log is in the journal, and it stops with the unit",
+          .enabled(if: access("/usr/sbin/pgbouncer", X_OK) == 0 || PoolTests.required, "needs pgbouncer (make test installs it)"))
+    func poolUnderUnit() async throws {
+        try await SystemdFixture.with { f in
+            let base = try await f.project("pooled")
+            mkdir(base + "/.amp", 0o700)
+            writeFile(base + "/.amp/config.toml", "[pool]\nenabled = true\n[backup]\narchive = false\n")
+            let unit = f.unit("pooled")
+            #expect(await f.systemctl("start", unit).ok)
+            _ = try #require(await f.url(unit))
+            let address = "unix:" + UserManager.runtimeDirectory + "/amp/pooled/io.amp.Metadb"
+            func ampctl(_ args: [String]) async -> ToolResult { await runIn(base, ampctlPath, args + ["--address", address], environment: toolEnvironment(["NO_COLOR": "1"])) }
+            let running = await eventuallyAsync(timeout: .seconds(30), every: .milliseconds(200)) { await ampctl(["status"]).output.contains("PgBouncer running") }
+            let shown = await ampctl(["status"])
+            #expect(running, "\(shown.output)")
+            let pooled = await ampctl(["url", "--pooled"])
+            #expect(pooled.ok && pooled.output.contains("port=6432"), "\(pooled.output)")
+            #expect(try query(pooled.output.trimmingCharacters(in: .whitespacesAndNewlines), "SELECT 'through the pool'") == "through the pool")
+            // A child of the unit's main process (ampd), in the unit's cgroup.
+            let json = await ampctl(["status", "--json"])
+            struct Status: Decodable { struct Pool: Decodable { var pid: Int? }; var pool: Pool? }
+            let pid = try #require(try JSONDecoder().decode(Status.self, from: Data(json.output.utf8)).pool?.pid, "\(json.output)")
+            let main = await f.systemctl("show", "-P", "MainPID", unit)
+            let status = readFile("/proc/\(pid)/status") ?? ""
+            #expect(readFile("/proc/\(pid)/comm")?.hasPrefix("pgbouncer") == true && status.contains("PPid:\t\(main.output.trimmingCharacters(in: .whitespacesAndNewlines))\n"), "\(status)")
+            #expect(readFile("/proc/\(pid)/cgroup") == readFile("/proc/\(main.output.trimmingCharacters(in: .whitespacesAndNewlines))/cgroup"))
+            let logged = await eventuallyAsync(timeout: .seconds(10), every: .milliseconds(300)) {
+                await f.journal(unit, matches: []).contains { ($0["MESSAGE"] ?? "").contains("pgbouncer: process up: PgBouncer") }
+            }
+            #expect(logged)
+            #expect(await f.systemctl("stop", unit).ok)
+            let gone = await eventuallyAsync(timeout: .seconds(10)) { readFile("/proc/\(pid)/comm")?.hasPrefix("pgbouncer") != true }
+            #expect(gone, "PgBouncer stops with the unit")
+        }
+    }
+
     @Test("[backup] engine = pgbackrest under amp@NAME: PostgreSQL pushes WAL from the unit, a first full backup, a restore to a moment between two commits",
           .enabled(if: access("/usr/bin/pgbackrest", X_OK) == 0 || S3TestServer.required, "needs pgbackrest (make test installs it)"))
     func pgBackRestUnderUnit() async throws {
