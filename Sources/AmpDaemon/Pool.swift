@@ -99,9 +99,10 @@ final class PoolSupervisor: Sendable {
             if Task.isCancelled { return }
             if ContinuousClock.now - began > .seconds(60) { delay = .seconds(1) }
             restarts += 1
-            logger.error("pool: \(problem); restarting PgBouncer in \(delay) (PostgreSQL keeps serving on its own socket)")
+            let wait = "\(delay.components.seconds) s"
+            logger.error("pool: \(problem); restarting PgBouncer in \(wait) (PostgreSQL keeps serving on its own socket)")
             publish {
-                $0.state = "failed: \(problem); restarting in \(delay)"
+                $0.state = "failed: \(problem); restarting in \(wait)"
                 $0.pid = nil
                 $0.restarts = restarts
             }

@@ -749,6 +749,39 @@ def metrics_cost(env, seconds=15, rounds=4):
     out["scrapes"] = len(scrape_times)
     return out
 
+def pool_connect(env, seconds=10, rounds=3):
+    """pgbench -C (a new connection for every transaction, select-only, 8 clients) through the
+    pool ([pool] enabled, PgBouncer in transaction mode) against the same server directly, in
+    interleaved rounds: what a pool saves an application that connects per request."""
+    base, p, url = archive_project(env, "pool", "[pool]\nenabled = true\n[backup]\narchive = false\n", "dev")
+    try:
+        subprocess.run([env.bin("pgbench"), "-i", "-q", "-s", "1", url], check=True, capture_output=True, env=env.env)
+        deadline = time.monotonic() + 30
+        pooled = None
+        while time.monotonic() < deadline and pooled is None:
+            r = subprocess.run([env.args.ampctl, "url", "--pooled"], cwd=base, env=env.env, capture_output=True, text=True)
+            if r.returncode == 0:
+                st = subprocess.run([env.args.ampctl, "status", "--json"], cwd=base, env=env.env, capture_output=True, text=True)
+                if st.returncode == 0 and (json.loads(st.stdout).get("pool") or {}).get("state") == "running":
+                    pooled = r.stdout.strip()
+            if pooled is None:
+                time.sleep(0.2)
+        if pooled is None:
+            raise RuntimeError("the pool did not come up")
+        tps = {"direct": [], "pooled": []}
+        for _ in range(rounds):
+            for mode, target in (("direct", url), ("pooled", pooled)):
+                settle()
+                r = subprocess.run([env.bin("pgbench"), "-n", "-C", "-S", "-c", "8", "-j", "2", "-T", str(seconds), target],
+                                   capture_output=True, text=True, env=env.env)
+                value = next((float(l.split()[2]) for l in r.stdout.splitlines() if l.startswith("tps = ")), None)
+                if value is None:
+                    raise RuntimeError("pgbench -C: " + (r.stderr or r.stdout)[-400:])
+                tps[mode].append(value)
+    finally:
+        stop_process(p)
+    return {m: summary(v) for m, v in tps.items()}
+
 def pitr_restore(env, scale=None, seconds=None):
     """Time to the first query after a restore to the archive's end of a cluster of about 1 GB
     (pgbench scale 70) with `seconds` of pgbench WAL after its base backup: `ampctl restore
@@ -875,7 +908,7 @@ def main():
     ap.add_argument("--idle-seconds", type=int, default=20)
     ap.add_argument("--out", default=os.environ.get("BENCH_OUT", "bench-results.json"))
     ap.add_argument("--markdown")
-    ap.add_argument("--only", help="only this measurement (many_projects, archive_cost, metrics_cost, pitr_restore), printed as JSON")
+    ap.add_argument("--only", help="only this measurement (many_projects, archive_cost, metrics_cost, pool_connect, pitr_restore), printed as JSON")
     args = ap.parse_args()
     if args.only:
         work = tempfile.mkdtemp(prefix="amp-bench.", dir="/tmp")
@@ -926,6 +959,7 @@ def main():
         r["many_projects"] = many_projects(env)
         r["archive_cost"] = archive_cost(env)
         r["metrics_cost"] = metrics_cost(env)
+        r["pool_connect"] = pool_connect(env)
         r["pitr_restore"] = pitr_restore(env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -952,6 +986,8 @@ def main():
         ("archive on: pgbench tps ≥ 0.90 × off, dev", r["archive_cost"]["dev"]["off"]["median"] * 0.90 / r["archive_cost"]["dev"]["on"]["median"], 1.0),
         ("metrics scraped every second: pgbench tps ≥ 0.99 × not scraped (durable)",
          r["metrics_cost"]["not scraped"]["median"] * 0.99 / r["metrics_cost"]["scraped every second"]["median"], 1.0),
+        ("a new connection per transaction (pgbench -C): pooled tps ≥ 3 × direct",
+         3 * r["pool_connect"]["direct"]["median"] / r["pool_connect"]["pooled"]["median"], 1.0),
         ("archive lag under pgbench, p99 ≤ 1 s (dev)", r["archive_cost"]["dev"]["lag_p99_seconds"] or 0, 1.0),
         ("archive lag under pgbench, p99 ≤ 1 s (durable)", r["archive_cost"]["durable"]["lag_p99_seconds"] or 0, 1.0),
         ("restore to the end, first query: ampctl restore --into ≤ 1 × pgBackRest", r["pitr_restore"]["amp_into"] / r["pitr_restore"]["pgbackrest"], 1.0),
@@ -1025,6 +1061,10 @@ def main():
     for mode in ("not scraped", "scraped every second"):
         lines.append(f"| pgbench tps, durable, metrics {mode} | {mc[mode]['median']:.0f} tps | {mc[mode]['min']:.0f} | {mc[mode]['max']:.0f} | "
                      f"{mc[mode]['median'] / mc['not scraped']['median']:.3f} × not scraped; scrape {ms(mc['scrape_seconds_median'] or 0)} ms median of {mc['scrapes']} |")
+    pc = r["pool_connect"]
+    for mode in ("direct", "pooled"):
+        lines.append(f"| pgbench -C -S (a connection per transaction, 8 clients), {mode} | {pc[mode]['median']:.0f} tps | {pc[mode]['min']:.0f} | {pc[mode]['max']:.0f} | "
+                     f"{pc[mode]['median'] / pc['direct']['median']:.2f} × direct |")
     pr = r["pitr_restore"]
     lines.append(f"| restore to the end: cluster {pr['size_bytes'] / 2**30:.2f} GiB + {pr['wal_bytes'] / 2**30:.2f} GiB WAL ({pr['pgbench_seconds']} s of pgbench, {pr['pgbench_tps']:.0f} tps) | | | | |")
     lines.append(f"| restore → first query: `ampctl restore --to latest --into` | {ms(pr['amp_into'])} | | | {pr['amp_into'] / pr['pgbackrest']:.2f} × pgBackRest; data {'right' if pr['amp_into_correct'] else 'WRONG'} |")
