@@ -380,19 +380,10 @@ extension BackupArchive {
     /// any, moves to `rollbackDirectory/metadb-before-restore-TIME` first, by renames only.
     /// - Returns: where the replaced cluster was kept, nil when there was none.
     public static func putInPlace(_ replayed: String, dataDirectory: String, rollbackDirectory: String) throws(BackupError) -> String? {
-        var kept: String? = nil
-        if access(dataDirectory, F_OK) == 0 {
-            let aside = rollbackDirectory + "/metadb-before-restore-" + compactTime()
-            do { try makeDirectories(rollbackDirectory) } catch { throw BackupError(.io, "cannot create \(rollbackDirectory): \(error); the cluster is as it was") }
-            guard rename(dataDirectory, aside) == 0 else {
-                throw BackupError(.io, "cannot move the cluster aside to \(aside): \(String(cString: strerror(errno))); the cluster is as it was")
-            }
-            kept = aside
+        do throws(PostgresError) {
+            return try ClusterFiles.putInPlace(replayed, dataDirectory: dataDirectory, aside: rollbackDirectory + "/metadb-before-restore-" + compactTime())
+        } catch {
+            throw BackupError(.io, error.message)
         }
-        guard rename(replayed, dataDirectory) == 0 else {
-            throw BackupError(.io, "cannot move the restored cluster into \(dataDirectory): \(String(cString: strerror(errno))); it is in \(replayed)"
-                + (kept.map { ", the previous one in \($0)" } ?? ""))
-        }
-        return kept
     }
 }

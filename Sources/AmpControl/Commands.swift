@@ -29,7 +29,7 @@ public struct AmpctlCommand: AsyncParsableCommand {
             DatabasesCommand.self, CreatedbCommand.self, DropdbCommand.self,
             StartCommand.self, StopCommand.self, RestartCommand.self, LogsCommand.self,
             BranchCommand.self, SnapshotCommand.self, BackupCommand.self, RestoreCommand.self, RestorePointCommand.self, ResetCommand.self, TestdbCommand.self, TopCommand.self, SlowCommand.self, MetricsCommand.self, UpgradeCommand.self, ImportCommand.self, ExportCommand.self, PushCommand.self, PullCommand.self, DuCommand.self, GcCommand.self,
-            DoctorCommand.self, ForgetCommand.self,
+            ReplicaCommand.self, PromoteCommand.self, DoctorCommand.self, ForgetCommand.self,
         ])
 
     public init() {}
@@ -205,6 +205,18 @@ func humanStatus(_ ps: ProjectStatus, project: Project, output o: Output) async 
             }
             row("Archive", text)
             if let problem = s.archiveProblem { row("", o.yellow(problem)) }
+        }
+        if let r = s.replication {
+            func lag(_ bytes: Int64?, _ seconds: Double?) -> String {
+                [bytes.map { "\(humanBytes($0)) behind" }, seconds.map { "\(($0 * 100).rounded() / 100) s" }].compactMap { $0 }.joined(separator: ", ")
+            }
+            if s.role == "standby" {
+                let receiver = r.receiver.map { "\($0)" } ?? o.yellow("no WAL receiver (the primary is unreachable?)")
+                row("Role", "standby of \(r.upstream ?? "?"), \(receiver)\(r.slot.map { ", slot \($0)" } ?? ""); replay \(lag(r.lagBytes, r.lagSeconds)) (promote: ampctl promote)")
+            }
+            for standby in r.standbys {
+                row(standby.name == r.standbys.first?.name ? "Standbys" : "", "\(standby.name): \(standby.state), \(lag(standby.lagBytes, standby.lagSeconds))")
+            }
         }
         if let pool = s.pool {
             let state = pool.state == "running" ? "running" : o.yellow(pool.state)

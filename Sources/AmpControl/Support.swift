@@ -245,6 +245,7 @@ extension AmpctlError {
             case .snapshotFailed(let message): self.init(.failure, "\(project.name): \(message)")
             case .backupFailed(let message): self.init(.failure, "\(project.name): \(message)")
             case .notRestorable(let message): self.init(.noInput, "\(project.name): \(message)")
+            case .replicationFailed(let message): self.init(.dataError, "\(project.name): \(message)")
             }
         case .varlink(let e) where e == .permissionDenied:
             self.init(.noPermission, "\(project.socket): permission denied; run ampctl as the project's owner")

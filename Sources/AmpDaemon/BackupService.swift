@@ -222,6 +222,7 @@ final class BackupCoordinator: Sendable {
                 if (try? await Task.sleep(for: .milliseconds(300))) == nil { return }
                 continue
             }
+            if await pausedOnStandby(handle) { continue }
             let began = ContinuousClock.now
             let problem = await stream(handle)
             if Task.isCancelled { return }
@@ -313,6 +314,22 @@ final class BackupCoordinator: Sendable {
         }
     }
 
+    /// Whether the server is a hot standby (`ampctl replica`): its primary keeps the archive
+    /// and takes the backups, so this one waits (5 s, then looks again: a promotion starts the
+    /// archive). True after the wait.
+    private func pausedOnStandby(_ handle: PostgresHandle) async -> Bool {
+        let conninfo = handle.conninfo, session = self.session
+        let standby = await runOnThread(name: "amp-archive") { (try? session.rows(conninfo, "SELECT pg_catalog.pg_is_in_recovery()"))?.first?.first == "t" }
+        guard standby else { return false }
+        board.update {
+            $0.archive = "paused: a standby (its primary keeps the archive)"
+            $0.archiveProblem = nil
+            $0.archiveLagSeconds = nil
+        }
+        _ = try? await Task.sleep(for: .seconds(5))
+        return true
+    }
+
     /// pgBackRest's loop: once PostgreSQL is ready, the configuration with its socket and
     /// `stanza-create` (again after 30 s when it fails), then every tick the status and the
     /// schedule. PostgreSQL itself pushes the WAL (`archive_command`).
@@ -323,6 +340,10 @@ final class BackupCoordinator: Sendable {
             guard let handle = board.handle else {
                 prepared = false
                 if (try? await Task.sleep(for: .milliseconds(300))) == nil { return }
+                continue
+            }
+            if await pausedOnStandby(handle) {
+                prepared = false
                 continue
             }
             if !prepared {

@@ -74,6 +74,8 @@ struct MetadbHandler: VarlinkHandler {
             return try Metadb.CreateBackup.encode(.init(backup: try await mapped { () async throws(MetadbError) in try await operations.createBackup() }))
         case .verifyBackup:
             return try Metadb.VerifyBackup.encode(try await mapped { () async throws(MetadbError) in try await operations.verifyBackup() })
+        case .promote:
+            return try Metadb.Promote.encode(.init(status: try await mapped { () async throws(MetadbError) in try await operations.promote() }))
         case .createRestorePoint(let p):
             return try Metadb.CreateRestorePoint.encode(try await mapped { () async throws(MetadbError) in try await operations.createRestorePoint(p.name) })
         case .restoreToTime(let p):

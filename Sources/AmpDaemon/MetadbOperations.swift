@@ -59,6 +59,25 @@ struct MetadbOperations: Sendable {
                      poolPort: status.pool?.port, poolListen: status.pool?.listen)
     }
 
+    /// Promotes a hot standby (`SELECT pg_promote(true, 60)`: it waits until the server
+    /// takes writes); the status after. See
+    /// <https://www.postgresql.org/docs/15/functions-admin.html#FUNCTIONS-RECOVERY-CONTROL>.
+    func promote() async throws(MetadbError) -> MetadbStatus {
+        let handle = try readyHandle()
+        guard external == nil else { throw .replicationFailed(message: "this project uses an external server; promote it where it runs") }
+        let rows = try await sql(handle, "SELECT pg_catalog.pg_is_in_recovery()", readOnly: true)
+        guard rows.first?.first == "t" else {
+            throw .replicationFailed(message: "\(board.status.project) is not a standby (it already takes writes); nothing to promote")
+        }
+        logger.notice("promoting the standby to a primary (pg_promote)")
+        let done = try await sql(handle, "SELECT pg_catalog.pg_promote(true, 60)", readOnly: false)
+        guard done.first?.first == "t" else {
+            throw .replicationFailed(message: "PostgreSQL did not finish the promotion within 60 s; see the log (`journalctl --user -u amp@\(board.status.project)`) and call promote again")
+        }
+        logger.notice("promoted: \(board.status.project) is a primary now and takes writes")
+        return await statusWithStatistics()
+    }
+
     func databases() async throws(MetadbError) -> [MetadbDatabase] {
         let rows = try await sql(try readyHandle(), ClusterQueries.listDatabases, readOnly: true)
         return rows.map(database)

@@ -36,6 +36,14 @@ extension MetadbOperations {
             status.databaseSizeBytes = row[0].flatMap { Int64($0) }
             status.connections = row.count > 1 ? row[1].flatMap { Int($0) } : nil
             if cachedSize == nil, let size = status.databaseSizeBytes { sizeCache.store(size, pid: Int(handle.pid)) }
+            if external == nil, row.count == 7, let r = Replication.Figures(columns: Array(row[2...])) {
+                status.role = r.standby ? "standby" : "primary"
+                if r.standby || !r.standbys.isEmpty {
+                    status.replication = MetadbReplication(
+                        receiver: r.receiver, upstream: r.upstream, slot: r.slot, lagBytes: r.lagBytes, lagSeconds: r.lagSeconds,
+                        standbys: r.standbys.map { MetadbStandby(name: $0.name, state: $0.state, lagBytes: $0.lagBytes, lagSeconds: $0.lagSeconds) })
+                }
+            }
         }
         return status
     }}

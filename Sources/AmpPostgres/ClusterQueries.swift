@@ -76,13 +76,14 @@ public enum ClusterQueries {
     // MARK: - status and statements
 
     /// One row: the size of every database (or `cachedSize`) and the client sessions but this
-    /// one; `onlyConnectable` on an external server, whose other databases refuse.
+    /// one, then (on amp's own cluster) ``Replication/figuresColumns``; `onlyConnectable` on an
+    /// external server, whose other databases refuse.
     public static func statistics(cachedSize: Int64?, onlyConnectable: Bool) -> String {
         let filter = onlyConnectable ? " WHERE datallowconn AND has_database_privilege(oid, 'CONNECT')" : ""
         let size = cachedSize.map { "\($0)::bigint" } ?? "(SELECT sum(pg_database_size(oid)) FROM pg_database\(filter))::bigint"
         return """
             SELECT \(size),
-                   (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())
+                   (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())\(onlyConnectable ? "" : ",\n" + Replication.figuresColumns)
             """
     }
 

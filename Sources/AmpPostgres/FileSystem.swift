@@ -87,6 +87,29 @@ enum FileSystem {
 
 /// Copies of whole clusters (base backups into a restore's directory, and the like).
 public enum ClusterFiles {
+    /// Puts a prepared cluster (`prepared`) in place of a stopped one (or of none): the
+    /// current cluster, if any, moves to `aside` first (its directory made), by renames only.
+    /// - Returns: where the replaced cluster was kept, nil when there was none.
+    /// - Throws: what failed, in words that say where each cluster is now.
+    public static func putInPlace(_ prepared: String, dataDirectory: String, aside: String) throws(PostgresError) -> String? {
+        var kept: String? = nil
+        if access(dataDirectory, F_OK) == 0 {
+            let parent = String(aside[..<(aside.lastIndex(of: "/") ?? aside.endIndex)])
+            do { try makeDirectories(parent) } catch {
+                throw PostgresError(.dataDirectoryUnusable, "cannot create \(parent): \(error); the cluster is as it was")
+            }
+            guard rename(dataDirectory, aside) == 0 else {
+                throw PostgresError(.dataDirectoryUnusable, "cannot move the cluster aside to \(aside): \(String(cString: strerror(errno))); the cluster is as it was")
+            }
+            kept = aside
+        }
+        guard rename(prepared, dataDirectory) == 0 else {
+            throw PostgresError(.dataDirectoryUnusable, "cannot move the new cluster into \(dataDirectory): \(String(cString: strerror(errno))); it is in \(prepared)"
+                + (kept.map { ", the previous one in \($0)" } ?? ""))
+        }
+        return kept
+    }
+
     /// Copies the directory tree `source` to the new directory `target` (reflinks where the
     /// file system shares extents, else a sparse copy), owned by `owner` when given (ampd as
     /// root copying for the project's account).

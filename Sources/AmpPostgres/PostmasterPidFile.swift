@@ -36,6 +36,7 @@ public struct PostmasterPidFile: Sendable, Equatable {
             socketDirectory: line(5), status: line(8))
     }
 
-    /// Whether line 8 says the server accepts connections.
-    public var isReady: Bool { status == "ready" }
+    /// Whether line 8 says the server accepts connections (`ready`, or `standby`: a hot
+    /// standby that takes read-only ones).
+    public var isReady: Bool { status == "ready" || status == "standby" }
 }

@@ -64,7 +64,31 @@ public enum Metadb {
           # A long operation under way and how far it got (a restore's replay).
           operation: ?string,
           # The connection pool ([pool] enabled), when on.
-          pool: ?Pool
+          pool: ?Pool,
+          # primary or standby (a hot standby of another server: ampctl replica).
+          role: ?string,
+          # Streaming replication: a standby's receiver and lag, a primary's standbys.
+          replication: ?Replication
+        )
+
+        # A standby's WAL receiver and lag, or a primary's standbys (read with the status).
+        type Replication (
+          # A standby: the receiver's state (streaming, waiting, …), its primary, its slot.
+          receiver: ?string,
+          upstream: ?string,
+          slot: ?string,
+          # A standby: bytes received but not replayed, seconds replay is behind (0: caught up).
+          lag_bytes: ?int,
+          lag_seconds: ?float,
+          # A primary: each standby (pg_stat_replication).
+          standbys: []Standby
+        )
+
+        type Standby (
+          name: string,
+          state: string,
+          lag_bytes: ?int,
+          lag_seconds: ?float
         )
 
         # PgBouncer in front of the cluster, and its figures (SHOW POOLS, every 5 s).
@@ -267,6 +291,10 @@ public enum Metadb {
         # The history ampd keeps in memory, oldest first; since: seconds since the epoch.
         method GetHistory(since: ?float) -> (samples: []HistorySample, interval_seconds: float)
 
+        # Promotes a hot standby to a primary (pg_promote, waiting up to 60 s): it stops
+        # following its primary and takes writes. No automatic failover: the caller decides.
+        method Promote() -> (status: Status)
+
         # PostgreSQL is not ready (starting, stopping or failed).
         error NotReady (state: string, phase: string)
 
@@ -300,6 +328,9 @@ public enum Metadb {
 
         # The archive holds nothing that reaches the moment asked for (message: the range it has).
         error NotRestorable (message: string)
+
+        # Not a standby, or the promotion did not finish; the server is as it was.
+        error ReplicationFailed (message: string)
 
         """
 
@@ -422,6 +453,8 @@ public struct MetadbStatus: Codable, Sendable, Equatable {
     public var archiveProblem: String?
     public var operation: String?
     public var pool: MetadbPool?
+    public var role: String?
+    public var replication: MetadbReplication?
 
     public init(state: State, phase: String, project: String, ampdPID: Int, ampDir: String, dataDir: String, restarts: Int = 0) {
         self.state = state
@@ -438,7 +471,49 @@ public struct MetadbStatus: Codable, Sendable, Equatable {
         case dataDir = "data_dir", socketDir = "socket_dir", url, uptimeSeconds = "uptime_seconds"
         case databaseSizeBytes = "database_size_bytes", connections, restarts, healthy, lastError = "last_error"
         case listen, tls, server, archive, archiveLagSeconds = "archive_lag_seconds", restorableFrom = "restorable_from"
-        case restorableTo = "restorable_to", archiveProblem = "archive_problem", operation, pool
+        case restorableTo = "restorable_to", archiveProblem = "archive_problem", operation, pool, role, replication
+    }
+}
+
+/// `io.amp.Metadb.Replication`.
+public struct MetadbReplication: Codable, Sendable, Equatable {
+    public var receiver: String?
+    public var upstream: String?
+    public var slot: String?
+    public var lagBytes: Int64?
+    public var lagSeconds: Double?
+    public var standbys: [MetadbStandby]
+
+    public init(receiver: String? = nil, upstream: String? = nil, slot: String? = nil, lagBytes: Int64? = nil, lagSeconds: Double? = nil, standbys: [MetadbStandby] = []) {
+        self.receiver = receiver
+        self.upstream = upstream
+        self.slot = slot
+        self.lagBytes = lagBytes
+        self.lagSeconds = lagSeconds
+        self.standbys = standbys
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case receiver, upstream, slot, lagBytes = "lag_bytes", lagSeconds = "lag_seconds", standbys
+    }
+}
+
+/// `io.amp.Metadb.Standby`.
+public struct MetadbStandby: Codable, Sendable, Equatable {
+    public var name: String
+    public var state: String
+    public var lagBytes: Int64?
+    public var lagSeconds: Double?
+
+    public init(name: String, state: String, lagBytes: Int64? = nil, lagSeconds: Double? = nil) {
+        self.name = name
+        self.state = state
+        self.lagBytes = lagBytes
+        self.lagSeconds = lagSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, state, lagBytes = "lag_bytes", lagSeconds = "lag_seconds"
     }
 }
 

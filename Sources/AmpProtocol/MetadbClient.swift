@@ -126,6 +126,11 @@ public struct MetadbClient: Sendable {
         try await call(Metadb.VerifyBackup.self, NoParameters(), timeout: .seconds(6 * 3600))
     }
 
+    /// Promotes the standby to a primary; the status after.
+    public func promote() async throws(MetadbClientError) -> MetadbStatus {
+        try await call(Metadb.Promote.self, NoParameters()).status
+    }
+
     public func createRestorePoint(_ name: String) async throws(MetadbClientError) -> Metadb.CreateRestorePoint.Reply {
         try await call(Metadb.CreateRestorePoint.self, .init(name: name))
     }

@@ -224,7 +224,7 @@ extension Metadb {
         GetStatus.self, GetConnection.self, WatchStatus.self, ListDatabases.self, CreateDatabase.self, DropDatabase.self,
         CreateSnapshot.self, ListSnapshots.self, RestoreSnapshot.self, DeleteSnapshot.self,
         AcquireTestDatabase.self, ReleaseTestDatabase.self, ResetCluster.self, GetTopStatements.self, ResetStatementStatistics.self,
-        ListBackups.self, CreateBackup.self, VerifyBackup.self, CreateRestorePoint.self, RestoreToTime.self, GetMetrics.self, GetHistory.self,
+        ListBackups.self, CreateBackup.self, VerifyBackup.self, CreateRestorePoint.self, RestoreToTime.self, GetMetrics.self, GetHistory.self, Promote.self,
     ]
 
     /// Snapshot names: the same rule as database names (1 to 63 of a-z, 0-9, _ and -).
@@ -336,6 +336,13 @@ extension Metadb {
         public static let name = "CreateRestorePoint"
     }
 
+    /// `Promote() -> (status)`.
+    public enum Promote: MetadbMethod {
+        public typealias Parameters = NoParameters
+        public typealias Reply = GetStatus.Reply
+        public static let name = "Promote"
+    }
+
     /// `RestoreToTime(target) -> (restored: Restored)`.
     public enum RestoreToTime: MetadbMethod {
         public struct Parameters: Codable, Sendable, Equatable {
@@ -401,6 +408,7 @@ public enum MetadbCall: Sendable, Equatable {
     case restoreToTime(Metadb.RestoreToTime.Parameters)
     case getMetrics
     case getHistory(Metadb.GetHistory.Parameters)
+    case promote
 
     /// Decodes `call` (already checked against the IDL by the connection).
     public init(_ call: VarlinkCall) throws(VarlinkError) {
@@ -427,6 +435,7 @@ public enum MetadbCall: Sendable, Equatable {
         case Metadb.RestoreToTime.qualifiedName: self = .restoreToTime(try Metadb.RestoreToTime.parameters(of: call))
         case Metadb.GetMetrics.qualifiedName: self = .getMetrics
         case Metadb.GetHistory.qualifiedName: self = .getHistory(try Metadb.GetHistory.parameters(of: call))
+        case Metadb.Promote.qualifiedName: self = .promote
         default: throw .methodNotImplemented(call.method)
         }
     }
@@ -451,11 +460,13 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
     case snapshotFailed(message: String)
     case backupFailed(message: String)
     case notRestorable(message: String)
+    case replicationFailed(message: String)
 
     /// The unqualified error names, as in the IDL.
     public static let names = [
         "NotReady", "DatabaseExists", "NoSuchDatabase", "InvalidDatabaseName", "ProtectedDatabase", "DatabaseInUse", "QueryFailed",
         "NoSuchSnapshot", "SnapshotExists", "SnapshotIncompatible", "SnapshotFailed", "BackupFailed", "NotRestorable",
+        "ReplicationFailed",
     ]
 
     /// The error's name within the interface.
@@ -474,6 +485,7 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
         case .snapshotFailed: return "SnapshotFailed"
         case .backupFailed: return "BackupFailed"
         case .notRestorable: return "NotRestorable"
+        case .replicationFailed: return "ReplicationFailed"
         }
     }
 
@@ -493,7 +505,8 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
         case .noSuchSnapshot(let name), .snapshotExists(let name): parameters = ["name": .string(name)]
         case .snapshotIncompatible(let name, let snapshot, let cluster):
             parameters = ["name": .string(name), "snapshot_version": .string(snapshot), "cluster_version": .string(cluster)]
-        case .snapshotFailed(let message), .backupFailed(let message), .notRestorable(let message): parameters = ["message": .string(message)]
+        case .snapshotFailed(let message), .backupFailed(let message), .notRestorable(let message), .replicationFailed(let message):
+            parameters = ["message": .string(message)]
         }
         return VarlinkError(Metadb.interfaceName + "." + name, parameters)
     }
@@ -528,6 +541,7 @@ public enum MetadbError: Error, Sendable, Equatable, CustomStringConvertible {
         case "SnapshotFailed": guard let m = s("message") else { return nil }; self = .snapshotFailed(message: m)
         case "BackupFailed": guard let m = s("message") else { return nil }; self = .backupFailed(message: m)
         case "NotRestorable": guard let m = s("message") else { return nil }; self = .notRestorable(message: m)
+        case "ReplicationFailed": guard let m = s("message") else { return nil }; self = .replicationFailed(message: m)
         default: return nil
         }
     }

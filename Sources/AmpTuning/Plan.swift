@@ -7,7 +7,9 @@ public enum Profile: String, Sendable, CaseIterable {
     /// busy projects on a 16 GB laptop take at most a quarter of it.
     case dev
     /// Crash-safe settings: fsync, synchronous_commit, full_page_writes and autovacuum on, data
-    /// checksums for new clusters; budget 1/8 of physical memory.
+    /// checksums for new clusters, 256 MB of WAL kept past each checkpoint (`wal_keep_size`:
+    /// a former primary still has the WAL `pg_rewind` reads back to where a promoted standby
+    /// left it); budget 1/8 of physical memory.
     case durable
 
     /// The share of physical memory used as the budget when nothing else gives one.
@@ -21,7 +23,7 @@ public enum Profile: String, Sendable, CaseIterable {
     public var parameters: [(String, String)] {
         switch self {
         case .dev: return [("fsync", "off"), ("synchronous_commit", "on"), ("full_page_writes", "off"), ("autovacuum", "off")]
-        case .durable: return [("fsync", "on"), ("synchronous_commit", "on"), ("full_page_writes", "on"), ("autovacuum", "on")]
+        case .durable: return [("fsync", "on"), ("synchronous_commit", "on"), ("full_page_writes", "on"), ("autovacuum", "on"), ("wal_keep_size", "256MB")]
         }
     }
 
