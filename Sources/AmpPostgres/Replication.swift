@@ -41,7 +41,7 @@ public enum Replication {
             kept.append(("dbname", "postgres"))
             kept.append(("application_name", application))
             if !kept.contains(where: { $0.key == "connect_timeout" }) { kept.append(("connect_timeout", "10")) }
-            let shown = kept.filter { ["host", "hostaddr", "port", "user", "sslmode"].contains($0.key) }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let shown = ["host", "hostaddr", "port", "user", "sslmode"].compactMap { key in kept.first { $0.key == key }.map { "\(key)=\($0.value)" } }.joined(separator: " ")
             return .success(Source(conninfo: LibPQ.conninfo(kept.map { ($0.key, $0.value) }), display: shown))
         }
     }
