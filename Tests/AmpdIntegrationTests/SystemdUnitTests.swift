@@ -253,6 +253,39 @@ struct SystemdUnitTests {
         }
     }
 
+    @Test("a standby under amp@NAME: cloned from another unit's project, it starts as a hot standby, follows writes, reports its role and lag, and is promoted")
+    func replicaUnderUnit() async throws {
+        try await SystemdFixture.with { f in
+            let primaryBase = try await f.project("prim")
+            let standbyBase = try await f.project("stby")
+            for base in [primaryBase, standbyBase] {
+                mkdir(base + "/.amp", 0o700)
+                writeFile(base + "/.amp/config.toml", "[backup]\narchive = false\n")
+            }
+            #expect(await f.systemctl("start", f.unit("prim")).ok)
+            let primaryURL = try #require(await f.url(f.unit("prim")))
+            _ = try query(primaryURL, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
+            let cloned = await runIn(standbyBase, ampctlPath, ["replica", "init", "--from", "host=\(primaryBase)/.amp/metadb port=5432"], environment: toolEnvironment(["NO_COLOR": "1"]))
+            #expect(cloned.ok, "\(cloned.output)")
+            #expect(await f.systemctl("start", f.unit("stby")).ok)
+            let standbyURL = try #require(await f.url(f.unit("stby")))
+            _ = try query(primaryURL, "INSERT INTO t VALUES (2)")
+            let followed = await eventually(timeout: .seconds(20)) { (try? query(standbyURL, "SELECT count(*) FROM t")) == "2" }
+            #expect(followed)
+            let address = "unix:" + UserManager.runtimeDirectory + "/amp/stby/io.amp.Metadb"
+            func ampctl(_ args: [String]) async -> ToolResult { await runIn(standbyBase, ampctlPath, args + ["--address", address], environment: toolEnvironment(["NO_COLOR": "1"])) }
+            let shown = await eventuallyAsync(timeout: .seconds(10), every: .milliseconds(300)) { await ampctl(["status"]).output.contains("Role: standby of \(primaryBase)/.amp/metadb/.s.PGSQL.5432, streaming") }
+            let status = await ampctl(["status"])
+            #expect(shown, "\(status.output)")
+            let promoted = await ampctl(["promote"])
+            #expect(promoted.ok, "\(promoted.output)")
+            _ = try query(standbyURL, "INSERT INTO t VALUES (3)")
+            #expect(try query(standbyURL, "SELECT count(*) FROM t") == "3")
+            #expect(await f.systemctl("stop", f.unit("stby")).ok)
+            #expect(await f.systemctl("stop", f.unit("prim")).ok)
+        }
+    }
+
     @Test("[backup] engine = pgbackrest under amp@NAME: PostgreSQL pushes WAL from the unit, a first full backup, a restore to a moment between two commits",
           .enabled(if: access("/usr/bin/pgbackrest", X_OK) == 0 || S3TestServer.required, "needs pgbackrest (make test installs it)"))
     func pgBackRestUnderUnit() async throws {

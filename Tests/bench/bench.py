@@ -782,6 +782,55 @@ def pool_connect(env, seconds=10, rounds=3):
         stop_process(p)
     return {m: summary(v) for m, v in tps.items()}
 
+def replica_lag(env, seconds=20):
+    """A standby (`ampctl replica init` from the primary's socket, both durable, on one machine)
+    while pgbench writes on the primary: the standby's replay lag as the primary measures it
+    (pg_stat_replication), sampled every 100 ms; and the primary's tps with and without it."""
+    base_a, pa, url_a = archive_project(env, "replica-primary", "[backup]\narchive = false\n", "durable")
+    procs = [pa]
+    try:
+        subprocess.run([env.bin("pgbench"), "-i", "-q", "-s", "10", url_a], check=True, capture_output=True, env=env.env)
+        settle()
+        alone = pgbench(env, url_a, seconds)
+        base_b = env.fresh_dir("replica-standby")
+        os.makedirs(base_b + "/.amp")
+        with open(base_b + "/.amp/config.toml", "w") as f:
+            f.write("[backup]\narchive = false\n")
+        r = subprocess.run([env.args.ampctl, "replica", "init", "--from", f"host={base_a}/.amp/metadb port=5432"], cwd=base_b,
+                           capture_output=True, text=True, env=env.env)
+        if r.returncode != 0:
+            raise RuntimeError("ampctl replica init: " + r.stderr[-400:])
+        pb, _ = start_ampd(env, base_b, ["--profile", "durable"])
+        procs.append(pb)
+        name = os.path.basename(base_b)
+        where = f"FROM pg_stat_replication WHERE application_name = '{name}'"
+        lag_sql = f"SELECT CASE WHEN pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) <= 0 THEN 0 ELSE coalesce(extract(epoch FROM replay_lag), 0) END {where}"
+        bytes_sql = f"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) {where}"
+        lags, behind = [], []
+        stop = threading.Event()
+        def sample():
+            while not stop.is_set():
+                try:
+                    for sql, into in ((lag_sql, lags), (bytes_sql, behind)):
+                        v = rows1(url_a, sql)
+                        if v and v[0] is not None:
+                            into.append(float(v[0]))
+                except Exception:  # noqa: BLE001 - a missed sample is not a figure
+                    pass
+                time.sleep(0.1)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        settle()
+        with_standby = pgbench(env, url_a, seconds)
+        stop.set()
+        sampler.join()
+    finally:
+        for p in reversed(procs):
+            stop_process(p)
+    return {"tps_alone": alone, "tps_with_standby": with_standby, "lag_p50_seconds": percentile(lags, 50) if lags else None,
+            "lag_p99_seconds": percentile(lags, 99) if lags else None, "bytes_behind_p99": percentile(behind, 99) if behind else None,
+            "samples": len(lags)}
+
 def pitr_restore(env, scale=None, seconds=None):
     """Time to the first query after a restore to the archive's end of a cluster of about 1 GB
     (pgbench scale 70) with `seconds` of pgbench WAL after its base backup: `ampctl restore
@@ -908,7 +957,7 @@ def main():
     ap.add_argument("--idle-seconds", type=int, default=20)
     ap.add_argument("--out", default=os.environ.get("BENCH_OUT", "bench-results.json"))
     ap.add_argument("--markdown")
-    ap.add_argument("--only", help="only this measurement (many_projects, archive_cost, metrics_cost, pool_connect, pitr_restore), printed as JSON")
+    ap.add_argument("--only", help="only this measurement (many_projects, archive_cost, metrics_cost, pool_connect, replica_lag, pitr_restore), printed as JSON")
     args = ap.parse_args()
     if args.only:
         work = tempfile.mkdtemp(prefix="amp-bench.", dir="/tmp")
@@ -960,6 +1009,7 @@ def main():
         r["archive_cost"] = archive_cost(env)
         r["metrics_cost"] = metrics_cost(env)
         r["pool_connect"] = pool_connect(env)
+        r["replica_lag"] = replica_lag(env)
         r["pitr_restore"] = pitr_restore(env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -988,6 +1038,7 @@ def main():
          r["metrics_cost"]["not scraped"]["median"] * 0.99 / r["metrics_cost"]["scraped every second"]["median"], 1.0),
         ("a new connection per transaction (pgbench -C): pooled tps ≥ 3 × direct",
          3 * r["pool_connect"]["direct"]["median"] / r["pool_connect"]["pooled"]["median"], 1.0),
+        ("standby replay lag under pgbench on one machine, p99 ≤ 1 s (durable)", r["replica_lag"]["lag_p99_seconds"] or 0, 1.0),
         ("archive lag under pgbench, p99 ≤ 1 s (dev)", r["archive_cost"]["dev"]["lag_p99_seconds"] or 0, 1.0),
         ("archive lag under pgbench, p99 ≤ 1 s (durable)", r["archive_cost"]["durable"]["lag_p99_seconds"] or 0, 1.0),
         ("restore to the end, first query: ampctl restore --into ≤ 1 × pgBackRest", r["pitr_restore"]["amp_into"] / r["pitr_restore"]["pgbackrest"], 1.0),
@@ -1065,6 +1116,9 @@ def main():
     for mode in ("direct", "pooled"):
         lines.append(f"| pgbench -C -S (a connection per transaction, 8 clients), {mode} | {pc[mode]['median']:.0f} tps | {pc[mode]['min']:.0f} | {pc[mode]['max']:.0f} | "
                      f"{pc[mode]['median'] / pc['direct']['median']:.2f} × direct |")
+    rl = r["replica_lag"]
+    lines.append(f"| standby replay lag under pgbench (durable, one machine), p50 / p99 | {(rl['lag_p50_seconds'] or 0) * 1000:.1f} / {(rl['lag_p99_seconds'] or 0) * 1000:.1f} ms | | | "
+                 f"{rl['samples']} samples every 100 ms; p99 {(rl['bytes_behind_p99'] or 0) / 1024:.0f} KiB behind; primary {rl['tps_with_standby']:.0f} tps with it, {rl['tps_alone']:.0f} without |")
     pr = r["pitr_restore"]
     lines.append(f"| restore to the end: cluster {pr['size_bytes'] / 2**30:.2f} GiB + {pr['wal_bytes'] / 2**30:.2f} GiB WAL ({pr['pgbench_seconds']} s of pgbench, {pr['pgbench_tps']:.0f} tps) | | | | |")
     lines.append(f"| restore → first query: `ampctl restore --to latest --into` | {ms(pr['amp_into'])} | | | {pr['amp_into'] / pr['pgbackrest']:.2f} × pgBackRest; data {'right' if pr['amp_into_correct'] else 'WRONG'} |")
