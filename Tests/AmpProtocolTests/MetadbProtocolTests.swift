@@ -30,6 +30,19 @@ struct MetadbProtocolTests {
         s.restorableTo = "2026-12-04T22:30:00Z"
         s.archiveProblem = "p"
         s.operation = "restoring"
+        var pool = MetadbPool(state: "running", mode: "transaction", size: 8, maxClients: 900, socket: "/s/.s.PGSQL.6432", listen: "127.0.0.1:6432")
+        pool.pid = 42
+        pool.port = 6432
+        pool.clientsActive = 40
+        pool.clientsWaiting = 160
+        pool.serversActive = 8
+        pool.serversIdle = 0
+        pool.maxWaitSeconds = 0.5
+        pool.restarts = 1
+        s.pool = pool
+        s.role = "standby"
+        s.replication = MetadbReplication(receiver: "streaming", upstream: "127.0.0.1:5432", slot: "amp_replica_b", lagBytes: 8192, lagSeconds: 0.25,
+                                          standbys: [MetadbStandby(name: "c", state: "streaming", lagBytes: 0, lagSeconds: 0.001)])
         return s
     }()
     static let bareStatus = MetadbStatus(state: .starting, phase: "checking the cluster", project: "p", ampdPID: 1, ampDir: "/a", dataDir: "/d")
@@ -49,7 +62,7 @@ struct MetadbProtocolTests {
             return encode(NoParameters()).flatMap { p in encode(Metadb.GetStatus.Reply(status: fullStatus)).map { (p, $0) } }
         case is Metadb.GetConnection.Type:
             let r = Metadb.GetConnection.Reply(url: "u", socketDirectory: "/s", port: 5432, database: "postgres", user: "me", environment: ["PGHOST": "/s"],
-                                               listen: "127.0.0.1:5433", tls: false)
+                                               listen: "127.0.0.1:5433", tls: false, poolPort: 6432, poolListen: "127.0.0.1:6432")
             return encode(NoParameters()).flatMap { p in encode(r).map { (p, $0) } }
         case is Metadb.ListDatabases.Type:
             return encode(NoParameters()).flatMap { p in encode(Metadb.ListDatabases.Reply(databases: [database])).map { (p, $0) } }
@@ -90,6 +103,8 @@ struct MetadbProtocolTests {
                                              blocksRead: 8067, walBytes: 65401560, databaseBytes: 48160618, activeConnections: 1, idleConnections: 2,
                                              idleInTransactionConnections: 3, restarts: 4, state: "ready")
             return encode(Metadb.GetHistory.Parameters(since: 1796435635.5)).flatMap { p in encode(Metadb.GetHistory.Reply(samples: [sample], intervalSeconds: 5)).map { (p, $0) } }
+        case is Metadb.Promote.Type:
+            return encode(NoParameters()).flatMap { p in encode(Metadb.Promote.Reply(status: fullStatus)).map { (p, $0) } }
         case is Metadb.GetMetrics.Type:
             return encode(NoParameters()).flatMap { p in encode(Metadb.GetMetrics.Reply(text: "# HELP pg_up x\n# TYPE pg_up gauge\npg_up 1\n")).map { (p, $0) } }
         case is Metadb.RestoreToTime.Type:
@@ -158,7 +173,7 @@ struct MetadbProtocolTests {
             .invalidDatabaseName(name: "A", reason: "r"), .protectedDatabase(name: "postgres"),
             .databaseInUse(name: "a", connections: 2, sessions: ["PID 1 (user u, psql, since t)"]), .databaseInUse(name: "a", connections: 1, sessions: []),
             .noSuchSnapshot(name: "s"), .snapshotExists(name: "s"), .snapshotIncompatible(name: "s", snapshotVersion: "15", clusterVersion: "18"), .snapshotFailed(message: "m"), .queryFailed(message: "m", sqlstate: "42P01"), .queryFailed(message: "m", sqlstate: nil),
-            .backupFailed(message: "m"), .notRestorable(message: "m"),
+            .backupFailed(message: "m"), .notRestorable(message: "m"), .replicationFailed(message: "m"),
         ]
         #expect(Set(all.map(\.name)) == Set(interface.errors.keys))
         #expect(Set(MetadbError.names) == Set(interface.errors.keys))
