@@ -150,6 +150,8 @@ install-files:
 	"$(BIN_PATH)/ampctl" --generate-completion-script bash | sed "1{/^#!/d}" > "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/ampctl"
 	"$(BIN_PATH)/ampctl" --generate-completion-script zsh > "$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_ampctl"
 	"$(BIN_PATH)/ampctl" --generate-completion-script fish > "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/ampctl.fish"
+	install -d "$(DESTDIR)$(PREFIX)/share/cockpit/amp"
+	install -m 0644 packaging/cockpit/amp/* "$(DESTDIR)$(PREFIX)/share/cockpit/amp/"
 
 ## make deb: the Debian package, built from this tree with debhelper, into .build/deb/.
 deb:
@@ -174,6 +176,8 @@ install-user: build-all
 	sed 's|@BINDIR@|$(USER_PREFIX)/bin|g' units/amp-backup-verify@.service.in > "$(USER_PREFIX)/share/systemd/user/amp-backup-verify@.service"
 	install -m 0644 units/amp-backup-verify@.timer "$(USER_PREFIX)/share/systemd/user/amp-backup-verify@.timer"
 	install -m 0644 man/man8/*.8 "$(USER_PREFIX)/share/man/man8/"
+	install -d "$(USER_PREFIX)/share/cockpit/amp"
+	install -m 0644 packaging/cockpit/amp/* "$(USER_PREFIX)/share/cockpit/amp/"
 	"$(USER_PREFIX)/bin/amp-generator" --sync-user-units
 	-systemctl --user daemon-reload
 
@@ -186,11 +190,13 @@ uninstall:
 	  "$(DESTDIR)$(PREFIX)/share/man/man8/amp-generator.8" \
 	  "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/ampctl" "$(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_ampctl" \
 	  "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/ampctl.fish"
+	rm -rf "$(DESTDIR)$(PREFIX)/share/cockpit/amp"
 
 uninstall-user:
 	rm -f "$(USER_PREFIX)/bin/ampd" "$(USER_PREFIX)/bin/ampctl" "$(USER_PREFIX)/share/man/man1/ampctl.1" "$(USER_PREFIX)/bin/amp-generator" "$(USER_PREFIX)/share/systemd/user/amp@.service" \
 	  "$(USER_PREFIX)/share/systemd/user/amp-backup-verify@.service" "$(USER_PREFIX)/share/systemd/user/amp-backup-verify@.timer" \
 	  "$(USER_PREFIX)/share/man/man8/ampd.8" "$(USER_PREFIX)/share/man/man8/amp-generator.8"
+	rm -rf "$(USER_PREFIX)/share/cockpit/amp"
 	-systemctl --user daemon-reload
 
 clean:

@@ -9,7 +9,7 @@ set -euo pipefail
 # systemd tests, the man page checks and the .deb build need).
 packages=(make pkg-config git libpq-dev libsystemd-dev postgresql postgresql-contrib ca-certificates)
 if [ "${1:-}" = test ]; then
-  packages+=(systemd man-db python3-venv debhelper dpkg-dev fakeroot chrpath lintian mandoc openssl pgbackrest socat postgresql-15-pgaudit postgresql-15-cron prometheus pgbouncer)
+  packages+=(systemd man-db python3-venv debhelper dpkg-dev fakeroot chrpath lintian mandoc openssl pgbackrest socat postgresql-15-pgaudit postgresql-15-cron prometheus pgbouncer cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver)
 fi
 
 missing=()

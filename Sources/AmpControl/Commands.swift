@@ -249,7 +249,8 @@ func humanStatus(_ ps: ProjectStatus, project: Project, output o: Output) async 
 // MARK: - list
 
 struct ListCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List registered projects with state, URL and path.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List registered projects with state, URL and path (--json: each with its status, as `status --json` prints it).")
 
     @Flag(name: .customLong("json"), help: "Print data as JSON.")
     var json = false
@@ -269,6 +270,8 @@ struct ListCommand: AsyncParsableCommand {
                 let s = await fetchStatus(project)
                 var o: JSONObject = ["name": .string(e.name), "path": .string(e.base), "autostart": .bool(e.autostart), "state": .string(s.state.rawValue)]
                 if let url = s.status?.url { o["url"] = .string(url) }
+                // The whole status (size, connections, uptime, restarts, …): what `status --json` prints.
+                o["status"] = .object(s.json)
                 rows.append(.object(o))
                 table.append([e.name, s.state.rawValue, s.status?.url ?? "-", e.base])
             }

@@ -58,6 +58,21 @@ final class MetricsCollector: Sendable {
         let started = ContinuousClock.now
         var families: [MetricFamily] = []
         var up = 0.0
+        var healthSeconds: Double?
+        if let handle = board.handle, board.status.state == .ready {
+            // The health check's own probe (a connection over the socket, as PQping), timed.
+            let socketPath = SocketDirectory.socketPath(directory: handle.socketDirectory, port: handle.port)
+            let user = handle.user, database = handle.database
+            healthSeconds = await runOnThread(name: "amp-metrics") { () -> Double? in
+                let started = ContinuousClock.now
+                switch WireProbe.probe(socketPath: socketPath, user: user, database: database, query: nil, timeout: .seconds(5)) {
+                case .ok, .authenticationRequired, .rejected:
+                    let d = ContinuousClock.now - started
+                    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                case .noResponse, .timedOut: return nil
+                }
+            }
+        }
         if let conninfo = board.handle?.conninfo {
             let session = self.session
             let results: [[MetricFamily]?] = await runOnThread(name: "amp-metrics") {
@@ -74,6 +89,9 @@ final class MetricsCollector: Sendable {
         ]
         if let uptime = status.uptimeSeconds { own.append(MetricFamily("amp_postgres_uptime_seconds", .gauge, "Seconds since PostgreSQL became ready", [.init([], uptime)])) }
         if let healthy = status.healthy { own.append(MetricFamily("amp_healthy", .gauge, "Whether the last health check passed", [.init([], healthy ? 1 : 0)])) }
+        if let healthSeconds {
+            own.append(MetricFamily("amp_health_check_seconds", .gauge, "Time the health check's probe (a connection over the socket, as PQping) took at this scrape", [.init([], healthSeconds)]))
+        }
         if let lag = status.archiveLagSeconds { own.append(MetricFamily("amp_archive_lag_seconds", .gauge, "How far the continuous archive is behind", [.init([], lag)])) }
         if let archive = status.archive {
             own.append(MetricFamily("amp_archive_problem", .gauge, "Whether the archive reports a problem (1) or not (0)",

@@ -37,7 +37,7 @@ struct MetricsEndpointTests {
         let scraped = await fetch("http://127.0.0.1:\(port)/metrics")
         #expect(scraped.output.hasPrefix("200 text/plain; version=0.0.4"), "\(scraped.output.prefix(300))")
         for series in ["pg_up 1", "pg_database_size_bytes{datname=\"postgres\"}", "pg_stat_activity_count{datname=\"postgres\",state=\"active\"}",
-                       "pg_stat_database_xact_commit{datid=", "pg_settings_max_connections", "pg_replication_is_replica 0", "amp_state{state=\"ready\"} 1"] {
+                       "pg_stat_database_xact_commit{datid=", "pg_settings_max_connections", "pg_replication_is_replica 0", "amp_state{state=\"ready\"} 1", "amp_health_check_seconds "] {
             #expect(scraped.output.contains(series), "\(series) in \(scraped.output.prefix(2000))")
         }
         #expect(await fetch("http://127.0.0.1:\(port)/").output.hasPrefix("404"))

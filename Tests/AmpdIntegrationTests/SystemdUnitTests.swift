@@ -743,9 +743,12 @@ struct UnitProject {
 
     func ampctl(_ args: [String]) async -> ToolResult { await runIn(base, ampctlPath, args, environment: environment) }
 
+    /// Removes the unit template, the project and its registry entry (`ampctl init` wrote it
+    /// into the account's own registry; a test that failed half-way must not leave it there).
     func remove() {
         try? FileManager.default.removeItem(atPath: template)
         try? FileManager.default.removeItem(atPath: base)
+        if let home = environment["HOME"] { try? FileManager.default.removeItem(atPath: home + "/.config/amp/registry/\(name).toml") }
     }
 }
 

@@ -3,8 +3,10 @@
 #   build it (as the unprivileged account), lintian at error+warning level, apt-get install it,
 #   then as the account with a real user manager: ampctl init, systemctl --user start amp@P,
 #   ampctl status, journalctl shows PostgreSQL's start-up, man -w finds every page the unit
-#   names, bash completion of `ampctl st<TAB>`; then apt-get remove amp stops nothing and
-#   leaves the project's data in place.
+#   names, bash completion of `ampctl st<TAB>`, the Cockpit page in a real browser
+#   (Tests/browser/cockpit_browser.py: cockpit-ws, chromium, selenium; screenshots kept in
+#   .build/browser-screenshots); then apt-get remove amp stops nothing and leaves the
+#   project's data in place.
 #
 #   Tests/harness/deb-test.sh WORKDIR USER
 #
@@ -39,6 +41,8 @@ mkdir -p "$usertmp" && chown "$user" "$usertmp" && chmod 700 "$usertmp"
 project=""
 unit=""
 installed_here=0
+# NAME:DIR of the projects the browser test adds (registered, maybe running).
+extra_projects=""
 
 say() { echo "deb-test: $*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
@@ -49,6 +53,12 @@ cleanup() {
   rc=$?
   trap '' INT TERM HUP  # finish cleaning up whatever arrives now
   if [ -n "$unit" ]; then as_user systemctl --user stop "$unit" >/dev/null 2>&1 || true; fi
+  for entry in $extra_projects; do
+    name=${entry%%:*}
+    as_user systemctl --user stop "amp@$name.service" >/dev/null 2>&1 || true
+    as_user rm -f "$(getent passwd "$user" | cut -d: -f6)/.config/amp/registry/$name.toml" || true
+    rm -rf "${entry#*:}"
+  done
   if [ $installed_here = 1 ] && dpkg-query -W -f='${Status}' amp 2>/dev/null | grep -q "install ok installed"; then
     apt-get remove -y -qq amp >/dev/null 2>&1 || true
   fi
@@ -130,6 +140,28 @@ names=$(as_user bash -c 'source /usr/share/bash-completion/completions/ampctl
   COMP_WORDS=(ampctl status deb); COMP_CWORD=2; COMP_LINE="ampctl status deb"; COMP_POINT=17
   _ampctl ampctl deb status; echo "${COMPREPLY[*]}"')
 [[ " $names " == *" debtest "* ]] || fail "bash completion of project names lacks debtest: $names"
+
+say "the Cockpit page in a real browser (cockpit-ws in local-session mode, chromium through selenium)"
+[ -f /usr/share/cockpit/amp/manifest.json ] || fail "the package does not install the Cockpit page in /usr/share/cockpit/amp"
+for tool in /usr/lib/cockpit/cockpit-ws /usr/bin/cockpit-bridge /usr/bin/chromium /usr/bin/chromedriver; do
+  [ -x "$tool" ] || fail "$tool is missing; install cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver (packaging/build-deps.sh test)"
+done
+venv="$(getent passwd "$user" | cut -d: -f6)/.cache/amp-varlink-venv"
+as_user test -x "$venv/bin/python" || as_user /usr/bin/python3 -m venv "$venv" >/dev/null || fail "python3 -m venv $venv"
+as_user "$venv/bin/python" -c 'import selenium' 2>/dev/null \
+  || as_user "$venv/bin/pip" install --quiet --disable-pip-version-check selenium || fail "pip install selenium"
+for name in debtest2 debtest3; do
+  dir=$(mktemp -d /tmp/amp-deb.XXXXXX)
+  chown "$user": "$dir"
+  extra_projects="$extra_projects $name:$dir"
+  as_user sh -c "cd '$dir' && ampctl init --name $name" >/dev/null || fail "ampctl init --name $name"
+done
+as_user systemctl --user start amp@debtest2.service || fail "systemctl --user start amp@debtest2.service"
+shots="$workdir/.build/browser-screenshots"
+rm -rf "$shots" && mkdir -p "$shots" && chown "$user": "$shots"
+as_user "$venv/bin/python" "$workdir/Tests/browser/cockpit_browser.py" --running debtest --running debtest2 --stopped debtest3 --shots "$shots" \
+  || fail "the Cockpit page in the browser (screenshots of each step in $shots)"
+say "Cockpit page: list, chart, start, snapshot and restart seen in the browser; screenshots in $shots"
 
 postmaster=$(head -1 "$project/.amp/metadb/postmaster.pid")
 say "apt-get remove amp"
