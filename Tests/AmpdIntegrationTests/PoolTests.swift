@@ -121,6 +121,23 @@ struct PoolTests {
         #expect(!served.text.contains("pgbouncer: FATAL"), "\(served.text.suffix(1500))")
     }
 
+    @Test("[postgres] tls = true: the pool's TCP port takes SCRAM over TLS only (sslmode=require logs in, sslmode=disable is refused)",
+          .enabled(if: installed || required, "needs pgbouncer (apt install pgbouncer; make test installs it)"))
+    func tlsOnTCP() async throws {
+        let port = freePort()
+        let p = project("[postgres]\ntls = true\n[pool]\nenabled = true\nlisten = \"127.0.0.1:\(port)\"\n[backup]\narchive = false\n")
+        let f = p.f
+        let served = try await f.start(["run", "--amp-dir", f.base], environment: ["XDG_CONFIG_HOME": f.base + "/config"])
+        try #require(await served.waitForLine("pool: PgBouncer (PID", timeout: .seconds(90)), "\(served.text)")
+        let tcp = await p.ampctl(["url", "--pooled", "--tcp"])
+        let url = tcp.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(tcp.ok && url.hasSuffix("?sslmode=require") && url.contains("@127.0.0.1:\(port)/"), "\(tcp.output)")
+        #expect(try LibPQ.query(url + "&application_name=tls-check", "SELECT 'over TLS'").first == "over TLS")
+        let plain = url.replacingOccurrences(of: "sslmode=require", with: "sslmode=disable")
+        #expect(throws: LibPQError.self) { try LibPQ.rows(plain, "SELECT 1") }
+        await served.stop()
+    }
+
     @Test("a pool larger than max_connections allows: exit 78 naming the setting and the fix, nothing started",
           .enabled(if: installed || required, "needs pgbouncer (apt install pgbouncer; make test installs it)"))
     func tooLarge() async throws {
