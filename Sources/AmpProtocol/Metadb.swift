@@ -160,6 +160,8 @@ public enum Metadb {
           active_connections: int,
           idle_connections: int,
           idle_in_transaction_connections: int,
+          # Checkpoints since the statistics were reset (timed and requested).
+          checkpoints: float,
           restarts: int,
           state: string
         )
@@ -704,6 +706,8 @@ public struct MetadbHistorySample: Codable, Sendable, Equatable {
     public var activeConnections: Int
     public var idleConnections: Int
     public var idleInTransactionConnections: Int
+    /// Checkpoints (timed and requested), cumulative.
+    public var checkpoints: Double = 0
     public var restarts: Int
     /// The service's state then (`ready`, `recovering`, …).
     public var state: String
@@ -730,6 +734,6 @@ public struct MetadbHistorySample: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case time, committed, rolledBack = "rolled_back", rowsRead = "rows_read", rowsWritten = "rows_written", blocksHit = "blocks_hit"
         case blocksRead = "blocks_read", walBytes = "wal_bytes", databaseBytes = "database_bytes", activeConnections = "active_connections"
-        case idleConnections = "idle_connections", idleInTransactionConnections = "idle_in_transaction_connections", restarts, state
+        case idleConnections = "idle_connections", idleInTransactionConnections = "idle_in_transaction_connections", checkpoints, restarts, state
     }
 }

@@ -86,6 +86,17 @@ function rate(samples, key) {
     return out;
 }
 
+/* The share of block reads served from shared buffers between samples (percent), where any
+   block was read at all. */
+function hitRatio(samples) {
+    const out = [];
+    for (let i = 1; i < samples.length; i++) {
+        const hit = samples[i].blocks_hit - samples[i - 1].blocks_hit, read = samples[i].blocks_read - samples[i - 1].blocks_read;
+        if (hit >= 0 && read >= 0 && hit + read > 0) out.push([samples[i].time, 100 * hit / (hit + read)]);
+    }
+    return out;
+}
+
 function table(rows, columns, empty, id) {
     if (!rows || rows.length === 0) return `<p class="amp-muted" id="${esc(id)}" data-rows="0">${esc(empty)}</p>`;
     const head = columns.map(c => `<th>${esc(c[1])}</th>`).join("");
@@ -183,6 +194,9 @@ function renderProject(app, name) {
                         { label: "written", colour: "#5752d1", points: rate(h, "rows_written") }], v => v.toFixed(0))}
                     ${chart("amp-chart-size", "Databases' size", [{ label: "size", colour: "#009596", points: h.filter(x => x.database_bytes > 0).map(x => [x.time, x.database_bytes]) }], bytes)}
                     ${chart("amp-chart-wal", "WAL written per second", [{ label: "WAL", colour: "#6753ac", points: rate(h, "wal_bytes") }], v => bytes(v) + "/s")}
+                    ${chart("amp-chart-cache", "Cache hit ratio", [{ label: "from shared buffers", colour: "#3e8635", points: hitRatio(h) }], v => v.toFixed(1) + " %")}
+                    ${chart("amp-chart-checkpoints", "Checkpoints per minute", [{ label: "checkpoints", colour: "#c46100",
+                        points: rate(h, "checkpoints").map(p => [p[0], p[1] * 60]) }], v => v.toFixed(1))}
                     </div>`);
             } else {
                 html += section("The last hour", banner("warning", history.e));
