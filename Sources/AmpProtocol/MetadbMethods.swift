@@ -372,9 +372,15 @@ extension Metadb {
             public var since: Double?
             public init(since: Double?) { self.since = since }
         }
-        public struct Reply: Codable, Sendable, Equatable {
+        /// Built directly as JSON (``JSONValueRepresentable``): an hour is 720 samples.
+        public struct Reply: Codable, Sendable, Equatable, JSONValueRepresentable {
             public var samples: [MetadbHistorySample]
             public var intervalSeconds: Double
+            public var jsonValue: JSONValue {
+                .object(JSONObject(uniqueKeys: [
+                    (CodingKeys.samples.stringValue, .array(samples.map(\.jsonValue))), (CodingKeys.intervalSeconds.stringValue, .float(intervalSeconds)),
+                ]))
+            }
             public init(samples: [MetadbHistorySample], intervalSeconds: Double) {
                 self.samples = samples
                 self.intervalSeconds = intervalSeconds

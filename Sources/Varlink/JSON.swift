@@ -25,7 +25,11 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
         case .float(let d):
-            if d.isFinite {
+            if d.isFinite, d == d.rounded(.towardZero), abs(d) < 1e15 {
+                // Whole numbers (most counters): integer digits, kept a float with ".0".
+                out += String(Int64(d))
+                out += ".0"
+            } else if d.isFinite {
                 // Keep a float a float on the wire.
                 let text = String(d)
                 out += text.contains(".") || text.contains("e") ? text : text + ".0"
@@ -53,6 +57,13 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     }
 
     static func writeString(_ s: String, to out: inout String) {
+        // Most strings (keys, names) need no escape: appended whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            out += "\""
+            out += s
+            out += "\""
+            return
+        }
         out += "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -101,11 +112,22 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// A type that turns itself into a ``JSONValue`` directly: ``JSONValueEncoder`` takes this
+/// instead of the `Codable` walk (for replies with thousands of values, such as an hour of
+/// history). Its value must be what the `Codable` encoding would give.
+public protocol JSONValueRepresentable {
+    var jsonValue: JSONValue { get }
+}
+
 /// A JSON object: keys in insertion order, unique.
 public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     public private(set) var entries: [(String, JSONValue)] = []
 
     public init() {}
+
+    /// An object of `entries` whose keys are known to be unique (a type's own fields), without
+    /// the per-key search of the subscript: the fast path of ``JSONValueRepresentable``.
+    public init(uniqueKeys entries: [(String, JSONValue)]) { self.entries = entries }
 
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         for (k, v) in elements { self[k] = v }

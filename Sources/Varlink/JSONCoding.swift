@@ -7,6 +7,7 @@ public struct JSONValueEncoder: Sendable {
 
     /// Encodes `value` as a JSON value.
     public func encode<T: Encodable>(_ value: T) throws(JSONCodingError) -> JSONValue {
+        if let direct = value as? any JSONValueRepresentable { return direct.jsonValue }
         let box = EncodingBox(path: [])
         do {
             try value.encode(to: box)
@@ -129,6 +130,7 @@ private func encodeScalar<T: Encodable>(_ value: T, path: [any CodingKey]) throw
     case let v as UInt64:
         guard let n = Int64(exactly: v) else { throw JSONCodingError(path: pathText(path), message: "\(v) does not fit a varlink int") }
         return .int(n)
+    case let v as any JSONValueRepresentable: return v.jsonValue
     default:
         let box = EncodingBox(path: path)
         try value.encode(to: box)

@@ -227,3 +227,22 @@ struct MetadbURLTests {
         #expect(Metadb.url("not a url", database: "shop") == "not a url")
     }
 }
+
+@Suite("GetHistory's direct JSON (pure)")
+struct HistoryJSONTests {
+    @Test("a sample's direct JSON has every coded field and decodes back to the same sample")
+    func directEncodingMatchesCodable() throws {
+        var sample = MetadbHistorySample(time: 1796439235.5, committed: 45413, rolledBack: 1, rowsRead: 1466072.5, rowsWritten: 396653, blocksHit: 915785,
+                                         blocksRead: 8067, walBytes: 65401560, databaseBytes: 48160618, activeConnections: 1, idleConnections: 2,
+                                         idleInTransactionConnections: 3, restarts: 4, state: "recovering")
+        sample.checkpoints = 12
+        guard case .object(let object) = sample.jsonValue else { Issue.record("not an object"); return }
+        #expect(object.keys == ["time", "committed", "rolled_back", "rows_read", "rows_written", "blocks_hit", "blocks_read", "wal_bytes", "database_bytes",
+                                "active_connections", "idle_connections", "idle_in_transaction_connections", "checkpoints", "restarts", "state"])
+        #expect(try JSONValueDecoder().decode(MetadbHistorySample.self, from: sample.jsonValue) == sample)
+        let reply = Metadb.GetHistory.Reply(samples: [sample, sample], intervalSeconds: 5)
+        let encoded = try Metadb.GetHistory.encode(reply)
+        #expect(try JSONValueDecoder().decode(Metadb.GetHistory.Reply.self, from: encoded) == reply)
+        #expect(try JSONParser.parse(JSONValue.object(encoded).serialized) == .object(encoded))
+    }
+}

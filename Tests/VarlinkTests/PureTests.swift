@@ -14,6 +14,13 @@ struct JSONTests {
         #expect(v.objectValue?["c"] == .string("x\"\n\u{1}é😀"))
         #expect(try JSONParser.parse(v.serialized) == v)
         #expect(JSONValue.float(2).serialized == "2.0", "a float stays a float")
+        // Whole numbers take the fast path, the rest String(Double); both parse back as floats.
+        for d in [0.0, -0.0, 3, -2, 123456789012345, 999999999999999.0, 1e15, 1e300, 0.5, -1.25e-7] {
+            let text = JSONValue.float(d).serialized
+            #expect(try JSONParser.parse(text) == .float(d == 0 ? 0 : d), "\(d) → \(text)")
+        }
+        #expect(JSONValue.float(-2).serialized == "-2.0" && JSONValue.float(.nan).serialized == "null")
+        #expect(JSONValue.string("plain").serialized == "\"plain\"" && JSONValue.string("a\"b\\c\n").serialized == #""a\"b\\c\n""#)
         #expect(try JSONParser.parse(#""\ud83d\ude00""#) == .string("😀"))
     }
 
