@@ -106,7 +106,7 @@ struct StatusCommand: AsyncParsableCommand {
 /// What `status` and `list` show for a project: ampd's own status, or one made up from what
 /// is on disk when no ampd answers ("inactive", or "unmanaged" for a PostgreSQL in the data
 /// directory that no ampd runs). "external": ampd serves a server it does not run.
-struct ProjectStatus {
+struct ProjectStatus: Sendable {
     enum State: String { case starting, ready, stopping, failed, external, unmanaged, inactive }
     var state: State
     var status: MetadbStatus?
@@ -264,10 +264,19 @@ struct ListCommand: AsyncParsableCommand {
             let runtime = Metadb.runtimeDirectory(environment: env)
             var rows: [JSONValue] = []
             var table: [[String]] = [["NAME", "STATE", "URL", "PATH"]]
-            for e in entries {
-                let project = Project(name: e.name, base: e.base, registered: true, autostart: e.autostart,
-                                      socket: Metadb.socketPath(runtimeDirectory: runtime, name: e.name))
-                let s = await fetchStatus(project)
+            // Every project's status at once: the list takes as long as the slowest answer, not
+            // the sum (GetStatus waits up to 1 s for a busy server's statistics).
+            let projects = entries.map { e in
+                Project(name: e.name, base: e.base, registered: true, autostart: e.autostart, socket: Metadb.socketPath(runtimeDirectory: runtime, name: e.name))
+            }
+            let statuses = await withTaskGroup(of: (Int, ProjectStatus).self) { group in
+                for (i, project) in projects.enumerated() { group.addTask { (i, await fetchStatus(project)) } }
+                var found = [ProjectStatus?](repeating: nil, count: projects.count)
+                for await (i, s) in group { found[i] = s }
+                return found
+            }
+            for (e, status) in zip(entries, statuses) {
+                guard let s = status else { continue }
                 var o: JSONObject = ["name": .string(e.name), "path": .string(e.base), "autostart": .bool(e.autostart), "state": .string(s.state.rawValue)]
                 if let url = s.status?.url { o["url"] = .string(url) }
                 // The whole status (size, connections, uptime, restarts, …): what `status --json` prints.

@@ -592,6 +592,22 @@ def many_projects(env, count=20, rounds=3):
         if None in urls:
             raise RuntimeError(f"{urls.count(None)} of {count} projects did not start")
         if r == rounds - 1:
+            # The list as the Cockpit page asks for it: `ampctl list --json` (each project's
+            # status included) with the 20 running, registered in a registry of the bench's own;
+            # one project's `ampctl status --json` as the reference.
+            config_env = dict(env.env, XDG_CONFIG_HOME=os.path.join(env.work, "config"))
+            for b in bases:
+                subprocess.run([env.args.ampctl, "init", "--name", os.path.basename(b)], cwd=b, env=config_env, capture_output=True, check=True)
+            listed, single = [], []
+            for _ in range(5):
+                t0 = now()
+                out = subprocess.run([env.args.ampctl, "list", "--json"], env=config_env, capture_output=True, text=True, check=True).stdout
+                listed.append(now() - t0)
+                if sum(1 for p in json.loads(out) if p.get("state") == "ready") != count:
+                    raise RuntimeError("ampctl list --json does not show every project ready")
+                t0 = now()
+                subprocess.run([env.args.ampctl, "status", "--json"], cwd=bases[0], env=config_env, capture_output=True, check=True)
+                single.append(now() - t0)
             time.sleep(5)  # idle
             per = []
             for p in procs:
@@ -617,7 +633,8 @@ def many_projects(env, count=20, rounds=3):
         all_at_once([lambda d=d: query_until_ok(pg_conninfo(d), 120) for d in datadirs])
         alone_times.append(now() - t0)
         stop_all(pgs, signal.SIGINT)
-    return {"count": count, "ampd": summary(amp_times), "postgres_alone": summary(alone_times), "memory": memory}
+    return {"count": count, "ampd": summary(amp_times), "postgres_alone": summary(alone_times), "memory": memory,
+            "list_json": summary(listed), "status_json": summary(single)}
 
 # ---------------------------------------------------------------- the continuous archive (issue 20)
 
@@ -1031,6 +1048,7 @@ def main():
         ("20 projects started at once: all answer within 2 s", r["many_projects"]["ampd"]["median"] / 2, 1.0),
         ("20 projects at once ≤ 1.5 × 20 PostgreSQL servers started at once by hand",
          r["many_projects"]["ampd"]["median"] / r["many_projects"]["postgres_alone"]["median"], 1.5),
+        ("ampctl list --json with 20 projects running (the Cockpit page's list) ≤ 1 s", r["many_projects"]["list_json"]["median"], 1.0),
         ("ampd's private memory with 20 projects idle ≤ 4 MiB", r["many_projects"]["memory"]["ampd_private_bytes"] / (4 * 1024 * 1024), 1.0),
         ("archive on: pgbench tps ≥ 0.95 × off, durable", r["archive_cost"]["durable"]["off"]["median"] * 0.95 / r["archive_cost"]["durable"]["on"]["median"], 1.0),
         ("archive on: pgbench tps ≥ 0.90 × off, dev", r["archive_cost"]["dev"]["off"]["median"] * 0.90 / r["archive_cost"]["dev"]["on"]["median"], 1.0),
@@ -1099,6 +1117,8 @@ def main():
     mp = r["many_projects"]
     lines.append(f"| {mp['count']} projects started at once → every one answers | {ms(mp['ampd']['median'])} | {ms(mp['ampd']['min'])} | {ms(mp['ampd']['max'])} | {mp['ampd']['median'] / mp['postgres_alone']['median']:.2f} × {mp['count']} PostgreSQL started at once |")
     lines.append(f"| {mp['count']} PostgreSQL servers started at once by hand → every one answers | {ms(mp['postgres_alone']['median'])} | {ms(mp['postgres_alone']['min'])} | {ms(mp['postgres_alone']['max'])} |  |")
+    lines.append(f"| `ampctl list --json`, {mp['count']} projects running (the Cockpit page's list) | {ms(mp['list_json']['median'])} | {ms(mp['list_json']['min'])} | {ms(mp['list_json']['max'])} | "
+                 f"{mp['list_json']['median'] / mp['status_json']['median']:.1f} × one project's `ampctl status --json` |")
     mm = mp["memory"]
     lines.append(f"| memory per idle project, {mp['count']} running: PSS of ampd + its PostgreSQL | {mm['project_pss_bytes'] / 2**20:.1f} MiB | | | ampd {mm['ampd_pss_bytes'] / 2**20:.1f} MiB, PostgreSQL {mm['postgres_pss_bytes'] / 2**20:.1f} MiB |")
     lines.append(f"| ampd's private memory, {mp['count']} running | {mm['ampd_private_bytes'] / 2**20:.2f} MiB | | | max {mm['ampd_private_bytes_max'] / 2**20:.2f} MiB |")
