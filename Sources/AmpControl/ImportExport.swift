@@ -5,7 +5,6 @@ import AmpConfig
 import AmpPostgres
 import AmpProtocol
 import ArgumentParser
-import ChildProcess
 import SystemSupport
 
 /// Where a database to import comes from.
@@ -85,26 +84,24 @@ struct ExportCommand: AsyncParsableCommand {
     @Option(name: .customLong("bin-dir"), help: ArgumentHelp("Where pg_dump is (default: the newest installed).", valueName: "DIR")) var binDir: String?
     @OptionGroup var options: ProjectOptions
 
-    /// The dump: ``DatabaseDump/write(_:pgDump:socketDirectory:port:to:)``.
+    /// The dump: ``DatabaseDump/export(_:serverVersion:socketDirectory:port:to:explicit:searchPath:phase:)``.
     func run() async throws {
         try await guarded { () async throws(AmpctlError) -> ExitStatus in
             let (connection, status) = try await withProject(name, address: options.address) { client async throws(MetadbClientError) in
                 (try await client.connectionInfo(), try await client.status())
             }
             let db = database ?? connection.database
-            let major = Int((status.version ?? "").prefix { $0.isNumber }) ?? 0
-            let tools = try await ClientTools.find("pg_dump", atLeast: major, explicit: binDir)
             let target = absolutePath(file)
             let started = ContinuousClock.now
-            err("ampctl: dumping \(db) with pg_dump \(tools.major) to \(target)")
+            let size: Int64
             do throws(TransferError) {
-                try await DatabaseDump.write(db, pgDump: tools.path("pg_dump"), socketDirectory: connection.socketDirectory, port: connection.port, to: target)
+                size = try await DatabaseDump.export(
+                    db, serverVersion: status.version ?? "", socketDirectory: connection.socketDirectory, port: connection.port, to: target,
+                    explicit: binDir, searchPath: Platform.current.environment["PATH"] ?? "") { err("ampctl: \($0)") }
             } catch {
                 throw AmpctlError(error)
             }
-            var st = stat()
-            let size = stat(target, &st) == 0 ? UInt64(st.st_size) : 0
-            err("ampctl: exported \(db) to \(target) (\(humanBytes(Int64(size))), \(format2(seconds(since: started))) s); restore it with `ampctl import \(file) --db NAME`")
+            err("ampctl: exported \(db) to \(target) (\(humanBytes(size)), \(format2(seconds(since: started))) s); restore it with `ampctl import \(file) --db NAME`")
             return .success
         }
     }
@@ -197,15 +194,16 @@ struct ImportCommand: AsyncParsableCommand {
                 source: source, target: target, replacing: exists, server: local, temporarySuffix: Metadb.importSuffix, jobs: jobs, roles: roles,
                 environment: toolEnvironment(url), redact: redact, scratch: project.ampDir + "/.import-\(getpid())")
 
+            let size: Int64
             do throws(TransferError) {
                 // The source's version decides the tools.
                 let tools = try await job.tools(password: url?.password, localDatabase: connection.database, explicit: binDir,
                                                 searchPath: Platform.current.environment["PATH"] ?? "")
-                try await job.run(tools: tools.dump, psql: tools.psql) { err("ampctl: \($0)") }
+                size = try await job.run(tools: tools.dump, psql: tools.psql) { err("ampctl: \($0)") }
             } catch {
                 throw AmpctlError(error)
             }
-            err("ampctl: imported \(target) (\(humanBytes(local.size(of: target))), \(format2(seconds(since: started))) s); connect: ampctl psql -d \(target)")
+            err("ampctl: imported \(target) (\(humanBytes(size)), \(format2(seconds(since: started))) s); connect: ampctl psql -d \(target)")
             return .success
         }
     }
@@ -228,22 +226,12 @@ struct ImportCommand: AsyncParsableCommand {
     private func classify() throws(AmpctlError) -> ImportSource {
         if source.hasPrefix("postgresql://") || source.hasPrefix("postgres://") { return .server(url: source) }
         let path = absolutePath(source)
-        var st = stat()
-        guard stat(path, &st) == 0 else { throw AmpctlError(.noInput, "\(source): no such file or directory; give a dump file, a dump directory or a postgresql:// URL") }
-        let dir = (st.st_mode & S_IFMT) == S_IFDIR
-        guard dir || (st.st_mode & S_IFMT) == S_IFREG else {
-            throw AmpctlError(.dataError, "\(source) is not a regular file (a device, pipe or socket never ends or cannot be read twice); give a dump file, a dump directory or a postgresql:// URL")
+        do throws(TransferError) {
+            let found = try DatabaseImport.probeDump(path, argument: source)
+            return ImportSource.classify(path, isDirectory: found.isDirectory, hasTOC: found.hasTOC, head: found.head)
+        } catch {
+            throw AmpctlError(error)
         }
-        var head: [UInt8] = []
-        if !dir, let f = fopen(path, "r") {
-            head = [UInt8](repeating: 0, count: 5)
-            let n = fread(&head, 1, 5, f)
-            fclose(f)
-            head = Array(head.prefix(n))
-        }
-        let kind = ImportSource.classify(path, isDirectory: dir, hasTOC: access(path + "/toc.dat", R_OK) == 0, head: head)
-        if dir, case .sqlScript = kind { throw AmpctlError(.dataError, "\(source) is a directory without toc.dat, so not a pg_dump directory; give a pg_dump -Fd directory, a dump file or a postgresql:// URL") }
-        return kind
     }
 
     /// For a file: its base name up to the first dot, when that is a valid database name.

@@ -332,6 +332,7 @@ extension AmpctlError {
     init(_ error: TransferError) {
         switch error.code {
         case .data: self.init(.dataError, error.message)
+        case .noInput: self.init(.noInput, error.message)
         case .unavailable: self.init(.unavailable, error.message)
         case .failed: self.init(.failure, error.message)
         case .cannotCreate: self.init(.cannotCreate, error.message)

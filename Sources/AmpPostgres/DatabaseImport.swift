@@ -95,8 +95,10 @@ public struct DatabaseImport: Sendable {
 
     /// Runs the import. `tools` are pg_dump/pg_restore (and pg_dumpall for roles), `psql` the
     /// client for a script; `phase` is told each step as it begins. Stops between steps when
-    /// the task is cancelled (`interrupted`); nothing is left behind on any failure.
-    public func run(tools: ClientTools, psql: ClientTools?, phase: (String) -> Void) async throws(TransferError) {
+    /// the task is cancelled (`interrupted`); nothing is left behind on any failure. Returns
+    /// the imported database's size.
+    @discardableResult
+    public func run(tools: ClientTools, psql: ClientTools?, phase: (String) -> Void) async throws(TransferError) -> Int64 {
         var step = 0
         func begin(_ text: String) throws(TransferError) {
             if Task.isCancelled { throw TransferError(.interrupted, "interrupted; nothing was imported") }
@@ -134,6 +136,34 @@ public struct DatabaseImport: Sendable {
                 throw TransferError(.failed, error.message + "; nothing was left behind")
             }
         }
+        return server.size(of: target)
+    }
+
+    /// What a dump at `path` is, from the file itself: a directory holding `toc.dat` is
+    /// `pg_dump -Fd`, a file starting with `PGDMP` is `-Fc`, any other file a SQL script.
+    /// `argument` is how the user wrote it, for messages.
+    /// - Returns: whether it is a directory, has `toc.dat`, and the file's first five bytes.
+    public static func probeDump(_ path: String, argument: String) throws(TransferError) -> (isDirectory: Bool, hasTOC: Bool, head: [UInt8]) {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw TransferError(.noInput, "\(argument): no such file or directory; give a dump file, a dump directory or a postgresql:// URL")
+        }
+        let directory = (st.st_mode & S_IFMT) == S_IFDIR
+        guard directory || (st.st_mode & S_IFMT) == S_IFREG else {
+            throw TransferError(.data, "\(argument) is not a regular file (a device, pipe or socket never ends or cannot be read twice); give a dump file, a dump directory or a postgresql:// URL")
+        }
+        let hasTOC = access(path + "/toc.dat", R_OK) == 0
+        if directory && !hasTOC {
+            throw TransferError(.data, "\(argument) is a directory without toc.dat, so not a pg_dump directory; give a pg_dump -Fd directory, a dump file or a postgresql:// URL")
+        }
+        var head: [UInt8] = []
+        if !directory, let f = fopen(path, "r") {
+            head = [UInt8](repeating: 0, count: 5)
+            let n = fread(&head, 1, 5, f)
+            fclose(f)
+            head = Array(head.prefix(n))
+        }
+        return (directory, hasTOC, head)
     }
 }
 

@@ -8,8 +8,11 @@ import SystemSupport
 /// act on. `code` decides the exit status; nothing is left on the receiving side.
 public struct TransferError: Error, Sendable, CustomStringConvertible {
     public enum Code: Sendable, Equatable {
-        /// The database to copy does not exist, or the target exists and may not be replaced.
+        /// The database to copy does not exist, or the target exists and may not be replaced, or
+        /// a file is not a dump.
         case data
+        /// The file to read does not exist.
+        case noInput
         /// A client tool is missing or cannot run.
         case unavailable
         /// A tool, a query or a file operation failed.
@@ -207,6 +210,22 @@ public enum DatabaseDump {
     public static let ampSchema = "amp_pool"
     /// `pg_dump`'s arguments that leave amp's own objects out.
     public static let excludeAmpObjects = ["--exclude-schema=" + ampSchema]
+
+    /// Exports `database` of the server at `socketDirectory`/`port` (PostgreSQL
+    /// `serverVersion`, as `SHOW server_version` gives it) into `target`: `pg_dump` of at
+    /// least that version (`explicit` directory, the distribution's, then `searchPath`), then
+    /// ``write(_:pgDump:socketDirectory:port:to:)``. `phase` hears the tool before it runs.
+    /// - Returns: the file's size.
+    public static func export(
+        _ database: String, serverVersion: String, socketDirectory: String, port: Int, to target: String, explicit: String?, searchPath: String,
+        phase: (String) -> Void
+    ) async throws(TransferError) -> Int64 {
+        let tools = try await ClientTools.find("pg_dump", atLeast: Int(serverVersion.prefix { $0.isNumber }) ?? 0, explicit: explicit, searchPath: searchPath)
+        phase("dumping \(database) with pg_dump \(tools.major) to \(target)")
+        try await write(database, pgDump: tools.path("pg_dump"), socketDirectory: socketDirectory, port: port, to: target)
+        var st = stat()
+        return stat(target, &st) == 0 ? Int64(st.st_size) : 0
+    }
 
     public static func write(
         _ database: String, pgDump: String, socketDirectory: String, port: Int, to target: String
