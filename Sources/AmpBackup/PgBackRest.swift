@@ -67,10 +67,7 @@ public struct PgBackRest: Sendable {
     }
 
     /// `pgbackrest` on `searchPath`, else `/usr/bin/pgbackrest`; nil when there is none.
-    public static func locate(searchPath: String?) -> String? {
-        let dirs = (searchPath ?? "").split(separator: ":").map(String.init) + ["/usr/bin"]
-        return dirs.lazy.map { $0 + "/pgbackrest" }.first { access($0, X_OK) == 0 }
-    }
+    public static func locate(searchPath: String?) -> String? { findProgram("pgbackrest", searchPath: searchPath, fallbacks: ["/usr/bin"]) }
 
     /// The `[global]` options: amp's defaults (a repository in `defaultRepository` unless
     /// the user names one, retention by time from the window, lz4, fast checkpoints, the work

@@ -279,11 +279,7 @@ func runCaptured(_ executable: String, _ arguments: [String], environment: [Stri
 /// The full path of `name` on `PATH` (or `name` itself when it contains a slash).
 func findExecutable(_ name: String) -> String? {
     if name.contains("/") { return access(name, X_OK) == 0 ? name : nil }
-    let path = Platform.current.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-    for dir in path.split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 {
-        return "\(dir)/\(name)"
-    }
-    return nil
+    return findProgram(name, searchPath: Platform.current.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin")
 }
 
 /// Replaces this process with `executable` (for `psql`, `logs -f`).

@@ -50,8 +50,7 @@ final class PoolSupervisor: Sendable {
 
     /// `pgbouncer` on `PATH`, else in `/usr/sbin` (Debian's package), else nil.
     static func locate(environment: [String: String]) -> String? {
-        let path = (environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
-        return path.lazy.map { $0 + "/pgbouncer" }.first { access($0, X_OK) == 0 }
+        findProgram("pgbouncer", searchPath: environment["PATH"], fallbacks: ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"])
     }
 
     /// The configuration for the running server (its socket directory and port).

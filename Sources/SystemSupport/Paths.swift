@@ -42,6 +42,14 @@ public func realPath(_ path: String) -> String? {
 }
 
 /// Whether `path` is a directory (following symbolic links).
+/// The first executable `name` in the directories of `searchPath` (a `PATH` value), then in
+/// `fallbacks` (where a distribution installs it when `PATH` lacks them, `/usr/sbin` among
+/// them); nil when there is none.
+public func findProgram(_ name: String, searchPath: String?, fallbacks: [String] = []) -> String? {
+    let directories = (searchPath ?? "").split(separator: ":").map(String.init) + fallbacks
+    return directories.lazy.map { $0 + "/" + name }.first { access($0, X_OK) == 0 }
+}
+
 public func isDirectory(_ path: String) -> Bool {
     var st = stat()
     return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
